@@ -1,0 +1,40 @@
+# Two commands do all the set-up (see README): `make run` and `make test`.
+# Both create .venv when missing, install the pinned packages, and install Debian's chromium
+# (used for static figure export and the browser test) when it is not on the machine.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+HOST ?= 127.0.0.1
+PORT ?= 8501
+
+.PHONY: run test setup system-deps bench soak
+
+setup: $(STAMP) system-deps
+
+$(STAMP): requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	@touch $(STAMP)
+
+# Chromium drives Plotly's PNG/SVG export (kaleido) and the end-to-end browser test.
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "Installing Debian's chromium (for figure export and browser tests)..."; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+run: setup
+	$(PY) -m streamlit run app/main.py --server.address $(HOST) --server.port $(PORT)
+
+test: setup
+	$(PY) -m pytest
+
+bench: setup
+	$(PY) bench/bench_train.py
+	$(PY) bench/bench_charts.py
+
+# The long soak (minutes): run by hand, not in CI.
+soak: setup
+	$(PY) -m pytest -m soak -p no:cacheprovider tests/engine/test_soak.py

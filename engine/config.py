@@ -1,0 +1,445 @@
+"""The run config: every option a run can take, its type, range, default and help.
+
+This module owns the one vocabulary of options. A field's name here is its CLI flag
+(`--batch-size` for `batch_size`), its form key in the app, its JSON key and its stored
+column. Add an option here first (type, range, default, one-line help with units) and it
+appears in the CLI and the launch form.
+
+Defaults are the Homework 8 seed's run: Fashion-MNIST, an MLP with 2 hidden layers of 20
+ReLU units, plain SGD at lr 1e-3, batch 256, 10 epochs.
+
+`RunConfig(...)` validates on creation and raises `ConfigError` naming the field, the value
+and what is allowed; nothing downstream ever sees an invalid config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+# --- the named choices, defined once -------------------------------------------------------
+
+DATASETS = ("mnist", "fashion-mnist", "cifar10", "spirals", "circles", "xor", "gaussians")
+IMAGE_DATASETS = ("mnist", "fashion-mnist", "cifar10")
+TOY_DATASETS = ("spirals", "circles", "xor", "gaussians")
+MODELS = ("mlp", "mnist-cnn", "three-layer-convnet", "preact-resnet")
+CNN_MODELS = ("mnist-cnn", "three-layer-convnet", "preact-resnet")
+ACTIVATIONS = ("relu", "leaky_relu", "elu", "gelu", "tanh", "sigmoid")
+NORMS = ("none", "batch", "layer")
+NORM_IMPLS = ("torch", "course")
+NORM_POSITIONS = ("before", "after")
+RESIDUALS = ("none", "post", "pre")
+INITS = ("default", "kaiming", "xavier", "normal", "zeros")
+OPTIMIZERS = (
+    "sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "adamw",
+    "course-momentum", "course-rmsprop", "course-adam",
+)
+SCHEDULES = ("constant", "step", "exponential", "cosine")
+INPUT_NORMS = ("dataset", "none")
+
+# Shape of one example and the size of the training split, per dataset. Used to check
+# budgets (parameter count, batch size) before anything is loaded. Toy sets are 2-D points.
+IMAGE_SHAPES = {"mnist": (1, 28, 28), "fashion-mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
+TRAIN_SIZES = {"mnist": 60_000, "fashion-mnist": 60_000, "cifar10": 50_000}
+NUM_CLASSES = {"mnist": 10, "fashion-mnist": 10, "cifar10": 10,
+               "spirals": 3, "circles": 2, "xor": 2, "gaussians": 4}
+
+# Budgets: beyond these a run would not fit this kind of machine or would make no sense.
+MAX_PARAMETERS = 50_000_000      # weights; about 200 MB in float32, plus optimizer state
+MAX_DEPTH = 200                  # hidden layers / residual blocks
+MAX_WIDTH = 16_384               # units per hidden layer
+MAX_EPOCHS = 10_000
+MAX_STEPS = 10_000_000
+MAX_TOY_SAMPLES = 1_000_000
+MAX_NAME_LENGTH = 120
+
+
+class ConfigError(ValueError):
+    """An invalid option: the message names the field, the value and what is allowed."""
+
+    def __init__(self, field_name: str, value: Any, allowed: str):
+        self.field = field_name
+        self.value = value
+        self.allowed = allowed
+        super().__init__(f"{field_name}: {value!r} is not allowed; {allowed}")
+
+
+def _opt(default, help, *, choices=None, low=None, high=None, low_open=False, high_open=False,
+         group="run", kind=None):
+    """A config field with its rule and one-line help (units included)."""
+    meta = {"help": help, "choices": choices, "low": low, "high": high,
+            "low_open": low_open, "high_open": high_open, "group": group, "kind": kind}
+    if isinstance(default, (list, tuple)):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    # --- Data -------------------------------------------------------------------------------
+    dataset: str = _opt("fashion-mnist", "Dataset to train on: image sets need their archive "
+                        "files in the data directory; toy sets are 2-D points made on the fly.",
+                        choices=DATASETS, group="data")
+    data_dir: str = _opt("", "Folder holding the dataset archives (e.g. FashionMNIST/raw/*.gz); "
+                         "empty means $TRAINLAB_DATA_DIR or ~/.trainlab/data.", group="data")
+    train_subset: int = _opt(0, "Train on only the first N training examples (0 = all); the "
+                             "notebooks use 500, 1000, 2000 or 4000.", low=0, high=10_000_000,
+                             group="data")
+    val_split: float = _opt(0.0, "Fraction of the (subset of the) training set held out as "
+                            "validation, taken from its end; 0 validates on the official test set.",
+                            low=0.0, high=0.9, group="data")
+    input_norm: str = _opt("dataset", "Input scaling: 'dataset' standardizes pixels with the "
+                           "dataset's mean and std (as the Homework 8 seed); 'none' keeps [0, 1].",
+                           choices=INPUT_NORMS, group="data")
+    toy_samples: int = _opt(1000, "Number of points in a toy set (train and validation together).",
+                            low=8, high=MAX_TOY_SAMPLES, group="data")
+    toy_noise: float = _opt(0.1, "Noise of a toy set, as a standard deviation in input units.",
+                            low=0.0, high=5.0, group="data")
+    train_eval_size: int = _opt(1000, "Training examples (a fixed subset) on which train loss and "
+                                "accuracy are measured at each evaluation, as cs231n's Solver.",
+                                low=1, high=10_000_000, group="data")
+
+    # --- Architecture -----------------------------------------------------------------------
+    model: str = _opt("mlp", "Network: an MLP, the UofT tutorial's small MNIST CNN, the cs231n "
+                      "three-layer convnet, or a pre-activation ResNet as in the UvA practical.",
+                      choices=MODELS, group="model")
+    depth: int = _opt(2, "Number of hidden layers of the MLP (residual blocks for the ResNet).",
+                      low=1, high=MAX_DEPTH, group="model")
+    width: list = _opt([20], "Units per hidden layer of the MLP: one number for every layer, or "
+                       "one per layer (e.g. 1024,512,256,64).",
+                       low=1, high=MAX_WIDTH, group="model", kind="int_list")
+    channels: list = _opt([], "CNN channels per stage (empty = the model's own: mnist-cnn 4,8; "
+                          "three-layer-convnet 32,16; preact-resnet 16,32,64).", low=1, high=1024,
+                          group="model", kind="int_list")
+    activation: str = _opt("relu", "Nonlinearity after each hidden layer.", choices=ACTIVATIONS,
+                           group="model")
+    norm: str = _opt("none", "Normalization in each hidden layer: batch (over the batch) or layer "
+                     "(over the features).", choices=NORMS, group="model")
+    norm_impl: str = _opt("torch", "'torch' uses nn.BatchNorm/nn.LayerNorm (affine, biased variance); "
+                          "'course' the Homework 8 formulas (no affine, unbiased variance, eps 1e-7, "
+                          "running averages with beta 0.9).", choices=NORM_IMPLS, group="model")
+    norm_position: str = _opt("before", "Normalize before the activation (Linear-Norm-Act, as the "
+                              "seed) or after it (Linear-Act-Norm).", choices=NORM_POSITIONS,
+                              group="model")
+    residual: str = _opt("none", "Skip connections around equal-width hidden layers: 'post' is the "
+                         "seed's act(xW+b)+x; 'pre' is x+W(act(norm(x))).", choices=RESIDUALS,
+                         group="model")
+    dropout: float = _opt(0.0, "Probability of zeroing each hidden unit during training.",
+                          low=0.0, high=1.0, high_open=True, group="model")
+    init: str = _opt("default", "Weight initialization: torch's default, kaiming (He), xavier "
+                     "(Glorot), normal with std weight_scale (cs231n), or zeros.", choices=INITS,
+                     group="model")
+    weight_scale: float = _opt(0.01, "Standard deviation of weights for init 'normal' (cs231n's "
+                               "weight_scale).", low=0.0, high=100.0, low_open=True, group="model")
+
+    # --- Optimization -----------------------------------------------------------------------
+    optimizer: str = _opt("sgd", "Update rule. 'course-*' are the Homework 8 formulas: dampened "
+                          "momentum v=b*v+(1-b)*g, eps inside the square root, optional Adam bias "
+                          "correction.", choices=OPTIMIZERS, group="optim")
+    lr: float = _opt(1e-3, "Learning rate (step size).", low=0.0, high=100.0, low_open=True,
+                     group="optim")
+    momentum: float = _opt(0.9, "Momentum coefficient (momentum, nesterov, course-momentum).",
+                           low=0.0, high=1.0, high_open=True, group="optim")
+    beta1: float = _opt(0.9, "Adam's first-moment decay.", low=0.0, high=1.0, high_open=True,
+                        group="optim")
+    beta2: float = _opt(0.999, "Adam's second-moment decay (the Homework 8 seed used 0.99).",
+                        low=0.0, high=1.0, high_open=True, group="optim")
+    alpha: float = _opt(0.99, "RMSprop's squared-gradient decay (the Homework 8 seed used 0.9).",
+                        low=0.0, high=1.0, high_open=True, group="optim")
+    eps: float = _opt(1e-8, "Small constant in adaptive updates (the Homework 8 seed used 1e-7, "
+                      "inside the square root).", low=0.0, high=1.0, group="optim")
+    weight_decay: float = _opt(0.0, "L2 penalty coefficient (decoupled for adamw); cs231n's reg.",
+                               low=0.0, high=10.0, group="optim")
+    bias_correction: bool = _opt(True, "course-adam only: divide the moments by (1-beta^t). The "
+                                 "Homework 8 seed's code left it out.", group="optim")
+    schedule: str = _opt("constant", "Learning-rate schedule, stepped once per epoch: step (times "
+                         "lr_decay every lr_step epochs), exponential (times lr_decay each epoch, "
+                         "cs231n's lr_decay), cosine (to 0 at the last epoch).", choices=SCHEDULES,
+                         group="optim")
+    lr_decay: float = _opt(0.9, "Multiplier for the step and exponential schedules.", low=0.0,
+                           high=1.0, low_open=True, group="optim")
+    lr_step: int = _opt(1, "Epochs between decays of the step schedule.", low=1, high=MAX_EPOCHS,
+                        group="optim")
+    grad_clip: float = _opt(0.0, "Clip the global gradient norm to this value (0 = off).",
+                            low=0.0, high=1e6, group="optim")
+
+    # --- Run --------------------------------------------------------------------------------
+    epochs: int = _opt(10, "Passes over the training set.", low=1, high=MAX_EPOCHS, group="run")
+    max_steps: int = _opt(0, "Stop after this many optimizer steps (0 = no limit; the UvA "
+                          "practical counts steps, not epochs).", low=0, high=MAX_STEPS, group="run")
+    batch_size: int = _opt(256, "Examples per optimizer step.", low=1, high=1_000_000, group="run")
+    drop_last: bool = _opt(False, "Skip the last, smaller batch of each epoch (the UofT tutorial "
+                           "does).", group="run")
+    eval_every: int = _opt(0, "Evaluate every N steps (0 = at the end of each epoch).", low=0,
+                           high=MAX_STEPS, group="run")
+    seed: int = _opt(0, "Random seed: fixes initialization, shuffling and dropout.", low=0,
+                     high=2**31 - 1, group="run")
+    device: str = _opt("auto", "Where to train: auto (cuda, then mps, then cpu), cpu, cuda, "
+                       "cuda:N or mps.", group="run")
+    diverge_factor: float = _opt(1000.0, "A run is diverged when its loss exceeds this many times "
+                                 "its first loss (or is not finite).", low=1.0, high=1e12,
+                                 low_open=True, group="run")
+
+    def __post_init__(self):
+        _validate(self)
+
+    # --- conversion ---------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), (list, tuple)) else v)
+                for f in dataclasses.fields(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "RunConfig":
+        if not isinstance(data, dict):
+            raise ConfigError("config", type(data).__name__, "must be a mapping of option names "
+                              "to values")
+        known = field_names()
+        unknown = sorted(k for k in data if k not in known)
+        if unknown:
+            raise ConfigError(str(unknown[0]), data[unknown[0]],
+                              f"unknown option; known options are: {', '.join(sorted(known))}")
+        return cls(**{k: coerce(k, v) for k, v in data.items()})
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunConfig":
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes) -> "RunConfig":
+        return RunConfig.from_dict({**self.to_dict(), **changes})
+
+    # --- derived values -----------------------------------------------------------------------
+    @property
+    def hidden_widths(self) -> list[int]:
+        """One width per hidden layer (MLP)."""
+        return list(self.width) * self.depth if len(self.width) == 1 else list(self.width)
+
+
+# --- field specs --------------------------------------------------------------------------------
+
+def fields() -> list[dataclasses.Field]:
+    return list(dataclasses.fields(RunConfig))
+
+
+def field_names() -> set[str]:
+    return {f.name for f in dataclasses.fields(RunConfig)}
+
+
+def spec(name: str) -> dict:
+    """The rule of one field: help, choices, low/high, group, kind, default, type."""
+    f = next(f for f in dataclasses.fields(RunConfig) if f.name == name)
+    default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+    return {**f.metadata, "name": name, "default": default, "type": _type_of(f)}
+
+
+def _type_of(f: dataclasses.Field) -> type:
+    return {"str": str, "int": int, "float": float, "bool": bool, "list": list}[str(f.type)]
+
+
+def allowed_text(name: str) -> str:
+    s = spec(name)
+    if s["choices"]:
+        return "allowed: " + ", ".join(s["choices"])
+    if s["type"] is bool:
+        return "allowed: true or false"
+    parts = []
+    if s["low"] is not None:
+        parts.append(f"{'>' if s['low_open'] else '>='} {s['low']:g}")
+    if s["high"] is not None:
+        parts.append(f"{'<' if s['high_open'] else '<='} {s['high']:g}")
+    what = {int: "a whole number", float: "a finite number", str: "text",
+            list: "whole numbers separated by commas"}[s["type"]]
+    return f"must be {what}" + (f" {' and '.join(parts)}" if parts else "")
+
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Turn a value from text, JSON or a form into the field's type, or raise ConfigError.
+
+    Accepts strings for every type (the CLI and YAML/forms hand us text); never accepts a
+    float with a fraction for an int, a bool for a number, or a non-finite float.
+    """
+    if name not in field_names():
+        raise ConfigError(name, value, "unknown option; known options are: "
+                          + ", ".join(sorted(field_names())))
+    t = spec(name)["type"]
+    bad = ConfigError(name, value, allowed_text(name))
+    if t is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise bad
+    if t is list:
+        items = value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            items = [value]
+        elif isinstance(value, str):
+            items = [p for p in re.split(r"[,\s]+", value.strip()) if p]
+        if not isinstance(items, (list, tuple)) or (not items and spec(name)["default"]):
+            raise bad
+        return [_to_int(name, v, bad) for v in items]
+    if t is int:
+        return _to_int(name, value, bad)
+    if t is float:
+        if isinstance(value, bool):
+            raise bad
+        if isinstance(value, str):
+            try:
+                value = float(value.strip())
+            except ValueError:
+                raise bad from None
+        if not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise bad
+        return float(value)
+    if not isinstance(value, str):
+        raise bad
+    return value.strip()
+
+
+def _to_int(name, value, bad):
+    if isinstance(value, bool):
+        raise bad
+    if isinstance(value, str):
+        try:
+            value = float(value.strip()) if re.search(r"[.eE]", value) else int(value.strip())
+        except ValueError:
+            raise bad from None
+    if isinstance(value, float):
+        if not math.isfinite(value) or value != int(value):
+            raise bad
+        value = int(value)
+    if not isinstance(value, int):
+        raise bad
+    return value
+
+
+# --- validation -----------------------------------------------------------------------------
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,2})?)$")
+
+
+def _validate(cfg: RunConfig) -> None:
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        # Re-coerce so that direct construction (RunConfig(lr="x")) is checked as strictly as
+        # from_dict; frozen dataclass, so write through object.__setattr__.
+        object.__setattr__(cfg, f.name, coerce(f.name, value))
+        _check_range(f.name, getattr(cfg, f.name))
+    _check_cross_field(cfg)
+
+
+def _check_range(name: str, value: Any) -> None:
+    s = spec(name)
+    fail = ConfigError(name, value, allowed_text(name))
+    if s["choices"] and value not in s["choices"]:
+        raise fail
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if s["low"] is not None and (v < s["low"] or (s["low_open"] and v == s["low"])):
+            raise fail
+        if s["high"] is not None and (v > s["high"] or (s["high_open"] and v == s["high"])):
+            raise fail
+
+
+def _check_cross_field(cfg: RunConfig) -> None:
+    if not _DEVICE_RE.match(cfg.device):
+        raise ConfigError("device", cfg.device, "allowed: auto, cpu, cuda, cuda:N, mps")
+    if len(cfg.data_dir) > 4096 or any(ord(c) < 32 for c in cfg.data_dir):
+        raise ConfigError("data_dir", cfg.data_dir, "must be a folder path without control "
+                          "characters")
+    if cfg.model == "mlp" and len(cfg.width) not in (1, cfg.depth):
+        raise ConfigError("width", cfg.width, f"give one width, or exactly depth={cfg.depth} "
+                          "widths (one per hidden layer)")
+    if cfg.dataset in TOY_DATASETS and cfg.model != "mlp":
+        raise ConfigError("model", cfg.model, f"toy set {cfg.dataset} has 2-D points; allowed: mlp")
+    if cfg.model == "mnist-cnn" and cfg.dataset not in ("mnist", "fashion-mnist"):
+        raise ConfigError("model", cfg.model, "mnist-cnn takes 28x28 grey images; use dataset "
+                          "mnist or fashion-mnist")
+    expected_channels = {"mnist-cnn": 2, "three-layer-convnet": 2, "preact-resnet": 3}
+    if cfg.channels and cfg.model in expected_channels \
+            and len(cfg.channels) != expected_channels[cfg.model]:
+        raise ConfigError("channels", cfg.channels, f"{cfg.model} takes exactly "
+                          f"{expected_channels[cfg.model]} channel counts (or none for its own)")
+    if cfg.norm == "batch" and cfg.batch_size < 2:
+        raise ConfigError("batch_size", cfg.batch_size, "batch normalization needs batches of "
+                          "at least 2 examples")
+    n_train = train_size(cfg)
+    if n_train < 1:
+        raise ConfigError("val_split", cfg.val_split, "leaves no training example; lower it or "
+                          "raise train_subset")
+    if cfg.batch_size > n_train:
+        raise ConfigError("batch_size", cfg.batch_size, f"must be at most the {n_train} "
+                          f"training examples of this dataset/subset")
+    params = estimate_parameters(cfg)
+    if params > MAX_PARAMETERS:
+        raise ConfigError("width", cfg.width, f"this network has about {params:,} parameters; "
+                          f"the budget is {MAX_PARAMETERS:,} (lower width or depth)")
+
+
+def split_sizes(cfg: RunConfig, pool: int | None = None) -> tuple[int, int]:
+    """(training, held-out validation) example counts taken from the training pool.
+
+    `pool` is the size of the dataset's training split (known per dataset when None). The
+    first `train_subset` examples are kept; validation is the last `val_split` fraction of
+    those. Toy sets have no official test split, so they hold out 20% when val_split is 0.
+    data.py calls this too, so the budget checks here and the real split always agree.
+    """
+    if pool is None:
+        pool = cfg.toy_samples if cfg.dataset in TOY_DATASETS else TRAIN_SIZES[cfg.dataset]
+    if cfg.train_subset:
+        pool = min(pool, cfg.train_subset)
+    fraction = cfg.val_split or (0.2 if cfg.dataset in TOY_DATASETS else 0.0)
+    n_val = int(round(pool * fraction))
+    return pool - n_val, n_val
+
+
+def train_size(cfg: RunConfig) -> int:
+    """Training examples a run will see: after the subset and the validation split."""
+    return split_sizes(cfg)[0]
+
+
+def input_size(cfg: RunConfig) -> int:
+    if cfg.dataset in TOY_DATASETS:
+        return 2
+    c, h, w = IMAGE_SHAPES[cfg.dataset]
+    return c * h * w
+
+
+def estimate_parameters(cfg: RunConfig) -> int:
+    """Weights and biases of an MLP (CNNs here are small and bounded by MAX_WIDTH checks)."""
+    if cfg.model != "mlp":
+        # An upper bound for the CNNs: `depth` blocks of two 3x3 convs per stage at the widest
+        # channel count, a 5x5 stem, and a dense head over a full-resolution feature map.
+        c, h, w = IMAGE_SHAPES.get(cfg.dataset, (3, 32, 32))
+        widest = max(cfg.channels or [64])
+        stages = max(len(cfg.channels), 3)
+        return stages * cfg.depth * 2 * (9 * widest * widest + widest) + 25 * c * widest \
+            + widest * h * w * NUM_CLASSES.get(cfg.dataset, 10)
+    sizes = [input_size(cfg)] + cfg.hidden_widths + [NUM_CLASSES[cfg.dataset]]
+    return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
+
+
+def parse_run_name(name: str) -> str:
+    """A run name: printable, at most MAX_NAME_LENGTH characters, no path separators."""
+    if not isinstance(name, str):
+        raise ConfigError("name", name, "must be text")
+    cleaned = name.strip()
+    if len(cleaned) > MAX_NAME_LENGTH:
+        raise ConfigError("name", name, f"must be at most {MAX_NAME_LENGTH} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in cleaned):
+        raise ConfigError("name", name, "must not contain control characters")
+    if "/" in cleaned or "\\" in cleaned or cleaned in (".", ".."):
+        raise ConfigError("name", name, "must not contain '/' or '\\' or be '.' or '..'")
+    return cleaned
