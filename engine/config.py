@@ -61,11 +61,11 @@ MAX_NAME_LENGTH = 120
 class ConfigError(ValueError):
     """An invalid option: the message names the field, the value and what is allowed."""
 
-    def __init__(self, field_name: str, value: Any, allowed: str):
+    def __init__(self, field_name: str, value: Any, allowed: str, *, problem: str = "is not allowed"):
         self.field = field_name
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{field_name}: {value!r} is not allowed; {allowed}")
+        super().__init__(f"{field_name}: {value!r} {problem}; {allowed}")
 
 
 def _opt(default, help, *, choices=None, low=None, high=None, low_open=False, high_open=False,

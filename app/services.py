@@ -1,0 +1,33 @@
+"""The process-wide services of the app: the one run store and the one job manager.
+
+`st.cache_resource` makes each a singleton per server process, shared by every session and
+tab, so runs live here (and in the store), never in session state: a refresh or a second tab
+sees the same runs still training. Tests patch `get_store` / `get_manager` to point at their
+own objects. On interpreter exit (Ctrl-C, SIGTERM) the manager stops its runs, marks them
+interrupted and the store flushes its queue, so nothing committed is lost.
+"""
+
+from __future__ import annotations
+
+import atexit
+
+import streamlit as st
+
+from engine import paths
+from engine.jobs import JobManager
+from engine.store import RunStore
+
+
+@st.cache_resource(show_spinner=False)
+def get_store() -> RunStore:
+    store = RunStore(paths.store_path())
+    atexit.register(store.close)
+    return store
+
+
+@st.cache_resource(show_spinner=False)
+def get_manager() -> JobManager:
+    manager = JobManager(get_store())
+    # Registered after the store's close, so it runs first (atexit is last-in, first-out).
+    atexit.register(manager.shutdown)
+    return manager

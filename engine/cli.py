@@ -1,0 +1,277 @@
+"""The command line: `python -m engine run|runs|show|export`.
+
+This module owns argument parsing and printing. Every config option is a flag named after its
+field (`--batch-size` or `--batch_size` for `batch_size`), generated from `engine.config`, so
+a new option appears here without touching this file. Training goes through a JobManager of
+its own, like the app's; this module only submits, watches the store and prints.
+
+`run` prints one line per epoch in the seeds' style,
+`[ 3/10] Train Loss = 0.5103; Valid Loss = 0.6069; Valid Accuracy = 78.2%`,
+with a progress bar on stderr when stderr is a terminal.
+
+Exit codes: 0 completed; 2 invalid input; 3 missing data; 4 diverged; 5 failed; 130 stopped
+(Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Sequence
+
+from engine import config as config_module
+from engine import paths
+from engine.config import ConfigError, RunConfig
+from engine.events import EPOCH_TRAIN_LOSS, TRAIN_LOSS, VAL_ACC, VAL_LOSS, RunStatus
+
+EXIT_OK, EXIT_INVALID, EXIT_NO_DATA, EXIT_DIVERGED, EXIT_FAILED, EXIT_STOPPED = 0, 2, 3, 4, 5, 130
+EXPORT_FORMATS = ("csv", "json", "html", "png", "svg", "zip")
+POLL_S = 0.1   # how often `run` reads new metrics from the store
+
+
+class CliError(Exception):
+    def __init__(self, message: str, code: int = EXIT_INVALID):
+        super().__init__(message)
+        self.code = code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except (CliError, ConfigError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return getattr(error, "code", EXIT_INVALID)
+
+
+# --- parser -------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m engine",
+                                     description="Train Lab engine: train, list, show, export runs.")
+    parser.add_argument("--db", default=None, help="Run store file (default: $TRAINLAB_DB or "
+                        "~/.trainlab/runs.db).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="Train one run and print its progress.",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run.add_argument("--config", metavar="FILE", help="JSON or YAML file of options; flags "
+                     "given as well override it.")
+    run.add_argument("--name", default="", help="Name of the run.")
+    run.add_argument("--tags", default="", help="Comma-separated tags.")
+    run.add_argument("--quiet", action="store_true", help="Print only the final line.")
+    groups = {g: run.add_argument_group(f"{g} options") for g in ("data", "model", "optim", "run")}
+    for f in config_module.fields():
+        s = config_module.spec(f.name)
+        flags = [f"--{f.name.replace('_', '-')}"] + (["--" + f.name] if "_" in f.name else [])
+        extra = {"nargs": "?", "const": "true"} if s["type"] is bool else {}
+        groups[s["group"]].add_argument(*flags, dest=f.name, default=None, metavar="VALUE",
+                                        help=f"{s['help']} ({_default_text(s)})", **extra)
+    run.set_defaults(handler=cmd_run)
+
+    runs = sub.add_parser("runs", help="List stored runs.")
+    runs.add_argument("--status", choices=RunStatus.ALL, help="Only runs with this status.")
+    runs.set_defaults(handler=cmd_runs)
+
+    show = sub.add_parser("show", help="Show one run: config, status, final metrics.")
+    show.add_argument("run", help="Run id (or a unique prefix).")
+    show.set_defaults(handler=cmd_show)
+
+    export = sub.add_parser("export", help="Export runs' metrics, configs or figure.")
+    export.add_argument("runs", nargs="+", help="Run ids (or unique prefixes).")
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="csv")
+    export.add_argument("--out", default=None, help="Folder to write into (default: "
+                        "$TRAINLAB_EXPORT_DIR or ~/.trainlab/exports).")
+    export.add_argument("--name", default=None, help="File name without extension.")
+    export.add_argument("--metric", default=VAL_ACC, help="Metric drawn in figures.")
+    export.set_defaults(handler=cmd_export)
+    return parser
+
+
+def _default_text(s: dict) -> str:
+    default = s["default"]
+    if isinstance(default, list):
+        return "default: " + (",".join(map(str, default)) or "none")
+    return f"default: {str(default).lower() if isinstance(default, bool) else default}"
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The run config: the --config file, then every flag given on top of it."""
+    base = {}
+    if args.config:
+        from engine.configfile import load_config_file
+        base = load_config_file(args.config).to_dict()
+    flags = {name: getattr(args, name) for name in config_module.field_names()
+             if getattr(args, name, None) is not None}
+    return RunConfig.from_dict({**base, **flags})
+
+
+def _open_store(args):
+    from engine.store import RunStore
+    return RunStore(args.db or paths.store_path())
+
+
+# --- commands -------------------------------------------------------------------------------------
+def cmd_run(args) -> int:
+    cfg = config_from_args(args)
+    name = config_module.parse_run_name(args.name)
+    tags = [t.strip() for t in args.tags.split(",") if t.strip()]
+    _check_data(cfg)
+
+    from engine.jobs import JobManager
+    store = _open_store(args)
+    manager = JobManager(store, max_concurrent=1)
+    run_id = manager.submit(cfg, name=name, tags=tags)
+    printer = _EpochPrinter(cfg, quiet=args.quiet)
+    print(f"run {run_id}: {cfg.dataset}, {cfg.model} depth {cfg.depth}, {cfg.optimizer} "
+          f"lr {cfg.lr:g}, batch {cfg.batch_size}, {cfg.epochs} epochs", file=sys.stderr)
+    after_id = 0
+    try:
+        while True:
+            frame = store.read_metrics([run_id], after_id=after_id)
+            if len(frame):
+                after_id = int(frame["id"].iloc[-1])
+                printer.feed(frame)
+            progress = manager.progress(run_id)
+            printer.bar(progress)
+            if progress is not None and progress.status in RunStatus.TERMINAL:
+                store.flush()
+                printer.feed(store.read_metrics([run_id], after_id=after_id))
+                break
+            time.sleep(POLL_S)
+    except KeyboardInterrupt:
+        manager.stop(run_id)
+        _wait_until_ended(manager, run_id)
+    manager.shutdown()
+    store.flush()
+    record = store.get_run(run_id)
+    store.close()
+    printer.finish()
+    return _report_end(record)
+
+
+def _check_data(cfg: RunConfig) -> None:
+    """Fail fast, before a run is stored, when an image set's files are missing."""
+    from engine import data
+    missing = data.missing_files(cfg)
+    if missing:
+        raise CliError(missing, EXIT_NO_DATA)
+
+
+def _wait_until_ended(manager, run_id, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        progress = manager.progress(run_id)
+        if progress is None or progress.status in RunStatus.TERMINAL:
+            return
+        time.sleep(POLL_S)
+
+
+def _report_end(record) -> int:
+    status = record.status if record else RunStatus.FAILED
+    reason = (record.reason if record else "") or ""
+    line = f"run {record.id if record else '?'} {status}" + (f": {reason}" if reason else "")
+    print(line, file=sys.stderr if status != RunStatus.COMPLETED else sys.stdout)
+    return {RunStatus.COMPLETED: EXIT_OK, RunStatus.DIVERGED: EXIT_DIVERGED,
+            RunStatus.STOPPED: EXIT_STOPPED, RunStatus.INTERRUPTED: EXIT_STOPPED}.get(
+        status, EXIT_FAILED)
+
+
+class _EpochPrinter:
+    """Turns evaluation rows into the seeds' per-epoch lines; draws a progress bar."""
+
+    def __init__(self, cfg: RunConfig, quiet: bool):
+        self.cfg, self.quiet = cfg, quiet
+        self.rows: dict[int, dict] = {}   # step -> metric name -> value
+        self.printed_steps: set[int] = set()
+        self.last_line = ""
+        self.tty = sys.stderr.isatty()
+
+    def feed(self, frame) -> None:
+        for step, name, value in zip(frame["step"], frame["name"], frame["value"]):
+            if name in (VAL_LOSS, VAL_ACC, TRAIN_LOSS, EPOCH_TRAIN_LOSS):
+                self.rows.setdefault(int(step), {})[name] = float(value)
+        for step in sorted(self.rows):
+            row = self.rows[step]
+            if step in self.printed_steps or not {VAL_LOSS, VAL_ACC} <= row.keys():
+                continue
+            self.printed_steps.add(step)
+            self.last_line = self._line(step, row)
+            if not self.quiet:
+                self._clear_bar()
+                print(self.last_line, flush=True)
+
+    def _line(self, step: int, row: dict) -> str:
+        n_evals = len(self.printed_steps)
+        total = self.cfg.epochs if not self.cfg.eval_every else "?"
+        train_loss = row.get(EPOCH_TRAIN_LOSS, row.get(TRAIN_LOSS, float("nan")))
+        width = len(str(total))
+        return (f"[{n_evals:>{width}}/{total}] Train Loss = {train_loss:.4f}; "
+                f"Valid Loss = {row[VAL_LOSS]:.4f}; Valid Accuracy = {100 * row[VAL_ACC]:>0.1f}%")
+
+    def bar(self, progress) -> None:
+        if not self.tty or self.quiet or progress is None or not progress.total_steps:
+            return
+        done = progress.step / progress.total_steps
+        filled = int(30 * done)
+        eta = f" {progress.eta_s:5.0f}s left" if progress.eta_s else ""
+        sys.stderr.write(f"\r|{'#' * filled}{'.' * (30 - filled)}| {100 * done:5.1f}% "
+                         f"step {progress.step}/{progress.total_steps}{eta}")
+        sys.stderr.flush()
+
+    def _clear_bar(self) -> None:
+        if self.tty:
+            sys.stderr.write("\r" + " " * 80 + "\r")
+
+    def finish(self) -> None:
+        self._clear_bar()
+        if self.quiet and self.last_line:
+            print(self.last_line)
+
+
+def cmd_runs(args) -> int:
+    store = _open_store(args)
+    records = [r for r in store.list_runs() if not args.status or r.status == args.status]
+    print(f"{'id':<12} {'status':<11} {'dataset':<14} {'model':<8} {'optimizer':<15} "
+          f"{'lr':>8} {'steps':>8}  name")
+    for r in records:
+        c = r.config
+        print(f"{r.id:<12} {r.status:<11} {c.get('dataset', ''):<14} {c.get('model', ''):<8} "
+              f"{c.get('optimizer', ''):<15} {c.get('lr', 0):>8.2g} {r.last_step or 0:>8}  {r.name}")
+    store.close()
+    return EXIT_OK
+
+
+def cmd_show(args) -> int:
+    store = _open_store(args)
+    record = _find_run(store, args.run)
+    frame = store.read_metrics([record.id])
+    finals = frame.groupby("name")["value"].last().to_dict() if len(frame) else {}
+    print(json.dumps({"id": record.id, "name": record.name, "status": record.status,
+                      "reason": record.reason, "device": record.device, "params": record.params,
+                      "steps": record.last_step, "tags": record.tags, "final_metrics": finals,
+                      "config": record.config}, indent=2, default=str))
+    store.close()
+    return EXIT_OK
+
+
+def cmd_export(args) -> int:
+    from engine.export import export_runs
+    from engine.plots import ChartOptions
+    store = _open_store(args)
+    ids = [_find_run(store, prefix).id for prefix in args.runs]
+    path = export_runs(store, ids, args.format, out_dir=args.out, name=args.name,
+                       options=ChartOptions(metric=args.metric))
+    store.close()
+    print(path)
+    return EXIT_OK
+
+
+def _find_run(store, prefix: str):
+    matches = [r for r in store.list_runs() if r.id.startswith(prefix)]
+    if len(matches) != 1:
+        raise CliError(f"run: {prefix!r} matches {len(matches)} stored runs; give a unique id "
+                       "(see `python -m engine runs`)")
+    return matches[0]
