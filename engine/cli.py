@@ -10,13 +10,15 @@ its own, like the app's; this module only submits, watches the store and prints.
 with a progress bar on stderr when stderr is a terminal.
 
 Exit codes: 0 completed; 2 invalid input; 3 missing data; 4 diverged; 5 failed; 130 stopped
-(Ctrl-C).
+(Ctrl-C: the run is stored as stopped); 143 terminated (SIGTERM: the run is stored as
+interrupted, the store flushed, within ten seconds).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from typing import Sequence
@@ -26,9 +28,19 @@ from engine import paths
 from engine.config import ConfigError, RunConfig
 from engine.events import EPOCH_TRAIN_LOSS, TRAIN_LOSS, VAL_ACC, VAL_LOSS, RunStatus
 
-EXIT_OK, EXIT_INVALID, EXIT_NO_DATA, EXIT_DIVERGED, EXIT_FAILED, EXIT_STOPPED = 0, 2, 3, 4, 5, 130
+EXIT_OK, EXIT_INVALID, EXIT_NO_DATA, EXIT_DIVERGED, EXIT_FAILED = 0, 2, 3, 4, 5
+EXIT_STOPPED, EXIT_TERMINATED = 130, 143
+SHUTDOWN_TIMEOUT_S = 8.0   # SIGTERM must end the process within ten seconds
 EXPORT_FORMATS = ("csv", "json", "html", "png", "svg", "zip")
 POLL_S = 0.1   # how often `run` reads new metrics from the store
+
+
+class _Terminated(Exception):
+    """Raised in the main thread by the SIGTERM handler."""
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
 
 
 class CliError(Exception):
@@ -128,6 +140,8 @@ def cmd_run(args) -> int:
     print(f"run {run_id}: {cfg.dataset}, {cfg.model} depth {cfg.depth}, {cfg.optimizer} "
           f"lr {cfg.lr:g}, batch {cfg.batch_size}, {cfg.epochs} epochs", file=sys.stderr)
     after_id = 0
+    terminated = False
+    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         while True:
             frame = store.read_metrics([run_id], after_id=after_id)
@@ -144,12 +158,17 @@ def cmd_run(args) -> int:
     except KeyboardInterrupt:
         manager.stop(run_id)
         _wait_until_ended(manager, run_id)
-    manager.shutdown()
+    except _Terminated:
+        terminated = True   # shutdown below marks the run interrupted and flushes the store
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    manager.shutdown(timeout=SHUTDOWN_TIMEOUT_S)
     store.flush()
     record = store.get_run(run_id)
     store.close()
     printer.finish()
-    return _report_end(record)
+    code = _report_end(record)
+    return EXIT_TERMINATED if terminated else code
 
 
 def _check_data(cfg: RunConfig) -> None:

@@ -61,7 +61,8 @@ def train(cfg: RunConfig, *, run_id: str, emit: Emit,
     except Exception as error:  # noqa: BLE001 - every failure is an ordinary outcome here
         status, reason = RunStatus.FAILED, _describe(error)
         del error  # drop the traceback (and the tensors its frames hold) before freeing memory
-    finally:
+        # A failed run (out of memory above all) may leave cycles holding big tensors; a
+        # finished one frees its model by reference counting, so only failures pay for this.
         _release_memory()
     ended = RunEnded(run=run_id, status=status, step=progress["step"], reason=reason)
     try:
@@ -93,9 +94,15 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def drops_last_batch(cfg: RunConfig, n_train: int) -> bool:
+    """drop_last, or a last batch of one example under batch norm (whose variance over one
+    example is undefined: torch raises, the course formula gives nan), which is skipped."""
+    return cfg.drop_last or (cfg.norm == "batch" and n_train % cfg.batch_size == 1)
+
+
 def plan_steps(cfg: RunConfig, n_train: int) -> tuple[int, int, int]:
     """(steps per epoch, epochs to run, total optimizer steps) for a training set of n_train."""
-    steps_per_epoch = n_train // cfg.batch_size if cfg.drop_last \
+    steps_per_epoch = n_train // cfg.batch_size if drops_last_batch(cfg, n_train) \
         else math.ceil(n_train / cfg.batch_size)
     steps_per_epoch = max(steps_per_epoch, 1)
     total = steps_per_epoch * cfg.epochs
@@ -150,7 +157,8 @@ def _train(cfg, run_id, emit, should_stop, progress) -> tuple[str, str]:
         model.train()
         epoch_loss_sum = torch.zeros((), device=device)
         epoch_examples = 0
-        for index in batch_indices(n_train, cfg.batch_size, generator, cfg.drop_last, device):
+        for index in batch_indices(n_train, cfg.batch_size, generator,
+                                   drops_last_batch(cfg, n_train), device):
             if should_stop():
                 drain_losses()
                 return RunStatus.STOPPED, f"stopped by user at step {step}"
