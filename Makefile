@@ -8,6 +8,10 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 HOST ?= 127.0.0.1
 PORT ?= 8501
+# Run the app on the shared offline datasets when they sit beside the checkout.
+ifneq ($(wildcard ../shared/data),)
+export TRAINLAB_DATA_DIR ?= $(abspath ../shared/data)
+endif
 
 .PHONY: run test setup system-deps bench soak
 

@@ -250,12 +250,16 @@ def allowed_text(name: str) -> str:
         return "allowed: true or false"
     parts = []
     if s["low"] is not None:
-        parts.append(f"{'>' if s['low_open'] else '>='} {s['low']:g}")
+        parts.append(f"{'>' if s['low_open'] else '>='} {_number_text(s['low'])}")
     if s["high"] is not None:
-        parts.append(f"{'<' if s['high_open'] else '<='} {s['high']:g}")
+        parts.append(f"{'<' if s['high_open'] else '<='} {_number_text(s['high'])}")
     what = {int: "a whole number", float: "a finite number", str: "text",
             list: "whole numbers separated by commas"}[s["type"]]
     return f"must be {what}" + (f" {' and '.join(parts)}" if parts else "")
+
+
+def _number_text(x) -> str:
+    return f"{x:,}" if isinstance(x, int) else f"{x:g}"
 
 
 _TRUE = {"true", "1", "yes", "on"}
