@@ -1,0 +1,305 @@
+"""The job manager: a FIFO queue of runs and the worker threads that train them.
+
+This module owns which runs train now, which wait, and their live progress. `submit` stores
+the run (status queued) and returns its id at once; N daemon worker threads take runs in
+order and call the trainer with a sink that forwards every event to the store and updates a
+small lock-protected progress record (read by the UI through `progress`). Stopping sets a
+flag the trainer checks every step. A safety net around the trainer ends a run as failed if
+anything escapes it, so one broken run never takes a worker (or other runs) down.
+
+Only plain Python values cross threads: events (frozen dataclasses of numbers and strings),
+run ids, and copies of progress records.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import dataclasses
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from engine.config import RunConfig
+from engine.events import (EVAL_METRICS, EXAMPLES_PER_S, STEP_LOSS, Evaluated, RunEnded,
+                           RunStarted, RunStatus, StepLoss)
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_REASON = "server shut down"
+STOPPED_QUEUED_REASON = "stopped by user before it started"
+MAX_FINISHED = 256    # finished runs whose last live progress is kept in memory
+
+
+@dataclass
+class Progress:
+    run_id: str
+    status: str
+    step: int = 0                 # optimizer steps taken
+    total_steps: int = 0          # steps the run takes if it completes (0 until it starts)
+    epoch: float = 0.0            # fractional epoch
+    epochs: int = 0               # epochs configured
+    elapsed_s: float = 0.0        # seconds since the run started training
+    eta_s: float | None = None    # seconds left at the current steps/second; None if unknown
+    metrics: dict = field(default_factory=dict)   # newest value of each metric name
+    queue_position: int | None = None             # 1 = next to start; None unless queued
+    reason: str = ""
+
+
+class _Job:
+    """One submitted run. Mutated only under the manager's lock."""
+
+    def __init__(self, run_id: str, cfg: RunConfig):
+        self.cfg = cfg
+        self.flag = threading.Event()       # the trainer's should_stop
+        self.user_stopped = False
+        self.abandoned = False              # shutdown gave up on it: drop its late events
+        self.ended = False                  # a RunEnded went through the sink
+        self.started_at: float | None = None  # time.monotonic() at RunStarted
+        self.progress = Progress(run_id, RunStatus.QUEUED, epochs=cfg.epochs)
+
+
+def default_max_concurrent() -> int:
+    """$TRAINLAB_MAX_CONCURRENT, else one run per CUDA GPU, else 1."""
+    text = os.environ.get("TRAINLAB_MAX_CONCURRENT", "").strip()
+    if text:
+        if not text.isdigit() or not 1 <= int(text) <= 64:
+            raise ValueError(f"TRAINLAB_MAX_CONCURRENT: {text!r} must be a whole number 1..64")
+        return int(text)
+    try:
+        import torch
+        return max(1, torch.cuda.device_count())
+    except Exception:
+        return 1
+
+
+class JobManager:
+    def __init__(self, store, *, max_concurrent: int | None = None,
+                 train_fn: Callable | None = None):
+        if max_concurrent is None:
+            max_concurrent = default_max_concurrent()
+        if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) \
+                or not 1 <= max_concurrent <= 64:
+            raise ValueError(f"max_concurrent: {max_concurrent!r} must be a whole number 1..64")
+        self.store = store
+        self.max_concurrent = max_concurrent
+        self._train_fn = train_fn
+        # Concurrent runs share the CPU cores: torch's intra-op threads are per process, so give
+        # each run an equal share. Oversubscribed threads (2 runs x all cores) spin against each
+        # other and make tiny models several times slower.
+        import torch
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max_concurrent))
+        self._lock = threading.Condition()
+        self._queue: collections.deque[str] = collections.deque()
+        self._jobs: dict[str, _Job] = {}          # queued and running
+        self._finished: collections.OrderedDict[str, Progress] = collections.OrderedDict()
+        self._closing = False
+        self._workers = [threading.Thread(target=self._work, name=f"trainlab-worker-{i}",
+                                          daemon=True) for i in range(max_concurrent)]
+        for t in self._workers:
+            t.start()
+        # Registered after the store's, so it runs first at exit: runs end as interrupted
+        # before the store drains and closes.
+        atexit.register(self.shutdown, 5)
+
+    # --- public API --------------------------------------------------------------------------
+    def submit(self, cfg: RunConfig, *, name: str = "", tags=()) -> str:
+        """Store the run as queued and put it on the queue; returns its id at once."""
+        if not isinstance(cfg, RunConfig):
+            raise TypeError(f"cfg: {type(cfg).__name__} given; must be a RunConfig "
+                            "(build one with RunConfig.from_dict)")
+        if self._closing:
+            raise RuntimeError("the job manager is shut down; no new runs are accepted")
+        run_id = self.store.create_run(cfg.to_dict(), name=name, tags=tags)
+        with self._lock:
+            if not self._closing:
+                self._jobs[run_id] = _Job(run_id, cfg)
+                self._queue.append(run_id)
+                self._lock.notify()
+                return run_id
+        self.store.mark(run_id, RunStatus.INTERRUPTED, SHUTDOWN_REASON)
+        raise RuntimeError("the job manager is shut down; no new runs are accepted")
+
+    def stop(self, run_id: str) -> bool:
+        """Stop a queued run at once, or ask a running one to stop (within one step)."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+            if job is None:
+                return False
+            job.user_stopped = True
+            if run_id not in self._queue:
+                job.flag.set()
+                return True
+            self._queue.remove(run_id)
+            del self._jobs[run_id]
+            job.progress.status, job.progress.reason = RunStatus.STOPPED, STOPPED_QUEUED_REASON
+            self._remember(job.progress)
+        self.store.mark(run_id, RunStatus.STOPPED, STOPPED_QUEUED_REASON)
+        return True
+
+    def progress(self, run_id: str) -> Progress | None:
+        """Live progress of a queued or running run; the stored record of a finished one."""
+        with self._lock:
+            job = self._jobs.get(run_id)
+            if job is not None:
+                p = dataclasses.replace(job.progress, metrics=dict(job.progress.metrics))
+                if run_id in self._queue:
+                    p.queue_position = self._queue.index(run_id) + 1
+                elif job.started_at is not None:
+                    p.elapsed_s = time.monotonic() - job.started_at
+                    p.eta_s = _eta(p.step, p.total_steps, p.elapsed_s)
+                return p
+            kept = self._finished.get(run_id)
+        try:
+            record = self.store.get_run(run_id)
+        except ValueError:
+            return None
+        if record is None:
+            return None
+        if kept is not None:
+            metrics = dict(kept.metrics)
+        else:
+            # Evaluation rows only: a few per epoch, where step losses may be millions.
+            frame = self.store.read_metrics(run_id, names=(*EVAL_METRICS, EXAMPLES_PER_S))
+            metrics = frame.groupby("name")["value"].last().to_dict() if len(frame) else {}
+        duration = (record.ended_at or time.time()) - (record.started_at or record.created_at)
+        return Progress(run_id, record.status, step=record.last_step,
+                        total_steps=record.total_steps or 0,
+                        epoch=kept.epoch if kept else 0.0,
+                        epochs=int(record.config.get("epochs", 0)),
+                        elapsed_s=kept.elapsed_s if kept else max(0.0, duration),
+                        eta_s=0.0 if record.status in RunStatus.TERMINAL else None,
+                        metrics=metrics, reason=record.reason)
+
+    def active(self) -> list[str]:
+        """Ids of running runs, then queued runs in queue order."""
+        with self._lock:
+            running = [r for r in self._jobs if r not in self._queue]
+            return running + list(self._queue)
+
+    def queued_count(self) -> int:
+        with self._lock:
+            return len(self._queue)
+
+    def shutdown(self, timeout: float = 10) -> None:
+        """Stop everything; runs not ended within `timeout` seconds are marked interrupted."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            queued = list(self._queue)
+            self._queue.clear()
+            for run_id in queued:
+                self._jobs.pop(run_id)
+            for job in self._jobs.values():
+                job.flag.set()
+            self._lock.notify_all()
+        atexit.unregister(self.shutdown)
+        for run_id in queued:
+            self._mark_quietly(run_id, RunStatus.INTERRUPTED, SHUTDOWN_REASON)
+        for t in self._workers:
+            t.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            left = list(self._jobs)
+            for run_id in left:
+                self._jobs[run_id].abandoned = True
+        for run_id in left:
+            log.warning("run %s did not stop within %s s; marking it interrupted", run_id, timeout)
+            self._mark_quietly(run_id, RunStatus.INTERRUPTED, SHUTDOWN_REASON)
+        self.store.flush(max(0.5, deadline - time.monotonic()))
+
+    # --- workers -----------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue and not self._closing:
+                    self._lock.wait()
+                if self._closing:
+                    return
+                run_id = self._queue.popleft()
+                job = self._jobs[run_id]
+                job.progress.status = RunStatus.RUNNING   # starting (loading data); not queued
+            self._run(run_id, job)
+
+    def _run(self, run_id: str, job: _Job) -> None:
+        sink = self._make_sink(run_id, job)
+        try:
+            train_fn = self._train_fn
+            if train_fn is None:
+                from engine.trainer import train as train_fn  # lazy: heavy, and may be absent
+            train_fn(job.cfg, run_id=run_id, emit=sink, should_stop=job.flag.is_set)
+            if not job.ended:
+                sink(RunEnded(run_id, RunStatus.FAILED, job.progress.step,
+                              "the trainer returned without ending the run"))
+        except BaseException as exc:  # the safety net: nothing escapes a worker thread
+            log.exception("run %s: the trainer raised", run_id)
+            if not job.ended:
+                sink(RunEnded(run_id, RunStatus.FAILED, job.progress.step,
+                              f"{type(exc).__name__}: {exc}"))
+        finally:
+            with self._lock:
+                if self._jobs.get(run_id) is job:
+                    del self._jobs[run_id]
+                self._remember(job.progress)
+
+    def _make_sink(self, run_id: str, job: _Job) -> Callable:
+        def sink(event) -> None:
+            with self._lock:
+                if job.abandoned or job.ended:
+                    return
+                if isinstance(event, RunEnded):
+                    job.ended = True
+                    if self._closing and not job.user_stopped \
+                            and event.status == RunStatus.STOPPED:
+                        # Stopped because the server shuts down, not by the user.
+                        event = RunEnded(run_id, RunStatus.INTERRUPTED, event.step,
+                                         SHUTDOWN_REASON)
+                try:
+                    _update(job, event)
+                except Exception:
+                    log.exception("run %s: could not update progress from %r", run_id, event)
+            try:
+                self.store.record(event)
+            except Exception:
+                log.exception("run %s: could not record %r", run_id, event)
+        return sink
+
+    def _remember(self, progress: Progress) -> None:
+        self._finished[progress.run_id] = progress
+        while len(self._finished) > MAX_FINISHED:
+            self._finished.popitem(last=False)
+
+    def _mark_quietly(self, run_id: str, status: str, reason: str) -> None:
+        try:
+            self.store.mark(run_id, status, reason)
+        except Exception:
+            log.exception("run %s: could not mark it %s", run_id, status)
+
+
+def _eta(step: int, total: int, elapsed_s: float) -> float | None:
+    if step <= 0 or total <= 0 or elapsed_s <= 0:
+        return None
+    return max(0, total - step) / (step / elapsed_s)   # seconds at the mean steps/second
+
+
+def _update(job: _Job, event) -> None:
+    p, now = job.progress, time.monotonic()
+    if isinstance(event, RunStarted):
+        job.started_at = now
+        p.status, p.total_steps = RunStatus.RUNNING, int(event.total_steps)
+    elif isinstance(event, StepLoss):
+        p.step, p.epoch = int(event.step), float(event.epoch)
+        p.metrics[STEP_LOSS] = float(event.loss)
+    elif isinstance(event, Evaluated):
+        p.step, p.epoch = int(event.step), float(event.epoch)
+        p.metrics.update({k: float(v) for k, v in event.metrics.items()})
+        p.metrics[EXAMPLES_PER_S] = float(event.examples_per_s)
+    elif isinstance(event, RunEnded):
+        p.status, p.reason, p.step = event.status, event.reason, int(event.step)
+    if job.started_at is not None:
+        p.elapsed_s = now - job.started_at
+        p.eta_s = 0.0 if isinstance(event, RunEnded) else _eta(p.step, p.total_steps, p.elapsed_s)
