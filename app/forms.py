@@ -1,0 +1,366 @@
+"""The launch form: config widgets generated from `engine.config`, sweeps, presets, uploads.
+
+This module owns turning the config spec into widgets and the user's input back into
+configs. Every option of `RunConfig` gets a control automatically (its group picks the
+column, its type/choices pick the widget, its help is the tooltip), so a new option in
+engine/config.py appears here without a change. Nothing here launches a run: the Launch
+page takes the validated configs from `build_launch` and submits them.
+
+Pure functions (testable without Streamlit): `widget_value`, `expand_grid`, `grid_size`,
+`parse_sweep_values`, `parse_tags`, `build_launch`, `load_presets`. The `*_ui` functions draw
+widgets and return the user's choices.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from engine import config, configfile, paths
+from engine.config import ConfigError, RunConfig
+from app import state
+
+MAX_GRID_RUNS = 64          # one click never queues more runs than this
+MAX_SEEDS = 16
+PRESETS_FILE = state.ROOT / "assets" / "presets.json"
+
+GROUPS = (("data", "Data"), ("model", "Architecture"), ("optim", "Optimization"), ("run", "Run"))
+
+# Labels that read better than the field name; any other field is labelled from its name.
+LABELS = {
+    "lr": "Learning rate", "eps": "Epsilon", "beta1": "Beta 1", "beta2": "Beta 2",
+    "init": "Initialization", "norm": "Normalization", "norm_impl": "Norm implementation",
+    "norm_position": "Norm position", "val_split": "Validation split",
+    "train_subset": "Training subset (first N)", "train_eval_size": "Train-eval examples",
+    "eval_every": "Evaluate every (steps)", "max_steps": "Max steps", "data_dir":
+    "Data directory", "lr_step": "LR step (epochs)", "lr_decay": "LR decay",
+    "input_norm": "Input normalization", "toy_samples": "Toy samples", "toy_noise": "Toy noise",
+}
+
+
+def label(name: str) -> str:
+    return LABELS.get(name, name.replace("_", " ").capitalize())
+
+
+def kind(name: str) -> str:
+    """Which widget a field gets: select, check, int, float, int_list or text."""
+    s = config.spec(name)
+    if s["choices"]:
+        return "select"
+    if s["kind"] == "int_list" or s["type"] is list:
+        return "int_list"
+    return {bool: "check", int: "int", float: "float"}.get(s["type"], "text")
+
+
+def widget_value(name: str, value):
+    """A config value as its widget holds it: lists as "1024,512", floats as exact text."""
+    k = kind(name)
+    if k == "int_list":
+        return ",".join(str(v) for v in value)
+    if k == "float":
+        return repr(float(value))     # exact: 1e-07, 0.999 (format 'g' would round)
+    if k == "int":
+        return int(value)
+    return value
+
+
+def default_config() -> dict:
+    """The form's starting point: RunConfig() (the Homework 8 seed run), with the data
+    directory in use filled in so the user sees where image sets are looked for."""
+    return {**RunConfig().to_dict(), "data_dir": str(paths.data_dir())}
+
+
+# --- filling the form ---------------------------------------------------------------------------
+
+def fill_form(values: dict, *, sweep: dict | None = None, seeds: int = 1) -> None:
+    """Put a config (and optionally a sweep) into the form. Call before the widgets are drawn.
+
+    Fields missing from `values` take their defaults, so a partial config file fills a whole
+    form."""
+    full = {**default_config(), **values}
+    for f in config.fields():
+        st.session_state[state.form_key(f.name)] = widget_value(f.name, full[f.name])
+    sweep = sweep or {}
+    st.session_state[state.SWEEP_FIELDS] = list(sweep)
+    for name, vals in sweep.items():
+        st.session_state[state.sweep_key(name)] = (
+            list(vals) if kind(name) in ("select", "check") else
+            ("; " if kind(name) == "int_list" else ", ").join(
+                str(widget_value(name, v)) for v in vals))
+    st.session_state[state.SEEDS] = int(seeds)
+    st.session_state.pop(state.FORM_SAVED, None)
+
+
+def init_form() -> None:
+    """Give every form widget its value: the saved copy (after a page switch) or the default."""
+    saved = st.session_state.get(state.FORM_SAVED, {})
+    defaults = default_config()
+    for f in config.fields():
+        key = state.form_key(f.name)
+        if key not in st.session_state:
+            st.session_state[key] = saved.get(key, widget_value(f.name, defaults[f.name]))
+    for key in (state.SWEEP_FIELDS, state.SEEDS, state.RUN_NAME, state.RUN_TAGS):
+        if key not in st.session_state and key in saved:
+            st.session_state[key] = saved[key]
+    for name in saved.get(state.SWEEP_FIELDS, []):
+        key = state.sweep_key(name)
+        if key not in st.session_state and key in saved:
+            st.session_state[key] = saved[key]
+    state.set_default(state.SWEEP_FIELDS, [])
+    state.set_default(state.SEEDS, 1)
+    state.set_default(state.RUN_NAME, "")
+    state.set_default(state.RUN_TAGS, "")
+
+
+def save_form() -> None:
+    """Keep a copy of the widget values: Streamlit drops a widget's state when its page is
+    left, and the user expects the form as they left it when they come back."""
+    keep = [state.form_key(f.name) for f in config.fields()]
+    keep += [state.SWEEP_FIELDS, state.SEEDS, state.RUN_NAME, state.RUN_TAGS]
+    keep += [state.sweep_key(n) for n in st.session_state.get(state.SWEEP_FIELDS, [])]
+    st.session_state[state.FORM_SAVED] = {k: st.session_state[k] for k in keep
+                                          if k in st.session_state}
+
+
+# --- the form -----------------------------------------------------------------------------------
+
+def _field_widget(name: str):
+    s, key = config.spec(name), state.form_key(name)
+    k, help_text, text = kind(name), s["help"], label(name)
+    if k == "select":
+        return st.selectbox(text, list(s["choices"]), key=key, help=help_text)
+    if k == "check":
+        return st.checkbox(text, key=key, help=help_text)
+    if k == "int":
+        return st.number_input(text, min_value=s["low"], max_value=s["high"], step=1, key=key,
+                               help=help_text)
+    if k == "float":
+        # Text, not number_input: learning rates span 1e-7..10 and need exponent notation.
+        return st.text_input(text, key=key, help=f"{help_text} ({config.allowed_text(name)}; "
+                             "e.g. 1e-3)")
+    if k == "int_list":
+        return st.text_input(text, key=key, help=f"{help_text} (whole numbers separated by "
+                             "commas)")
+    return st.text_input(text, key=key, help=help_text)
+
+
+def config_form_ui() -> dict:
+    """Draw one control per config option, in a column per group; return {field: raw value}.
+
+    Raw values (text for floats and lists) go through RunConfig.from_dict, which coerces and
+    validates them, so the form and the CLI accept exactly the same inputs."""
+    groups = dict(GROUPS)
+    extra = sorted({f.metadata.get("group", "run") for f in config.fields()} - set(groups))
+    columns = st.columns(len(groups) + len(extra), gap="medium")
+    names = list(groups) + extra
+    values = {}
+    for col, group in zip(columns, names):
+        with col:
+            st.subheader(groups.get(group, group.capitalize()))
+            for f in config.fields():
+                if f.metadata.get("group", "run") == group:
+                    values[f.name] = _field_widget(f.name)
+    return values
+
+
+# --- sweeps -------------------------------------------------------------------------------------
+
+def parse_sweep_values(name: str, raw) -> list:
+    """The values the user listed for a swept option, as raw values for RunConfig.from_dict.
+
+    Choices and bools come as lists from a multiselect; numbers as text separated by commas;
+    int lists (width, channels) as text separated by ';' ("20; 100; 1024,512")."""
+    if isinstance(raw, (list, tuple)):
+        return list(raw)
+    text = str(raw or "").strip()
+    sep = ";" if kind(name) == "int_list" else ","
+    values = [v.strip() for v in text.split(sep) if v.strip()]
+    out = []
+    for v in values:
+        config.coerce(name, v)         # raises ConfigError naming the field and what is allowed
+        if v not in out:
+            out.append(v)
+    return out
+
+
+def grid_size(sweep: dict, seeds: int = 1) -> int:
+    return math.prod(len(v) for v in sweep.values()) * max(1, int(seeds))
+
+
+def expand_grid(base: dict, sweep: dict, seeds: int = 1) -> list[dict]:
+    """Every combination of the swept values on top of `base`, times `seeds` seeds.
+
+    Seeds are the combination's seed, +1, +2, ... so "3 seeds" of seed 0 are 0, 1, 2. Order:
+    the first swept option varies slowest, seeds fastest. Empty value lists are ignored."""
+    sweep = {k: list(v) for k, v in sweep.items() if len(v)}
+    seeds = max(1, int(seeds))
+    out = []
+    for combo in itertools.product(*sweep.values()):
+        cfg = {**base, **dict(zip(sweep, combo))}
+        first = config.coerce("seed", cfg.get("seed", config.spec("seed")["default"]))
+        for k in range(seeds):
+            out.append({**cfg, "seed": first + k} if seeds > 1 else cfg)
+    return out
+
+
+def sweepable() -> list[str]:
+    return [f.name for f in config.fields() if f.name != "data_dir"]
+
+
+def sweep_ui() -> tuple[dict, int]:
+    """The "Sweep" expander: options to vary, their values, and seeds per configuration."""
+    chosen = st.session_state.get(state.SWEEP_FIELDS, [])
+    with st.expander("Sweep: a grid of runs", expanded=bool(chosen)
+                     or st.session_state.get(state.SEEDS, 1) > 1):
+        st.caption("Pick options to vary and give each several values: every combination is "
+                   "launched, once per seed.")
+        fields = st.multiselect("Options to sweep", sweepable(), key=state.SWEEP_FIELDS,
+                                format_func=lambda n: f"{label(n)} ({n})")
+        sweep = {}
+        for name in fields:
+            s, key = config.spec(name), state.sweep_key(name)
+            current = st.session_state.get(state.form_key(name))
+            if kind(name) in ("select", "check"):
+                options = list(s["choices"]) if s["choices"] else [True, False]
+                state.set_default(key, [current] if current in options else [])
+                sweep[name] = st.multiselect(f"{label(name)} values", options, key=key,
+                                             help=s["help"])
+            else:
+                sep = "; " if kind(name) == "int_list" else ", "
+                state.set_default(key, str(current))
+                hint = ("width lists separated by ';', e.g. 20; 100; 1024,512,256,64"
+                        if sep == "; " else "separated by commas, e.g. 1e-3, 1e-2, 0.1")
+                raw = st.text_input(f"{label(name)} values", key=key, help=f"{s['help']} "
+                                    f"Several values {hint}.")
+                try:
+                    sweep[name] = parse_sweep_values(name, raw)
+                except ConfigError as error:
+                    st.error(f"Sweep values — {error}")
+                    sweep[name] = []
+        seeds = st.number_input("Seeds per configuration", min_value=1, max_value=MAX_SEEDS,
+                                step=1, key=state.SEEDS,
+                                help="Each configuration runs this many times, with seeds "
+                                     "seed, seed+1, ... (for mean ± spread bands in Compare).")
+    return sweep, int(seeds)
+
+
+def describe_grid(sweep: dict, seeds: int) -> str:
+    parts = [f"{len(v)} {label(k).lower()}" for k, v in sweep.items()]
+    if seeds > 1:
+        parts.append(f"{seeds} seeds")
+    n = grid_size(sweep, seeds)
+    return f"{n} run{'s' if n != 1 else ''}" + (f" ({' × '.join(parts)})" if parts else "")
+
+
+# --- building the launch ------------------------------------------------------------------------
+
+def parse_tags(text) -> list[str]:
+    """Comma-separated tags, checked as the store checks them; errors as ConfigError."""
+    from engine.store import check_tags     # the store's own rule: one place decides
+    try:
+        return check_tags(text or "")
+    except ValueError as error:
+        raise ConfigError("tags", text, str(error).split(": ", 1)[-1], problem="is not allowed")
+
+
+@dataclass
+class Launch:
+    configs: list[RunConfig]
+    names: list[str]
+    tags: list[str]
+
+
+def build_launch(base: dict, sweep: dict, seeds: int, name: str = "", tags="") -> Launch:
+    """Validate everything a click would launch; raise ConfigError (nothing launched) if any
+    config, the name or the tags are wrong, or the grid is over MAX_GRID_RUNS."""
+    name = config.parse_run_name(name or "")
+    tag_list = parse_tags(tags)
+    for k, values in sweep.items():
+        if not values:
+            raise ConfigError(k, [], f"give at least one value to sweep {k}, or remove it from "
+                              "the sweep", problem="has no values")
+    n = grid_size(sweep, seeds)
+    if n > MAX_GRID_RUNS:
+        raise ConfigError("sweep", describe_grid(sweep, seeds), f"at most {MAX_GRID_RUNS} runs "
+                          "per launch; sweep fewer values or seeds", problem="is too large")
+    dicts = expand_grid(base, sweep, seeds)
+    configs = []
+    for i, d in enumerate(dicts):
+        try:
+            configs.append(RunConfig.from_dict(d))
+        except ConfigError as error:
+            if len(dicts) > 1:
+                varied = ", ".join(f"{k}={d[k]}" for k in [*sweep, "seed"] if k in d)
+                error.args = (f"run {i + 1} of {len(dicts)} ({varied}): {error}",)
+            raise
+    names = [name] * len(configs)
+    if name and len(configs) > 1:
+        width = len(str(len(configs)))
+        names = [config.parse_run_name(f"{name[:config.MAX_NAME_LENGTH - width - 2]} "
+                                       f"#{i + 1:0{width}d}") for i in range(len(configs))]
+    return Launch(configs, names, tag_list)
+
+
+# --- presets ------------------------------------------------------------------------------------
+
+def load_presets(path: Path = PRESETS_FILE) -> dict:
+    """{preset name: {"config": {...}, "sweep": {...}, "seeds": n, "note": "..."}}."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def preset_ui() -> None:
+    """Preset picker; "Apply" fills the form (and the sweep) from the preset."""
+    presets = load_presets()
+    if not presets:
+        return
+    state.set_default(state.PRESET, next(iter(presets)))
+    choice = st.selectbox("Preset", list(presets), key=state.PRESET,
+                          help="Runs from the course notebooks; Apply fills the form below.")
+    note = presets[choice].get("note", "")
+    if note:
+        st.caption(note)
+    if st.button("Apply preset", key="apply_preset"):
+        p = presets[choice]
+        fill_form(p.get("config", {}), sweep=p.get("sweep"), seeds=p.get("seeds", 1))
+        st.session_state[state.FORM_NOTICE] = f"Form filled from preset “{choice}”."
+        st.rerun()
+
+
+# --- upload -------------------------------------------------------------------------------------
+
+def upload_ui() -> None:
+    """Upload a JSON/YAML config file to fill the form; errors (with line and column) shown
+    here. A file is applied once, not again on every rerun."""
+    upload = st.file_uploader("Config file (JSON or YAML)", type=["json", "yaml", "yml"],
+                              key=state.UPLOAD, max_upload_size=1,
+                              help="A mapping of option names to values, e.g. from "
+                                   "`python -m engine` or an exported run. Missing options "
+                                   "take their defaults.")
+    if upload is None:
+        st.session_state.pop(state.UPLOAD_SEEN, None)
+        return
+    seen = st.session_state.get(state.UPLOAD_SEEN)
+    if seen and seen[0] == upload.file_id:
+        if seen[1]:
+            st.error(seen[1])          # keep the complaint until the file is replaced
+        return
+    try:
+        data = configfile.parse_config_bytes(upload.getvalue(), upload.name)
+        RunConfig.from_dict({**default_config(), **data})
+    except ConfigError as error:
+        message = f"Could not use {upload.name}: {error}"
+        st.session_state[state.UPLOAD_SEEN] = (upload.file_id, message)
+        st.error(message)
+        return
+    st.session_state[state.UPLOAD_SEEN] = (upload.file_id, "")
+    fill_form(data)
+    st.session_state[state.FORM_NOTICE] = f"Form filled from {upload.name}."
+    st.rerun()

@@ -1,0 +1,76 @@
+"""Launch page: the config form (generated from engine/config.py), sweeps, presets, config
+upload, run name and tags, and the Launch button.
+
+Thin by design: app/forms.py draws the form and validates; this page hands the validated
+configs to the job manager. Every config is checked with RunConfig.from_dict before the
+first one is submitted, so a bad value launches nothing.
+"""
+
+import streamlit as st
+
+from app import forms, services, state
+from engine.config import ConfigError
+
+st.title("Launch runs")
+
+# The Runs page's "clone into launch form" leaves a config here for us to fill the form with.
+clone = st.session_state.pop(state.CLONE_CONFIG, None)
+if isinstance(clone, dict):
+    forms.fill_form(clone)
+    st.session_state[state.FORM_NOTICE] = "Form filled from the cloned run: change what you " \
+                                          "want and launch."
+forms.init_form()
+
+left, right = st.columns(2, gap="large")
+with left:
+    forms.preset_ui()
+with right:
+    forms.upload_ui()
+notice = st.session_state.pop(state.FORM_NOTICE, None)
+if notice:
+    st.info(notice)
+
+base = forms.config_form_ui()
+sweep, seeds = forms.sweep_ui()
+
+with st.container(border=True):
+    col_name, col_tags = st.columns(2)
+    name = col_name.text_input("Run name (optional)", key=state.RUN_NAME,
+                               help="Shown in legends and lists; runs of a grid get "
+                                    "“name #01”, “name #02”, … No '/', '\\' or control characters.")
+    tags = col_tags.text_input("Tags (comma-separated)", key=state.RUN_TAGS,
+                               help="e.g. lecture-5, normalization. At most 20 tags of 40 "
+                                    "characters.")
+    n_runs = forms.grid_size(sweep, seeds)
+    description = forms.describe_grid(sweep, seeds)
+    if n_runs > forms.MAX_GRID_RUNS:
+        st.warning(f"This would make {description}: at most {forms.MAX_GRID_RUNS} runs can be "
+                   "launched at once. Sweep fewer values or seeds.")
+    else:
+        st.markdown(f"**This launches {description}.**")
+    clicked = st.button(f"Launch {n_runs} run{'s' if n_runs != 1 else ''}", type="primary",
+                        key="launch", icon=":material/rocket_launch:")
+    if clicked:
+        st.session_state.pop(state.LAST_LAUNCH, None)
+        try:
+            launch = forms.build_launch(base, sweep, seeds, name, tags)
+        except ConfigError as error:
+            st.error(f"Nothing was launched. {error}", icon=":material/error:")
+        else:
+            manager = services.get_manager()
+            try:
+                ids = [manager.submit(cfg, name=run_name, tags=launch.tags)
+                       for cfg, run_name in zip(launch.configs, launch.names)]
+            except (ValueError, RuntimeError) as error:
+                st.error(f"Could not launch: {error}")
+            else:
+                st.session_state[state.LAST_LAUNCH] = ids
+    launched = st.session_state.get(state.LAST_LAUNCH)
+    if launched:
+        st.success(f"Launched {len(launched)} run{'s' if len(launched) != 1 else ''}; they "
+                   "train in the background (queued runs start as others finish).")
+        if st.button("Watch them on the Live page →", key="to_live"):
+            st.session_state.pop(state.LAST_LAUNCH, None)
+            state.switch_to("live")
+
+forms.save_form()

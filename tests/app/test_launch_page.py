@@ -1,0 +1,254 @@
+"""Launch page (AppTest) and the form helpers: the form launches exactly the configs it
+shows, grids expand and are capped, bad values / names / tags / files launch nothing, and
+presets, uploads and clones fill the form."""
+
+import itertools
+import json
+
+import pytest
+
+from app import forms
+from engine import paths
+from engine.config import ConfigError, RunConfig
+from tests.app.conftest import page, stored_configs, wait_idle
+
+TOY = {"dataset": "spirals", "toy_samples": 64, "width": "8", "depth": 2, "epochs": 2,
+       "batch_size": 16}
+
+
+def set_toy(at):
+    at.selectbox(key="cfg_dataset").set_value("spirals")
+    at.number_input(key="cfg_toy_samples").set_value(64)
+    at.text_input(key="cfg_width").set_value("8")
+    at.number_input(key="cfg_epochs").set_value(2)
+    at.number_input(key="cfg_batch_size").set_value(16)
+    return at.run()
+
+
+def launch(at):
+    return at.button(key="launch").click().run()
+
+
+def errors(at):
+    return " | ".join(e.value for e in at.error)
+
+
+def expected(**changes):
+    base = {**RunConfig().to_dict(), "data_dir": str(paths.data_dir()), **TOY, **changes}
+    return RunConfig.from_dict(base).to_dict()
+
+
+# --- the page -----------------------------------------------------------------------------------
+
+def test_form_has_a_control_with_help_for_every_option():
+    at = page("launch").run()
+    assert not at.exception
+    keys = {w.key for kind in ("selectbox", "checkbox", "number_input", "text_input")
+            for w in getattr(at, kind)}
+    for f in forms.config.fields():
+        assert f"cfg_{f.name}" in keys, f.name
+    assert at.text_input(key="cfg_lr").help.startswith("Learning rate (step size)")
+    # Defaults are the Homework 8 seed run.
+    assert at.selectbox(key="cfg_dataset").value == "fashion-mnist"
+    assert at.text_input(key="cfg_width").value == "20"
+    assert at.text_input(key="cfg_data_dir").value == str(paths.data_dir())
+
+
+def test_form_launches_exactly_the_config_shown(services, fake_trainer):
+    store, manager = services
+    at = set_toy(page("launch").run())
+    at.text_input(key="cfg_lr").set_value("3e-3")
+    at.selectbox(key="cfg_optimizer").set_value("adam")
+    at.text_input(key="run_name").set_value("first try")
+    at.text_input(key="run_tags").set_value("lecture-5, toy")
+    at = launch(at.run())
+    assert not at.exception and not at.error
+    assert "Launched 1 run" in at.success[0].value
+    wait_idle(manager)
+    assert stored_configs(store) == [expected(lr=3e-3, optimizer="adam")]
+    assert fake_trainer.configs == [expected(lr=3e-3, optimizer="adam")]
+    run = store.list_runs()[0]
+    assert (run.name, run.tags, run.status) == ("first try", ["lecture-5", "toy"], "completed")
+
+
+def test_grid_makes_every_combination_and_says_how_many_first(services):
+    store, manager = services
+    at = set_toy(page("launch").run())
+    at.multiselect(key="sweep_fields").set_value(["optimizer", "norm"]).run()
+    at.multiselect(key="sweep_values_optimizer").set_value(["sgd", "adam", "rmsprop"])
+    at.multiselect(key="sweep_values_norm").set_value(["none", "batch"])
+    at.number_input(key="sweep_seeds").set_value(2)
+    at.text_input(key="run_name").set_value("grid")
+    at = at.run()
+    assert any("This launches 12 runs" in m.value for m in at.markdown)
+    assert store.list_runs() == []                   # nothing before the click
+    at = launch(at)
+    assert not at.exception and not at.error, errors(at)
+    wait_idle(manager, 30)
+    got = sorted((c["optimizer"], c["norm"], c["seed"]) for c in stored_configs(store))
+    assert got == sorted(itertools.product(["sgd", "adam", "rmsprop"], ["none", "batch"], [0, 1]))
+    names = sorted(r.name for r in store.list_runs())
+    assert names[0] == "grid #01" and names[-1] == "grid #12"
+
+
+def test_too_large_grid_is_refused_and_nothing_launched(services):
+    store, _ = services
+    at = set_toy(page("launch").run())
+    at.multiselect(key="sweep_fields").set_value(["optimizer", "lr"]).run()
+    at.multiselect(key="sweep_values_optimizer").set_value(list(forms.config.OPTIMIZERS))
+    at.text_input(key="sweep_values_lr").set_value("1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1")
+    at = at.run()
+    assert any("at most 64 runs" in w.value for w in at.warning)   # said before launching
+    at = launch(at)
+    assert "Nothing was launched" in errors(at) and "at most 64 runs" in errors(at)
+    assert store.list_runs() == []
+
+
+@pytest.mark.parametrize("widget, key, value, field", [
+    ("text_input", "cfg_lr", "0", "lr: 0.0"),
+    ("text_input", "cfg_width", "abc", "width: 'abc'"),
+    ("number_input", "cfg_batch_size", 1000, "batch_size: 1000"),
+    ("text_input", "cfg_momentum", "1.0", "momentum: 1.0"),
+])
+def test_bad_value_shows_the_config_error_and_launches_nothing(services, widget, key, value,
+                                                               field):
+    store, _ = services
+    at = set_toy(page("launch").run())
+    getattr(at, widget)(key=key).set_value(value)
+    at = launch(at.run())
+    assert not at.exception
+    assert "Nothing was launched" in errors(at) and field in errors(at)
+    assert "allowed" in errors(at) or "must" in errors(at)     # says what is allowed
+    assert store.list_runs() == []
+
+
+def test_bad_sweep_combination_launches_nothing(services):
+    store, _ = services
+    at = set_toy(page("launch").run())
+    at.multiselect(key="sweep_fields").set_value(["batch_size"]).run()
+    at.text_input(key="sweep_values_batch_size").set_value("8, 16, 5000").run()
+    at = launch(at)
+    assert "run 3 of 3" in errors(at) and "batch_size: 5000" in errors(at)
+    assert store.list_runs() == []
+
+
+@pytest.mark.parametrize("name", ["../x", "a\x01b", "x" * 200])
+def test_bad_run_name_is_refused(services, name):
+    store, _ = services
+    at = set_toy(page("launch").run())
+    at.text_input(key="run_name").set_value(name)
+    at = launch(at.run())
+    assert "Nothing was launched" in errors(at) and "name" in errors(at)
+    assert store.list_runs() == []
+
+
+def test_bad_tags_are_refused(services):
+    store, _ = services
+    at = set_toy(page("launch").run())
+    at.text_input(key="run_tags").set_value("ok, " + "t" * 60)
+    at = launch(at.run())
+    assert "Nothing was launched" in errors(at) and "tags" in errors(at)
+    assert store.list_runs() == []
+
+
+def test_preset_fills_the_form_and_its_sweep(services):
+    at = page("launch").run()
+    at.selectbox(key="preset").set_value("HW8 20-layer + layer norm")
+    at = at.button(key="apply_preset").click().run()
+    assert not at.exception
+    assert at.number_input(key="cfg_depth").value == 20
+    assert at.selectbox(key="cfg_norm").value == "layer"
+    assert at.selectbox(key="cfg_norm_impl").value == "course"
+    at.selectbox(key="preset").set_value("cs231n batchnorm vs weight scale")
+    at = at.button(key="apply_preset").click().run()
+    assert at.selectbox(key="cfg_dataset").value == "cifar10"
+    assert at.multiselect(key="sweep_fields").value == ["norm", "weight_scale"]
+    assert any("This launches 10 runs" in m.value for m in at.markdown)
+
+
+def test_every_preset_is_a_valid_config_or_grid():
+    presets = forms.load_presets()
+    assert len(presets) >= 8 and "HW8 baseline (2x20 SGD)" in presets
+    for name, p in presets.items():
+        base = {**forms.default_config(), **p["config"]}
+        sweep = {k: [str(v) if not isinstance(v, str) else v for v in vals]
+                 for k, vals in p.get("sweep", {}).items()}
+        launch_ = forms.build_launch(base, sweep, p.get("seeds", 1))
+        assert 1 <= len(launch_.configs) <= forms.MAX_GRID_RUNS, name
+
+
+def test_upload_yaml_fills_the_form(services):
+    at = page("launch").run()
+    at.file_uploader(key="config_upload").set_value(
+        ("run.yaml", b"dataset: spirals\nlr: 0.05\nwidth: [16, 8]\ndepth: 2\n", "text/yaml"))
+    at = at.run()
+    assert not at.exception and not at.error, errors(at)
+    assert at.selectbox(key="cfg_dataset").value == "spirals"
+    assert at.text_input(key="cfg_lr").value == "0.05"
+    assert at.text_input(key="cfg_width").value == "16,8"
+    assert any("Form filled from run.yaml" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("filename, content, message", [
+    ("bad.yaml", b"dataset: spirals\nlr: [0.1\n", "line"),
+    ("bad.json", b'{"lr": 0.1,,}', "line 1, column"),
+    ("empty.json", b"", "is empty"),
+    ("list.json", b"[1, 2]", "holds a list"),
+    ("tag.yaml", b"!!python/object/apply:os.system ['true']\n", "tag"),
+    ("unknown.json", b'{"learning_rate": 0.1}', "unknown option"),
+    ("range.json", b'{"lr": -1}', "lr: -1.0"),
+])
+def test_bad_upload_is_explained_and_does_not_fill_the_form(services, filename, content,
+                                                            message):
+    at = page("launch").run()
+    at.file_uploader(key="config_upload").set_value((filename, content, "application/json"))
+    at = at.run()
+    assert not at.exception
+    assert message in errors(at) and filename in errors(at)
+    assert at.selectbox(key="cfg_dataset").value == "fashion-mnist"     # unchanged
+
+
+def test_clone_config_prefills_the_form(services):
+    at = page("launch")
+    cloned = expected(optimizer="course-adam", beta2=0.99, eps=1e-7, bias_correction=False)
+    at.session_state["clone_config"] = cloned
+    at = at.run()
+    assert not at.exception
+    assert at.selectbox(key="cfg_optimizer").value == "course-adam"
+    assert at.text_input(key="cfg_eps").value == "1e-07"
+    assert at.checkbox(key="cfg_bias_correction").value is False
+    at = launch(at)                  # relaunching the clone gives back the same config
+    store, manager = services
+    wait_idle(manager)
+    assert stored_configs(store) == [cloned]
+
+
+# --- pure helpers -------------------------------------------------------------------------------
+
+def test_expand_grid_is_the_product_with_seeds_fastest():
+    out = forms.expand_grid({"lr": 0.1, "seed": 5}, {"optimizer": ["sgd", "adam"],
+                                                     "norm": ["none", "batch", "layer"]}, 2)
+    assert len(out) == 12 == forms.grid_size({"a": [1, 2], "b": [1, 2, 3]}, 2)
+    assert out[0] == {"lr": 0.1, "seed": 5, "optimizer": "sgd", "norm": "none"}
+    assert out[1] == {"lr": 0.1, "seed": 6, "optimizer": "sgd", "norm": "none"}
+    assert out[-1] == {"lr": 0.1, "seed": 6, "optimizer": "adam", "norm": "layer"}
+    assert forms.expand_grid({"lr": 1}, {}, 1) == [{"lr": 1}]
+
+
+def test_parse_sweep_values():
+    assert forms.parse_sweep_values("lr", "1e-3, 0.01,,1e-3") == ["1e-3", "0.01"]
+    assert forms.parse_sweep_values("width", "20; 1024,512") == ["20", "1024,512"]
+    assert forms.parse_sweep_values("optimizer", ["sgd", "adam"]) == ["sgd", "adam"]
+    with pytest.raises(ConfigError, match="lr"):
+        forms.parse_sweep_values("lr", "0.1, fast")
+
+
+def test_build_launch_names_and_refusals():
+    base = {**forms.default_config(), **TOY}
+    launch_ = forms.build_launch(base, {"lr": ["0.1", "0.2"]}, 1, "run", "a, b")
+    assert launch_.names == ["run #1", "run #2"] and launch_.tags == ["a", "b"]
+    assert [c.lr for c in launch_.configs] == [0.1, 0.2]
+    with pytest.raises(ConfigError, match="has no values"):
+        forms.build_launch(base, {"lr": []}, 1)
+    with pytest.raises(ConfigError, match="too large"):
+        forms.build_launch(base, {"lr": [str(i) for i in range(1, 11)]}, 7)

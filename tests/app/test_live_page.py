@@ -1,0 +1,119 @@
+"""Live page (AppTest): progress of a running run, Stop, the three live charts, divergence
+marked on the curve, incremental metric reads, and the same runs seen from a new session."""
+
+import base64
+import json
+
+import numpy as np
+
+from app.charts import LIVE_METRICS
+from engine.config import RunConfig
+from tests.app.conftest import page, wait_for, wait_idle
+
+TOY = dict(dataset="spirals", toy_samples=64, width=[8], epochs=10, batch_size=16)
+
+
+def progress_texts(at):
+    return [p.proto.text for p in at.get("progress")]
+
+
+def chart_specs(at):
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def values(array):
+    """A trace's x or y as a list: plotly sends numeric arrays as base64 typed arrays."""
+    if isinstance(array, dict) and "bdata" in array:
+        return np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"]).tolist()
+    return list(array)
+
+
+def test_empty_live_page_says_what_to_do(services):
+    at = page("live").run()
+    assert not at.exception
+    assert "No runs yet" in at.info[0].value
+
+
+def test_running_run_shows_progress_charts_and_stops(services):
+    store, manager = services
+    # seed 7: the fake trainer holds after its first evaluation (step 4 of 40) until stopped.
+    run_id = manager.submit(RunConfig(**TOY, seed=7), name="held")
+    wait_for(lambda: (p := manager.progress(run_id)) and p.step == 4, what="step 4")
+    store.flush(5)
+    at = page("live").run()
+    assert not at.exception
+    text = progress_texts(at)[0]
+    assert "step 4/40" in text and "epoch 2/10" in text and "left" in text, text
+    assert any("held" in m.value and "running" in m.value for m in at.markdown)
+    specs = chart_specs(at)
+    assert [s["layout"]["title"]["text"].split(" (")[0] for s in specs] == \
+        ["Training loss", "Loss per evaluation", "Accuracy per evaluation"]
+    step_trace = specs[0]["data"][0]
+    assert step_trace["name"] == "held" and values(step_trace["x"]) == [1, 2, 3, 4]
+    assert values(step_trace["y"]) == [2.0, 1.0, 2 / 3, 0.5]
+    assert any(t["name"] == "held · val" for t in specs[2]["data"])
+
+    at = at.button(key=f"stop_{run_id}").click().run()
+    assert not at.exception
+    wait_idle(manager)
+    assert store.get_run(run_id).status == "stopped"
+    at = page("live").run()
+    assert "stopped" in progress_texts(at)[0]
+    assert not [b for b in at.button if b.key == f"stop_{run_id}"]   # no Stop once ended
+
+
+def test_queued_run_shows_its_queue_position(services, fake_trainer):
+    store, manager = services
+    first = manager.submit(RunConfig(**TOY, seed=7))
+    second = manager.submit(RunConfig(**TOY, seed=1), name="waiting")
+    wait_for(lambda: manager.progress(first).step == 4, what="first run held")
+    at = page("live").run()
+    texts = progress_texts(at)
+    assert any("queued (position 1 in the queue)" in t for t in texts), texts
+    at.button(key=f"stop_{second}").click().run()
+    wait_for(lambda: store.get_run(second).status == "stopped", what="queued run stopped")
+    fake_trainer.release.set()
+    wait_idle(manager)
+
+
+def test_diverged_run_is_marked_on_its_curve(services):
+    store, manager = services
+    run_id = manager.submit(RunConfig(**TOY, lr=50.0), name="too fast")
+    wait_idle(manager)
+    assert store.get_run(run_id).status == "diverged"
+    at = page("live").run()
+    assert not at.exception
+    step_chart = chart_specs(at)[0]
+    marks = [t for t in step_chart["data"] if t.get("name") == "too fast · diverged"]
+    assert marks and values(marks[0]["x"]) == [3]
+    assert "diverged at step 3: loss is inf at step 3" in marks[0]["hovertext"][0]
+    assert any("loss is inf at step 3" in c.value for c in at.caption)
+
+
+def test_each_tick_reads_only_new_metric_rows(services, monkeypatch):
+    store, manager = services
+    run_id = manager.submit(RunConfig(**TOY), name="done")
+    wait_idle(manager)
+    newest = store.read_metrics(run_id, names=LIVE_METRICS)["id"].max()
+    calls = []
+    real = store.read_metrics
+    monkeypatch.setattr(store, "read_metrics",
+                        lambda ids, **kw: (kw.get("names") == LIVE_METRICS
+                                           and calls.append(kw.get("after_id", 0)))
+                        or real(ids, **kw))
+    at = page("live").run()
+    last = at.session_state["live_cache"][run_id]["after"]
+    assert calls == [0] and last == newest
+    at.run()
+    assert calls == [0, last]                      # the second tick starts after the last row
+    assert len(values(chart_specs(at)[0]["data"][0]["x"])) == 40   # and the curve is still whole
+
+
+def test_a_new_session_sees_the_same_runs(services):
+    store, manager = services
+    manager.submit(RunConfig(**TOY, seed=3), name="shared")
+    wait_idle(manager)
+    first, second = page("live").run(), page("live").run()   # two tabs: separate sessions
+    for at in (first, second):
+        assert any("shared" in m.value for m in at.markdown)
+        assert "completed" in progress_texts(at)[0]
