@@ -10,12 +10,24 @@ interrupted and the store flushes its queue, so nothing committed is lost.
 from __future__ import annotations
 
 import atexit
+import threading
 
 import streamlit as st
 
 from engine import paths
 from engine.jobs import JobManager
 from engine.store import RunStore
+
+
+def _import_torch() -> None:
+    import torch  # noqa: F401
+
+
+# Importing torch takes about 3 s here. The first page does not need it, the job manager
+# does: import it on a background thread as the server starts, so the first page shows at
+# once and the first launch does not wait. (Python's import lock makes a later `import
+# torch` in a script thread wait for this one instead of importing twice.)
+threading.Thread(target=_import_torch, name="trainlab-torch-import", daemon=True).start()
 
 
 @st.cache_resource(show_spinner=False)

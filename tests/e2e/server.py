@@ -1,0 +1,65 @@
+"""The real app as a server process for end-to-end tests: `streamlit run app/main.py` on a
+free localhost port, its home (store, exports) in the test's own folder."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[2]
+# Chromium as root, headless, offline: no sandbox, no background calls home.
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AppServer:
+    """Starts the app and waits for its health check; `stop()` ends it politely."""
+
+    def __init__(self, tmp_path: Path, max_concurrent: int = 2):
+        self.port = free_port()
+        self.home = tmp_path / "home"
+        self.db = self.home / "runs.db"
+        env = {**os.environ, "TRAINLAB_HOME": str(self.home), "TRAINLAB_DB": str(self.db),
+               "TRAINLAB_EXPORT_DIR": str(self.home / "exports"),
+               "TRAINLAB_MAX_CONCURRENT": str(max_concurrent)}
+        self.log_path = tmp_path / "server.log"
+        self._log = open(self.log_path, "w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port",
+             str(self.port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                pytest.fail("the app did not start:\n" + self.log_path.read_text())
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self._log.close()
