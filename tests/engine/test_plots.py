@@ -1,0 +1,279 @@
+"""Tests of engine/plots.py: smoothing, downsampling, labels, colours, the compare figure."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from engine import plots
+from engine.events import STEP_LOSS, VAL_ACC, VAL_LOSS, RunStatus
+
+T0 = 1_700_000_000.0
+
+
+def make_run(rid, config, *, name="", status=RunStatus.COMPLETED, reason="", last_step=0,
+             started_at=T0):
+    return SimpleNamespace(id=rid, name=name, config=config, status=status, reason=reason,
+                           last_step=last_step, started_at=started_at)
+
+
+def make_frame(series: dict, metric=VAL_ACC, *, dt=2.0, t0=T0):
+    """{run_id: (steps, values)} -> a store-like metrics frame (time = t0 + dt * step)."""
+    parts, next_id = [], 1
+    for rid, (steps, values) in series.items():
+        steps = np.asarray(steps)
+        parts.append(pd.DataFrame({
+            "id": np.arange(next_id, next_id + len(steps)), "run": rid, "step": steps,
+            "epoch": steps / 10.0, "name": metric, "value": np.asarray(values, float),
+            "time": t0 + dt * steps}))
+        next_id += len(steps)
+    return pd.concat(parts, ignore_index=True)
+
+
+def traces(fig, kind):
+    return [t for t in fig.data if (t.meta or {}).get("kind") == kind]
+
+
+# --- smooth_ema ------------------------------------------------------------------------------
+
+def test_smooth_ema_is_debiased_like_tensorboard():
+    w = 0.5
+    # by hand: s1 = .5*1 = .5 -> /(1-.5) = 1; s2 = .25 + 1 = 1.25 -> /.75; s3 = .625 + 1.5
+    expected = [1.0, 1.25 / 0.75, 2.125 / 0.875]
+    np.testing.assert_allclose(plots.smooth_ema([1.0, 2.0, 3.0], w), expected)
+    # a constant series stays constant (no pull towards 0 at the start)
+    np.testing.assert_allclose(plots.smooth_ema([5.0] * 10, 0.9), [5.0] * 10)
+
+
+def test_smooth_ema_weight_zero_is_raw_and_bad_weight_refused():
+    values = [3.0, 1.0, 2.0]
+    np.testing.assert_array_equal(plots.smooth_ema(values, 0.0), values)
+    for bad in (1.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="weight"):
+            plots.smooth_ema(values, bad)
+
+
+def test_smooth_ema_skips_non_finite_values_and_keeps_them_as_gaps():
+    out = plots.smooth_ema([1.0, math.nan, 3.0, math.inf, 5.0], 0.5)
+    assert math.isnan(out[1]) and math.isinf(out[3])
+    # the finite values are smoothed as if the gaps were not there: [1, 3, 5]
+    np.testing.assert_allclose(out[[0, 2, 4]], plots.smooth_ema([1.0, 3.0, 5.0], 0.5))
+    assert np.isfinite(out[[0, 2, 4]]).all()
+
+
+# --- downsample_minmax -------------------------------------------------------------------------
+
+def test_downsample_keeps_extremes_ends_and_bound():
+    n = 100_000
+    x = np.arange(n)
+    y = np.sin(x / 500.0)
+    y[54_321], y[77_777] = 1000.0, -1000.0
+    dx, dy = plots.downsample_minmax(x, y, 2000)
+    assert len(dx) <= 2000 and len(dx) == len(dy)
+    assert dx[0] == 0 and dx[-1] == n - 1
+    assert 1000.0 in dy and -1000.0 in dy
+    assert np.all(np.diff(dx) > 0)                      # order kept, no duplicates
+    np.testing.assert_array_equal(dy, y[dx])            # points are real points
+
+
+def test_downsample_keeps_gaps_and_short_series_untouched():
+    y = np.ones(10_000)
+    y[5000] = np.nan
+    dx, dy = plots.downsample_minmax(np.arange(10_000), y, 300)
+    assert len(dx) <= 300 and np.isnan(dy).sum() == 1 and 5000 in dx
+    x3, y3 = plots.downsample_minmax([1, 2, 3], [3.0, 1.0, 2.0], 100)
+    np.testing.assert_array_equal(y3, [3.0, 1.0, 2.0])
+
+
+# --- labels and colours ----------------------------------------------------------------------
+
+def test_legend_labels_show_only_differing_fields():
+    labels = plots.legend_labels({
+        "a": {"optimizer": "adam", "norm": "layer", "lr": 0.01, "seed": 0},
+        "b": {"optimizer": "sgd", "norm": "none", "lr": 0.01, "seed": 0}})
+    assert labels == {"a": "adam · layer norm", "b": "sgd · no norm"}
+    labels = plots.legend_labels({"a": {"lr": 0.01, "depth": 20},
+                                  "b": {"lr": 0.001, "depth": 5}})
+    assert labels == {"a": "lr 0.01 · depth 20", "b": "lr 0.001 · depth 5"}
+
+
+def test_legend_labels_ignore_paths_and_fall_back_to_names():
+    configs = {"r1": {"data_dir": "/x", "device": "cpu"}, "r2": {"data_dir": "/y",
+                                                                 "device": "cuda"}}
+    assert plots.legend_labels(configs, {"r1": "first", "r2": "second"}) == \
+        {"r1": "first", "r2": "second"}
+    # equal configs where some runs still differ: duplicates get a short id to tell them apart
+    labels = plots.legend_labels({"run-aaaaaa": {"lr": 0.1}, "run-bbbbbb": {"lr": 0.1},
+                                  "run-cccccc": {"lr": 0.2}})
+    assert labels["run-cccccc"] == "lr 0.2"
+    assert labels["run-aaaaaa"] != labels["run-bbbbbb"] and "aaaaaa" in labels["run-aaaaaa"]
+
+
+def test_run_colors_stable_and_distinct():
+    keys = [f"run-{i}" for i in range(20)]
+    first = plots.run_colors(keys)
+    assert plots.run_colors(list(reversed(keys))) == first      # order does not matter
+    assert plots.run_colors(keys) == first                        # same key, same colour
+    assert len(set(first.values())) == 20
+    assert all(c.startswith("#") and len(c) == 7 for c in first.values())
+
+
+# --- the figure --------------------------------------------------------------------------------
+
+@pytest.fixture
+def three_runs():
+    steps = np.arange(1, 11)
+    runs = [make_run("r-sgd", {"optimizer": "sgd", "lr": 0.1}, name="plain"),
+            make_run("r-adam", {"optimizer": "adam", "lr": 0.1}),
+            make_run("r-div", {"optimizer": "rmsprop", "lr": 0.1}, status=RunStatus.DIVERGED,
+                     reason="loss is nan at step 6", last_step=6)]
+    div = np.linspace(0.1, 0.5, 10)
+    div[5:] = [math.nan, math.inf, math.nan, math.nan, math.nan]
+    frame = make_frame({"r-sgd": (steps, steps / 20), "r-adam": (steps, steps / 15),
+                        "r-div": (steps, div)})
+    return frame, runs
+
+
+def test_figure_has_a_line_per_run_with_labels_axes_and_percent(three_runs):
+    frame, runs = three_runs
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(metric=VAL_ACC, title="My title"))
+    lines = traces(fig, "line")
+    assert [t.name for t in lines] == ["sgd", "adam", "rmsprop"]
+    assert fig.layout.xaxis.title.text == "step"
+    assert fig.layout.yaxis.title.text == "validation accuracy (%)"
+    assert fig.layout.title.text == "My title"
+    np.testing.assert_allclose(lines[0].y, np.arange(1, 11) / 20 * 100)   # fraction -> %
+    assert fig.layout.yaxis.type == "linear"
+    colors = {t.line.color for t in lines}
+    assert len(colors) == 3
+
+
+def test_figure_marks_diverged_run_and_draws_non_finite_as_gaps(three_runs):
+    frame, runs = three_runs
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(metric=VAL_ACC, log_y=True))
+    assert fig.layout.yaxis.type == "log"
+    line = traces(fig, "line")[2]
+    assert np.isnan(np.asarray(line.y, float)[5:]).all()      # gaps, never inf
+    marks = traces(fig, "diverged")
+    assert len(marks) == 1 and marks[0].meta["run"] == "r-div"
+    assert list(marks[0].x) == [6] and marks[0].marker.symbol == "x"
+    assert "diverged at step 6" in marks[0].hovertext[0]
+    assert np.isfinite(marks[0].y[0])                         # placed at the last finite value
+    fig.to_json()                                             # serializable
+
+
+def test_figure_marks_non_finite_values_of_a_completed_run():
+    runs = [make_run("a", {"lr": 0.1}), make_run("b", {"lr": 0.2})]
+    frame = make_frame({"a": ([1, 2, 3, 4], [1.0, math.inf, 2.0, 1.0]),
+                        "b": ([1, 2, 3, 4], [1.0, 0.5, 0.4, 0.3])}, metric=VAL_LOSS)
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(metric=VAL_LOSS))
+    marks = traces(fig, "nonfinite")
+    assert len(marks) == 1 and list(marks[0].x) == [2] and "inf" in marks[0].hovertext[0]
+    assert fig.layout.yaxis.title.text == "validation loss"
+
+
+def test_divergence_marker_at_its_step_even_past_a_sparse_metric():
+    runs = [make_run("d", {"lr": 1.0}, status=RunStatus.DIVERGED, last_step=85,
+                     reason="loss is nan at step 85")]
+    frame = make_frame({"d": ([40, 80], [0.2, 0.2])})           # evaluations every 40 steps
+    mark = traces(plots.build_figure(frame, runs), "diverged")[0]
+    assert list(mark.x) == [85] and list(mark.y) == [20.0]
+
+
+def test_figure_x_axis_epoch_and_wall_time(three_runs):
+    frame, runs = three_runs
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(x_axis="time"))
+    assert fig.layout.xaxis.title.text == "wall time (s)"
+    np.testing.assert_allclose(traces(fig, "line")[0].x, 2.0 * np.arange(1, 11))  # s since start
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(x_axis="epoch"))
+    np.testing.assert_allclose(traces(fig, "line")[0].x, np.arange(1, 11) / 10)
+
+
+def test_figure_smoothing_draws_faint_raw_under_smoothed(three_runs):
+    frame, runs = three_runs
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(smoothing=0.6))
+    raw, lines = traces(fig, "raw"), traces(fig, "line")
+    assert len(raw) == len(lines) == 3
+    assert raw[0].opacity < 0.5 and raw[0].showlegend is False
+    np.testing.assert_allclose(lines[0].y, plots.smooth_ema(np.arange(1, 11) / 20 * 100, 0.6))
+    # trace order: the raw curve is drawn first, so the smoothed one lies on top
+    assert fig.data.index(raw[0]) < fig.data.index(lines[0])
+
+
+def test_grouping_over_seeds_gives_mean_and_band():
+    steps = np.arange(1, 6)
+    runs, series = [], {}
+    for opt, base in (("sgd", 0.2), ("adam", 0.5)):
+        for seed in range(3):
+            rid = f"{opt}-{seed}"
+            runs.append(make_run(rid, {"optimizer": opt, "seed": seed}))
+            series[rid] = (steps, base + 0.1 * seed + 0.01 * steps)
+    frame = make_frame(series)
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(group_by="seed", band="std"))
+    means, bands = traces(fig, "mean"), traces(fig, "band")
+    assert [t.name for t in means] == ["sgd (mean of 3)", "adam (mean of 3)"]
+    assert len(bands) == 2 and bands[0].fill == "toself"
+    expected = (0.2 + 0.1 + 0.01 * steps) * 100           # mean over seeds 0, 1, 2, in %
+    np.testing.assert_allclose(means[0].y, expected)
+    np.testing.assert_allclose(means[0].x, steps)
+    sd = np.std([0.0, 10.0, 20.0])                        # seeds add 0, 10, 20 points of %
+    np.testing.assert_allclose(bands[0].y, np.concatenate([expected + sd, (expected - sd)[::-1]]))
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(group_by="seed", band="minmax"))
+    band = traces(fig, "band")[0]
+    np.testing.assert_allclose(band.y, np.concatenate([expected + 10, (expected - 10)[::-1]]))
+
+
+def test_big_runs_use_webgl_and_are_downsampled():
+    n = 10_000
+    runs = [make_run(f"r{i}", {"lr": 0.1 * (i + 1)}) for i in range(3)]
+    frame = make_frame({r.id: (np.arange(1, n + 1), np.random.default_rng(0).random(n))
+                        for r in runs}, metric=STEP_LOSS)
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(metric=STEP_LOSS, max_points=500))
+    lines = traces(fig, "line")
+    assert all(isinstance(t, go.Scattergl) or len(t.x) <= plots.GL_THRESHOLD for t in lines)
+    assert all(len(t.x) <= 500 for t in lines)
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(metric=STEP_LOSS, max_points=n + 1))
+    assert all(isinstance(t, go.Scattergl) and len(t.x) == n for t in traces(fig, "line"))
+
+
+def test_empty_and_missing_metric_give_an_empty_figure(three_runs):
+    frame, runs = three_runs
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(metric=STEP_LOSS))
+    assert len(fig.data) == 0 and fig.layout.yaxis.title.text == "training loss per step"
+    assert len(plots.build_figure(frame.iloc[:0], runs).data) == 0
+
+
+def test_chart_options_are_checked():
+    for kw, field in ((dict(x_axis="wall"), "x_axis"), (dict(band="iqr"), "band"),
+                      (dict(smoothing=1.0), "smoothing"), (dict(group_by="colour"), "group_by"),
+                      (dict(max_points=1), "max_points")):
+        with pytest.raises(ValueError, match=field):
+            plots.ChartOptions(**kw)
+
+
+def test_summary_table_final_and_best(three_runs):
+    frame, runs = three_runs
+    table = plots.summary_table(frame, runs, plots.ChartOptions(metric=VAL_ACC))
+    sgd = table.set_index("id").loc["r-sgd"]
+    assert sgd["final"] == pytest.approx(50.0) and sgd["best"] == pytest.approx(50.0)
+    div = table.set_index("id").loc["r-div"]
+    assert div["final"] == pytest.approx(div["best"]) and div["best step"] == 5
+    loss = plots.summary_table(make_frame({"r-sgd": ([1, 2, 3], [3.0, 1.0, 2.0])},
+                                          metric=VAL_LOSS), runs[:1],
+                               plots.ChartOptions(metric=VAL_LOSS))
+    assert loss.iloc[0]["best"] == 1.0 and loss.iloc[0]["final"] == 2.0   # lower is better
+
+
+def test_config_diff_marks_differing_fields(three_runs):
+    _, runs = three_runs
+    diff = plots.config_diff(runs, {"r-sgd": "A", "r-adam": "B", "r-div": "C"})
+    assert diff.loc["optimizer", "differs"] and not diff.loc["lr", "differs"]
+    assert list(diff.loc["optimizer", ["A", "B", "C"]]) == ["sgd", "adam", "rmsprop"]
+    only = plots.config_diff(runs, only_differing=True)
+    assert list(only.index) == ["optimizer"]
+    assert "data_dir" not in diff.index
