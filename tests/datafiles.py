@@ -15,9 +15,11 @@ import numpy as np
 FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 
 
-def idx_bytes(array: np.ndarray) -> bytes:
-    """The IDX encoding of a uint8 array: magic (0x08 = ubyte, ndim), sizes, raw bytes."""
-    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+def idx_bytes(array: np.ndarray, magic: int | None = None) -> bytes:
+    """The IDX encoding of a uint8 array: magic (0x08 = ubyte, ndim), sizes, raw bytes.
+    A test may pass another `magic` to make a file the reader must refuse."""
+    magic = (0x08 << 8 | array.ndim) if magic is None else magic
+    header = struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape)
     return header + array.astype(np.uint8).tobytes()
 
 

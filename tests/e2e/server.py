@@ -29,7 +29,9 @@ def free_port() -> int:
 class AppServer:
     """Starts the app and waits for its health check; `stop()` ends it politely."""
 
-    def __init__(self, tmp_path: Path, max_concurrent: int = 2):
+    def __init__(self, tmp_path: Path, max_concurrent: int = 2, bind_flag: bool = True):
+        """bind_flag False starts the server without --server.address, so the address
+        comes from the shipped .streamlit/config.toml alone."""
         self.port = free_port()
         self.home = tmp_path / "home"
         self.db = self.home / "runs.db"
@@ -38,9 +40,10 @@ class AppServer:
                "TRAINLAB_MAX_CONCURRENT": str(max_concurrent)}
         self.log_path = tmp_path / "server.log"
         self._log = open(self.log_path, "w")
+        address = ["--server.address", "127.0.0.1"] if bind_flag else []
         self.process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port",
-             str(self.port), "--server.address", "127.0.0.1", "--server.headless", "true"],
+             str(self.port), *address, "--server.headless", "true"],
             cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from engine import config, data
+from tests.datafiles import idx_bytes
 
 N_TRAIN, N_TEST = 32, 16
 
@@ -24,11 +25,6 @@ def _fresh_cache():
     data.clear_cache()
     yield
     data.clear_cache()
-
-
-def idx_bytes(array: np.ndarray, magic: int) -> bytes:
-    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    return header + array.astype(np.uint8).tobytes()
 
 
 def tiny_images(n: int, offset: int) -> np.ndarray:
