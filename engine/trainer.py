@@ -138,16 +138,20 @@ def _train(cfg, run_id, emit, should_stop, progress) -> tuple[str, str]:
     # sync point, so there losses are read back in windows of SYNC_WINDOW steps (divergence
     # is then caught within that many steps instead of one).
     sync_window = 1 if device.type == "cpu" else 8
-    pending: list[tuple[int, float, torch.Tensor]] = []
+    pending: list[tuple[int, float, int, torch.Tensor]] = []   # step, epoch, batch, loss
     first_loss: list[float] = []
+    epoch_sum = {"loss_x_examples": 0.0, "examples": 0}   # for the seed's epoch "Train Loss"
 
     def drain_losses():
         if not pending:
             return
-        values = torch.stack([p[2] for p in pending]).tolist()  # one host transfer
-        for (step, epoch_at, _), value in zip(pending, values):
+        values = [pending[0][3].item()] if len(pending) == 1 \
+            else torch.stack([p[3] for p in pending]).tolist()   # one host transfer
+        for (step, epoch_at, batch, _), value in zip(pending, values):
             emit(StepLoss(run=run_id, step=step, epoch=epoch_at, loss=value))
             _check_divergence(cfg, step, value, first_loss)
+            epoch_sum["loss_x_examples"] += value * batch
+            epoch_sum["examples"] += batch
         pending.clear()
 
     started = time.perf_counter()
@@ -155,8 +159,7 @@ def _train(cfg, run_id, emit, should_stop, progress) -> tuple[str, str]:
     step = 0
     for epoch in range(epochs):
         model.train()
-        epoch_loss_sum = torch.zeros((), device=device)
-        epoch_examples = 0
+        epoch_sum.update(loss_x_examples=0.0, examples=0)
         for index in batch_indices(n_train, cfg.batch_size, generator,
                                    drops_last_batch(cfg, n_train), device):
             if should_stop():
@@ -172,11 +175,8 @@ def _train(cfg, run_id, emit, should_stop, progress) -> tuple[str, str]:
 
             step += 1
             progress["step"] = step
-            detached = loss.detach()
-            epoch_loss_sum += detached * len(y)
-            epoch_examples += len(y)
             examples_since_eval += len(y)
-            pending.append((step, step / steps_per_epoch, detached))
+            pending.append((step, step / steps_per_epoch, len(y), loss.detach()))
             if len(pending) >= sync_window:
                 drain_losses()
 
@@ -191,7 +191,7 @@ def _train(cfg, run_id, emit, should_stop, progress) -> tuple[str, str]:
         if schedule is not None:
             schedule.step()
         end_of_run = step >= total_steps
-        epoch_mean = (epoch_loss_sum / max(epoch_examples, 1)).item()
+        epoch_mean = epoch_sum["loss_x_examples"] / max(epoch_sum["examples"], 1)
         if not cfg.eval_every or (end_of_run and step % cfg.eval_every):
             last_eval_time, examples_since_eval = _report(
                 cfg, run_id, emit, model, data, optimizer, step, steps_per_epoch, started,
