@@ -451,14 +451,19 @@ def _drawable(y: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(y), y, np.nan)
 
 
+def _add_raw(fig, x, y, label, key, color, o: ChartOptions) -> None:
+    """The unsmoothed curve, faint, under its smoothed line."""
+    rx, ry = downsample_minmax(x, y, o.max_points)
+    fig.add_trace(_trace(rx, ry, len(rx), mode="lines", name=f"{label} (raw)",
+                         legendgroup=str(key), showlegend=False, hoverinfo="skip",
+                         line=dict(color=color, width=1), opacity=0.25,
+                         meta={"kind": "raw", "key": str(key)}))
+
+
 def _add_run(fig, s: pd.DataFrame, label, key, color, o: ChartOptions) -> None:
     x, y = s["x"].to_numpy(), _drawable(s["y"].to_numpy())
     if o.smoothing > 0:
-        rx, ry = downsample_minmax(x, y, o.max_points)
-        fig.add_trace(_trace(rx, ry, len(rx), mode="lines", name=f"{label} (raw)",
-                             legendgroup=str(key), showlegend=False, hoverinfo="skip",
-                             line=dict(color=color, width=1), opacity=0.25,
-                             meta={"kind": "raw", "key": str(key)}))
+        _add_raw(fig, x, y, label, key, color, o)
         y = smooth_ema(y, o.smoothing)
     dx, dy = downsample_minmax(x, y, o.max_points)
     fig.add_trace(_trace(dx, dy, len(dx), mode="lines", name=label, legendgroup=str(key),
@@ -475,11 +480,7 @@ def _add_group(fig, st: pd.DataFrame, label, key, color, o: ChartOptions) -> Non
     else:
         lo, hi = st["min"].to_numpy(), st["max"].to_numpy()
     if o.smoothing > 0:
-        rx, ry = downsample_minmax(x, mean, o.max_points)
-        fig.add_trace(_trace(rx, ry, len(rx), mode="lines", name=f"{label} (raw)",
-                             legendgroup=str(key), showlegend=False, hoverinfo="skip",
-                             line=dict(color=color, width=1), opacity=0.25,
-                             meta={"kind": "raw", "key": str(key)}))
+        _add_raw(fig, x, mean, label, key, color, o)
         mean, lo, hi = (smooth_ema(v, o.smoothing) for v in (mean, lo, hi))
     # Band: one closed polygon (upper edge forward, lower edge back) filled "toself", so it
     # does not depend on trace order. Downsampled on the same indices as the mean line.
