@@ -226,7 +226,7 @@ class _EpochPrinter:
         n_evals = len(self.printed_steps)
         total = self.cfg.epochs if not self.cfg.eval_every else "?"
         train_loss = row.get(EPOCH_TRAIN_LOSS, row.get(TRAIN_LOSS, float("nan")))
-        width = len(str(total))
+        width = max(2, len(str(total)))   # the seeds print f"[{epoch:>2}/{epochs}]"
         return (f"[{n_evals:>{width}}/{total}] Train Loss = {train_loss:.4f}; "
                 f"Valid Loss = {row[VAL_LOSS]:.4f}; Valid Accuracy = {100 * row[VAL_ACC]:>0.1f}%")
 

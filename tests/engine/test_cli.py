@@ -37,7 +37,7 @@ def test_run_prints_one_seed_style_line_per_epoch_and_stores_every_option(cli):
     epoch_lines = [line for line in lines if line.startswith("[")]
     assert len(epoch_lines) == 3, done.stdout
     assert all(SEED_LINE.match(line) for line in epoch_lines), epoch_lines
-    assert epoch_lines[0].startswith("[1/3]") and epoch_lines[-1].startswith("[3/3]")
+    assert epoch_lines[0].startswith("[ 1/3]") and epoch_lines[-1].startswith("[ 3/3]")
     assert "completed" in lines[-1]
 
     listing = cli("runs")
