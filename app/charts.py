@@ -17,13 +17,12 @@ import math
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 
 from engine.events import STEP_LOSS, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, RunStatus
+from engine.plots import downsample_minmax, drawable, run_colors
 
 LIVE_METRICS = (STEP_LOSS, TRAIN_LOSS, VAL_LOSS, TRAIN_ACC, VAL_ACC)
 MAX_POINTS = 1500          # points per trace drawn; more only slows the browser
-PALETTE = qualitative.Plotly + qualitative.D3
 _EMPTY = pd.DataFrame({"id": pd.Series(dtype="int64"), "step": pd.Series(dtype="int64"),
                        "epoch": pd.Series(dtype="float64"), "name": pd.Series(dtype="object"),
                        "value": pd.Series(dtype="float64")})
@@ -47,25 +46,12 @@ def update_cache(cache: dict, store, run_ids) -> dict[str, pd.DataFrame]:
     return {rid: cache[rid]["frame"] for rid in run_ids}
 
 
-def run_colors(run_ids) -> dict[str, str]:
-    return {rid: PALETTE[i % len(PALETTE)] for i, rid in enumerate(run_ids)}
-
-
-def _thin(x: np.ndarray, y: np.ndarray, max_points: int = MAX_POINTS):
-    """Evenly spaced points (first and last kept): enough to see a live curve's shape."""
-    if len(x) <= max_points:
-        return x, y
-    idx = np.unique(np.linspace(0, len(x) - 1, max_points).round().astype(int))
-    return x[idx], y[idx]
-
-
 def _series(frame: pd.DataFrame, metric: str, scale: float = 1.0):
     part = frame[frame["name"] == metric]
     x = part["step"].to_numpy()
     y = part["value"].to_numpy(dtype="float64") * scale
-    # Plotly cannot draw inf, and nan is a gap: both become gaps (the divergence marker says
-    # what happened).
-    return x, np.where(np.isfinite(y), y, np.nan)
+    # Both nan and inf become gaps; the divergence marker says what happened.
+    return x, drawable(y)
 
 
 def _layout(fig: go.Figure, title: str, y_title: str, *, log_y: bool = False, height: int = 320):
@@ -91,7 +77,8 @@ def live_figures(frames: dict, labels: dict, ends: dict | None = None, *,
     step_fig, loss_fig, acc_fig = go.Figure(), go.Figure(), go.Figure()
     for rid, frame in frames.items():
         color, name = colors[rid], labels.get(rid, rid)
-        x, y = _thin(*_series(frame, STEP_LOSS))
+        # min-max downsampling keeps the spikes a live loss curve is watched for
+        x, y = downsample_minmax(*_series(frame, STEP_LOSS), MAX_POINTS)
         step_fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name, legendgroup=rid,
                                       line=dict(color=color, width=1.5)))
         for fig, metric, dash, scale, kind in (

@@ -446,7 +446,7 @@ def _hover(label: str, o: ChartOptions) -> str:
             f"{metric_title(o.metric)} %{{y:.4~g}}<extra></extra>")
 
 
-def _drawable(y: np.ndarray) -> np.ndarray:
+def drawable(y: np.ndarray) -> np.ndarray:
     # Plotly cannot draw inf; nan is drawn as a gap (connectgaps is off).
     return np.where(np.isfinite(y), y, np.nan)
 
@@ -461,7 +461,7 @@ def _add_raw(fig, x, y, label, key, color, o: ChartOptions) -> None:
 
 
 def _add_run(fig, s: pd.DataFrame, label, key, color, o: ChartOptions) -> None:
-    x, y = s["x"].to_numpy(), _drawable(s["y"].to_numpy())
+    x, y = s["x"].to_numpy(), drawable(s["y"].to_numpy())
     if o.smoothing > 0:
         _add_raw(fig, x, y, label, key, color, o)
         y = smooth_ema(y, o.smoothing)
