@@ -14,7 +14,7 @@ from tests.datafiles import write_idx_dataset
 ROOT = Path(__file__).resolve().parents[2]
 TOY = ["--dataset", "spirals", "--toy-samples", "96", "--width", "8", "--batch-size", "16",
        "--epochs", "3", "--optimizer", "adam", "--lr", "0.05", "--device", "cpu"]
-SEED_LINE = re.compile(r"^\[ ?\d+/\d+\] Train Loss = \d+\.\d{4}; Valid Loss = \d+\.\d{4}; "
+SEED_LINE = re.compile(r"^\[ *\d+/\d+\] Train Loss = \d+\.\d{4}; Valid Loss = \d+\.\d{4}; "
                        r"Valid Accuracy = \d+\.\d%$")
 
 
@@ -105,3 +105,24 @@ def test_export_csv_and_json(cli, tmp_path):
     refused = cli("export", run_id, "--format", "csv", "--out", str(out), "--name", "../escape")
     assert refused.returncode == 2 and "name" in refused.stderr
     assert not (out.parent / "escape.csv").exists()
+
+
+def test_sigterm_mid_run_exits_143_within_ten_seconds_and_marks_interrupted(tmp_path):
+    import signal
+    import time
+    env = {**os.environ, "TRAINLAB_HOME": str(tmp_path / "home"),
+           "TRAINLAB_DB": str(tmp_path / "runs.db")}
+    child = subprocess.Popen([sys.executable, "-m", "engine", "run", *TOY, "--epochs", "5000"],
+                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    first_line = child.stdout.readline()             # an epoch has been trained and stored
+    assert SEED_LINE.match(first_line.strip()), first_line
+    sent = time.monotonic()
+    child.send_signal(signal.SIGTERM)
+    child.communicate(timeout=15)
+    exit_s = time.monotonic() - sent
+    print(f"\nCLI SIGTERM: exited {child.returncode} in {exit_s:.2f} s")
+    assert child.returncode == 143 and exit_s < 10
+    listing = subprocess.run([sys.executable, "-m", "engine", "runs"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=60).stdout
+    assert "interrupted" in listing.splitlines()[1]
