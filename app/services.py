@@ -9,7 +9,6 @@ interrupted and the store flushes its queue, so nothing committed is lost.
 
 from __future__ import annotations
 
-import atexit
 import threading
 
 import streamlit as st
@@ -32,14 +31,9 @@ threading.Thread(target=_import_torch, name="trainlab-torch-import", daemon=True
 
 @st.cache_resource(show_spinner=False)
 def get_store() -> RunStore:
-    store = RunStore(paths.store_path())
-    atexit.register(store.close)
-    return store
+    return RunStore(paths.store_path())
 
 
 @st.cache_resource(show_spinner=False)
 def get_manager() -> JobManager:
-    manager = JobManager(get_store())
-    # Registered after the store's close, so it runs first (atexit is last-in, first-out).
-    atexit.register(manager.shutdown)
-    return manager
+    return JobManager(get_store())
