@@ -221,6 +221,50 @@ class RunConfig:
         return list(self.width) * self.depth if len(self.width) == 1 else list(self.width)
 
 
+# --- which options apply to which runs ---------------------------------------------------------
+# An option "applies" when changing it can change the run. Labels, summaries and forms show only
+# the options that apply (no "Beta 2" under plain SGD, no width under a CNN). One table, read by
+# every view: `applies(name, cfg)`.
+MOMENTUM_OPTIMIZERS = ("momentum", "nesterov", "course-momentum")
+ADAM_OPTIMIZERS = ("adam", "adamw", "course-adam")
+RMSPROP_OPTIMIZERS = ("rmsprop", "course-rmsprop")
+EPS_OPTIMIZERS = RMSPROP_OPTIMIZERS + ADAM_OPTIMIZERS + ("adagrad",)
+
+_APPLIES = {
+    "data_dir": lambda c: c["dataset"] in IMAGE_DATASETS,
+    "input_norm": lambda c: c["dataset"] in IMAGE_DATASETS,
+    "toy_samples": lambda c: c["dataset"] in TOY_DATASETS,
+    "toy_noise": lambda c: c["dataset"] in TOY_DATASETS,
+    "depth": lambda c: c["model"] in ("mlp", "preact-resnet"),
+    "width": lambda c: c["model"] == "mlp",
+    "channels": lambda c: c["model"] in CNN_MODELS,
+    "residual": lambda c: c["model"] == "mlp",
+    "norm_impl": lambda c: c["norm"] != "none",
+    "norm_position": lambda c: c["norm"] != "none",
+    "weight_scale": lambda c: c["init"] == "normal",
+    "momentum": lambda c: c["optimizer"] in MOMENTUM_OPTIMIZERS,
+    "beta1": lambda c: c["optimizer"] in ADAM_OPTIMIZERS,
+    "beta2": lambda c: c["optimizer"] in ADAM_OPTIMIZERS,
+    "alpha": lambda c: c["optimizer"] in RMSPROP_OPTIMIZERS,
+    "eps": lambda c: c["optimizer"] in EPS_OPTIMIZERS,
+    "bias_correction": lambda c: c["optimizer"] == "course-adam",
+    "lr_decay": lambda c: c["schedule"] in ("step", "exponential"),
+    "lr_step": lambda c: c["schedule"] == "step",
+}
+
+
+def applies(name: str, cfg) -> bool:
+    """Whether option `name` can change a run with config `cfg` (a RunConfig or a dict; missing
+    keys take their defaults). Options not in the table always apply."""
+    rule = _APPLIES.get(name)
+    if rule is None:
+        return True
+    values = cfg.to_dict() if isinstance(cfg, RunConfig) else dict(cfg)
+    for key in ("dataset", "model", "norm", "init", "optimizer", "schedule"):
+        values.setdefault(key, spec(key)["default"])
+    return bool(rule(values))
+
+
 # --- field specs --------------------------------------------------------------------------------
 
 def fields() -> list[dataclasses.Field]:

@@ -107,3 +107,14 @@ def test_bad_run_names(name, rule):
 
 def test_good_run_name_is_trimmed():
     assert config.parse_run_name("  adam · layer norm ") == "adam · layer norm"
+
+
+def test_applies_hides_options_that_cannot_change_the_run():
+    from engine.config import applies
+    assert not applies("beta2", {"optimizer": "sgd"})
+    assert applies("beta2", RunConfig(optimizer="adam"))
+    assert not applies("width", {"model": "mnist-cnn"})
+    assert applies("channels", {"model": "mnist-cnn"})
+    assert not applies("norm_impl", {})          # default norm is none
+    assert applies("norm_position", {"norm": "layer"})
+    assert applies("lr", {"optimizer": "sgd"})    # not in the table: always applies
