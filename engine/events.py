@@ -77,4 +77,14 @@ class RunEnded:
     reason: str = ""       # why it ended: "", "stopped by user", "loss is nan at step 12", ...
 
 
-Event = RunStarted | StepLoss | Evaluated | RunEnded
+@dataclass(frozen=True)
+class Snapshot:
+    """A non-scalar record of a run at a step: a decision-region grid, a per-layer profile.
+    `data` holds only JSON-ready plain values (lists, numbers, strings); keep it under ~200 KB."""
+    run: str
+    step: int
+    kind: str              # e.g. "regions", "predictions"
+    data: dict = field(default_factory=dict)
+
+
+Event = RunStarted | StepLoss | Evaluated | RunEnded | Snapshot

@@ -71,7 +71,7 @@ def soak(path, seconds, producers, readers, burst=50, pause_s=0.005):
                 t = time.perf_counter()
                 store.rename(run_ids[n % producers], f"soak {n}")
                 sync_latency.append(time.perf_counter() - t)
-                backlog[0] = max(backlog[0], store._queue.qsize())
+                backlog[0] = max(backlog[0], store.backlog())
                 n += 1
                 time.sleep(0.1)
         except Exception as exc:
