@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import signal
 import sys
 import time
@@ -29,6 +30,8 @@ from engine.config import ConfigError, RunConfig
 from engine.events import EPOCH_TRAIN_LOSS, TRAIN_LOSS, VAL_ACC, VAL_LOSS, RunStatus
 
 EXIT_OK, EXIT_INVALID, EXIT_NO_DATA, EXIT_DIVERGED, EXIT_FAILED = 0, 2, 3, 4, 5
+EXIT_STORAGE = 6      # the run store cannot be used (damaged, read-only, disk full, ...)
+TERMINATED_REASON = "terminated (SIGTERM)"
 EXIT_STOPPED, EXIT_TERMINATED = 130, 143
 SHUTDOWN_TIMEOUT_S = 8.0   # SIGTERM must end the process within ten seconds
 EXPORT_FORMATS = ("csv", "json", "html", "png", "svg", "zip")
@@ -51,12 +54,31 @@ class CliError(Exception):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_numbers(sys.argv[1:] if argv is None else argv))
+    from engine.store import StoreError   # light: no torch
     try:
         return args.handler(args)
+    except StoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_STORAGE
     except (CliError, ConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return getattr(error, "code", EXIT_INVALID)
+
+
+_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def _join_negative_numbers(argv: Sequence[str]) -> list[str]:
+    """`--lr -1e-8` as `--lr=-1e-8`: argparse would take '-1e-8' for an option and say only
+    "expected one argument"; joined, the value reaches validation and gets its real message."""
+    out: list[str] = []
+    for token in argv:
+        if out and out[-1].startswith("--") and "=" not in out[-1] and _NUMBER.match(token):
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
 
 
 # --- parser -------------------------------------------------------------------------------------
@@ -67,8 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "~/.trainlab/runs.db).")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="Train one run and print its progress.",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run = sub.add_parser("run", help="Train one run and print its progress.")
     run.add_argument("--config", metavar="FILE", help="JSON or YAML file of options; flags "
                      "given as well override it.")
     run.add_argument("--name", default="", help="Name of the run.")
@@ -127,12 +148,15 @@ def _open_store(args):
 
 # --- commands -------------------------------------------------------------------------------------
 def cmd_run(args) -> int:
-    cfg = config_from_args(args)
+    # Everything is checked before torch is imported or the store is opened: bad input
+    # leaves no file behind and answers at once.
     name = config_module.parse_run_name(args.name)
-    tags = [t.strip() for t in args.tags.split(",") if t.strip()]
+    tags = config_module.parse_tags(args.tags)
+    cfg = config_from_args(args)
     _check_data(cfg)
 
-    from engine.jobs import JobManager
+    from engine.jobs import JobManager, check_device
+    check_device(cfg.device)
     store = _open_store(args)
     manager = JobManager(store, max_concurrent=1)
     run_id = manager.submit(cfg, name=name, tags=tags)
@@ -162,12 +186,13 @@ def cmd_run(args) -> int:
         terminated = True   # shutdown below marks the run interrupted and flushes the store
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
-    manager.shutdown(timeout=SHUTDOWN_TIMEOUT_S)
+    manager.shutdown(timeout=SHUTDOWN_TIMEOUT_S, reason=TERMINATED_REASON)
     store.flush()
-    record = store.get_run(run_id)
+    # The manager's record of the end is the truth even when the store could not keep it.
+    ended = manager.progress(run_id)
     store.close()
     printer.finish()
-    code = _report_end(record)
+    code = _report_end(run_id, ended)
     return EXIT_TERMINATED if terminated else code
 
 
@@ -188,10 +213,10 @@ def _wait_until_ended(manager, run_id, timeout_s: float = 10.0) -> None:
         time.sleep(POLL_S)
 
 
-def _report_end(record) -> int:
-    status = record.status if record else RunStatus.FAILED
-    reason = (record.reason if record else "") or ""
-    line = f"run {record.id if record else '?'} {status}" + (f": {reason}" if reason else "")
+def _report_end(run_id: str, progress) -> int:
+    status = progress.status if progress else RunStatus.FAILED
+    reason = (progress.reason if progress else "the run's end was not recorded") or ""
+    line = f"run {run_id} {status}" + (f": {reason}" if reason else "")
     print(line, file=sys.stderr if status != RunStatus.COMPLETED else sys.stdout)
     return {RunStatus.COMPLETED: EXIT_OK, RunStatus.DIVERGED: EXIT_DIVERGED,
             RunStatus.STOPPED: EXIT_STOPPED, RunStatus.INTERRUPTED: EXIT_STOPPED}.get(

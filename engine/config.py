@@ -65,7 +65,26 @@ class ConfigError(ValueError):
         self.field = field_name
         self.value = value
         self.allowed = allowed
-        super().__init__(f"{field_name}: {value!r} {problem}; {allowed}")
+        name = field_name if isinstance(field_name, str) and len(field_name) <= 60 \
+            else excerpt(field_name, 60)
+        super().__init__(f"{name}: {excerpt(value)} {problem}; {allowed}")
+
+
+MAX_EXCERPT = 80   # characters of a bad value shown in a message (a hostile file can be huge)
+
+
+def excerpt(value: Any, limit: int = MAX_EXCERPT) -> str:
+    """repr(value) cut to `limit` characters, so a message never repeats a huge value.
+    Lists and dicts are summarised before repr so a deep or huge one costs nothing."""
+    if isinstance(value, (list, tuple, dict)) and len(value) > 20:
+        value = f"<{type(value).__name__} of {len(value):,} items>"
+        return value
+    try:
+        text = repr(value) if not isinstance(value, str) or len(value) <= 4 * limit \
+            else repr(value[:limit + 1])
+    except (RecursionError, ValueError):   # very deep nesting; a 5,000-digit int
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _opt(default, help, *, choices=None, low=None, high=None, low_open=False, high_open=False,
@@ -201,6 +220,10 @@ class RunConfig:
             raise ConfigError("config", type(data).__name__, "must be a mapping of option names "
                               "to values")
         known = field_names()
+        for key in data:
+            if not isinstance(key, str):
+                raise ConfigError("config", key, "option names are text, e.g. lr: 0.01",
+                                  problem="is not an option name")
         unknown = sorted(k for k in data if k not in known)
         if unknown:
             raise ConfigError(str(unknown[0]), data[unknown[0]],
@@ -342,10 +365,9 @@ def coerce(name: str, value: Any) -> Any:
         if isinstance(value, bool):
             raise bad
         if isinstance(value, str):
-            try:
-                value = float(value.strip())
-            except ValueError:
-                raise bad from None
+            if not _FLOAT_TEXT.match(value.strip()):
+                raise bad
+            value = float(value.strip())
         if not isinstance(value, (int, float)) or not math.isfinite(value):
             raise bad
         return float(value)
@@ -354,14 +376,26 @@ def coerce(name: str, value: Any) -> Any:
     return value.strip()
 
 
+# Numbers as text: ASCII digits only, no '_' separators (Python's int() and float() also take
+# full-width and Arabic-Indic digits and "1_0"), and at most 40 characters (a 5,000-digit
+# number is not an option value).
+_INT_TEXT = re.compile(r"^[+-]?[0-9]{1,40}$")
+_FLOAT_TEXT = re.compile(r"^[+-]?([0-9]{1,40}(\.[0-9]{0,40})?|\.[0-9]{1,40})([eE][+-]?[0-9]{1,4})?$")
+
+
 def _to_int(name, value, bad):
     if isinstance(value, bool):
         raise bad
     if isinstance(value, str):
-        try:
-            value = float(value.strip()) if re.search(r"[.eE]", value) else int(value.strip())
-        except ValueError:
-            raise bad from None
+        text = value.strip()
+        if _INT_TEXT.match(text):
+            value = int(text)
+        elif _FLOAT_TEXT.match(text):
+            value = float(text)
+        else:
+            raise bad
+    if isinstance(value, int) and abs(value) > 10**40:
+        raise bad
     if isinstance(value, float):
         if not math.isfinite(value) or value != int(value):
             raise bad
@@ -432,8 +466,16 @@ def _check_cross_field(cfg: RunConfig) -> None:
                           f"training examples of this dataset/subset")
     params = estimate_parameters(cfg)
     if params > MAX_PARAMETERS:
-        raise ConfigError("width", cfg.width, f"this network has about {params:,} parameters; "
-                          f"the budget is {MAX_PARAMETERS:,} (lower width or depth)")
+        # Name the field the user made too large: width/depth for an MLP, channels/depth for
+        # a CNN (which has no width).
+        if cfg.model == "mlp":
+            name = "width" if max(cfg.width) > 1024 or cfg.depth <= 10 else "depth"
+            what = "lower width or depth"
+        else:
+            name = "channels" if cfg.channels and max(cfg.channels) > 64 else "depth"
+            what = "lower channels or depth"
+        raise ConfigError(name, getattr(cfg, name), f"this network has about {params:,} "
+                          f"parameters; the budget is {MAX_PARAMETERS:,} ({what})")
 
 
 def split_sizes(cfg: RunConfig, pool: int | None = None) -> tuple[int, int]:
@@ -479,6 +521,20 @@ def estimate_parameters(cfg: RunConfig) -> int:
     return sum(a * b + b for a, b in zip(sizes, sizes[1:]))
 
 
+MAX_TAGS, MAX_TAG_LENGTH = 20, 40
+
+
+def _check_printable(field_name: str, text: str) -> None:
+    """No control, format or bidirectional characters, no line or paragraph separators
+    (U+0085, U+009B, U+200B, U+202E, U+2028 ...): str.isprintable() refuses exactly those
+    (categories Cc, Cf, Cs, Co, Cn, Zl, Zp and every space but ' ')."""
+    if not text.isprintable():
+        bad = next(c for c in text if not c.isprintable())
+        raise ConfigError(field_name, text, "use letters, digits, spaces and punctuation; no "
+                          "control, format or bidirectional characters",
+                          problem=f"contains control characters (U+{ord(bad):04X})")
+
+
 def parse_run_name(name: str) -> str:
     """A run name: printable, at most MAX_NAME_LENGTH characters, no path separators."""
     if not isinstance(name, str):
@@ -486,8 +542,32 @@ def parse_run_name(name: str) -> str:
     cleaned = name.strip()
     if len(cleaned) > MAX_NAME_LENGTH:
         raise ConfigError("name", name, f"must be at most {MAX_NAME_LENGTH} characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in cleaned):
-        raise ConfigError("name", name, "must not contain control characters")
+    _check_printable("name", cleaned)
     if "/" in cleaned or "\\" in cleaned or cleaned in (".", ".."):
         raise ConfigError("name", name, "must not contain '/' or '\\' or be '.' or '..'")
     return cleaned
+
+
+def parse_tags(tags) -> list[str]:
+    """Tags: a list of short printable strings (a comma-separated string is split); the same
+    character rule as run names. Checked before anything is opened or imported."""
+    if isinstance(tags, str):
+        tags = tags.split(",")
+    if not isinstance(tags, (list, tuple, set, frozenset)):
+        raise ConfigError("tags", tags, "must be a list of strings")
+    out: list[str] = []
+    for tag in tags:
+        if not isinstance(tag, str):
+            raise ConfigError("tags", tag, "each tag must be text", problem="is not text")
+        tag = tag.strip()
+        if not tag:
+            continue
+        if len(tag) > MAX_TAG_LENGTH:
+            raise ConfigError("tags", tag, "shorten it",
+                              problem=f"is longer than {MAX_TAG_LENGTH} characters")
+        _check_printable("tags", tag)
+        if tag not in out:
+            out.append(tag)
+    if len(out) > MAX_TAGS:
+        raise ConfigError("tags", f"{len(out)} tags", f"at most {MAX_TAGS} are allowed")
+    return out

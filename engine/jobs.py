@@ -59,6 +59,7 @@ class _Job:
         self.abandoned = False              # shutdown gave up on it: drop its late events
         self.ended = False                  # a RunEnded went through the sink
         self.started_at: float | None = None  # time.monotonic() at RunStarted
+        self.store_failure = ""             # why its rows could not be stored (ends it failed)
         self.progress = Progress(run_id, RunStatus.QUEUED, epochs=cfg.epochs)
 
 
@@ -109,10 +110,12 @@ class JobManager:
         self._jobs: dict[str, _Job] = {}          # queued and running
         self._finished: collections.OrderedDict[str, Progress] = collections.OrderedDict()
         self._closing = False
+        self._shutdown_reason = SHUTDOWN_REASON
         self._workers = [threading.Thread(target=self._work, name=f"trainlab-worker-{i}",
                                           daemon=True) for i in range(max_concurrent)]
         for t in self._workers:
             t.start()
+        store.on_failure(self._store_failed)
         # Registered after the store's, so it runs first at exit: runs end as interrupted
         # before the store drains and closes.
         atexit.register(self.shutdown, 5)
@@ -125,6 +128,7 @@ class JobManager:
                             "(build one with RunConfig.from_dict)")
         if self._closing:
             raise RuntimeError("the job manager is shut down; no new runs are accepted")
+        check_device(cfg.device)
         run_id = self.store.create_run(cfg.to_dict(), name=name, tags=tags)
         with self._lock:
             if not self._closing:
@@ -165,24 +169,25 @@ class JobManager:
                     p.eta_s = _eta(p.step, p.total_steps, p.elapsed_s)
                 return p
             kept = self._finished.get(run_id)
+        if kept is not None:
+            # The manager's own record of the end: the truth even when the store could not
+            # keep it (disk full), and no disk read for a chart's every tick.
+            return dataclasses.replace(kept, metrics=dict(kept.metrics), eta_s=0.0,
+                                       queue_position=None)
         try:
             record = self.store.get_run(run_id)
         except ValueError:
             return None
         if record is None:
             return None
-        if kept is not None:
-            metrics = dict(kept.metrics)
-        else:
-            # Evaluation rows only: a few per epoch, where step losses may be millions.
-            frame = self.store.read_metrics(run_id, names=(*EVAL_METRICS, EXAMPLES_PER_S))
-            metrics = frame.groupby("name")["value"].last().to_dict() if len(frame) else {}
+        # Evaluation rows only: a few per epoch, where step losses may be millions.
+        frame = self.store.read_metrics(run_id, names=(*EVAL_METRICS, EXAMPLES_PER_S))
+        metrics = frame.groupby("name")["value"].last().to_dict() if len(frame) else {}
         duration = (record.ended_at or time.time()) - (record.started_at or record.created_at)
         return Progress(run_id, record.status, step=record.last_step,
                         total_steps=record.total_steps or 0,
-                        epoch=kept.epoch if kept else 0.0,
                         epochs=int(record.config.get("epochs", 0)),
-                        elapsed_s=kept.elapsed_s if kept else max(0.0, duration),
+                        elapsed_s=max(0.0, duration),
                         eta_s=0.0 if record.status in RunStatus.TERMINAL else None,
                         metrics=metrics, reason=record.reason)
 
@@ -196,13 +201,15 @@ class JobManager:
         with self._lock:
             return len(self._queue)
 
-    def shutdown(self, timeout: float = 10) -> None:
-        """Stop everything; runs not ended within `timeout` seconds are marked interrupted."""
+    def shutdown(self, timeout: float = 10, reason: str = SHUTDOWN_REASON) -> None:
+        """Stop everything; runs not ended within `timeout` seconds are marked interrupted
+        with `reason` (the CLI says it was terminated, the app that the server shut down)."""
         deadline = time.monotonic() + timeout
         with self._lock:
             if self._closing:
                 return
             self._closing = True
+            self._shutdown_reason = reason
             queued = list(self._queue)
             self._queue.clear()
             for run_id in queued:
@@ -212,7 +219,7 @@ class JobManager:
             self._lock.notify_all()
         atexit.unregister(self.shutdown)
         for run_id in queued:
-            self._mark_quietly(run_id, RunStatus.INTERRUPTED, SHUTDOWN_REASON)
+            self._mark_quietly(run_id, RunStatus.INTERRUPTED, reason)
         for t in self._workers:
             t.join(max(0.0, deadline - time.monotonic()))
         with self._lock:
@@ -221,7 +228,7 @@ class JobManager:
                 self._jobs[run_id].abandoned = True
         for run_id in left:
             log.warning("run %s did not stop within %s s; marking it interrupted", run_id, timeout)
-            self._mark_quietly(run_id, RunStatus.INTERRUPTED, SHUTDOWN_REASON)
+            self._mark_quietly(run_id, RunStatus.INTERRUPTED, reason)
         self.store.flush(max(0.5, deadline - time.monotonic()))
 
     # --- workers -----------------------------------------------------------------------------
@@ -265,11 +272,15 @@ class JobManager:
                     return
                 if isinstance(event, RunEnded):
                     job.ended = True
-                    if self._closing and not job.user_stopped \
+                    if job.store_failure:
+                        # Its rows could not all be stored: it failed, whatever it reached.
+                        event = RunEnded(run_id, RunStatus.FAILED, event.step,
+                                         job.store_failure)
+                    elif self._closing and not job.user_stopped \
                             and event.status == RunStatus.STOPPED:
-                        # Stopped because the server shuts down, not by the user.
+                        # Stopped because the process shuts down, not by the user.
                         event = RunEnded(run_id, RunStatus.INTERRUPTED, event.step,
-                                         SHUTDOWN_REASON)
+                                         self._shutdown_reason)
                 try:
                     _update(job, event)
                 except Exception:
@@ -279,6 +290,15 @@ class JobManager:
             except Exception:
                 log.exception("run %s: could not record %r", run_id, event)
         return sink
+
+    def _store_failed(self, run_ids, reason: str) -> None:
+        """The store cannot keep these runs' rows (disk full, ...): stop them at once."""
+        with self._lock:
+            for run_id in run_ids:
+                job = self._jobs.get(run_id)
+                if job is not None and not job.store_failure:
+                    job.store_failure = reason
+                    job.flag.set()
 
     def _remember(self, progress: Progress) -> None:
         self._finished[progress.run_id] = progress
@@ -290,6 +310,18 @@ class JobManager:
             self.store.mark(run_id, status, reason)
         except Exception:
             log.exception("run %s: could not mark it %s", run_id, status)
+
+
+def check_device(name: str) -> None:
+    """Refuse, before anything is stored, a device this machine does not have."""
+    if name in ("auto", "cpu"):
+        return
+    from engine.config import ConfigError
+    from engine.trainer import available_devices
+    present = available_devices()
+    if name not in present:
+        raise ConfigError("device", name, "this machine has: " + ", ".join(present),
+                          problem="is not on this machine")
 
 
 def _eta(step: int, total: int, elapsed_s: float) -> float | None:

@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 BATCH_S = 0.2           # seconds an event may wait in the writer before its commit
 BATCH_ROWS = 1000       # events per transaction at most
 BUSY_TIMEOUT_MS = 10_000  # how long a connection waits for another process's lock
-MAX_TAGS, MAX_TAG_LENGTH = 20, 40
 MAX_REASON_LENGTH = 2000  # characters kept of a failure message
 RECOVERY_REASON = "the process stopped while the run was running (found at start-up)"
 METRIC_COLUMNS = ["id", "run", "step", "epoch", "name", "value", "time"]
@@ -109,27 +108,8 @@ def check_run_id(run_id) -> str:
 
 
 def check_tags(tags) -> list[str]:
-    """Tags: a list of short printable strings (a comma-separated string is split)."""
-    if isinstance(tags, str):
-        tags = tags.split(",")
-    if not isinstance(tags, (list, tuple, set, frozenset)):
-        raise ValueError(f"tags: {tags!r} must be a list of strings")
-    out: list[str] = []
-    for tag in tags:
-        if not isinstance(tag, str):
-            raise ValueError(f"tags: {tag!r} is not text")
-        tag = tag.strip()
-        if not tag:
-            continue
-        if len(tag) > MAX_TAG_LENGTH:
-            raise ValueError(f"tags: {tag!r} is longer than {MAX_TAG_LENGTH} characters")
-        if not tag.isprintable():
-            raise ValueError(f"tags: {tag!r} contains control characters")
-        if tag not in out:
-            out.append(tag)
-    if len(out) > MAX_TAGS:
-        raise ValueError(f"tags: {len(out)} tags given; at most {MAX_TAGS} are allowed")
-    return out
+    """Tags: the config module's rule (one place decides)."""
+    return config.parse_tags(tags)
 
 
 def _run_ids(run_ids) -> list[str]:

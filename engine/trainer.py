@@ -94,6 +94,16 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def available_devices() -> list[str]:
+    """Device names a run may ask for on this machine: auto, cpu, and what torch finds."""
+    names = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        names += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        names.append("mps")
+    return names
+
+
 def drops_last_batch(cfg: RunConfig, n_train: int) -> bool:
     """drop_last, or a last batch of one example under batch norm (whose variance over one
     example is undefined: torch raises, the course formula gives nan), which is skipped."""
