@@ -435,6 +435,14 @@ def _check_range(name: str, value: Any) -> None:
             raise fail
 
 
+def check_value(name: str, value: Any) -> Any:
+    """One option's value on its own: coerced and range-checked, without the cross-field rules
+    (a sweep's values and a form field are checked one by one before the whole config)."""
+    value = coerce(name, value)
+    _check_range(name, value)
+    return value
+
+
 def _check_cross_field(cfg: RunConfig) -> None:
     if not _DEVICE_RE.match(cfg.device):
         raise ConfigError("device", cfg.device, "allowed: auto, cpu, cuda, cuda:N, mps")
