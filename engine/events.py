@@ -26,6 +26,68 @@ ALL_METRICS = (STEP_LOSS, TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC, EPOCH_TRAIN_
                EXAMPLES_PER_S, ELAPSED_S)
 
 
+# --- how a metric is shown to a person: one lookup for every chart, table and CLI line ----------
+@dataclass(frozen=True)
+class MetricInfo:
+    name: str                      # the stored name, `split/quantity`
+    label: str                     # "validation accuracy"
+    unit: str = ""                 # shown after values and in axis titles: "%", "s"
+    scale: float = 1.0             # shown value = stored value * scale (a fraction -> %)
+    log_friendly: bool = False     # positive and spans decades: a log axis reads well
+    higher_is_better: bool | None = None   # None: neither (learning rate, elapsed time)
+
+    @property
+    def title(self) -> str:
+        """Axis title with the unit: 'validation accuracy (%)'."""
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+    def shown(self, value: float) -> float:
+        """A stored value in display units (accuracy 0.782 -> 78.2)."""
+        return value * self.scale
+
+    def format(self, value: float, digits: int = 4) -> str:
+        """A stored value as text in display units: '78.2%', '0.5103', '1.2e+03 examples/s'."""
+        v = self.shown(value)
+        text = f"{v:.1f}" if self.unit == "%" else f"{v:.{digits}g}"
+        return text + ("%" if self.unit == "%" else f" {self.unit}" if self.unit else "")
+
+
+_METRIC_INFO = {m.name: m for m in (
+    MetricInfo(STEP_LOSS, "training loss per step", log_friendly=True, higher_is_better=False),
+    MetricInfo(TRAIN_LOSS, "training loss", log_friendly=True, higher_is_better=False),
+    MetricInfo(TRAIN_ACC, "training accuracy", "%", 100.0, higher_is_better=True),
+    MetricInfo(VAL_LOSS, "validation loss", log_friendly=True, higher_is_better=False),
+    MetricInfo(VAL_ACC, "validation accuracy", "%", 100.0, higher_is_better=True),
+    MetricInfo(EPOCH_TRAIN_LOSS, "training loss (epoch mean)", log_friendly=True,
+               higher_is_better=False),
+    MetricInfo(LR, "learning rate", log_friendly=True),
+    MetricInfo(EXAMPLES_PER_S, "throughput", "examples/s", higher_is_better=True),
+    MetricInfo(ELAPSED_S, "elapsed time", "s"),
+)}
+_SPLIT_WORDS = {"train": "training", "val": "validation", "test": "test"}
+
+
+def metric_info(name: str) -> MetricInfo:
+    """The display facts of a metric. Names not defined above (per-layer diagnostics such as
+    'diag/grad_norm/3') get a generic description read from the name: words from its parts,
+    accuracy-like names in %, loss- and norm-like names log-friendly."""
+    known = _METRIC_INFO.get(name)
+    if known is not None:
+        return known
+    parts = [p for p in str(name).split("/") if p]
+    split = _SPLIT_WORDS.get(parts[0]) if len(parts) > 1 else None
+    words = [p.replace("_", " ") for p in (parts[1:] if split else parts)]
+    if len(words) > 1 and words[-1].isdigit():
+        words[-1] = f"(layer {words[-1]})"
+    label = " ".join(([split] if split else []) + words) or str(name)
+    quantity = " ".join(words).lower()
+    if quantity.endswith("acc") or "accuracy" in quantity:
+        return MetricInfo(name, label, "%", 100.0, higher_is_better=True)
+    lossy = "loss" in quantity
+    return MetricInfo(name, label, log_friendly=lossy or "norm" in quantity or "lr" in quantity,
+                      higher_is_better=False if lossy else None)
+
+
 # --- statuses ----------------------------------------------------------------------------------
 class RunStatus:
     QUEUED = "queued"
@@ -49,6 +111,7 @@ class RunStarted:
     device: str            # e.g. "cpu", "cuda:0"
     total_steps: int       # optimizer steps the run will take if it completes
     steps_per_epoch: int
+    epochs: int = 0        # epochs the run will take if it completes (0: not said)
 
 
 @dataclass(frozen=True)
@@ -64,17 +127,25 @@ class Evaluated:
     run: str
     step: int
     epoch: float
-    metrics: dict = field(default_factory=dict)   # metric name -> float
-    examples_per_s: float = 0.0
-    elapsed_s: float = 0.0
+    metrics: dict = field(default_factory=dict)   # metric name -> float: every number,
+    #                                                 throughput and elapsed time included
+
+    # Read-only views for readers written before throughput moved into `metrics`.
+    @property
+    def examples_per_s(self) -> float:
+        return float(self.metrics.get(EXAMPLES_PER_S, 0.0))
+
+    @property
+    def elapsed_s(self) -> float:
+        return float(self.metrics.get(ELAPSED_S, 0.0))
 
 
 @dataclass(frozen=True)
 class RunEnded:
     run: str
     status: str            # one of RunStatus.TERMINAL
-    step: int              # last step taken
-    reason: str = ""       # why it ended: "", "stopped by user", "loss is nan at step 12", ...
+    step: int              # last step taken; for a diverged run the step whose loss diverged
+    reason: str = ""       # why it ended, for people: "", "stopped by user", "loss is nan ..."
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ from typing import Iterable
 import pandas as pd
 
 from engine import config, paths
-from engine.events import (ELAPSED_S, EXAMPLES_PER_S, STEP_LOSS, Evaluated, RunEnded,
+from engine.events import (STEP_LOSS, Evaluated, RunEnded,
                            RunStarted, RunStatus, Snapshot, StepLoss)
 
 log = logging.getLogger(__name__)
@@ -586,8 +586,7 @@ class RunStore:
             written[run] = written.get(run, 0) + self._insert(
                 run, event.step, event.epoch, [(STEP_LOSS, event.loss)], at)
         elif isinstance(event, Evaluated):
-            values = list(event.metrics.items()) + [(EXAMPLES_PER_S, event.examples_per_s),
-                                                    (ELAPSED_S, event.elapsed_s)]
+            values = list(event.metrics.items())
             written[run] = written.get(run, 0) + self._insert(
                 run, event.step, event.epoch, values, at)
         elif isinstance(event, Snapshot):

@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine.config import RunConfig
-from engine.events import (EPOCH_TRAIN_LOSS, LR, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS,
-                           Evaluated, RunEnded, RunStarted, RunStatus, StepLoss)
+from engine.events import (ELAPSED_S, EPOCH_TRAIN_LOSS, EXAMPLES_PER_S, LR, TRAIN_ACC,
+                           TRAIN_LOSS, VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted,
+                           RunStatus, StepLoss)
 
 Emit = Callable[[object], None]
 
@@ -54,17 +55,19 @@ def train(cfg: RunConfig, *, run_id: str, emit: Emit,
           should_stop: Callable[[], bool] = lambda: False) -> RunEnded:
     """Train `cfg` and report through `emit`; returns (and emits) the final RunEnded."""
     progress = {"step": 0}
+    end_step = None      # the diverging step (on a GPU, losses are read back some steps late)
     try:
         status, reason = _train(cfg, run_id, emit, should_stop, progress)
     except _Diverged as d:
-        status, reason = RunStatus.DIVERGED, d.reason
+        status, reason, end_step = RunStatus.DIVERGED, d.reason, d.step
     except Exception as error:  # noqa: BLE001 - every failure is an ordinary outcome here
         status, reason = RunStatus.FAILED, _describe(error)
         del error  # drop the traceback (and the tensors its frames hold) before freeing memory
         # A failed run (out of memory above all) may leave cycles holding big tensors; a
         # finished one frees its model by reference counting, so only failures pay for this.
         _release_memory()
-    ended = RunEnded(run=run_id, status=status, step=progress["step"], reason=reason)
+    ended = RunEnded(run=run_id, status=status,
+                     step=progress["step"] if end_step is None else end_step, reason=reason)
     try:
         emit(ended)
     except Exception:  # noqa: BLE001 - a broken sink must not turn into a raise here
@@ -142,7 +145,7 @@ def _train(cfg, run_id, emit, should_stop, progress) -> tuple[str, str]:
     schedule = build_schedule(cfg, optimizer, epochs)
 
     emit(RunStarted(run=run_id, params=count_parameters(model), device=str(device),
-                    total_steps=total_steps, steps_per_epoch=steps_per_epoch))
+                    total_steps=total_steps, steps_per_epoch=steps_per_epoch, epochs=epochs))
 
     # Every step reads its loss back to the host: on a CPU that is free; on a GPU it is a
     # sync point, so there losses are read back in windows of SYNC_WINDOW steps (divergence
@@ -218,10 +221,10 @@ def _report(cfg, run_id, emit, model, data, optimizer, step, steps_per_epoch, st
     val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
     now = time.perf_counter()
     metrics = {TRAIN_LOSS: train_loss, TRAIN_ACC: train_acc, VAL_LOSS: val_loss,
-               VAL_ACC: val_acc, LR: optimizer.param_groups[0]["lr"], **extra}
-    emit(Evaluated(run=run_id, step=step, epoch=step / steps_per_epoch, metrics=metrics,
-                   examples_per_s=examples_since_eval / max(now - last_eval_time, 1e-9),
-                   elapsed_s=now - started))
+               VAL_ACC: val_acc, LR: optimizer.param_groups[0]["lr"],
+               EXAMPLES_PER_S: examples_since_eval / max(now - last_eval_time, 1e-9),
+               ELAPSED_S: now - started, **extra}
+    emit(Evaluated(run=run_id, step=step, epoch=step / steps_per_epoch, metrics=metrics))
     if not math.isfinite(val_loss) or not math.isfinite(train_loss):
         raise _Diverged(step, f"evaluation loss is {min(val_loss, train_loss)} at step {step}")
     # Evaluation time is not training time: start the next throughput window after it.

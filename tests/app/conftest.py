@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.events import (STEP_LOSS, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, Evaluated,
+from engine.events import (ELAPSED_S, EXAMPLES_PER_S, STEP_LOSS, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, Evaluated,
                            RunEnded, RunStarted, RunStatus, StepLoss)
 from engine.jobs import JobManager
 from engine.store import RunStore
@@ -47,8 +47,8 @@ class FakeTrainer:
             if step % per_epoch == 0:
                 emit(Evaluated(run_id, step, step / per_epoch,
                                {TRAIN_LOSS: 1.5 / step, VAL_LOSS: 1.6 / step,
-                                TRAIN_ACC: 0.5 + 0.01 * step, VAL_ACC: 0.45 + 0.01 * step},
-                               examples_per_s=1000.0, elapsed_s=0.01 * step))
+                                TRAIN_ACC: 0.5 + 0.01 * step, VAL_ACC: 0.45 + 0.01 * step,
+                                EXAMPLES_PER_S: 1000.0, ELAPSED_S: 0.01 * step}))
                 if cfg.seed == 7:
                     while not should_stop() and not self.release.wait(0.01):
                         pass

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from engine.config import RunConfig
-from engine.events import (STEP_LOSS, VAL_ACC, Evaluated, RunEnded, RunStarted, RunStatus,
-                           StepLoss)
+from engine.events import (ELAPSED_S, EXAMPLES_PER_S, STEP_LOSS, VAL_ACC, Evaluated, RunEnded,
+                           RunStarted, RunStatus, StepLoss)
 from engine.jobs import SHUTDOWN_REASON, STOPPED_QUEUED_REASON, JobManager
 from engine.store import RunStore
 
@@ -46,8 +46,8 @@ class FakeTrainer:
                     raise RuntimeError("boom at step 4")
                 time.sleep(self.delay)
                 emit(StepLoss(run_id, step, step / steps, 1.0 / step))
-            emit(Evaluated(run_id, steps, 1.0, {VAL_ACC: 0.9}, examples_per_s=100.0,
-                           elapsed_s=steps * self.delay))
+            emit(Evaluated(run_id, steps, 1.0, {VAL_ACC: 0.9, EXAMPLES_PER_S: 100.0,
+                                                      ELAPSED_S: steps * self.delay}))
             end = RunEnded(run_id, RunStatus.COMPLETED, steps, "")
             emit(end)
             return end

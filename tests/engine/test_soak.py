@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.events import VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted, RunStatus, StepLoss
+from engine.events import (ELAPSED_S, EXAMPLES_PER_S, VAL_ACC, VAL_LOSS, Evaluated, RunEnded,
+                           RunStarted, RunStatus, StepLoss)
 from engine.store import RunStore
 
 EVAL_ROWS = 2 + 2      # VAL_LOSS, VAL_ACC + perf/examples_per_s + perf/elapsed_s
@@ -39,7 +40,8 @@ def soak(path, seconds, producers, readers, burst=50, pause_s=0.005):
                     logged[i] += 1
                     if step % 100 == 0:
                         store.record(Evaluated(rid, step, step / 1000,
-                                               {VAL_LOSS: 0.5, VAL_ACC: float("nan")}, 1e4, 1.0))
+                                               {VAL_LOSS: 0.5, VAL_ACC: float("nan"),
+                                                EXAMPLES_PER_S: 1e4, ELAPSED_S: 1.0}))
                         logged[i] += EVAL_ROWS
                 time.sleep(pause_s)
             store.record(RunEnded(rid, RunStatus.COMPLETED, step, ""))

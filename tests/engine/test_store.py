@@ -38,8 +38,8 @@ def _log_run(store, run_id, steps=3):
                             steps_per_epoch=steps))
     for step in range(1, steps + 1):
         store.record(StepLoss(run_id, step, step / steps, 1.0 / step))
-    store.record(Evaluated(run_id, steps, 1.0, {VAL_LOSS: 0.5, VAL_ACC: 0.875},
-                           examples_per_s=2000.0, elapsed_s=1.5))
+    store.record(Evaluated(run_id, steps, 1.0, {VAL_LOSS: 0.5, VAL_ACC: 0.875,
+                                                   EXAMPLES_PER_S: 2000.0, ELAPSED_S: 1.5}))
     store.record(RunEnded(run_id, RunStatus.COMPLETED, steps, ""))
 
 
@@ -91,7 +91,7 @@ def test_nan_and_inf_come_back_as_such(store):
     rid = store.create_run({})
     for step, loss in enumerate([float("nan"), float("inf"), float("-inf"), 2.5], start=1):
         store.record(StepLoss(rid, step, 0.0, loss))
-    store.record(Evaluated(rid, 4, 1.0, {VAL_LOSS: float("nan")}, examples_per_s=float("inf")))
+    store.record(Evaluated(rid, 4, 1.0, {VAL_LOSS: float("nan"), EXAMPLES_PER_S: float("inf")}))
     store.flush(5)
     frame = store.read_metrics(rid)
     values = frame[frame["name"] == STEP_LOSS]["value"].tolist()
