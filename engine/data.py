@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import zlib
 import io
 import pickle
 import tarfile
@@ -230,8 +231,13 @@ def missing_files(cfg: config.RunConfig) -> str | None:
     folder = paths.data_dir(cfg.data_dir)
     try:
         if cfg.dataset == "cifar10":
-            if not (folder / CIFAR_ARCHIVE).is_file() and not (folder / CIFAR_FOLDER).is_dir():
-                raise FileNotFoundError(str(folder / CIFAR_ARCHIVE))
+            wanted = CIFAR_TRAIN_BATCHES + (CIFAR_TEST_BATCH,)
+            absent = [n for n in wanted if not (folder / CIFAR_FOLDER / n).is_file()]
+            if absent and not (folder / CIFAR_ARCHIVE).is_file():
+                # A partly extracted folder is as good as none: name what is missing.
+                raise FileNotFoundError(str(folder / CIFAR_FOLDER / absent[0])
+                                        if len(absent) < len(wanted)
+                                        else str(folder / CIFAR_ARCHIVE))
         else:
             for name in IDX_FILES.values():
                 _idx_path(folder, cfg.dataset, name)
@@ -272,6 +278,9 @@ def _read_idx_dataset(dataset: str, folder: Path):
     x_test = read_idx(found["test_images"], IDX_IMAGE_MAGIC)
     y_test = read_idx(found["test_labels"], IDX_LABEL_MAGIC)
     for images, labels, role in ((x_train, y_train, "train"), (x_test, y_test, "test")):
+        if len(images) == 0:
+            raise DataCorruptError(f"{found[role + '_images']} holds no images; replace it "
+                                   "with the real file")
         if len(images) != len(labels):
             raise DataCorruptError(f"{found[role + '_images']} has {len(images)} images but "
                                    f"{found[role + '_labels']} has {len(labels)} labels")
@@ -281,33 +290,55 @@ def _read_idx_dataset(dataset: str, folder: Path):
     return x_train[:, None], y_train, x_test[:, None], y_test   # images as (N, 1, H, W)
 
 
+# What an IDX file may declare before anything is decompressed: at most this many examples
+# of at most 64x64 pixels (MNIST-style sets are 60,000 x 28 x 28 = 47 MB). A gzip bomb
+# declares nothing sensible, or a size past MAX_IDX_BYTES, and is refused after 16 bytes.
+MAX_IDX_EXAMPLES = 1_000_000
+MAX_IDX_SIDE = 64
+MAX_IDX_BYTES = MAX_IDX_EXAMPLES * 28 * 28 // 4 + 16   # ~196 MB, 4x the real training file
+
+
 def read_idx(path: Path, expected_magic: int) -> np.ndarray:
-    """An IDX file (gzipped or not) as a uint8 array, after checking its header and size."""
+    """An IDX file (gzipped or not) as a uint8 array. The header is checked first and the
+    body is read only up to the size it declares (plus one byte, to catch a longer file), so
+    a file that decompresses to gigabytes costs a few kilobytes."""
     try:
         with open(path, "rb") as f:
             head = f.read(2)
         opener = gzip.open if head == b"\x1f\x8b" else open
         with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
+            magic_bytes = f.read(4)
+            if len(magic_bytes) < 4:
+                raise DataCorruptError(f"{path} is too short to be an IDX file "
+                                       f"({len(magic_bytes)} bytes)")
+            magic = int.from_bytes(magic_bytes, "big")
+            if magic != expected_magic:
+                raise DataCorruptError(f"{path} is not the expected IDX file: magic number "
+                                       f"0x{magic:08x}, expected 0x{expected_magic:08x}")
+            ndim = magic & 0xFF
+            dims = f.read(4 * ndim)
+            if len(dims) < 4 * ndim:
+                raise DataCorruptError(f"{path} is truncated inside its header")
+            shape = tuple(int.from_bytes(dims[4 * i: 4 + 4 * i], "big") for i in range(ndim))
+            _check_idx_shape(path, shape)
+            size = int(np.prod(shape))
+            body = f.read(size + 1)
+    except (OSError, EOFError, gzip.BadGzipFile, zlib.error) as err:
         raise DataCorruptError(f"cannot read {path}: {err} (damaged or truncated download? "
                                f"replace the file)") from err
-    if len(raw) < 4:
-        raise DataCorruptError(f"{path} is too short to be an IDX file ({len(raw)} bytes)")
-    magic = int.from_bytes(raw[:4], "big")
-    if magic != expected_magic:
-        raise DataCorruptError(f"{path} is not the expected IDX file: magic number "
-                               f"0x{magic:08x}, expected 0x{expected_magic:08x}")
-    ndim = magic & 0xFF
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataCorruptError(f"{path} is truncated inside its header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
-    if len(raw) != expected:
-        raise DataCorruptError(f"{path} has {len(raw)} bytes but its header {shape} says "
-                               f"{expected} (truncated or damaged; replace the file)")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+    if len(body) != size:
+        raise DataCorruptError(f"{path} holds {'more' if len(body) > size else len(body)} "
+                               f"bytes of data but its header {shape} says {size} (truncated "
+                               "or damaged; replace the file)")
+    return np.frombuffer(body, dtype=np.uint8).reshape(shape)
+
+
+def _check_idx_shape(path: Path, shape: tuple) -> None:
+    if not shape or shape[0] > MAX_IDX_EXAMPLES or any(d > MAX_IDX_SIDE for d in shape[1:]) \
+            or int(np.prod(shape)) > MAX_IDX_BYTES:
+        raise DataCorruptError(f"{path} declares {shape} values, more than an image set of "
+                               f"at most {MAX_IDX_EXAMPLES:,} examples of {MAX_IDX_SIDE}x"
+                               f"{MAX_IDX_SIDE} pixels; it is not a dataset file (replace it)")
 
 
 # --- CIFAR-10 --------------------------------------------------------------------------------
@@ -375,6 +406,9 @@ def _cifar_batch(data: bytes, source: str):
     return images, labels
 
 
+CIFAR_MAX_BATCH_BYTES = 40 * 1024 * 1024
+
+
 def _cifar_files(folder: Path) -> dict[str, bytes]:
     """Batch name -> raw bytes, from the extracted folder or straight out of the archive."""
     wanted = CIFAR_TRAIN_BATCHES + (CIFAR_TEST_BATCH,)
@@ -390,7 +424,13 @@ def _cifar_files(folder: Path) -> dict[str, bytes]:
             for member in tar:   # one pass: never extracts, the folder may be read-only
                 name = member.name.rsplit("/", 1)[-1]
                 if member.isfile() and name in wanted:
-                    found[name] = tar.extractfile(member).read()
+                    # A batch is 30.7 MB; a member declaring far more is not one (checked
+                    # before reading, and the read is capped at what it declares).
+                    if member.size > CIFAR_MAX_BATCH_BYTES:
+                        raise DataCorruptError(f"{archive}: {member.name} declares "
+                                               f"{member.size:,} bytes, more than a CIFAR-10 "
+                                               "batch; replace the archive")
+                    found[name] = tar.extractfile(member).read(CIFAR_MAX_BATCH_BYTES)
     except (OSError, EOFError, tarfile.TarError) as err:
         raise DataCorruptError(f"cannot read {archive}: {err} (damaged or truncated download? "
                                f"replace the file)") from err
