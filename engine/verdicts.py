@@ -1,0 +1,677 @@
+"""Is the difference real? Statistics over seeds for grouped runs.
+
+This module owns the numbers behind the Compare page's verdict panel, `python -m engine
+compare` and the verdict rows of exports:
+
+- a summary value per run from its stored metrics (`Summary`, `summarize_runs`): final value,
+  best value, value at a step / epoch / wall-clock budget, or steps / epochs / examples /
+  seconds to reach a target after smoothing (first crossing). A run without a value (diverged,
+  never reached the target, ended before the budget) keeps a reason and is named, not dropped;
+- grouping (`group_runs`): by one or more config fields, or by everything except the seed;
+- group statistics (`group_stats`): n, mean, 95% t interval of the mean, std, median, range;
+- pairwise comparisons (`compare_groups`): difference of means with its 95% Welch interval,
+  Welch's p and Holm-corrected p, Hedges' g, probability of superiority, a paired t test on
+  per-seed differences when the groups share seeds, a seeds-needed estimate, one plain line;
+- the statistics under the bands of grouped curves (`band_stats`).
+
+Values are in display units (accuracy in percent, so differences of accuracy are percentage
+points). Pure: no Streamlit, no store access, no I/O. Distributions come from scipy.stats.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from engine import config, plots
+from engine.events import VAL_ACC, RunStatus
+
+CONFIDENCE = 0.95
+ALPHA = 0.05          # a pair "differs" when its Holm-corrected Welch p is below this
+POWER = 0.80          # for the seeds-needed estimate
+EXCEPT_SEED = "everything except the seed"
+# What a summary of a run can be; *_to kinds need a target, at_* kinds a budget.
+SUMMARY_KINDS = ("final", "best", "at_step", "at_epoch", "at_seconds",
+                 "steps_to", "epochs_to", "examples_to", "seconds_to")
+BUDGET_KINDS = {"at_step": "step", "at_epoch": "epoch", "at_seconds": "seconds"}
+TARGET_KINDS = {"steps_to": "steps", "epochs_to": "epochs", "examples_to": "examples",
+                "seconds_to": "s"}
+BANDS = {"std": "±1 std", "minmax": "min–max", "ci": "95% CI of the mean"}
+
+
+# --- summaries of runs ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Summary:
+    """How one run becomes one number: `kind` of `metric`; `at` is the budget of at_* kinds
+    (a step, an epoch or seconds since the run started) or the target of *_to kinds in display
+    units (90 = 90% for accuracy); `smoothing` is the EMA weight applied before a target is
+    looked for."""
+    kind: str = "final"
+    metric: str = VAL_ACC
+    at: float | None = None
+    smoothing: float = 0.0
+
+    def __post_init__(self):
+        if self.kind not in SUMMARY_KINDS:
+            raise ValueError(f"summary: {self.kind!r} is not allowed; allowed: "
+                             + ", ".join(SUMMARY_KINDS))
+        needs = self.kind in BUDGET_KINDS or self.kind in TARGET_KINDS
+        if needs and (self.at is None or not math.isfinite(self.at)):
+            what = "budget" if self.kind in BUDGET_KINDS else "target"
+            raise ValueError(f"summary: {self.kind} needs a finite {what}, e.g. "
+                             f"{self.kind}:{self.metric}:{'500' if what == 'budget' else '90'}")
+        if self.kind in BUDGET_KINDS and self.at < 0:
+            raise ValueError(f"summary: budget {self.at:g} must be >= 0")
+        if not 0.0 <= self.smoothing < 1.0:
+            raise ValueError(f"smoothing: {self.smoothing!r} must be >= 0 and < 1")
+
+    @property
+    def unit(self) -> str:
+        """Unit of the summary's values: 'points' for accuracy (percent), 'steps', 's', ''."""
+        if self.kind in TARGET_KINDS:
+            return TARGET_KINDS[self.kind]
+        return "points" if plots.METRICS.get(self.metric, ("", "", 1))[1] == "%" else ""
+
+    @property
+    def higher_is_better(self) -> bool:
+        if self.kind in TARGET_KINDS:
+            return False                  # sooner is better
+        return plots.metric_higher_is_better(self.metric)
+
+    def describe(self) -> str:
+        """'final validation accuracy (%)', 'steps to reach validation loss 0.3'."""
+        title = plots.metric_title(self.metric)
+        name = plots.METRICS.get(self.metric, (self.metric,))[0]
+        if self.kind == "final":
+            return f"final {title}"
+        if self.kind == "best":
+            return f"best {title}"
+        if self.kind in BUDGET_KINDS:
+            unit = BUDGET_KINDS[self.kind]
+            return f"{title} at {unit} {self.at:g}" if unit != "seconds" \
+                else f"{title} at {self.at:g} s"
+        what = "seconds" if self.kind == "seconds_to" else TARGET_KINDS[self.kind]
+        return f"{what} to reach {name} {_target_text(self)}"
+
+    def text(self) -> str:
+        """The summary as the CLI spells it: 'final:val/acc', 'steps_to:val/acc:90'."""
+        return f"{self.kind}:{self.metric}" + (f":{self.at:g}" if self.at is not None else "")
+
+
+def _target_text(summary: Summary) -> str:
+    unit = plots.METRICS.get(summary.metric, ("", "", 1))[1]
+    return f"{summary.at:g}{unit}" if unit == "%" else f"{summary.at:g}"
+
+
+def parse_summary(text: str, smoothing: float = 0.0) -> Summary:
+    """'KIND[:METRIC[:VALUE]]' -> Summary: 'final', 'best:val/loss', 'at_step:val/acc:500',
+    'steps_to:val/acc:90'. Raises ValueError naming the part that is wrong."""
+    parts = (text or "").strip().split(":")
+    kind = parts[0].strip().replace("-", "_")
+    metric = parts[1].strip() if len(parts) > 1 and parts[1].strip() else VAL_ACC
+    if len(parts) > 3:
+        raise ValueError(f"summary: {text!r} has too many parts; use KIND[:METRIC[:VALUE]], "
+                         "e.g. final:val/acc or steps_to:val/acc:90")
+    at = None
+    if len(parts) == 3:
+        try:
+            at = float(parts[2])
+        except ValueError:
+            raise ValueError(f"summary: {parts[2]!r} in {text!r} is not a number") from None
+    if kind not in SUMMARY_KINDS:
+        raise ValueError(f"summary: {kind!r} is not allowed; allowed: "
+                         + ", ".join(SUMMARY_KINDS))
+    if at is not None and kind not in BUDGET_KINDS and kind not in TARGET_KINDS:
+        raise ValueError(f"summary: {kind} takes no value; {text!r} gives {parts[2]!r}")
+    return Summary(kind, metric, at, smoothing)
+
+
+@dataclass(frozen=True)
+class RunValue:
+    """One run's summary value (display units) or, when it has none, why (value is nan)."""
+    run_id: str
+    name: str
+    value: float
+    reason: str = ""
+    seed: int | None = None
+    diverged: bool = False
+
+
+def _get(run, name, default=None):
+    return run.get(name, default) if isinstance(run, dict) else getattr(run, name, default)
+
+
+def run_points(frame: pd.DataFrame, run, metric: str) -> pd.DataFrame:
+    """One run's points of `metric` sorted by step: step, epoch, seconds (since the run
+    started), y (display units)."""
+    rid = _get(run, "id")
+    empty = pd.DataFrame({"step": [], "epoch": [], "seconds": [], "y": []})
+    if frame is None or not len(frame):
+        return empty
+    part = frame[(frame["run"] == rid) & (frame["name"] == metric)]
+    if not len(part):
+        return empty
+    part = part.sort_values(["step", "id"] if "id" in part else ["step"], kind="stable")
+    times = part["time"].to_numpy(dtype="float64")
+    start = _get(run, "started_at")
+    scale = plots.METRICS.get(metric, ("", "", 1.0))[2]
+    return pd.DataFrame({"step": part["step"].to_numpy(),
+                         "epoch": part["epoch"].to_numpy(dtype="float64"),
+                         "seconds": times - (start if start else times.min()),
+                         "y": part["value"].to_numpy(dtype="float64") * scale})
+
+
+def summarize_run(points: pd.DataFrame, run, summary: Summary, name: str = "") -> RunValue:
+    """The summary value of one run from its points (see run_points)."""
+    rid = _get(run, "id")
+    name = name or _get(run, "name", "") or str(rid)
+    seed = (_get(run, "config") or {}).get("seed")
+    status = _get(run, "status")
+    div = plots.divergence_step(run)
+    diverged = div is not None
+
+    def none(reason):
+        return RunValue(rid, name, math.nan, reason, seed, diverged)
+
+    def value(v):
+        return RunValue(rid, name, float(v), "", seed, diverged)
+
+    y = points["y"].to_numpy(dtype="float64")
+    finite = np.isfinite(y)
+    metric = summary.metric
+    if not finite.any():
+        if diverged:
+            return none(f"diverged at step {div} before any finite {metric}")
+        return none(f"no {metric} values")
+    higher = plots.metric_higher_is_better(metric)
+    if summary.kind == "final":
+        if diverged:
+            return none(f"diverged at step {div}: no final value")
+        if status != RunStatus.COMPLETED:
+            return none(f"{status} at step {_get(run, 'last_step', 0) or 0}: no final value")
+        if not finite[-1]:
+            return none(f"last {metric} value is {y[-1]}")
+        return value(y[-1])
+    if summary.kind == "best":
+        return value(np.nanmax(y[finite]) if higher else np.nanmin(y[finite]))
+    if summary.kind in BUDGET_KINDS:
+        column = {"at_step": "step", "at_epoch": "epoch", "at_seconds": "seconds"}[summary.kind]
+        x = points[column].to_numpy(dtype="float64")
+        unit = BUDGET_KINDS[summary.kind]
+        if x.max() < summary.at:
+            if diverged:
+                return none(f"diverged at step {div}, before the {unit} budget {summary.at:g}")
+            return none(f"its last {metric} point is at {unit} {x.max():.4g}, before the "
+                        f"budget {summary.at:g}")
+        inside = np.flatnonzero(x <= summary.at)
+        if not len(inside):
+            return none(f"no {metric} point at or before {unit} {summary.at:g}")
+        last = y[inside[-1]]
+        if not math.isfinite(last):
+            return none(f"{metric} is {last} at {unit} {x[inside[-1]]:.4g}")
+        return value(last)
+    # time to target: first crossing of the smoothed curve (finite points only)
+    smooth = plots.smooth_ema(y, summary.smoothing)
+    crossed = np.isfinite(smooth) & ((smooth >= summary.at) if higher else (smooth <= summary.at))
+    if not crossed.any():
+        best = np.nanmax(y[finite]) if higher else np.nanmin(y[finite])
+        if diverged:
+            return none(f"diverged at step {div} before reaching {_target_text(summary)} "
+                        f"(best {best:.4g})")
+        return none(f"never reached {_target_text(summary)} (best {best:.4g})")
+    i = int(np.argmax(crossed))
+    step = float(points["step"].iloc[i])
+    if summary.kind == "steps_to":
+        return value(step)
+    if summary.kind == "epochs_to":
+        return value(points["epoch"].iloc[i])
+    if summary.kind == "examples_to":
+        # examples seen = steps x batch size (a short last batch per epoch counts as full)
+        batch = (_get(run, "config") or {}).get("batch_size") or config.RunConfig().batch_size
+        return value(step * batch)
+    return value(points["seconds"].iloc[i])
+
+
+def summarize_runs(frame: pd.DataFrame, runs, summary: Summary,
+                   names: dict | None = None) -> dict[str, RunValue]:
+    """{run_id: RunValue} for every run, in the runs' order; `names` labels runs."""
+    names = names or {}
+    return {_get(r, "id"): summarize_run(run_points(frame, r, summary.metric), r, summary,
+                                         names.get(_get(r, "id"), ""))
+            for r in runs}
+
+
+# --- groups ----------------------------------------------------------------------------------
+
+def _full(cfg) -> dict:
+    return {**config.RunConfig().to_dict(), **(cfg or {})}
+
+
+def check_group_by(by) -> tuple[str, ...]:
+    """Normalise a grouping: EXCEPT_SEED (or None / empty) -> (EXCEPT_SEED,); else config
+    field names, each checked (ValueError naming the field and what is allowed)."""
+    if by is None or by == EXCEPT_SEED or (not isinstance(by, str) and not list(by)):
+        return (EXCEPT_SEED,)
+    fields = (by,) if isinstance(by, str) else tuple(by)
+    if EXCEPT_SEED in fields:
+        return (EXCEPT_SEED,)
+    known = config.field_names()
+    for f in fields:
+        if f not in known:
+            raise ValueError(f"group_by: {f!r} is not a config field; allowed: "
+                             f"{EXCEPT_SEED!r} or one of " + ", ".join(sorted(known)))
+    return fields
+
+
+def group_key(cfg: dict, by) -> str:
+    """A stable key of the group a config belongs to under grouping `by`."""
+    fields = check_group_by(by)
+    full = _full(cfg)
+    if fields == (EXCEPT_SEED,):
+        part = {k: v for k, v in full.items() if k != "seed" and k not in plots.IGNORED_FIELDS}
+    else:
+        part = {f: full.get(f) for f in fields}
+    return hashlib.sha1(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def group_runs(runs, by) -> dict[str, list]:
+    """{group name: runs}, groups in order of their first run. Names: the grouping fields'
+    values ("adam · lr 0.01"), or for EXCEPT_SEED the fields that differ between the groups."""
+    fields = check_group_by(by)
+    keyed: dict[str, list] = {}
+    for r in runs:
+        keyed.setdefault(group_key(_get(r, "config") or {}, fields), []).append(r)
+    if fields == (EXCEPT_SEED,):
+        # FOLD: group names from run descriptions; move to engine/describe.py when it lands
+        reps = {k: {f: v for f, v in _full(_get(g[0], "config")).items() if f != "seed"}
+                for k, g in keyed.items()}
+        labels = plots.legend_labels(reps, {k: "all runs" for k in keyed})
+    else:
+        labels = {k: " · ".join(plots.format_field(f, _full(_get(g[0], "config")).get(f))
+                                for f in fields) for k, g in keyed.items()}
+    return {labels[k]: g for k, g in keyed.items()}
+
+
+@dataclass
+class GroupStats:
+    """Statistics of one group's summary values (display units). `values` holds every run,
+    with or without a value; the statistics use the finite ones (n of them). ci_* are None
+    for a group of fewer than two values (`note` says so)."""
+    name: str
+    n: int
+    mean: float | None
+    ci_low: float | None
+    ci_high: float | None
+    std: float | None
+    median: float | None
+    min: float | None
+    max: float | None
+    values: list = field(default_factory=list)      # RunValue per run in the group
+    note: str = ""
+
+    @property
+    def finite(self) -> np.ndarray:
+        return np.array([v.value for v in self.values if math.isfinite(v.value)])
+
+    @property
+    def missing(self) -> list:
+        """RunValues without a value (named, with their reason)."""
+        return [v for v in self.values if not math.isfinite(v.value)]
+
+    @property
+    def diverged(self) -> list[str]:
+        return [v.name for v in self.values if v.diverged]
+
+    def row(self) -> dict:
+        """One plain row for tables, JSON and CSV."""
+        return {"name": self.name, "n": self.n, "runs": len(self.values), "mean": self.mean,
+                "ci_low": self.ci_low, "ci_high": self.ci_high, "std": self.std,
+                "median": self.median, "min": self.min, "max": self.max,
+                "without_value": "; ".join(f"{v.name}: {v.reason}" for v in self.missing),
+                "diverged": len(self.diverged), "note": self.note}
+
+
+def mean_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
+    """The t interval of the mean of `values` (None for fewer than two; a point for zero
+    spread)."""
+    x = np.asarray(values, dtype="float64")
+    if len(x) < 2:
+        return None
+    m, sem = float(x.mean()), float(stats.sem(x))
+    if sem == 0.0:
+        return (m, m)
+    lo, hi = stats.t.interval(confidence, len(x) - 1, loc=m, scale=sem)
+    return (float(lo), float(hi))
+
+
+def group_stats(name: str, values: list[RunValue]) -> GroupStats:
+    x = np.array([v.value for v in values if math.isfinite(v.value)], dtype="float64")
+    n = len(x)
+    missing = len(values) - n
+    if n == 0:
+        return GroupStats(name, 0, None, None, None, None, None, None, None, list(values),
+                          f"no run has a value ({missing} without)")
+    ci = mean_interval(x)
+    std = float(x.std(ddof=1)) if n > 1 else None
+    note = "one run: no interval" if n == 1 else ("no spread: every run gave the same value"
+                                                  if std == 0.0 else "")
+    if missing:
+        note = "; ".join(filter(None, [note, f"{missing} of {len(values)} runs without a "
+                                             "value"]))
+    return GroupStats(name, n, float(x.mean()), ci[0] if ci else None, ci[1] if ci else None,
+                      std, float(np.median(x)), float(x.min()), float(x.max()), list(values),
+                      note)
+
+
+# --- pairs -----------------------------------------------------------------------------------
+
+@dataclass
+class PairComparison:
+    """Group a against group b; diff = mean(a) - mean(b) in display units."""
+    a: str
+    b: str
+    n_a: int
+    n_b: int
+    diff: float | None
+    ci_low: float | None = None          # Welch 95% interval of diff
+    ci_high: float | None = None
+    p_welch: float | None = None
+    p_holm: float | None = None
+    effect_size: float | None = None     # Hedges' g
+    prob_superiority: float | None = None  # P(a > b) + 0.5 P(a = b) over all run pairs
+    paired_n: int = 0                    # shared seeds used by the paired test
+    paired_diff: float | None = None     # mean per-seed difference a - b
+    paired_ci_low: float | None = None
+    paired_ci_high: float | None = None
+    paired_p: float | None = None
+    seeds_needed: int | None = None      # per group, to detect `detect` (see seeds_needed)
+    detect: float | None = None
+    verdict: str = ""
+
+    def row(self) -> dict:
+        return asdict(self)
+
+
+def holm(pvalues) -> list[float | None]:
+    """Holm's step-down correction; None entries are left out of the count and stay None."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None and math.isfinite(p)]
+    out: list[float | None] = [None] * len(pvalues)
+    m = len(idx)
+    running = 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda i: pvalues[i])):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def hedges_g(a, b) -> float | None:
+    """Hedges' g: Cohen's d with the pooled std, times J = 1 - 3 / (4 (n_a + n_b) - 9)
+    (Hedges' approximation of the small-sample correction). None without spread."""
+    a, b = np.asarray(a, dtype="float64"), np.asarray(b, dtype="float64")
+    na, nb = len(a), len(b)
+    if na + nb < 3 or min(na, nb) < 1:
+        return None
+    pooled = math.sqrt(((na - 1) * a.var(ddof=1 if na > 1 else 0)
+                        + (nb - 1) * b.var(ddof=1 if nb > 1 else 0)) / (na + nb - 2))
+    if pooled == 0.0:
+        return None
+    return (1 - 3 / (4 * (na + nb) - 9)) * (a.mean() - b.mean()) / pooled
+
+
+def prob_superiority(a, b) -> float | None:
+    """P(A > B) + 0.5 P(A = B) over every pair of a run of a and a run of b (the common-language
+    effect size; equals Mann-Whitney U / (n_a n_b))."""
+    a, b = np.asarray(a, dtype="float64"), np.asarray(b, dtype="float64")
+    if not len(a) or not len(b):
+        return None
+    d = a[:, None] - b[None, :]
+    return float(((d > 0).sum() + 0.5 * (d == 0).sum()) / d.size)
+
+
+def seeds_needed(a, b, detect: float) -> int | None:
+    """Runs per group for a two-sided Welch/t test at ALPHA to detect a difference `detect`
+    with POWER, from the pooled observed std sigma, by the normal approximation
+    n = 2 (z_(1-alpha/2) + z_power)^2 sigma^2 / detect^2 (rounded up, at least 2).
+    None when the spread cannot be estimated (fewer than 3 runs in all, or zero spread)."""
+    a, b = np.asarray(a, dtype="float64"), np.asarray(b, dtype="float64")
+    na, nb = len(a), len(b)
+    if na + nb < 3 or min(na, nb) < 1 or not detect:
+        return None
+    var = ((na - 1) * (a.var(ddof=1) if na > 1 else 0.0)
+           + (nb - 1) * (b.var(ddof=1) if nb > 1 else 0.0)) / (na + nb - 2)
+    if var == 0.0:
+        return None
+    z = stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(POWER)
+    return max(2, math.ceil(2 * z * z * var / detect ** 2))
+
+
+SEEDS_NEEDED_FORMULA = ("n = 2 (z_0.975 + z_0.80)^2 sigma^2 / delta^2 per group (normal "
+                        "approximation, two-sided 5% test, 80% power, sigma = pooled std of the "
+                        "two groups)")
+
+
+def _paired(ga: GroupStats, gb: GroupStats):
+    """Per-seed values of the seeds both groups have exactly one finite value for."""
+    def by_seed(g):
+        seeds: dict = {}
+        for v in g.values:
+            if v.seed is not None and math.isfinite(v.value):
+                seeds.setdefault(v.seed, []).append(v.value)
+        return {s: vals[0] for s, vals in seeds.items() if len(vals) == 1}
+    sa, sb = by_seed(ga), by_seed(gb)
+    shared = sorted(set(sa) & set(sb), key=str)
+    return np.array([sa[s] for s in shared]), np.array([sb[s] for s in shared])
+
+
+def compare_pair(ga: GroupStats, gb: GroupStats, detect: float | None = None) -> PairComparison:
+    """Every number of one pair except p_holm and the verdict (compare_groups adds those)."""
+    a, b = ga.finite, gb.finite
+    pair = PairComparison(ga.name, gb.name, len(a), len(b),
+                          float(a.mean() - b.mean()) if len(a) and len(b) else None)
+    if pair.diff is None:
+        return pair
+    pair.prob_superiority = prob_superiority(a, b)
+    pair.effect_size = hedges_g(a, b)
+    pair.detect = detect if detect else (abs(pair.diff) or None)
+    pair.seeds_needed = seeds_needed(a, b, pair.detect) if pair.detect else None
+    if len(a) >= 2 and len(b) >= 2:
+        if a.var() == 0.0 and b.var() == 0.0:
+            pair.ci_low = pair.ci_high = pair.diff    # no spread: the difference is exact
+        else:
+            res = stats.ttest_ind(a, b, equal_var=False)
+            ci = res.confidence_interval(CONFIDENCE)
+            pair.p_welch = float(res.pvalue)
+            pair.ci_low, pair.ci_high = float(ci.low), float(ci.high)
+    pa, pb = _paired(ga, gb)
+    if len(pa) >= 2:
+        d = pa - pb
+        pair.paired_n, pair.paired_diff = len(d), float(d.mean())
+        if d.var() == 0.0:
+            pair.paired_ci_low = pair.paired_ci_high = pair.paired_diff
+        else:
+            res = stats.ttest_rel(pa, pb)
+            ci = res.confidence_interval(CONFIDENCE)
+            pair.paired_p = float(res.pvalue)
+            pair.paired_ci_low, pair.paired_ci_high = float(ci.low), float(ci.high)
+    return pair
+
+
+def _num(x: float, unit: str) -> str:
+    text = f"{x:.1f}" if unit == "points" else f"{x:.3g}"
+    return text
+
+
+def _amount(x: float, unit: str) -> str:
+    if unit == "points":
+        return f"{x:.1f} point" + ("" if f"{x:.1f}" == "1.0" else "s")
+    return f"{x:.3g}" + (f" {unit}" if unit else "")
+
+
+def _counts(na: int, nb: int, noun: str) -> str:
+    one = noun[:-1] if noun.endswith("s") else noun
+    if na == nb:
+        return f"{na} {one if na == 1 else noun} each"
+    return f"{na} and {nb} {noun}"
+
+
+def verdict_line(pair: PairComparison, summary: Summary, noun: str = "runs") -> str:
+    """One plain sentence about the pair (uses p_holm to decide)."""
+    unit = summary.unit
+    a, b = pair.a, pair.b
+    if pair.diff is None:
+        empty = a if pair.n_a == 0 else b
+        return f"cannot compare {a} and {b}: {empty} has no run with a value"
+    counts = _counts(pair.n_a, pair.n_b, noun)
+    if min(pair.n_a, pair.n_b) < 2:
+        one = a if pair.n_a < 2 else b
+        return (f"cannot tell {a} and {b} apart: {one} has one run, so there is no spread to "
+                f"judge a difference of {_amount(abs(pair.diff), unit)} against")
+    paired = ""
+    if pair.paired_n >= 2 and pair.paired_diff is not None:
+        paired = (f"; paired over {pair.paired_n} shared seeds: {_num(pair.paired_diff, unit)}"
+                  f" (95% CI {_num(pair.paired_ci_low, unit)} to "
+                  f"{_num(pair.paired_ci_high, unit)})")
+    if pair.p_welch is None:   # no spread in either group
+        if pair.diff == 0:
+            return f"{a} and {b} gave identical values ({counts}; no spread)"
+        return (f"{_sentence(a, b, pair.diff, summary)} by {_amount(abs(pair.diff), unit)} in "
+                f"every run ({counts}; no spread, so no test){paired}")
+    if pair.p_holm is not None and pair.p_holm < ALPHA:
+        return (f"{_sentence(a, b, pair.diff, summary)} by {_amount(abs(pair.diff), unit)} "
+                f"(95% CI {_num(pair.ci_low, unit)} to {_num(pair.ci_high, unit)}; {counts})"
+                + paired)
+    need = ""
+    if pair.seeds_needed is not None and pair.detect:
+        size = f"{pair.detect:.3g}-point" if unit == "points" else _amount(pair.detect, unit)
+        need = (f"; about {pair.seeds_needed} {noun} per group would detect a {size} "
+                "difference")
+    return (f"cannot tell {a} and {b} apart with {counts} (difference "
+            f"{_num(pair.diff, unit)}, 95% CI {_num(pair.ci_low, unit)} to "
+            f"{_num(pair.ci_high, unit)}, Holm p {pair.p_holm:.2g}){need}{paired}")
+
+
+def _sentence(a: str, b: str, diff: float, summary: Summary) -> str:
+    up = diff > 0
+    if summary.kind in TARGET_KINDS:
+        return f"{a} reaches {_target_text(summary)} {'later' if up else 'sooner'} than {b}"
+    word = "higher" if up else "lower"
+    if summary.kind == "final":
+        return f"{a} ends {word} than {b}"
+    if summary.kind == "best":
+        return f"{a}'s best is {word} than {b}'s"
+    unit = BUDGET_KINDS[summary.kind]
+    at = f"at {summary.at:g} s" if unit == "seconds" else f"at {unit} {summary.at:g}"
+    return f"{a} is {word} than {b} {at}"
+
+
+def compare_groups(groups: list[GroupStats], summary: Summary, *, baseline: str | None = None,
+                   detect: float | None = None, noun: str = "runs") -> list[PairComparison]:
+    """All pairs (a before b in group order), or each group against `baseline` (then
+    diff = group - baseline). `detect` is the difference the seeds-needed estimate aims at
+    (default: 1 point for accuracy, else the observed difference). Holm corrects the Welch
+    p-values over the pairs compared."""
+    names = [g.name for g in groups]
+    if baseline is not None and baseline not in names:
+        raise ValueError(f"baseline: {baseline!r} is not a group; allowed: "
+                         + ", ".join(map(repr, names)))
+    if detect is None and summary.unit == "points":
+        detect = 1.0
+    by_name = {g.name: g for g in groups}
+    if baseline is not None:
+        todo = [(by_name[n], by_name[baseline]) for n in names if n != baseline]
+    else:
+        todo = [(groups[i], groups[j]) for i in range(len(groups))
+                for j in range(i + 1, len(groups))]
+    pairs = [compare_pair(ga, gb, detect) for ga, gb in todo]
+    for pair, p in zip(pairs, holm([p.p_welch for p in pairs])):
+        pair.p_holm = p
+        pair.verdict = verdict_line(pair, summary, noun)
+    return pairs
+
+
+# --- everything at once --------------------------------------------------------------------
+
+@dataclass
+class Verdicts:
+    summary: Summary
+    group_by: tuple
+    groups: list[GroupStats]
+    pairs: list[PairComparison]
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready object: summary, group_by, groups (rows + runs), pairs."""
+        def clean(x):
+            return None if isinstance(x, float) and not math.isfinite(x) else x
+        groups = []
+        for g in self.groups:
+            row = {k: clean(v) for k, v in g.row().items()}
+            row["runs"] = [{"id": v.run_id, "name": v.name, "value": clean(v.value),
+                            "seed": v.seed, "reason": v.reason} for v in g.values]
+            groups.append(row)
+        return {"summary": self.summary.text(), "summary_text": self.summary.describe(),
+                "unit": self.summary.unit, "group_by": list(self.group_by),
+                "seeds_needed_formula": SEEDS_NEEDED_FORMULA, "groups": groups,
+                "pairs": [{k: clean(v) for k, v in p.row().items()} for p in self.pairs]}
+
+    def group_table(self) -> pd.DataFrame:
+        return pd.DataFrame([g.row() for g in self.groups])
+
+    def pair_table(self) -> pd.DataFrame:
+        return pd.DataFrame([p.row() for p in self.pairs])
+
+
+def verdicts(frame: pd.DataFrame, runs, summary: Summary, group_by=EXCEPT_SEED, *,
+             baseline: str | None = None, detect: float | None = None,
+             names: dict | None = None) -> Verdicts:
+    """Summaries of `runs`, grouped by `group_by`, each group's statistics and the pairs."""
+    runs = list(runs)
+    fields = check_group_by(group_by)
+    if names is None:
+        labels = plots.legend_labels({_get(r, "id"): _get(r, "config") or {} for r in runs},
+                                     {_get(r, "id"): _get(r, "name", "") or "" for r in runs})
+        names = {rid: (_get(r, "name", "") or labels[rid])
+                 for r, rid in ((r, _get(r, "id")) for r in runs)}
+    values = summarize_runs(frame, runs, summary, names)
+    groups = [group_stats(name, [values[_get(r, "id")] for r in members])
+              for name, members in group_runs(runs, fields).items()]
+    noun = "seeds" if fields == (EXCEPT_SEED,) else "runs"
+    pairs = compare_groups(groups, summary, baseline=baseline, detect=detect, noun=noun)
+    return Verdicts(summary, fields, groups, pairs)
+
+
+# --- bands under grouped curves ------------------------------------------------------------
+
+def band_stats(series: list[pd.DataFrame], band: str = "std") -> pd.DataFrame:
+    """Per step of a group's curves (each a DataFrame with step, x, y): mean, n (members
+    with a finite value there), x (members' mean), and the band `low`/`high`:
+    std -> mean ± 1 std (ddof 1), minmax -> min and max, ci -> 95% t interval of the mean.
+    The band is nan where fewer than two members have a value."""
+    if band not in BANDS:
+        raise ValueError(f"band: {band!r} is not allowed; allowed: " + ", ".join(BANDS))
+    stacked = pd.concat([s[["step", "x", "y"]] for s in series], ignore_index=True)
+    stacked["y"] = stacked["y"].where(np.isfinite(stacked["y"]))
+    g = stacked.groupby("step", sort=True)
+    out = pd.DataFrame({"mean": g["y"].mean(), "n": g["y"].count(), "std": g["y"].std(ddof=1),
+                        "min": g["y"].min(), "max": g["y"].max(), "x": g["x"].mean()})
+    out = out.reset_index()
+    n = out["n"].to_numpy()
+    mean, std = out["mean"].to_numpy(), out["std"].to_numpy()
+    if band == "std":
+        low, high = mean - std, mean + std
+    elif band == "minmax":
+        low, high = out["min"].to_numpy(), out["max"].to_numpy()
+    else:
+        half = stats.t.ppf(0.5 + CONFIDENCE / 2, np.maximum(n - 1, 1)) * std / np.sqrt(
+            np.maximum(n, 1))
+        low, high = mean - half, mean + half
+    two = n >= 2
+    out["low"] = np.where(two, low, np.nan)
+    out["high"] = np.where(two, high, np.nan)
+    return out

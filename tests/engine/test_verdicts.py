@@ -1,0 +1,289 @@
+"""Verdicts over seeds: every number checked against scipy or a hand computation on fixed
+small samples."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from engine import verdicts as V
+from engine.events import VAL_ACC, VAL_LOSS
+
+FINAL = V.Summary("final", VAL_ACC)
+
+
+def values(name, xs, seeds=None):
+    seeds = seeds or [None] * len(xs)        # no seed: no paired test unless given
+    return [V.RunValue(f"{name}{i}", f"{name} #{i}", float(x), "", seeds[i])
+            for i, x in enumerate(xs)]
+
+
+def group(name, xs, seeds=None):
+    return V.group_stats(name, values(name, xs, seeds))
+
+
+# --- group statistics ------------------------------------------------------------------------
+
+def test_group_stats_match_a_hand_t_interval():
+    g = group("adam", [70.0, 72.0, 75.0])
+    m, s = 217 / 3, math.sqrt(((70 - 217 / 3) ** 2 + (72 - 217 / 3) ** 2 + (75 - 217 / 3) ** 2) / 2)
+    half = stats.t.ppf(0.975, 2) * s / math.sqrt(3)
+    assert (g.n, g.median, g.min, g.max) == (3, 72.0, 70.0, 75.0)
+    assert g.mean == pytest.approx(m) and g.std == pytest.approx(s)
+    assert (g.ci_low, g.ci_high) == (pytest.approx(m - half), pytest.approx(m + half))
+    assert g.note == ""
+
+
+def test_group_of_one_has_no_interval_and_says_so():
+    g = group("solo", [81.5])
+    assert (g.n, g.mean, g.ci_low, g.ci_high, g.std) == (1, 81.5, None, None, None)
+    assert g.note == "one run: no interval"
+    pair = V.compare_groups([g, group("b", [70.0, 71.0, 73.0])], FINAL)[0]
+    assert pair.p_welch is None and pair.p_holm is None
+    assert pair.verdict.startswith("cannot tell solo and b apart: solo has one run")
+
+
+def test_identical_values_have_zero_spread_and_no_test():
+    a, b = group("a", [80.0, 80.0, 80.0]), group("b", [75.0, 75.0, 75.0])
+    assert a.std == 0.0 and (a.ci_low, a.ci_high) == (80.0, 80.0)
+    assert a.note == "no spread: every run gave the same value"
+    pair = V.compare_groups([a, b], FINAL)[0]
+    assert pair.diff == 5.0 and pair.p_welch is None and (pair.ci_low, pair.ci_high) == (5, 5)
+    assert pair.effect_size is None and pair.prob_superiority == 1.0
+    assert pair.verdict == "a ends higher than b by 5.0 points in every run (3 runs each; " \
+                           "no spread, so no test)"
+    same = V.compare_groups([a, group("c", [80.0, 80.0])], FINAL)[0]
+    assert same.verdict == "a and c gave identical values (3 and 2 runs; no spread)"
+
+
+# --- pairs -----------------------------------------------------------------------------------
+
+A = [92.0, 93.5, 91.0]
+B = [68.0, 69.5, 67.2, 70.1]
+
+
+def test_welch_difference_interval_and_p_match_scipy_and_hand():
+    pair = V.compare_pair(group("adam", A), group("sgd", B))
+    a, b = np.array(A), np.array(B)
+    va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 4
+    df = (va + vb) ** 2 / (va ** 2 / 2 + vb ** 2 / 3)          # Welch-Satterthwaite
+    half = stats.t.ppf(0.975, df) * math.sqrt(va + vb)
+    diff = a.mean() - b.mean()
+    assert pair.diff == pytest.approx(diff)
+    assert (pair.ci_low, pair.ci_high) == (pytest.approx(diff - half), pytest.approx(diff + half))
+    t = diff / math.sqrt(va + vb)
+    assert pair.p_welch == pytest.approx(2 * stats.t.sf(abs(t), df))
+    assert pair.p_welch == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def test_hedges_g_by_hand():
+    a, b = np.array(A), np.array(B)
+    pooled = math.sqrt((2 * a.var(ddof=1) + 3 * b.var(ddof=1)) / 5)
+    j = 1 - 3 / (4 * 7 - 9)
+    assert V.hedges_g(a, b) == pytest.approx(j * (a.mean() - b.mean()) / pooled)
+    assert V.hedges_g([1.0, 1.0], [1.0, 1.0]) is None
+
+
+def test_probability_of_superiority_counts_ties_half_and_equals_mann_whitney():
+    a, b = [1.0, 2.0, 3.0], [2.0, 2.0, 0.5]
+    # pairs a>b: 1>0.5, 2>0.5, 3>2, 3>2, 3>0.5 = 5; ties: 2=2 twice = 2 -> (5 + 1) / 9
+    assert V.prob_superiority(a, b) == pytest.approx(6 / 9)
+    u = stats.mannwhitneyu(a, b, alternative="two-sided").statistic
+    assert V.prob_superiority(a, b) == pytest.approx(u / 9)
+
+
+def test_holm_by_hand():
+    # sorted 0.01, 0.03, 0.04 times 3, 2, 1 -> 0.03, 0.06, 0.04 -> running max 0.03, 0.06, 0.06
+    assert V.holm([0.01, 0.04, None, 0.03]) == [pytest.approx(0.03), pytest.approx(0.06), None,
+                                               pytest.approx(0.06)]
+    assert V.holm([0.6, 0.5]) == [1.0, 1.0]
+
+
+def test_compare_groups_applies_holm_over_all_pairs_and_baseline():
+    gs = [group("a", A), group("b", B), group("c", [91.0, 92.0, 94.0])]
+    pairs = V.compare_groups(gs, FINAL)
+    assert [(p.a, p.b) for p in pairs] == [("a", "b"), ("a", "c"), ("b", "c")]
+    assert [p.p_holm for p in pairs] == pytest.approx(V.holm([p.p_welch for p in pairs]))
+    base = V.compare_groups(gs, FINAL, baseline="b")
+    assert [(p.a, p.b) for p in base] == [("a", "b"), ("c", "b")]
+    with pytest.raises(ValueError, match="baseline: 'd' is not a group; allowed: 'a', 'b'"):
+        V.compare_groups(gs, FINAL, baseline="d")
+
+
+def test_paired_t_on_shared_seeds_matches_scipy():
+    a = group("adam", [90.0, 85.0, 88.0, 91.0], seeds=[1, 2, 3, 4])
+    b = group("sgd", [88.5, 84.0, 86.0, 60.0], seeds=[1, 2, 3, 9])     # seed 9 is not shared
+    pair = V.compare_pair(a, b)
+    x, y = np.array([90.0, 85.0, 88.0]), np.array([88.5, 84.0, 86.0])
+    d = x - y
+    half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3)
+    assert pair.paired_n == 3 and pair.paired_diff == pytest.approx(d.mean())
+    assert pair.paired_p == pytest.approx(stats.ttest_rel(x, y).pvalue)
+    assert (pair.paired_ci_low, pair.paired_ci_high) == (pytest.approx(d.mean() - half),
+                                                         pytest.approx(d.mean() + half))
+    no_share = V.compare_pair(group("a", [1.0, 2.0], [1, 2]), group("b", [1.0, 2.0], [3, 4]))
+    assert no_share.paired_n == 0 and no_share.paired_p is None
+
+
+def test_seeds_needed_by_hand():
+    a, b = [80.0, 81.0, 83.0], [79.0, 80.5, 82.5]
+    var = (2 * np.var(a, ddof=1) + 2 * np.var(b, ddof=1)) / 4
+    z = 1.959963984540054 + 0.8416212335729143
+    assert V.seeds_needed(a, b, 1.0) == math.ceil(2 * z * z * var / 1.0)
+    assert V.seeds_needed([1.0, 1.0], [1.0, 1.0], 1.0) is None     # no spread to go by
+    assert V.seeds_needed([1.0], [2.0], 1.0) is None               # fewer than 3 runs
+
+
+def test_verdict_lines_in_plain_words():
+    adam = group("adam", [92.0, 93.0, 94.1])
+    sgd = group("sgd", [68.0, 69.0, 69.8])
+    clear = V.compare_groups([adam, sgd], FINAL, noun="seeds")[0]
+    assert clear.verdict == (f"adam ends higher than sgd by {clear.diff:.1f} points (95% CI "
+                             f"{clear.ci_low:.1f} to {clear.ci_high:.1f}; 3 seeds each)")
+    assert clear.diff == pytest.approx(24.1)
+    close = V.compare_groups([group("ln", [80.0, 83.0]), group("bn", [81.0, 80.5])], FINAL,
+                             noun="seeds")[0]
+    assert close.p_holm > 0.05
+    assert close.verdict.startswith("cannot tell ln and bn apart with 2 seeds each (")
+    assert close.verdict.endswith(f"about {close.seeds_needed} seeds per group would detect a "
+                                  "1-point difference")
+    assert close.seeds_needed == V.seeds_needed([80.0, 83.0], [81.0, 80.5], 1.0)
+    loss = V.Summary("final", VAL_LOSS)
+    lower = V.compare_groups([group("a", [0.30, 0.31, 0.29]), group("b", [0.50, 0.52, 0.51])],
+                             loss)[0]
+    assert lower.verdict.startswith("a ends lower than b by 0.21 (95% CI ")
+
+
+# --- summaries from stored metrics -------------------------------------------------------------
+
+def run(rid, seed=0, status="completed", optimizer="adam", reason="", last_step=4, batch=16):
+    return {"id": rid, "name": rid, "status": status, "reason": reason, "last_step": last_step,
+            "started_at": 100.0, "config": {"optimizer": optimizer, "seed": seed,
+                                            "batch_size": batch}}
+
+
+def frame_of(points):
+    """points: {run_id: [(step, value), ...]} of val/acc (fractions); epoch = step / 2,
+    time = 100 + 10 * step."""
+    rows = [(rid, s, s / 2, VAL_ACC, v, 100.0 + 10 * s) for rid, pts in points.items()
+            for s, v in pts]
+    f = pd.DataFrame(rows, columns=["run", "step", "epoch", "name", "value", "time"])
+    return f.assign(id=np.arange(1, len(f) + 1))
+
+
+RUNS = [run("r1", 1), run("r2", 2), run("r3", 3, status="diverged", reason="loss is nan at step 3",
+                                          last_step=3)]
+FRAME = frame_of({"r1": [(1, 0.5), (2, 0.7), (3, 0.9), (4, 0.8)],
+                  "r2": [(1, 0.4), (2, 0.6), (3, 0.65), (4, 0.7)],
+                  "r3": [(1, 0.5), (2, float("nan"))]})
+
+
+def test_final_value_names_diverged_and_unfinished_runs():
+    runs = RUNS + [run("r4", 4, status="stopped", last_step=2)]
+    frame = pd.concat([FRAME, frame_of({"r4": [(1, 0.3), (2, 0.4)]}).assign(id=[98, 99])])
+    out = V.summarize_runs(frame, runs, FINAL)
+    assert out["r1"].value == pytest.approx(80.0) and out["r2"].value == pytest.approx(70.0)
+    assert math.isnan(out["r3"].value) and out["r3"].reason == "diverged at step 3: no final value"
+    assert out["r3"].diverged
+    assert out["r4"].reason == "stopped at step 2: no final value"
+    g = V.group_stats("adam", list(out.values()))
+    assert (g.n, len(g.values)) == (2, 4) and [v.name for v in g.missing] == ["r3", "r4"]
+    assert g.diverged == ["r3"] and "2 of 4 runs without a value" in g.note
+    assert g.row()["without_value"].startswith("r3: diverged at step 3")
+
+
+def test_best_and_budget_summaries():
+    best = V.summarize_runs(FRAME, RUNS, V.Summary("best", VAL_ACC))
+    assert [best[r].value for r in ("r1", "r2", "r3")] == pytest.approx([90.0, 70.0, 50.0])
+    at = V.summarize_runs(FRAME, RUNS, V.Summary("at_step", VAL_ACC, 3.5))
+    assert at["r1"].value == pytest.approx(90.0) and at["r2"].value == pytest.approx(65.0)
+    assert at["r3"].reason == "diverged at step 3, before the step budget 3.5"
+    at_epoch = V.summarize_runs(FRAME, RUNS, V.Summary("at_epoch", VAL_ACC, 1.0))
+    assert at_epoch["r1"].value == pytest.approx(70.0)
+    at_s = V.summarize_runs(FRAME, RUNS[:2], V.Summary("at_seconds", VAL_ACC, 15.0))
+    assert at_s["r1"].value == pytest.approx(50.0)              # seconds = 10 * step
+    late = V.summarize_runs(FRAME, RUNS[:1], V.Summary("at_step", VAL_ACC, 10))
+    assert late["r1"].reason == "its last val/acc point is at step 4, before the budget 10"
+
+
+def test_time_to_target_first_crossing_after_smoothing_and_never_reaching_runs_named():
+    s = V.Summary("steps_to", VAL_ACC, 65.0)
+    out = V.summarize_runs(FRAME, RUNS, s)
+    assert out["r1"].value == 2.0 and out["r2"].value == 3.0
+    assert out["r3"].reason == "diverged at step 3 before reaching 65% (best 50)"
+    never = V.summarize_runs(FRAME, RUNS[:2], V.Summary("steps_to", VAL_ACC, 85.0))
+    assert math.isnan(never["r2"].value) and never["r2"].reason == "never reached 85% (best 70)"
+    assert V.summarize_runs(FRAME, RUNS[:1], V.Summary("epochs_to", VAL_ACC, 65.0))["r1"].value == 1
+    assert V.summarize_runs(FRAME, RUNS[:1], V.Summary("examples_to", VAL_ACC, 65.0))[
+        "r1"].value == 32                                        # step 2 x batch 16
+    assert V.summarize_runs(FRAME, RUNS[:1], V.Summary("seconds_to", VAL_ACC, 65.0))[
+        "r1"].value == 20
+    # smoothed with weight 0.5 (debiased EMA): r1 = 50, 63.33, 78.57 -> crosses 65 at step 3
+    smooth = V.summarize_runs(FRAME, RUNS[:1], V.Summary("steps_to", VAL_ACC, 65.0, 0.5))
+    assert smooth["r1"].value == 3.0
+
+
+def test_parse_summary_and_its_messages():
+    assert V.parse_summary("final:val/acc") == V.Summary("final", VAL_ACC)
+    assert V.parse_summary("steps_to:val/loss:0.3") == V.Summary("steps_to", VAL_LOSS, 0.3)
+    assert V.parse_summary("at-step::500") == V.Summary("at_step", VAL_ACC, 500.0)
+    with pytest.raises(ValueError, match="summary: 'last' is not allowed; allowed: final, best"):
+        V.parse_summary("last:val/acc")
+    with pytest.raises(ValueError, match="summary: steps_to needs a finite target"):
+        V.parse_summary("steps_to:val/acc")
+    with pytest.raises(ValueError, match="summary: 'x' in 'at_step:val/acc:x' is not a number"):
+        V.parse_summary("at_step:val/acc:x")
+
+
+# --- grouping and the whole verdict ----------------------------------------------------------
+
+def test_grouping_except_seed_by_fields_and_bad_fields():
+    runs = [run("a1", 1), run("a2", 2), run("s1", 1, optimizer="sgd"), run("s2", 2, optimizer="sgd")]
+    groups = V.group_runs(runs, V.EXCEPT_SEED)
+    assert {k: [r["id"] for r in v] for k, v in groups.items()} == {"adam": ["a1", "a2"],
+                                                                    "sgd": ["s1", "s2"]}
+    by_seed = V.group_runs(runs, ["seed"])
+    assert list(by_seed) == ["seed 1", "seed 2"]
+    both = V.group_runs(runs, ("optimizer", "seed"))
+    assert list(both) == ["adam · seed 1", "adam · seed 2", "sgd · seed 1", "sgd · seed 2"]
+    with pytest.raises(ValueError, match="group_by: 'colour' is not a config field; allowed: "):
+        V.group_runs(runs, ["colour"])
+
+
+def test_verdicts_end_to_end_with_json():
+    runs = [run("a1", 1), run("a2", 2), run("a3", 3), run("s1", 1, optimizer="sgd"),
+            run("s2", 2, optimizer="sgd"), run("s3", 3, optimizer="sgd")]
+    finals = {"a1": 0.92, "a2": 0.93, "a3": 0.941, "s1": 0.68, "s2": 0.69, "s3": 0.698}
+    frame = frame_of({rid: [(4, v)] for rid, v in finals.items()})
+    out = V.verdicts(frame, runs, FINAL)
+    d = out.to_dict()
+    assert [g["name"] for g in d["groups"]] == ["adam", "sgd"]
+    assert d["groups"][0]["n"] == 3 and d["groups"][0]["mean"] == pytest.approx(93.0333333)
+    (pair,) = d["pairs"]
+    assert (pair["a"], pair["b"], pair["paired_n"]) == ("adam", "sgd", 3)
+    assert pair["diff"] == pytest.approx(24.1) and pair["prob_superiority"] == 1.0
+    assert pair["verdict"].startswith("adam ends higher than sgd by 24.1 points (95% CI ")
+    assert pair["verdict"].endswith("3 seeds each); paired over 3 shared seeds: 24.1 (95% CI "
+                                    f"{pair['paired_ci_low']:.1f} to {pair['paired_ci_high']:.1f})")
+
+
+# --- bands -----------------------------------------------------------------------------------
+
+def test_band_stats_count_runs_per_step_and_start_at_two():
+    long = pd.DataFrame({"step": [1, 2, 3], "x": [1, 2, 3], "y": [1.0, 2.0, 3.0]})
+    short = pd.DataFrame({"step": [2, 3], "x": [2, 3], "y": [4.0, float("nan")]})
+    third = pd.DataFrame({"step": [2], "x": [2], "y": [3.0]})
+    out = V.band_stats([long, short, third], "ci")
+    assert out["n"].tolist() == [1, 3, 1]
+    assert np.isnan(out["low"][0]) and np.isnan(out["high"][2])    # one run: no band
+    x = np.array([2.0, 4.0, 3.0])
+    lo, hi = stats.t.interval(0.95, 2, loc=x.mean(), scale=stats.sem(x))
+    assert (out["low"][1], out["high"][1]) == (pytest.approx(lo), pytest.approx(hi))
+    sd = V.band_stats([long, short, third], "std")
+    assert sd["high"][1] == pytest.approx(3.0 + 1.0)
+    mm = V.band_stats([long, short, third], "minmax")
+    assert (mm["low"][1], mm["high"][1]) == (2.0, 4.0)
+    with pytest.raises(ValueError, match="band: 'iqr' is not allowed"):
+        V.band_stats([long], "iqr")
