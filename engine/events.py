@@ -111,6 +111,8 @@ class RunStarted:
     device: str            # e.g. "cpu", "cuda:0"
     total_steps: int       # optimizer steps the run will take if it completes
     steps_per_epoch: int
+    pack_size: int = 1     # runs that trained together in one stacked model (engine.packs)
+    pack_member: int = 0   # this run's place in its pack, from 0
     epochs: int = 0        # epochs the run will take if it completes (0: not said)
 
 
