@@ -16,8 +16,12 @@ import streamlit as st  # noqa: E402
 
 from app import services, state, widgets  # noqa: E402
 from engine import paths  # noqa: E402
+from engine.store import StoreError  # noqa: E402
 
-st.set_page_config(page_title="Train Lab", page_icon=":material/monitoring:", layout="wide")
+# The favicon is a file of ours: a ":material/..." page icon makes the browser fetch it from
+# a font host on every page load (offline that fails, and it tells a third party).
+st.set_page_config(page_title="Train Lab", page_icon=str(ROOT / "assets" / "favicon.png"),
+                   layout="wide")
 
 css = ROOT / "assets" / "style.css"
 if css.is_file():
@@ -31,13 +35,32 @@ pages = [st.Page(state.PAGES[key], title=title, icon=icon, url_path=key, default
          for key, title, icon in PAGE_INFO if state.PAGES[key].is_file()]
 navigation = st.navigation(pages)
 
+def storage_fault_page(error: StoreError) -> None:
+    """A storage fault (damaged database, read-only folder, full disk) is one message on
+    the page, never a traceback; the file is left as it is for the user to decide."""
+    st.error(f"**Train Lab cannot use its run store.** {error}", icon=":material/error:")
+    st.caption("Nothing has been changed on disk. Fix the cause, then reload this page.")
+    st.stop()
+
+
+try:
+    services.get_store()     # opened once per process; a fault is shown, not cached
+except StoreError as error:
+    storage_fault_page(error)
+
 with st.sidebar:
     st.markdown("**Train Lab** · compare training runs")
 
     @st.fragment(run_every=2.0)
     def run_counts():
-        widgets.sidebar_summary_ui(services.get_store(), str(paths.data_dir()))
+        try:
+            widgets.sidebar_summary_ui(services.get_store(), str(paths.data_dir()))
+        except StoreError as error:
+            st.error(str(error))
 
     run_counts()
 
-navigation.run()
+try:
+    navigation.run()
+except StoreError as error:
+    storage_fault_page(error)

@@ -29,22 +29,24 @@ def free_port() -> int:
 class AppServer:
     """Starts the app and waits for its health check; `stop()` ends it politely."""
 
-    def __init__(self, tmp_path: Path, max_concurrent: int = 2, bind_flag: bool = True):
+    def __init__(self, tmp_path: Path, max_concurrent: int = 2, bind_flag: bool = True,
+                 cwd: Path = ROOT, extra_env: dict | None = None):
         """bind_flag False starts the server without --server.address, so the address
-        comes from the shipped .streamlit/config.toml alone."""
+        comes from the shipped app/.streamlit/config.toml alone; cwd is the folder it is
+        started from (the script is given by its absolute path)."""
         self.port = free_port()
         self.home = tmp_path / "home"
         self.db = self.home / "runs.db"
         env = {**os.environ, "TRAINLAB_HOME": str(self.home), "TRAINLAB_DB": str(self.db),
                "TRAINLAB_EXPORT_DIR": str(self.home / "exports"),
-               "TRAINLAB_MAX_CONCURRENT": str(max_concurrent)}
+               "TRAINLAB_MAX_CONCURRENT": str(max_concurrent), **(extra_env or {})}
         self.log_path = tmp_path / "server.log"
         self._log = open(self.log_path, "w")
         address = ["--server.address", "127.0.0.1"] if bind_flag else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app/main.py", "--server.port",
-             str(self.port), *address, "--server.headless", "true"],
-            cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
+             "--server.port", str(self.port), *address, "--server.headless", "true"],
+            cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30
         while True:

@@ -31,7 +31,7 @@ def listening_addresses(port: int) -> set[str]:
 
 
 def test_shipped_streamlit_settings():
-    settings = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
+    settings = tomllib.loads((ROOT / "app" / ".streamlit" / "config.toml").read_text())
     server = settings["server"]
     print(f"\nshipped settings: {server} {settings['browser']}")
     assert server["address"] == "127.0.0.1"
@@ -41,13 +41,17 @@ def test_shipped_streamlit_settings():
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc/net/tcp")
-def test_the_real_server_listens_on_loopback_only(tmp_path):
-    server = AppServer(tmp_path, bind_flag=False)   # the address comes from config.toml
+@pytest.mark.parametrize("started_from", ["repository root", "another folder"])
+def test_the_real_server_listens_on_loopback_only(tmp_path, started_from):
+    # From another folder $PWD/.streamlit/config.toml is not there: the settings beside
+    # app/main.py must still keep the server on loopback.
+    cwd = ROOT if started_from == "repository root" else tmp_path
+    server = AppServer(tmp_path, bind_flag=False, cwd=cwd)
     try:
         addresses = listening_addresses(server.port)
     finally:
         server.stop()
-    print(f"\nport {server.port} listens on: {sorted(addresses)}")
+    print(f"\nstarted from {cwd}: port {server.port} listens on: {sorted(addresses)}")
     assert addresses == {"127.0.0.1"}
 
 
