@@ -7,8 +7,13 @@ engine/config.py appears here without a change. Nothing here launches a run: the
 page takes the validated configs from `build_launch` and submits them.
 
 Pure functions (testable without Streamlit): `widget_value`, `expand_grid`, `grid_size`,
-`parse_sweep_values`, `parse_tags`, `build_launch`, `load_presets`. The `*_ui` functions draw
-widgets and return the user's choices.
+`parse_sweep_values`, `split_sweep_values`, `examples`, `parse_tags`, `build_launch`,
+`load_presets`. The `*_ui` functions draw widgets and return the user's choices.
+
+What the user typed is what is validated: number fields have no browser-side bounds (the
+browser would keep an out-of-range number on screen but send the previous one), so every value
+reaches `engine.config` and a wrong one is named with what is allowed. Every message that
+holds user text goes through `app.text.plain` (names, files and values are shown as typed).
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import streamlit as st
 from engine import config, configfile, paths
 from engine.config import ConfigError, RunConfig
 from app import state
+from app.text import plain
 
 MAX_GRID_RUNS = 64          # one click never queues more runs than this
 MAX_SEEDS = 16
@@ -129,6 +135,34 @@ def save_form() -> None:
 
 # --- the form -----------------------------------------------------------------------------------
 
+def examples(name: str, count: int = 3) -> list[str]:
+    """Up to `count` allowed values of a number field, as text, for help lines ("e.g. ...").
+
+    Taken from the field's own default and range, so an example never contradicts what is
+    allowed (a fixed "e.g. 1e-3" did, for diverge_factor > 1 and every whole-number field)."""
+    s = config.spec(name)
+    default = s["default"]
+    if kind(name) == "int":
+        candidates = [default, default * 2, default + 1, s["low"], default * 10]
+    elif kind(name) == "float":
+        candidates = [default, default / 10, default * 10, s["low"], s["high"], 0.5, 0.1]
+    else:
+        return []
+    out = []
+    for value in candidates:
+        if value is None:
+            continue
+        value = int(value) if kind(name) == "int" else float(value)
+        text = str(value) if kind(name) == "int" else f"{value:g}"
+        try:
+            config.check_value(name, text)
+        except ConfigError:
+            continue
+        if text not in out:
+            out.append(text)
+    return out[:count]
+
+
 def _field_widget(name: str):
     s, key = config.spec(name), state.form_key(name)
     k, help_text, text = kind(name), s["help"], label(name)
@@ -137,12 +171,16 @@ def _field_widget(name: str):
     if k == "check":
         return st.checkbox(text, key=key, help=help_text)
     if k == "int":
-        return st.number_input(text, min_value=s["low"], max_value=s["high"], step=1, key=key,
-                               help=help_text)
+        # No min_value/max_value on purpose: with bounds the browser keeps an out-of-range
+        # number on screen (red border) but sends the previous value, so Launch would start a
+        # run with a value the user no longer sees. Unbounded, the typed number arrives here
+        # and engine.config refuses it with the field, the value and the range.
+        return st.number_input(text, step=1, key=key,
+                               help=f"{help_text} ({config.allowed_text(name)})")
     if k == "float":
         # Text, not number_input: learning rates span 1e-7..10 and need exponent notation.
         return st.text_input(text, key=key, help=f"{help_text} ({config.allowed_text(name)}; "
-                             "e.g. 1e-3)")
+                             f"e.g. {examples(name, 1)[0]})")
     if k == "int_list":
         return st.text_input(text, key=key, help=f"{help_text} (whole numbers separated by "
                              "commas)")
@@ -165,6 +203,10 @@ def config_form_ui() -> dict:
             for f in config.fields():
                 if f.metadata.get("group", "run") == group:
                     values[f.name] = _field_widget(f.name)
+                    try:
+                        config.check_value(f.name, values[f.name])
+                    except ConfigError as error:    # said under the field, before Launch
+                        st.error(plain(error), icon=":material/error:")
     return values
 
 
@@ -186,6 +228,26 @@ def parse_sweep_values(name: str, raw) -> list:
         if v not in out:
             out.append(v)
     return out
+
+
+def split_sweep_values(name: str, raw) -> tuple[list, list[ConfigError]]:
+    """(the allowed values, one error per refused value) of a swept option's list.
+
+    Each value is checked on its own (type and range), so one bad value is named while the
+    good ones stay in the grid; the combinations are checked as whole configs at launch."""
+    good, bad = [], []
+    values = list(raw) if isinstance(raw, (list, tuple)) else [
+        v.strip() for v in str(raw or "").split(";" if kind(name) == "int_list" else ",")
+        if v.strip()]
+    for value in values:
+        try:
+            config.check_value(name, value)
+        except ConfigError as error:
+            bad.append(error)
+        else:
+            if value not in good:
+                good.append(value)
+    return good, bad
 
 
 def grid_size(sweep: dict, seeds: int = 1) -> int:
@@ -212,8 +274,11 @@ def sweepable() -> list[str]:
     return [f.name for f in config.fields() if f.name != "data_dir"]
 
 
-def sweep_ui() -> tuple[dict, int]:
-    """The "Sweep" expander: options to vary, their values, and seeds per configuration."""
+def sweep_ui() -> tuple[dict, int, list[str]]:
+    """The "Sweep" expander: options to vary, their values, and seeds per configuration.
+
+    Returns (sweep, seeds, problems): refused values are left out of `sweep` and named in
+    `problems` (the page keeps Launch disabled while there are any)."""
     chosen = st.session_state.get(state.SWEEP_FIELDS, [])
     with st.expander("Sweep: a grid of runs", expanded=bool(chosen)
                      or st.session_state.get(state.SEEDS, 1) > 1):
@@ -221,7 +286,7 @@ def sweep_ui() -> tuple[dict, int]:
                    "launched, once per seed.")
         fields = st.multiselect("Options to sweep", sweepable(), key=state.SWEEP_FIELDS,
                                 format_func=lambda n: f"{label(n)} ({n})")
-        sweep = {}
+        sweep, problems = {}, []
         for name in fields:
             s, key = config.spec(name), state.sweep_key(name)
             current = st.session_state.get(state.form_key(name))
@@ -234,22 +299,24 @@ def sweep_ui() -> tuple[dict, int]:
                 sep = "; " if kind(name) == "int_list" else ", "
                 state.set_default(key, str(current))
                 hint = ("width lists separated by ';', e.g. 20; 100; 1024,512,256,64"
-                        if sep == "; " else "separated by commas, e.g. 1e-3, 1e-2, 0.1")
+                        if sep == "; " else "separated by commas, e.g. "
+                        + ", ".join(examples(name)))
                 raw = st.text_input(f"{label(name)} values", key=key, help=f"{s['help']} "
                                     f"Several values {hint}.")
-                try:
-                    sweep[name] = parse_sweep_values(name, raw)
-                except ConfigError as error:
-                    st.error(f"Sweep values — {error}")
-                    sweep[name] = []
-        seeds = st.number_input("Seeds per configuration", min_value=1, max_value=MAX_SEEDS,
-                                step=1, key=state.SEEDS,
+                sweep[name], refused = split_sweep_values(name, raw)
+                for error in refused:
+                    problems.append(f"Sweep values of {label(name)}: {error}")
+                    st.error(plain(problems[-1]), icon=":material/error:")
+        # Unbounded for the same reason as the number fields: build_launch checks the range.
+        seeds = st.number_input("Seeds per configuration", step=1, key=state.SEEDS,
                                 help="Each configuration runs this many times, with seeds "
-                                     "seed, seed+1, ... (for mean ± spread bands in Compare).")
-    return sweep, int(seeds)
+                                     "seed, seed+1, ... (for mean ± spread bands in Compare); "
+                                     f"1 to {MAX_SEEDS}.")
+    return sweep, int(seeds), problems
 
 
 def describe_grid(sweep: dict, seeds: int) -> str:
+    seeds = max(1, int(seeds))
     parts = [f"{len(v)} {label(k).lower()}" for k, v in sweep.items()]
     if seeds > 1:
         parts.append(f"{seeds} seeds")
@@ -280,6 +347,8 @@ def build_launch(base: dict, sweep: dict, seeds: int, name: str = "", tags="") -
     config, the name or the tags are wrong, or the grid is over MAX_GRID_RUNS."""
     name = config.parse_run_name(name or "")
     tag_list = parse_tags(tags)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+        raise ConfigError("seeds", seeds, f"must be a whole number from 1 to {MAX_SEEDS}")
     for k, values in sweep.items():
         if not values:
             raise ConfigError(k, [], f"give at least one value to sweep {k}, or remove it from "
@@ -350,7 +419,7 @@ def upload_ui() -> None:
     seen = st.session_state.get(state.UPLOAD_SEEN)
     if seen and seen[0] == upload.file_id:
         if seen[1]:
-            st.error(seen[1])          # keep the complaint until the file is replaced
+            st.error(plain(seen[1]))   # keep the complaint until the file is replaced
         return
     try:
         data = configfile.parse_config_bytes(upload.getvalue(), upload.name)
@@ -358,9 +427,34 @@ def upload_ui() -> None:
     except ConfigError as error:
         message = f"Could not use {upload.name}: {error}"
         st.session_state[state.UPLOAD_SEEN] = (upload.file_id, message)
-        st.error(message)
+        st.error(plain(message))
         return
     st.session_state[state.UPLOAD_SEEN] = (upload.file_id, "")
     fill_form(data)
     st.session_state[state.FORM_NOTICE] = f"Form filled from {upload.name}."
     st.rerun()
+
+
+def upload_problem() -> str:
+    """The complaint about the uploaded file still in the uploader, or "" (none, or applied).
+
+    While it stands the page keeps Launch disabled: the form does not hold what the user
+    meant to launch."""
+    if st.session_state.get(state.UPLOAD) is None:
+        return ""
+    seen = st.session_state.get(state.UPLOAD_SEEN)
+    return f"{seen[1]} Remove or replace the file to launch." if seen and seen[1] else ""
+
+
+def launch_check(base: dict, sweep: dict, seeds: int, name: str, tags: str,
+                 problems: list[str]) -> tuple[Launch | None, str]:
+    """(the launch a click would make, "") or (None, why nothing can be launched).
+
+    `problems` are complaints already found (a refused upload, refused sweep values); they
+    win over a launch that would otherwise be valid."""
+    if problems:
+        return None, problems[0]
+    try:
+        return build_launch(base, sweep, seeds, name, tags), ""
+    except ConfigError as error:
+        return None, str(error)

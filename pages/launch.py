@@ -3,13 +3,14 @@ upload, run name and tags, and the Launch button.
 
 Thin by design: app/forms.py draws the form and validates; this page hands the validated
 configs to the job manager. Every config is checked with RunConfig.from_dict before the
-first one is submitted, so a bad value launches nothing.
+first one is submitted, so a bad value launches nothing; while anything is wrong (a value, a
+sweep value, a refused upload) the reason is shown and Launch is disabled.
 """
 
 import streamlit as st
 
 from app import forms, services, state
-from engine.config import ConfigError
+from app.text import plain
 
 st.title("Launch runs")
 
@@ -28,16 +29,18 @@ with right:
     forms.upload_ui()
 notice = st.session_state.pop(state.FORM_NOTICE, None)
 if notice:
-    st.info(notice)
+    st.info(plain(notice))
 
 base = forms.config_form_ui()
-sweep, seeds = forms.sweep_ui()
+sweep, seeds, problems = forms.sweep_ui()
+upload_problem = forms.upload_problem()
 
 with st.container(border=True):
     col_name, col_tags = st.columns(2)
     name = col_name.text_input("Run name (optional)", key=state.RUN_NAME,
-                               help="Shown in legends and lists; runs of a grid get "
-                                    "“name #01”, “name #02”, … No '/', '\\' or control characters.")
+                               help=plain("Shown in legends and lists; runs of a grid get "
+                                          "“name #01”, “name #02”, … No '/', '\\' or control "
+                                          "characters."))
     tags = col_tags.text_input("Tags (comma-separated)", key=state.RUN_TAGS,
                                help="e.g. lecture-5, normalization. At most 20 tags of 40 "
                                     "characters.")
@@ -48,21 +51,24 @@ with st.container(border=True):
                    "launched at once. Sweep fewer values or seeds.")
     else:
         st.markdown(f"**This launches {description}.**")
+    launch, problem = forms.launch_check(base, sweep, seeds, name, tags,
+                                         [p for p in (upload_problem, *problems) if p])
+    if problem:
+        st.error(plain(f"Nothing was launched; Launch stays disabled until this is fixed. "
+                       f"{problem}"), icon=":material/error:")
     clicked = st.button(f"Launch {n_runs} run{'s' if n_runs != 1 else ''}", type="primary",
-                        key="launch", icon=":material/rocket_launch:")
+                        key="launch", icon=":material/rocket_launch:", disabled=bool(problem))
     if clicked:
         st.session_state.pop(state.LAST_LAUNCH, None)
-        try:
-            launch = forms.build_launch(base, sweep, seeds, name, tags)
-        except ConfigError as error:
-            st.error(f"Nothing was launched. {error}", icon=":material/error:")
+        if problem:     # a disabled button can still arrive clicked (a stale browser tab)
+            st.error(plain(f"Nothing was launched. {problem}"), icon=":material/error:")
         else:
             manager = services.get_manager()
             try:
                 ids = [manager.submit(cfg, name=run_name, tags=launch.tags)
                        for cfg, run_name in zip(launch.configs, launch.names)]
             except (ValueError, RuntimeError) as error:
-                st.error(f"Could not launch: {error}")
+                st.error(plain(f"Could not launch: {error}"))
             else:
                 st.session_state[state.LAST_LAUNCH] = ids
     launched = st.session_state.get(state.LAST_LAUNCH)

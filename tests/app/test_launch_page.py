@@ -26,6 +26,9 @@ def set_toy(at):
 
 
 def launch(at):
+    """Click Launch; a disabled Launch (bad input on screen) cannot be clicked, as in a browser."""
+    if at.button(key="launch").disabled:
+        return at
     return at.button(key="launch").click().run()
 
 
