@@ -42,7 +42,7 @@ METRICS = {
     ELAPSED_S: ("elapsed time", "s", 1.0),
 }
 X_AXES = {"step": "step", "epoch": "epoch", "time": "wall time (s)"}
-BANDS = ("std", "minmax")
+BANDS = ("std", "minmax", "ci")    # the edges and their legend text: engine/verdicts.py
 
 # Config fields that never explain a difference between runs (where files live, which
 # device): left out of legends, config diffs and grouping keys.
@@ -83,7 +83,7 @@ class ChartOptions:
     log_y: bool = False
     smoothing: float = 0.0          # EMA weight in [0, 1); 0 draws the raw curve only
     group_by: str | None = None     # config field to average over (e.g. "seed"); None = per run
-    band: str = "std"               # "std" (mean ± 1 std over the group) or "minmax"
+    band: str = "std"               # "std" (mean ± 1 std), "minmax" or "ci" (95% CI of the mean)
     max_points: int = 2000          # points per drawn trace (min/max downsampling)
     title: str = ""
 
@@ -433,7 +433,8 @@ def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None)
     fig.update_layout(
         title=dict(text=title, x=0), template="plotly_white", height=520,
         margin=dict(l=10, r=10, t=50, b=10), hovermode="closest",
-        legend=dict(title_text="", font=dict(size=11)),
+        legend=dict(title_text=f"band: {_band_text(o.band)}; runs per point in the hover"
+                    if o.group_by else "", font=dict(size=11)),
         uirevision=f"{o.metric}|{o.x_axis}|{o.group_by}",   # keep zoom while options change
     )
     fig.update_xaxes(title_text=x_title, rangemode="tozero" if o.x_axis != "step" else "normal")
@@ -471,14 +472,16 @@ def _add_run(fig, s: pd.DataFrame, label, key, color, o: ChartOptions) -> None:
                          meta={"kind": "line", "key": str(key)}))
 
 
+def _band_text(band: str) -> str:
+    from engine import verdicts   # imported here: verdicts imports this module for labels
+    return verdicts.BANDS[band]
+
+
 def _add_group(fig, st: pd.DataFrame, label, key, color, o: ChartOptions) -> None:
     x = st["x"].to_numpy()
     mean = st["mean"].to_numpy()
-    if o.band == "std":
-        sd = np.nan_to_num(st["std"].to_numpy())
-        lo, hi = mean - sd, mean + sd
-    else:
-        lo, hi = st["min"].to_numpy(), st["max"].to_numpy()
+    from engine import verdicts   # imported here: verdicts imports this module for labels
+    lo, hi = verdicts.band_edges(st, o.band)   # nan where fewer than two runs have a value
     if o.smoothing > 0:
         _add_raw(fig, x, mean, label, key, color, o)
         mean, lo, hi = (smooth_ema(v, o.smoothing) for v in (mean, lo, hi))
@@ -491,7 +494,7 @@ def _add_group(fig, st: pd.DataFrame, label, key, color, o: ChartOptions) -> Non
         fig.add_trace(go.Scatter(
             x=np.concatenate([bx, bx[::-1]]), y=np.concatenate([bhi, blo[::-1]]),
             fill="toself", fillcolor=_rgba(color, 0.18), line=dict(width=0), mode="lines",
-            name=f"{label} ({'±1 std' if o.band == 'std' else 'min–max'})",
+            name=f"{label} ({_band_text(o.band)})",
             legendgroup=str(key), showlegend=False, hoverinfo="skip",
             meta={"kind": "band", "key": str(key), "band": o.band}))
     fig.add_trace(_trace(x[idx], mean[idx], len(idx), mode="lines", name=label,

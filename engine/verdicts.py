@@ -30,7 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from engine import config, plots
-from engine.events import VAL_ACC, RunStatus
+from engine.events import VAL_ACC, RunStatus, metric_info
 
 CONFIDENCE = 0.95
 ALPHA = 0.05          # a pair "differs" when its Holm-corrected Welch p is below this
@@ -42,7 +42,9 @@ SUMMARY_KINDS = ("final", "best", "at_step", "at_epoch", "at_seconds",
 BUDGET_KINDS = {"at_step": "step", "at_epoch": "epoch", "at_seconds": "seconds"}
 TARGET_KINDS = {"steps_to": "steps", "epochs_to": "epochs", "examples_to": "examples",
                 "seconds_to": "s"}
-BANDS = {"std": "±1 std", "minmax": "min–max", "ci": "95% CI of the mean"}
+# band around a group's mean curve -> what its legend says it is
+BANDS = {"std": "±1 std of the runs", "minmax": "min–max of the runs",
+         "ci": "95% CI of the mean"}
 
 
 # --- summaries of runs ---------------------------------------------------------------------
@@ -77,18 +79,17 @@ class Summary:
         """Unit of the summary's values: 'points' for accuracy (percent), 'steps', 's', ''."""
         if self.kind in TARGET_KINDS:
             return TARGET_KINDS[self.kind]
-        return "points" if plots.METRICS.get(self.metric, ("", "", 1))[1] == "%" else ""
+        return "points" if metric_info(self.metric).unit == "%" else ""
 
     @property
     def higher_is_better(self) -> bool:
         if self.kind in TARGET_KINDS:
             return False                  # sooner is better
-        return plots.metric_higher_is_better(self.metric)
+        return _higher(self.metric)
 
     def describe(self) -> str:
         """'final validation accuracy (%)', 'steps to reach validation loss 0.3'."""
-        title = plots.metric_title(self.metric)
-        name = plots.METRICS.get(self.metric, (self.metric,))[0]
+        title, name = metric_info(self.metric).title, metric_info(self.metric).label
         if self.kind == "final":
             return f"final {title}"
         if self.kind == "best":
@@ -105,8 +106,13 @@ class Summary:
         return f"{self.kind}:{self.metric}" + (f":{self.at:g}" if self.at is not None else "")
 
 
+def _higher(metric: str) -> bool:
+    # metrics that are neither (learning rate, elapsed time) are read as "higher is more"
+    return metric_info(metric).higher_is_better is not False
+
+
 def _target_text(summary: Summary) -> str:
-    unit = plots.METRICS.get(summary.metric, ("", "", 1))[1]
+    unit = metric_info(summary.metric).unit
     return f"{summary.at:g}{unit}" if unit == "%" else f"{summary.at:g}"
 
 
@@ -161,7 +167,7 @@ def run_points(frame: pd.DataFrame, run, metric: str) -> pd.DataFrame:
     part = part.sort_values(["step", "id"] if "id" in part else ["step"], kind="stable")
     times = part["time"].to_numpy(dtype="float64")
     start = _get(run, "started_at")
-    scale = plots.METRICS.get(metric, ("", "", 1.0))[2]
+    scale = metric_info(metric).scale
     return pd.DataFrame({"step": part["step"].to_numpy(),
                          "epoch": part["epoch"].to_numpy(dtype="float64"),
                          "seconds": times - (start if start else times.min()),
@@ -190,7 +196,7 @@ def summarize_run(points: pd.DataFrame, run, summary: Summary, name: str = "") -
         if diverged:
             return none(f"diverged at step {div} before any finite {metric}")
         return none(f"no {metric} values")
-    higher = plots.metric_higher_is_better(metric)
+    higher = _higher(metric)
     if summary.kind == "final":
         if diverged:
             return none(f"diverged at step {div}: no final value")
@@ -648,30 +654,24 @@ def verdicts(frame: pd.DataFrame, runs, summary: Summary, group_by=EXCEPT_SEED, 
 
 # --- bands under grouped curves ------------------------------------------------------------
 
-def band_stats(series: list[pd.DataFrame], band: str = "std") -> pd.DataFrame:
-    """Per step of a group's curves (each a DataFrame with step, x, y): mean, n (members
-    with a finite value there), x (members' mean), and the band `low`/`high`:
-    std -> mean ± 1 std (ddof 1), minmax -> min and max, ci -> 95% t interval of the mean.
-    The band is nan where fewer than two members have a value."""
+def band_edges(group: pd.DataFrame, band: str = "std") -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper edge of the band around a group's mean curve, per point of `group`
+    (columns mean, n, std, min, max as plots.group_stats gives them: n members with a finite
+    value there, std over them with ddof 0): std -> mean ± 1 std of the runs, minmax -> min
+    and max, ci -> 95% t interval of the mean. nan where fewer than two runs have a value,
+    so a band starts only where there is a spread to show."""
     if band not in BANDS:
         raise ValueError(f"band: {band!r} is not allowed; allowed: " + ", ".join(BANDS))
-    stacked = pd.concat([s[["step", "x", "y"]] for s in series], ignore_index=True)
-    stacked["y"] = stacked["y"].where(np.isfinite(stacked["y"]))
-    g = stacked.groupby("step", sort=True)
-    out = pd.DataFrame({"mean": g["y"].mean(), "n": g["y"].count(), "std": g["y"].std(ddof=1),
-                        "min": g["y"].min(), "max": g["y"].max(), "x": g["x"].mean()})
-    out = out.reset_index()
-    n = out["n"].to_numpy()
-    mean, std = out["mean"].to_numpy(), out["std"].to_numpy()
+    n = group["n"].to_numpy(dtype="float64")
+    mean, std = group["mean"].to_numpy(dtype="float64"), group["std"].to_numpy(dtype="float64")
+    two = n >= 2
     if band == "std":
         low, high = mean - std, mean + std
     elif band == "minmax":
-        low, high = out["min"].to_numpy(), out["max"].to_numpy()
+        low, high = group["min"].to_numpy(dtype="float64"), group["max"].to_numpy(dtype="float64")
     else:
-        half = stats.t.ppf(0.5 + CONFIDENCE / 2, np.maximum(n - 1, 1)) * std / np.sqrt(
-            np.maximum(n, 1))
+        # sem = sample std (ddof 1) / sqrt(n) = std (ddof 0) / sqrt(n - 1)
+        m = np.where(two, n, 2.0)
+        half = stats.t.ppf(0.5 + CONFIDENCE / 2, m - 1) * std / np.sqrt(m - 1)
         low, high = mean - half, mean + half
-    two = n >= 2
-    out["low"] = np.where(two, low, np.nan)
-    out["high"] = np.where(two, high, np.nan)
-    return out
+    return np.where(two, low, np.nan), np.where(two, high, np.nan)

@@ -80,7 +80,8 @@ group_by = c4.selectbox("Average over", [None] + sorted(fields, key=lambda f: f 
                         help="Runs equal in every other config field become one mean line with "
                              "a band, e.g. 'seed' averages each configuration over its seeds.")
 band = c5.radio("Band", list(plots.BANDS), key="compare_band", disabled=group_by is None,
-                format_func=lambda b: {"std": "±1 std", "minmax": "min–max"}[b])
+                format_func=lambda b: {"std": "±1 std", "minmax": "min–max",
+                                       "ci": "95% CI of mean"}[b])
 options = plots.ChartOptions(metric=metric, x_axis=x_axis, log_y=log_y, smoothing=smoothing,
                              group_by=group_by, band=band)
 fig = plots.build_figure(frame, runs, options)

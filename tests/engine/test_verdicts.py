@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from engine import plots
 from engine import verdicts as V
 from engine.events import VAL_ACC, VAL_LOSS
 
@@ -271,19 +272,35 @@ def test_verdicts_end_to_end_with_json():
 
 # --- bands -----------------------------------------------------------------------------------
 
-def test_band_stats_count_runs_per_step_and_start_at_two():
+def test_band_edges_count_runs_per_step_and_start_at_two():
     long = pd.DataFrame({"step": [1, 2, 3], "x": [1, 2, 3], "y": [1.0, 2.0, 3.0]})
     short = pd.DataFrame({"step": [2, 3], "x": [2, 3], "y": [4.0, float("nan")]})
     third = pd.DataFrame({"step": [2], "x": [2], "y": [3.0]})
-    out = V.band_stats([long, short, third], "ci")
-    assert out["n"].tolist() == [1, 3, 1]
-    assert np.isnan(out["low"][0]) and np.isnan(out["high"][2])    # one run: no band
+    st = plots.group_stats([long, short, third], "step")
+    assert st["n"].tolist() == [1, 3, 1]
+    lo, hi = V.band_edges(st, "ci")
+    assert np.isnan([lo[0], hi[0], lo[2], hi[2]]).all()          # one run there: no band
     x = np.array([2.0, 4.0, 3.0])
-    lo, hi = stats.t.interval(0.95, 2, loc=x.mean(), scale=stats.sem(x))
-    assert (out["low"][1], out["high"][1]) == (pytest.approx(lo), pytest.approx(hi))
-    sd = V.band_stats([long, short, third], "std")
-    assert sd["high"][1] == pytest.approx(3.0 + 1.0)
-    mm = V.band_stats([long, short, third], "minmax")
-    assert (mm["low"][1], mm["high"][1]) == (2.0, 4.0)
+    assert (lo[1], hi[1]) == pytest.approx(stats.t.interval(0.95, 2, loc=x.mean(),
+                                                            scale=stats.sem(x)))
+    assert V.band_edges(st, "std")[1][1] == pytest.approx(3.0 + x.std())
+    assert [v[1] for v in V.band_edges(st, "minmax")] == [2.0, 4.0]
     with pytest.raises(ValueError, match="band: 'iqr' is not allowed"):
-        V.band_stats([long], "iqr")
+        V.band_edges(st, "iqr")
+
+
+def test_grouped_figure_says_what_its_band_is_and_how_many_runs_are_behind_each_point():
+    runs = [run(f"r{i}", i) for i in range(3)]
+    frame = frame_of({"r0": [(1, 0.5), (2, 0.6), (3, 0.7), (4, 0.8)],
+                      "r1": [(1, 0.4), (2, 0.5), (3, 0.6)],
+                      "r2": [(1, 0.45)]})
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(group_by="seed", band="ci"))
+    (mean,) = [t for t in fig.data if t.meta["kind"] == "mean"]
+    (band,) = [t for t in fig.data if t.meta["kind"] == "band"]
+    assert list(mean.customdata) == [3, 2, 2, 1] and "runs %{customdata}" in mean.hovertemplate
+    assert fig.layout.legend.title.text == "band: 95% CI of the mean; runs per point in the hover"
+    assert band.name.endswith("(95% CI of the mean)")
+    assert list(band.x) == [1, 2, 3, 3, 2, 1]                     # not at step 4 (one run)
+    half = stats.t.ppf(0.975, 1) * stats.sem([60.0, 50.0])
+    assert band.y[1] == pytest.approx(55.0 + half)
+
