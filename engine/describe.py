@@ -1,0 +1,348 @@
+"""A run in words and colours: the one label, the one config summary, the one palette.
+
+This module owns how a person tells runs apart, everywhere (Live, Compare, Runs, exports, CLI):
+- `run_labels(runs)`: the legend label of each run among the runs shown: the config fields
+  that differ among them and that apply to the run (`engine.config.applies`: no betas under
+  SGD, no width under a CNN), e.g. "adam · layer norm"; the run's name when no field differs.
+- `config_summary(cfg)`: one line of the fields that apply ("mnist · mnist-cnn · adam lr
+  0.001 · batch 64 · 5 ep · seed 0": a CNN is never "2x20").
+- `common_summary(configs)`: what all runs share (dataset, model, budget): figure subtitles.
+- `run_colors(keys, groups)`: one categorical palette, distinct for up to 24 keys, stable per
+  key (a run keeps its colour whatever else is shown); the runs of one group (e.g. the seeds
+  of one configuration) get shades of their group's hue.
+- `legend_key(labels)`: long labels shortened to "R3 · sgd · lr 0.1 · …" with a key table.
+Pure: no Streamlit, no store, no plotting library.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+
+import numpy as np
+
+from engine import config
+
+# Config fields that never explain a difference between runs (where files live, which
+# device): left out of labels, config diffs and grouping keys.
+IGNORED_FIELDS = frozenset({"data_dir", "device"})
+# Fields people vary most come first in a label ("adam · layer norm · lr 0.01").
+_LABEL_ORDER = ("optimizer", "lr", "model", "depth", "width", "channels", "norm", "activation",
+                "residual", "dataset", "batch_size", "schedule", "weight_decay", "dropout",
+                "init", "seed")
+_SHORT_NAMES = {"batch_size": "batch", "weight_decay": "wd", "train_subset": "subset",
+                "val_split": "val split", "max_steps": "max steps", "grad_clip": "clip",
+                "norm_impl": "norm impl", "norm_position": "norm", "weight_scale": "init std",
+                "eval_every": "eval every", "lr_decay": "lr decay", "lr_step": "lr step",
+                "train_eval_size": "train eval", "input_norm": "input norm",
+                "toy_samples": "points", "toy_noise": "noise", "diverge_factor": "diverge x"}
+# Values that read well on their own, without the field's name ("adam", "relu", "mnist").
+_BARE_VALUE_FIELDS = frozenset({"optimizer", "model", "activation", "dataset"})
+LEGEND_MAX_CHARS = 40     # longer labels are shortened in legends, with a key table beside
+
+
+# --- words -------------------------------------------------------------------------------------
+
+@lru_cache(maxsize=1)
+def _defaults() -> dict:
+    return config.RunConfig().to_dict()
+
+
+def full_config(cfg: dict | None) -> dict:
+    """A stored config with every missing field at its default."""
+    return {**_defaults(), **(cfg or {})}
+
+
+def _get(run, name, default=None):
+    return run.get(name, default) if isinstance(run, dict) else getattr(run, name, default)
+
+
+def value_text(value) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "-".join(value_text(v) for v in value) or "default"
+    return str(value)
+
+
+def format_field(name: str, value) -> str:
+    """One config field as a person reads it: 'adam', 'layer norm', 'lr 0.01', 'depth 20'."""
+    if name in _BARE_VALUE_FIELDS:
+        return str(value)
+    if name == "norm":
+        return "no norm" if value == "none" else f"{value} norm"
+    if name == "residual":
+        return "no residual" if value == "none" else f"residual {value}"
+    if name == "schedule":
+        return f"{value} schedule"
+    if name == "norm_position":
+        return f"norm {value} act"
+    if isinstance(value, bool):
+        return (name.replace("_", " ") if value else f"no {name.replace('_', ' ')}")
+    return f"{_SHORT_NAMES.get(name, name.replace('_', ' '))} {value_text(value)}"
+
+
+def differing_fields(configs) -> list[str]:
+    """Config fields (label order first, then config order) whose values differ among the
+    configs to which the field applies: momentum differs between two momentum runs, never
+    because an SGD run carries another unused value."""
+    full = [full_config(c) for c in configs]
+    if len(full) < 2:
+        return []
+    names = [n for n in full[0] if n not in IGNORED_FIELDS]
+    names += [n for c in full[1:] for n in c if n not in names and n not in IGNORED_FIELDS]
+    differ = []
+    for n in names:
+        values = {json.dumps(c.get(n), sort_keys=True) for c in full if config.applies(n, c)}
+        if len(values) > 1:
+            differ.append(n)
+    order = {n: i for i, n in enumerate(_LABEL_ORDER)}
+    return sorted(differ, key=lambda n: (order.get(n, len(order)), names.index(n)))
+
+
+def labels_from_configs(configs: dict, names: dict | None = None) -> dict:
+    """{key: label} of configs shown together (see run_labels). Keys may be run ids or group
+    keys; `names` gives the fallback text when no field differs."""
+    names = names or {}
+    fields = differing_fields(configs.values())
+    labels = {}
+    for key, cfg in configs.items():
+        full = full_config(cfg)
+        text = " · ".join(format_field(f, full.get(f)) for f in fields if config.applies(f, full))
+        labels[key] = text or names.get(key) or short_id(key)
+    counts: dict[str, int] = {}
+    for text in labels.values():
+        counts[text] = counts.get(text, 0) + 1
+    for key, text in labels.items():
+        if counts[text] > 1:
+            labels[key] = f"{text} #{short_id(key)}"
+    return labels
+
+
+def run_labels(runs) -> dict:
+    """{run id: label} for runs shown together (records or dicts with id, name, config):
+    the fields that differ among them and apply to the run, joined by ' · '; the run's name
+    (else a short id) when nothing differs; a short id added where labels still collide.
+    The one label function of Live, Compare, Runs, exports and the CLI."""
+    runs = list(runs)
+    return labels_from_configs({_get(r, "id"): _get(r, "config") or {} for r in runs},
+                               {_get(r, "id"): _get(r, "name", "") or "" for r in runs})
+
+
+def short_id(run_id) -> str:
+    return str(run_id)[-6:]
+
+
+def _net(d: dict) -> str:
+    if d["model"] == "mlp":
+        widths = d["width"]
+        return f"mlp {d['depth']}x{widths[0]}" if len(widths) == 1 else \
+            f"mlp {'-'.join(map(str, widths))}"
+    net = d["model"]
+    if config.applies("depth", d):
+        net += f" depth {d['depth']}"
+    return net + (f" {','.join(map(str, d['channels']))}" if d["channels"] else "")
+
+
+def _data(d: dict) -> str:
+    return d["dataset"] + (f"[:{d['train_subset']}]" if d["train_subset"] else "")
+
+
+def config_summary(cfg: dict) -> str:
+    """One line a teacher reads at a glance: data, network, optimizer, batch, epochs, seed,
+    and the options people vary most when they are not at their default. Only options that
+    apply to this run's model and optimizer appear."""
+    d = full_config(cfg)
+    parts = [_data(d), _net(d), d["activation"]]
+    if d["norm"] != "none":
+        parts.append(f"{d['norm']} norm" + (" (course)" if d["norm_impl"] == "course" else ""))
+    if config.applies("residual", d) and d["residual"] != "none":
+        parts.append(f"residual {d['residual']}")
+    if d["dropout"]:
+        parts.append(f"dropout {d['dropout']:g}")
+    if d["init"] != "default":
+        parts.append(f"init {d['init']}" + (f" {d['weight_scale']:g}"
+                                            if config.applies("weight_scale", d) else ""))
+    parts.append(f"{d['optimizer']} lr {d['lr']:g}")
+    if d["weight_decay"]:
+        parts.append(f"wd {d['weight_decay']:g}")
+    if d["schedule"] != "constant":
+        parts.append(f"{d['schedule']} schedule")
+    parts += [f"batch {d['batch_size']}", f"{d['epochs']} ep", f"seed {d['seed']}"]
+    return " · ".join(parts)
+
+
+def common_summary(configs) -> str:
+    """What every run shares, for a figure's subtitle: dataset, network and budget (epochs,
+    step limit, batch). Parts that differ among the runs are left out."""
+    full = [full_config(c) for c in configs]
+    if not full:
+        return ""
+
+    def same(text_of):
+        texts = {text_of(d) for d in full}
+        return texts.pop() if len(texts) == 1 else None
+
+    parts = [same(_data), same(_net),
+             same(lambda d: f"{d['epochs']} epoch{'s' if d['epochs'] != 1 else ''}"),
+             same(lambda d: f"max {d['max_steps']} steps" if d["max_steps"] else ""),
+             same(lambda d: f"batch {d['batch_size']}")]
+    runs = f"{len(full)} run{'s' if len(full) != 1 else ''}"
+    return " · ".join([p for p in parts if p] + [runs])
+
+
+def legend_key(labels: dict, max_chars: int = LEGEND_MAX_CHARS) -> tuple[dict, list]:
+    """Legend texts that fit: when any label is longer than `max_chars`, every run gets a key
+    ("R1", "R2", ... in the order given) and its label cut to fit ("R3 · sgd · lr 0.1 · …"),
+    and the key table [(key, full label)] goes beside the chart. Otherwise the labels as
+    they are and an empty table."""
+    if all(len(text) <= max_chars for text in labels.values()):
+        return dict(labels), []
+    shown, table = {}, []
+    for i, (k, text) in enumerate(labels.items(), start=1):
+        key = f"R{i}"
+        head = f"{key} · {text}"
+        shown[k] = head if len(head) <= max_chars else head[:max_chars - 1].rstrip(" ·") + "…"
+        table.append((key, text))
+    return shown, table
+
+
+# --- colours -------------------------------------------------------------------------------------
+# A categorical palette chosen greedily from Okabe-Ito, Paul Tol's and plotly's qualitative
+# sets (max-min CIEDE2000 against white-background-visible colours, L* 28..72, chroma >= 20):
+# the first 6 are Okabe-Ito's colour-blind-safe set, the first 8 stay >= 12 CIEDE2000 apart
+# under simulated deuteranopia and protanopia (Machado 2009); all 24 are >= 12 apart for
+# normal vision. tests/engine/test_describe.py computes both.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#750D86",
+           "#AF0038", "#6C4516", "#6C7C32", "#DA16FF", "#E45756", "#7E7DCD", "#72B7B2",
+           "#AA3377", "#E48F72", "#1CBE4F", "#117733", "#8C564B", "#999933", "#862A16",
+           "#109618", "#3283FE", "#FC1CBF")
+SHADE_SPREAD_L = 16.0     # CIELAB L* between the lightest and darkest member shade /2
+
+
+def _slot(key) -> int:
+    return int(hashlib.sha1(str(key).encode()).hexdigest()[:8], 16) % len(PALETTE)
+
+
+def palette_colors(keys) -> dict:
+    """A stable palette colour per key: the key's hash picks a slot, so the same run or group
+    keeps its colour across reruns and pages. Keys are placed in sorted order and a taken slot
+    moves to the next free one, so up to len(PALETTE) keys shown together never share one."""
+    keys = list(dict.fromkeys(keys))
+    taken: set[int] = set()
+    out = {}
+    for key in sorted(keys, key=str):
+        slot = _slot(key)
+        if len(taken) < len(PALETTE):
+            while slot in taken:
+                slot = (slot + 1) % len(PALETTE)
+        taken.add(slot)
+        out[key] = PALETTE[slot]
+    return {k: out[k] for k in keys}
+
+
+def run_colors(keys, groups: dict | None = None) -> dict:
+    """{key: "#rrggbb"}. Without `groups`, one palette colour per key (palette_colors). With
+    groups ({key: group key}, e.g. configs equal but for the seed), each group takes a
+    palette colour and its members shades of it (CIELAB lightness spread over ±16 L*, in
+    the keys' sorted order), so two seeds of one setting read as one family."""
+    keys = list(dict.fromkeys(keys))
+    if not groups:
+        return palette_colors(keys)
+    members: dict = {}
+    for k in keys:
+        members.setdefault(groups.get(k, k), []).append(k)
+    base = palette_colors(members)
+    out = {}
+    for g, ks in members.items():
+        ks = sorted(ks, key=str)
+        for k, shade in zip(ks, shades(base[g], len(ks))):
+            out[k] = shade
+    return {k: out[k] for k in keys}
+
+
+def shades(color: str, n: int) -> list[str]:
+    """n shades of one colour, darkest first, spread evenly in CIELAB lightness around it."""
+    if n <= 1:
+        return [color] * n
+    lab = hex_to_lab([color])[0]
+    out = []
+    for o in np.linspace(-SHADE_SPREAD_L, SHADE_SPREAD_L, n):
+        L = float(np.clip(lab[0] + o, 15, 85))
+        # Out of the sRGB gamut, lower the chroma (never the hue) until the colour fits.
+        scale = 1.0
+        while scale > 0.05 and not _in_gamut(np.array([L, lab[1] * scale, lab[2] * scale])):
+            scale *= 0.95
+        out.append(lab_to_hex(np.array([L, lab[1] * scale, lab[2] * scale])))
+    return out
+
+
+def rgba(color: str, alpha: float) -> str:
+    c = color.lstrip("#")
+    r, g, b = (int(c[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"
+
+
+# sRGB (D65) <-> CIELAB, for shades. Matrices from IEC 61966-2-1.
+_RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750],
+                        [0.0193339, 0.1191920, 0.9503041]])
+_WHITE = np.array([0.95047, 1.0, 1.08883])
+
+
+def hex_to_lab(colors) -> np.ndarray:
+    rgb = np.array([[int(c.lstrip("#")[i:i + 2], 16) / 255 for i in (0, 2, 4)] for c in colors])
+    lin = np.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = lin @ _RGB_TO_XYZ.T / _WHITE
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]),
+                     200 * (f[:, 1] - f[:, 2])], axis=1)
+
+
+def _linear_rgb(lab) -> np.ndarray:
+    L, a, b = lab
+    fy = (L + 16) / 116
+    f = np.array([fy + a / 500, fy, fy - b / 200])
+    xyz = np.where(f > 6 / 29, f ** 3, 3 * (6 / 29) ** 2 * (f - 4 / 29)) * _WHITE
+    return np.linalg.solve(_RGB_TO_XYZ, xyz)
+
+
+def _in_gamut(lab) -> bool:
+    lin = _linear_rgb(lab)
+    return bool(np.all(lin >= -1e-4) and np.all(lin <= 1 + 1e-4))
+
+
+def lab_to_hex(lab) -> str:
+    lin = np.clip(_linear_rgb(lab), 0, 1)
+    rgb = np.where(lin <= 0.0031308, 12.92 * lin, 1.055 * lin ** (1 / 2.4) - 0.055)
+    return "#" + "".join(f"{int(round(v * 255)):02X}" for v in np.clip(rgb, 0, 1))
+
+
+# --- groups --------------------------------------------------------------------------------
+
+def group_key(cfg: dict, group_by: str = "seed") -> str:
+    """The runs whose configs are equal in every field but `group_by` (and the ignored ones)
+    share this key: grouping by "seed" gathers each configuration's seeds."""
+    full = full_config(cfg)
+    rest = {k: v for k, v in full.items() if k != group_by and k not in IGNORED_FIELDS}
+    return hashlib.sha1(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def seed_groups(runs) -> dict:
+    """{run id: group key} gathering runs that differ only in their seed: for shades."""
+    return {_get(r, "id"): group_key(_get(r, "config") or {}) for r in runs}
+
+
+def launched_together(records, gap_s: float = 5.0) -> list:
+    """The newest launch: the newest run and the runs created before it with no more than
+    `gap_s` seconds between one creation and the next (one click on Launch, a grid or
+    a CLI loop). Records newest first, as the store lists them."""
+    records = sorted(records, key=lambda r: _get(r, "created_at") or 0, reverse=True)
+    batch = records[:1]
+    for r in records[1:]:
+        if (_get(batch[-1], "created_at") or 0) - (_get(r, "created_at") or 0) > gap_s:
+            break
+        batch.append(r)
+    return batch
