@@ -202,6 +202,13 @@ class RunConfig:
     diverge_factor: float = _opt(1000.0, "A run is diverged when its loss exceeds this many times "
                                  "its first loss (or is not finite).", low=1.0, high=1e12,
                                  low_open=True, group="run")
+    diagnostics: bool = _opt(True, "Collect per-layer statistics (gradient and weight norms, "
+                             "update/weight ratio, activations, dead units) at each evaluation and "
+                             "every diag_every steps, plus decision regions on toy sets "
+                             "(measured overhead: bench/bench_diagnostics.py).", group="run")
+    diag_every: int = _opt(50, "Collect diagnostics every N optimizer steps as well as at each "
+                           "evaluation (0 = only at evaluations).", low=0, high=MAX_STEPS,
+                           group="run")
 
     def __post_init__(self):
         _validate(self)
@@ -273,6 +280,7 @@ _APPLIES = {
     "bias_correction": lambda c: c["optimizer"] == "course-adam",
     "lr_decay": lambda c: c["schedule"] in ("step", "exponential"),
     "lr_step": lambda c: c["schedule"] == "step",
+    "diag_every": lambda c: bool(c.get("diagnostics", True)),
 }
 
 

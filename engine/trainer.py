@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine import diagnostics
 from engine.config import RunConfig
 from engine.events import (ELAPSED_S, EPOCH_TRAIN_LOSS, EXAMPLES_PER_S, LR, TRAIN_ACC,
                            TRAIN_LOSS, VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted,
@@ -143,6 +144,10 @@ def _train(cfg, run_id, emit, should_stop, progress) -> tuple[str, str]:
     _draw_dropout_from(model, generator)
     optimizer = build_optimizer(cfg, model.parameters())
     schedule = build_schedule(cfg, optimizer, epochs)
+    # Per-layer statistics on collection steps only (engine.diagnostics); None when off, so a
+    # run without diagnostics takes exactly the steps and emits exactly the events it did.
+    collector = diagnostics.Collector(model, optimizer, diagnostics.collection_due(
+        cfg, steps_per_epoch, total_steps)) if cfg.diagnostics else None
 
     emit(RunStarted(run=run_id, params=count_parameters(model), device=str(device),
                     total_steps=total_steps, steps_per_epoch=steps_per_epoch, epochs=epochs))
@@ -192,12 +197,16 @@ def _train(cfg, run_id, emit, should_stop, progress) -> tuple[str, str]:
             pending.append((step, step / steps_per_epoch, len(y), loss.detach()))
             if len(pending) >= sync_window:
                 drain_losses()
+            # An evaluation step's diagnostics go out with its Evaluated; others on their own.
+            diag = collector.take() if collector else {}
+            if diag and not diagnostics.evaluates_at(cfg, step, steps_per_epoch, total_steps):
+                emit(Evaluated(run=run_id, step=step, epoch=step / steps_per_epoch, metrics=diag))
 
             if cfg.eval_every and step % cfg.eval_every == 0:
                 drain_losses()
                 last_eval_time, examples_since_eval = _report(
                     cfg, run_id, emit, model, data, optimizer, step, steps_per_epoch, started,
-                    last_eval_time, examples_since_eval, extra={})
+                    last_eval_time, examples_since_eval, extra=diag)
             if step >= total_steps:
                 break
         drain_losses()
@@ -208,7 +217,7 @@ def _train(cfg, run_id, emit, should_stop, progress) -> tuple[str, str]:
         if not cfg.eval_every or (end_of_run and step % cfg.eval_every):
             last_eval_time, examples_since_eval = _report(
                 cfg, run_id, emit, model, data, optimizer, step, steps_per_epoch, started,
-                last_eval_time, examples_since_eval, extra={EPOCH_TRAIN_LOSS: epoch_mean})
+                last_eval_time, examples_since_eval, extra={EPOCH_TRAIN_LOSS: epoch_mean, **diag})
         if end_of_run:
             break
     return RunStatus.COMPLETED, ""
@@ -225,6 +234,8 @@ def _report(cfg, run_id, emit, model, data, optimizer, step, steps_per_epoch, st
                EXAMPLES_PER_S: examples_since_eval / max(now - last_eval_time, 1e-9),
                ELAPSED_S: now - started, **extra}
     emit(Evaluated(run=run_id, step=step, epoch=step / steps_per_epoch, metrics=metrics))
+    if cfg.diagnostics and diagnostics.is_toy(cfg):
+        emit(diagnostics.regions_snapshot(run_id, step, model, data.x_train))
     if not math.isfinite(val_loss) or not math.isfinite(train_loss):
         raise _Diverged(step, f"evaluation loss is {min(val_loss, train_loss)} at step {step}")
     # Evaluation time is not training time: start the next throughput window after it.

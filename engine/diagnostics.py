@@ -1,0 +1,609 @@
+"""Inside the network: per-layer statistics during training, signal propagation at init,
+decision regions of 2-D runs, and warnings in plain words.
+
+This module owns every derived per-layer quantity and its name. Scalars are ordinary metrics
+named `diag/<quantity>/<layer>` so they store, export, compare and stream like any other;
+non-scalar records (decision regions) are `Snapshot` events of kind "regions".
+
+Layers are the weight layers (nn.Linear, nn.Conv2d) in the order the model applies them:
+for an MLP of depth D, layers 0..D-1 are the hidden layers and layer D the output layer. A
+layer's activation is the output of the first nonlinearity after its weights (before the next
+weight layer); the output layer's is its logits.
+
+Quantities (per layer, at a collection step):
+  grad_norm     L2 norm of the weight gradient the optimizer used (after clipping)
+  weight_norm   L2 norm of the weights after the step
+  update_ratio  ||w_after - w_before|| / ||w_before||: the step just taken over the weight
+                norm (cs231n suggests about 1e-3)
+  act_mean, act_std   mean and std of the layer's activation over the batch (training mode)
+  dead_frac     ReLU family: fraction of units whose output is <= 0 for every example of the
+                batch (a ReLU unit then gets no gradient)
+  sat_frac      tanh / sigmoid: fraction of outputs within 1% of the bounds (|tanh| > 0.99,
+                sigmoid < 0.01 or > 0.99), where the derivative is below 0.02
+  unit_spread   RMS distance of a unit's incoming weights from the mean unit's: 0 means every
+                unit of the layer is identical (zero initialization never breaks the symmetry)
+  eff_lr        adaptive optimizers: median over the layer's weights of the effective step
+                lr / sqrt(v) (v the second-moment estimate, bias-corrected where the optimizer
+                corrects it); it shrinks as AdaGrad's sum grows
+
+Collection costs one host sync per collection step and nothing on other steps: the forward
+hooks are attached only for a collection step's forward pass, and the optimizer hooks return
+at once when not armed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.config import TOY_DATASETS, RunConfig
+from engine.events import STEP_LOSS, TRAIN_LOSS, VAL_LOSS, Snapshot
+
+PREFIX = "diag/"
+GRAD_NORM, WEIGHT_NORM, UPDATE_RATIO = "grad_norm", "weight_norm", "update_ratio"
+ACT_MEAN, ACT_STD, DEAD_FRAC, SAT_FRAC = "act_mean", "act_std", "dead_frac", "sat_frac"
+UNIT_SPREAD, EFF_LR = "unit_spread", "eff_lr"
+QUANTITIES = (GRAD_NORM, WEIGHT_NORM, UPDATE_RATIO, ACT_MEAN, ACT_STD, DEAD_FRAC, SAT_FRAC,
+              UNIT_SPREAD, EFF_LR)
+QUANTITY_LABELS = {
+    GRAD_NORM: "gradient norm", WEIGHT_NORM: "weight norm",
+    UPDATE_RATIO: "update / weight ratio", ACT_MEAN: "activation mean",
+    ACT_STD: "activation std", DEAD_FRAC: "dead units (fraction)",
+    SAT_FRAC: "saturated outputs (fraction)", UNIT_SPREAD: "unit spread (0 = identical units)",
+    EFF_LR: "effective step lr/sqrt(v)",
+}
+# Quantities that span decades and read best on a log colour scale.
+LOG_QUANTITIES = (GRAD_NORM, WEIGHT_NORM, UPDATE_RATIO, ACT_STD, UNIT_SPREAD, EFF_LR)
+
+RELU_FAMILY = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU)
+SATURATING = (nn.Tanh, nn.Sigmoid)
+SATURATION_MARGIN = 0.01      # within 1% of the output range's bounds counts as saturated
+REGION_GRID = 48              # decision-region grid, points per side
+THUMB_GRID = 16               # per-unit thumbnail grid, points per side
+MAX_THUMB_UNITS = 32          # thumbnails for at most this many first-layer units (~100 KB)
+REGION_MARGIN = 0.15          # grid bounds: data range widened by this fraction on each side
+
+
+def metric_name(quantity: str, layer: int) -> str:
+    return f"{PREFIX}{quantity}/{layer}"
+
+
+def parse_metric_name(name: str) -> tuple[str, int] | None:
+    """('grad_norm', 3) for 'diag/grad_norm/3'; None for any other metric."""
+    if not str(name).startswith(PREFIX):
+        return None
+    parts = name[len(PREFIX):].split("/")
+    if len(parts) != 2 or not parts[1].isdigit():
+        return None
+    return parts[0], int(parts[1])
+
+
+# --- the layers of a model ---------------------------------------------------------------------
+
+@dataclass
+class Layer:
+    index: int
+    weight_module: nn.Module          # nn.Linear or nn.Conv2d
+    activation: nn.Module | None      # the nonlinearity after it; None for the output layer
+
+
+def model_layers(model: nn.Module) -> list[Layer]:
+    """The weight layers in order, each with the first nonlinearity that follows it."""
+    layers: list[Layer] = []
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            layers.append(Layer(len(layers), module, None))
+        elif isinstance(module, RELU_FAMILY + SATURATING) and layers \
+                and layers[-1].activation is None:
+            layers[-1].activation = module
+    return layers
+
+
+def _units(weight: torch.Tensor) -> torch.Tensor:
+    """A weight as (units, fan_in): one row per output unit or channel."""
+    return weight.detach().reshape(weight.shape[0], -1)
+
+
+def _activation_stats(out: torch.Tensor, activation: nn.Module | None) -> list[torch.Tensor]:
+    """[mean, std, dead or saturated fraction (nan when neither applies)] as 0-d tensors."""
+    out = out.detach().float()
+    stats = [out.mean(), out.std() if out.numel() > 1 else torch.zeros((), device=out.device)]
+    units = out.transpose(0, 1).reshape(out.shape[1], -1) if out.dim() > 1 else out[None]
+    if isinstance(activation, RELU_FAMILY):
+        stats.append((units <= 0).all(dim=1).float().mean())
+    elif isinstance(activation, nn.Tanh):
+        stats.append((out.abs() > 1 - SATURATION_MARGIN).float().mean())
+    elif isinstance(activation, nn.Sigmoid):
+        stats.append(((out < SATURATION_MARGIN) | (out > 1 - SATURATION_MARGIN)).float().mean())
+    else:
+        stats.append(torch.full((), math.nan, device=out.device))
+    return stats
+
+
+class _ActivationHooks:
+    """Forward hooks that keep each layer's activation statistics of one training forward."""
+
+    def __init__(self, layers: list[Layer]):
+        self.layers = layers
+        self.stats: dict[int, list[torch.Tensor]] = {}
+        self._handles = []
+
+    def attach(self) -> None:
+        if self._handles:
+            return
+        self.stats.clear()
+        for layer in self.layers:
+            module = layer.activation or layer.weight_module
+            self._handles.append(module.register_forward_hook(self._hook(layer)))
+
+    def _hook(self, layer: Layer):
+        def hook(module, inputs, output):
+            if module.training:      # evaluation forwards (model.eval()) are not the step's
+                self.stats[layer.index] = _activation_stats(output, layer.activation)
+        return hook
+
+    def detach(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+
+def _effective_lr(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> torch.Tensor | None:
+    """Median of lr / sqrt(v) over `param`'s elements for adaptive optimizers; None otherwise."""
+    state = optimizer.state.get(param)
+    if not state:
+        return None
+    group = next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
+    lr, eps = group["lr"], group.get("eps", 0.0)
+    if "exp_avg_sq" in state:                                   # torch Adam / AdamW
+        step = float(state["step"])
+        v = state["exp_avg_sq"] / (1 - group["betas"][1] ** step)
+        return (lr / (v.sqrt() + eps)).median()
+    if "square_avg" in state:                                   # torch RMSprop
+        return (lr / (state["square_avg"].sqrt() + eps)).median()
+    if "sum" in state:                                          # torch Adagrad
+        return (lr / (state["sum"].sqrt() + eps)).median()
+    if "scale" in state:                                        # course RMSprop / Adam
+        s = state["scale"]
+        if "step" in state and group.get("bias_correction"):
+            s = s / (1 - group["betas"][1] ** state["step"])
+        return (lr / (s + eps).sqrt()).median()                 # eps inside, as the course
+    return None
+
+
+class Collector:
+    """Per-layer statistics of the training steps for which `due(step)` is true.
+
+    Create it before the first step; it hooks the optimizer (pre- and post-step) and attaches
+    forward hooks only for the forward pass of a due step. After `optimizer.step()` the trainer
+    calls `take()`: the step's metrics ({} on other steps)."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 due: Callable[[int], bool]):
+        self.layers = model_layers(model)
+        self.optimizer = optimizer
+        self.due = due
+        self.step = 0                      # optimizer steps taken
+        self._hooks = _ActivationHooks(self.layers)
+        self._before: list[torch.Tensor] = []
+        self._grad_norms: list[torch.Tensor] = []
+        self._result: dict[str, float] = {}
+        optimizer.register_step_pre_hook(self._pre_step)
+        optimizer.register_step_post_hook(self._post_step)
+        self._arm(1)
+
+    def _arm(self, step: int) -> None:
+        if self.due(step):
+            self._hooks.attach()
+
+    @torch.no_grad()
+    def _pre_step(self, optimizer, args, kwargs):
+        if not self._hooks._handles:
+            return
+        weights = [layer.weight_module.weight for layer in self.layers]
+        self._grad_norms = [w.grad.norm() if w.grad is not None
+                            else torch.zeros((), device=w.device) for w in weights]
+        self._before = [w.detach().clone() for w in weights]
+
+    @torch.no_grad()
+    def _post_step(self, optimizer, args, kwargs):
+        self.step += 1
+        if self._hooks._handles:
+            self._hooks.detach()
+            self._result = self._collect()
+        self._arm(self.step + 1)
+
+    def _collect(self) -> dict[str, float]:
+        names, values = [], []
+        for layer, grad_norm, before in zip(self.layers, self._grad_norms, self._before):
+            weight = layer.weight_module.weight.detach()
+            before_norm = before.norm()
+            units = _units(weight)
+            row = {GRAD_NORM: grad_norm, WEIGHT_NORM: weight.norm(),
+                   UPDATE_RATIO: (weight - before).norm() / before_norm,
+                   UNIT_SPREAD: (units - units.mean(0)).pow(2).sum(1).mean().sqrt()}
+            stats = self._hooks.stats.get(layer.index)
+            if stats is not None:
+                row[ACT_MEAN], row[ACT_STD] = stats[0], stats[1]
+                if isinstance(layer.activation, RELU_FAMILY):
+                    row[DEAD_FRAC] = stats[2]
+                elif isinstance(layer.activation, SATURATING):
+                    row[SAT_FRAC] = stats[2]
+            eff = _effective_lr(self.optimizer, layer.weight_module.weight)
+            if eff is not None:
+                row[EFF_LR] = eff
+            for quantity, value in row.items():
+                names.append(metric_name(quantity, layer.index))
+                values.append(value.float().reshape(()))
+        self._before, self._grad_norms = [], []
+        numbers = torch.stack(values).tolist() if values else []   # the one host sync
+        return dict(zip(names, numbers))
+
+    def take(self) -> dict[str, float]:
+        """The metrics of the step just taken when it was a collection step, else {}."""
+        result, self._result = self._result, {}
+        return result
+
+
+def collection_due(cfg: RunConfig, steps_per_epoch: int, total_steps: int) -> Callable[[int], bool]:
+    """Collect every cfg.diag_every steps and at each step the trainer evaluates at."""
+    def due(step: int) -> bool:
+        return bool((cfg.diag_every and step % cfg.diag_every == 0)
+                    or evaluates_at(cfg, step, steps_per_epoch, total_steps))
+    return due
+
+
+def evaluates_at(cfg: RunConfig, step: int, steps_per_epoch: int, total_steps: int) -> bool:
+    """Whether the trainer evaluates after `step` (the trainer's own rule, stated once here)."""
+    if step == total_steps:
+        return True
+    if cfg.eval_every:
+        return step % cfg.eval_every == 0
+    return step % steps_per_epoch == 0
+
+
+# --- signal propagation at initialization --------------------------------------------------------
+
+def probe(cfg: RunConfig, batch: int | None = None) -> list[dict]:
+    """One forward and backward pass on the first `batch` training examples (default: the
+    config's batch size) before any step, with the run's own initialization (same seed).
+
+    Returns one dict per layer: layer, act_std, act_mean, grad_norm (weight gradient norm),
+    weight_norm, dead_frac or sat_frac where they apply."""
+    from engine.data import prepare_data
+    from engine.models import build_model
+    from engine.trainer import _GLOBAL_RNG_LOCK, _draw_dropout_from, resolve_device
+
+    device = resolve_device(cfg.device)
+    data = prepare_data(cfg, device)
+    with _GLOBAL_RNG_LOCK:
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg, data.input_shape, data.num_classes).to(device)
+    _draw_dropout_from(model, torch.Generator().manual_seed(cfg.seed))
+    n = max(2, min(batch or cfg.batch_size, len(data.y_train)))
+    return probe_model(model, data.x_train[:n], data.y_train[:n])
+
+
+def probe_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
+    """The per-layer profile of `model` on one batch (training mode; weights unchanged)."""
+    layers = model_layers(model)
+    hooks = _ActivationHooks(layers)
+    model.train()
+    model.zero_grad(set_to_none=True)
+    hooks.attach()
+    try:
+        F.cross_entropy(model(x), y).backward()
+    finally:
+        hooks.detach()
+    profile = []
+    for layer in layers:
+        weight = layer.weight_module.weight
+        mean, std, frac = (float(v) for v in hooks.stats[layer.index])
+        row = {"layer": layer.index, "act_std": std, "act_mean": mean,
+               "grad_norm": float(weight.grad.norm()) if weight.grad is not None else 0.0,
+               "weight_norm": float(weight.detach().norm())}
+        if isinstance(layer.activation, RELU_FAMILY):
+            row[DEAD_FRAC] = frac
+        elif isinstance(layer.activation, SATURATING):
+            row[SAT_FRAC] = frac
+        profile.append(row)
+    model.zero_grad(set_to_none=True)
+    return profile
+
+
+def gradient_ratio(profile: list[dict]) -> float:
+    """First layer's weight-gradient norm over the last layer's (nan when the last is 0)."""
+    first, last = profile[0]["grad_norm"], profile[-1]["grad_norm"]
+    return first / last if last else math.nan
+
+
+def describe_ratio(ratio: float) -> str:
+    """'the gradient at layer 1 is 10^-9 of the last layer's' in plain words."""
+    if not math.isfinite(ratio) or ratio <= 0:
+        return "the gradient at layer 1 is zero or undefined (no signal reaches it)"
+    exponent = round(math.log10(ratio))
+    if abs(exponent) < 1:
+        return f"the gradient at layer 1 is about {ratio:.2g} times the last layer's (healthy)"
+    return f"the gradient at layer 1 is 10^{exponent} of the last layer's"
+
+
+# --- decision regions on 2-D data --------------------------------------------------------------
+
+def region_bounds(points) -> list[float]:
+    """[x_min, x_max, y_min, y_max]: the points' range widened by REGION_MARGIN each side."""
+    pts = torch.as_tensor(points, dtype=torch.float32).reshape(-1, 2)
+    low, high = pts.min(0).values, pts.max(0).values
+    pad = (high - low).clamp(min=1e-3) * REGION_MARGIN
+    low, high = (low - pad).tolist(), (high + pad).tolist()
+    return [low[0], high[0], low[1], high[1]]
+
+
+def _grid(bounds, resolution: int, device) -> tuple[torch.Tensor, list, list]:
+    xs = torch.linspace(bounds[0], bounds[1], resolution)
+    ys = torch.linspace(bounds[2], bounds[3], resolution)
+    gy, gx = torch.meshgrid(ys, xs, indexing="ij")        # row = y, column = x
+    return torch.stack([gx.reshape(-1), gy.reshape(-1)], 1).to(device), xs.tolist(), ys.tolist()
+
+
+@torch.no_grad()
+def decision_regions(model: nn.Module, bounds, resolution: int = REGION_GRID) -> dict:
+    """The predicted class at each point of a resolution x resolution grid over `bounds`:
+    {"bounds", "x", "y", "classes" (rows over y, columns over x)}. Eval mode."""
+    device = next(model.parameters()).device
+    points, xs, ys = _grid(bounds, resolution, device)
+    was_training = model.training
+    model.eval()
+    classes = model(points).argmax(1).reshape(resolution, resolution).tolist()
+    model.train(was_training)
+    return {"bounds": [float(b) for b in bounds], "x": xs, "y": ys, "classes": classes}
+
+
+@torch.no_grad()
+def unit_thumbnails(model: nn.Module, bounds, resolution: int = THUMB_GRID,
+                    max_units: int = MAX_THUMB_UNITS) -> list[list[list[float]]]:
+    """Per unit of the first hidden layer, its output over a small grid (rows over y), as
+    TensorFlow Playground's neuron thumbnails. [] for a model without a hidden layer."""
+    children = list(model.children()) if isinstance(model, nn.Sequential) else []
+    if len(children) < 3 or not isinstance(children[0], nn.Flatten):
+        return []
+    device = next(model.parameters()).device
+    points, _, _ = _grid(bounds, resolution, device)
+    was_training = model.training
+    model.eval()
+    out = children[1](children[0](points))
+    model.train(was_training)
+    out = out[:, :max_units].T.reshape(-1, resolution, resolution)
+    return [[[round(v, 4) for v in row] for row in unit] for unit in out.float().tolist()]
+
+
+def regions_snapshot(run_id: str, step: int, model: nn.Module, points) -> Snapshot:
+    """The Snapshot (kind "regions") of a toy run at an evaluation, over the bounds of its
+    training `points` (fixed for a run, so the frames of its history line up)."""
+    bounds = region_bounds(points)
+    data = decision_regions(model, bounds)
+    data["units"] = unit_thumbnails(model, bounds)
+    data["thumb_grid"] = THUMB_GRID
+    return Snapshot(run=run_id, step=step, kind="regions", data=data)
+
+
+def is_toy(cfg) -> bool:
+    dataset = cfg.dataset if isinstance(cfg, RunConfig) else dict(cfg).get("dataset")
+    return dataset in TOY_DATASETS
+
+
+# --- warnings in plain words ---------------------------------------------------------------------
+# Thresholds and where they come from. "House choice" marks a number chosen here, stated so a
+# reader can argue with it.
+SPIKE_FACTOR = 3.0        # a step loss above 3x the smoothed loss before it (house choice)
+SPIKE_WARMUP = 10         # steps before spikes are looked for (the smoothing must settle)
+SMOOTHING = 0.1           # EMA weight of the newest step loss (house choice, ~10-step memory)
+PLATEAU_FRACTION = 0.25   # the last quarter of the run (at least PLATEAU_MIN_STEPS steps) ...
+PLATEAU_MIN_STEPS = 20
+PLATEAU_GAIN = 0.01       # ... improved the smoothed loss by less than 1% (house choice) ...
+PLATEAU_STILL_HIGH = 0.5  # ... while it is still above half its starting value
+DIVERGE_FACTOR = 10.0     # loss above 10x its first value, or not finite (house choice; the
+                          # trainer stops a run at cfg.diverge_factor, 1000x by default)
+VANISHING_RATIO = 1e-3    # first/last layer gradient norm below 1e-3 (three decades), or ...
+EXPLODING_RATIO = 1e3     # ... above 1e3: Glorot & Bengio (2010) and Hochreiter's analysis
+                          # describe decay/growth by orders of magnitude; the cut is ours
+UPDATE_RATIO_TARGET = 1e-3  # cs231n "Neural Networks Part 3" (babysitting the learning
+UPDATE_RATIO_LOW = 1e-5     # process): updates about 1e-3 of the weights; we warn two
+UPDATE_RATIO_HIGH = 1e-1    # decades away on either side (median over the run)
+DEAD_LIMIT = 0.5          # more than half of a layer's units dead (the issue's threshold)
+OVERFIT_RISE = 0.1        # validation loss 10% above its minimum ...
+OVERFIT_MIN_EVALS = 3     # ... for 3+ evaluations while training loss kept falling (house)
+SYMMETRY_TOLERANCE = 1e-6  # unit spread under 1e-6 of the weight norm: identical units
+
+
+@dataclass(frozen=True)
+class RunWarning:
+    kind: str             # spike, plateau, divergence, vanishing, exploding, update_ratio,
+                          # dead_units, overfitting, symmetry
+    step: int             # where to look
+    layer: int | None     # the layer concerned, None for run-wide symptoms
+    message: str          # one sentence in plain words, evidence included
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "step": self.step, "layer": self.layer,
+                "message": self.message}
+
+
+def warnings_for(frame, config: dict | None = None) -> list[RunWarning]:
+    """Warnings about one run from its stored metrics (a `RunStore.read_metrics` frame of one
+    run: columns step, name, value) and its config dict. Pure and computed on read: nothing is
+    stored, so a threshold changed here applies to every stored run at once.
+
+    Rules and thresholds (constants above, with their sources):
+    - spike: a step loss above SPIKE_FACTOR x the exponentially smoothed loss of the steps
+      before it (after SPIKE_WARMUP steps);
+    - plateau: over the last PLATEAU_FRACTION of the steps, the smoothed loss improved by less
+      than PLATEAU_GAIN while still above PLATEAU_STILL_HIGH of its starting value;
+    - divergence: a loss not finite or above DIVERGE_FACTOR x the first loss;
+    - vanishing / exploding: diag/grad_norm of layer 0 over the last layer below
+      VANISHING_RATIO / above EXPLODING_RATIO;
+    - update_ratio: a layer's median update-to-weight ratio below UPDATE_RATIO_LOW or above
+      UPDATE_RATIO_HIGH (target UPDATE_RATIO_TARGET, cs231n);
+    - dead_units: more than DEAD_LIMIT of a layer's units dead;
+    - overfitting: validation loss OVERFIT_RISE above its minimum for OVERFIT_MIN_EVALS or more
+      evaluations while the training loss kept falling;
+    - symmetry: a hidden layer whose units are all identical (unit spread 0), as zero
+      initialization leaves them.
+    """
+    config = dict(config or {})
+    if frame is None or len(frame) == 0:
+        return []
+    series = {name: (g["step"].to_numpy(), g["value"].to_numpy(dtype=float))
+              for name, g in frame.sort_values(["step"], kind="stable").groupby("name")}
+    found: list[RunWarning] = []
+    found += _loss_warnings(series)
+    found += _gradient_warnings(series)
+    found += _update_warnings(series)
+    found += _dead_warnings(series)
+    found += _overfit_warnings(series)
+    found += _symmetry_warnings(series, config)
+    return sorted(found, key=lambda w: (w.step, w.kind))
+
+
+def _layer_series(series: dict, quantity: str) -> dict[int, tuple]:
+    out = {}
+    for name, values in series.items():
+        parsed = parse_metric_name(name)
+        if parsed and parsed[0] == quantity:
+            out[parsed[1]] = values
+    return dict(sorted(out.items()))
+
+
+def _loss_warnings(series: dict) -> list[RunWarning]:
+    if STEP_LOSS not in series:
+        return []
+    steps, losses = series[STEP_LOSS]
+    found = []
+    bad = [i for i, v in enumerate(losses) if not math.isfinite(v)
+           or v > DIVERGE_FACTOR * max(losses[0], 1e-3)]
+    if bad:
+        i = bad[0]
+        found.append(RunWarning("divergence", int(steps[i]), None,
+                             f"Divergence: the training loss is {losses[i]:.4g} at step "
+                             f"{steps[i]}, against {losses[0]:.4g} at the first step. The "
+                             "learning rate is probably too large."))
+    finite = [(s, v) for s, v in zip(steps, losses) if math.isfinite(v)]
+    smooth, smoothed = None, []
+    spike = None
+    for i, (step, value) in enumerate(finite):
+        if smooth is not None and i >= SPIKE_WARMUP and value > SPIKE_FACTOR * smooth \
+                and (spike is None or value / smooth > spike[1] / spike[2]):
+            spike = (int(step), value, smooth)
+        smooth = value if smooth is None else (1 - SMOOTHING) * smooth + SMOOTHING * value
+        smoothed.append(smooth)
+    if spike and not bad:
+        found.append(RunWarning("spike", spike[0], None,
+                             f"Loss spike at step {spike[0]}: {spike[1]:.4g}, "
+                             f"{spike[1] / spike[2]:.1f}x the smoothed loss before it "
+                             f"({spike[2]:.4g})."))
+    n = len(smoothed)
+    window = max(PLATEAU_MIN_STEPS, int(PLATEAU_FRACTION * n))
+    if n >= 2 * window and not bad:
+        start, before, end = smoothed[0], smoothed[n - window], smoothed[-1]
+        if end > (1 - PLATEAU_GAIN) * before and end > PLATEAU_STILL_HIGH * start:
+            step = int(finite[n - window][0])
+            found.append(RunWarning("plateau", step, None,
+                                 f"Plateau from step {step}: the smoothed training loss went "
+                                 f"from {before:.4g} to {end:.4g} over the last {window} steps "
+                                 f"and is still {end / start:.0%} of its start ({start:.4g})."))
+    return found
+
+
+def _gradient_warnings(series: dict) -> list[RunWarning]:
+    layers = _layer_series(series, GRAD_NORM)
+    if len(layers) < 2:
+        return []
+    first_layer, last_layer = min(layers), max(layers)
+    (steps, first), (_, last) = layers[first_layer], layers[last_layer]
+    for step, a, b in zip(steps, first, last):
+        if not (math.isfinite(a) and math.isfinite(b)) or b <= 0:
+            continue
+        ratio = a / b
+        if ratio < VANISHING_RATIO or ratio > EXPLODING_RATIO:
+            kind = "vanishing" if ratio < VANISHING_RATIO else "exploding"
+            return [RunWarning(kind, int(step), first_layer,
+                            f"{kind.capitalize()} gradients at step {step}: the gradient norm "
+                            f"of layer {first_layer} is {a:.3g}, {ratio:.2g} times layer "
+                            f"{last_layer}'s ({b:.3g}); the limit is "
+                            f"{VANISHING_RATIO if kind == 'vanishing' else EXPLODING_RATIO:g}.")]
+    return []
+
+
+def _update_warnings(series: dict) -> list[RunWarning]:
+    worst = None
+    for layer, (steps, ratios) in _layer_series(series, UPDATE_RATIO).items():
+        finite = sorted(v for v in ratios if math.isfinite(v))
+        if not finite:
+            continue
+        median = finite[len(finite) // 2]
+        off = abs(math.log10(max(median, 1e-30) / UPDATE_RATIO_TARGET))
+        if (median < UPDATE_RATIO_LOW or median > UPDATE_RATIO_HIGH) \
+                and (worst is None or off > worst[0]):
+            worst = (off, layer, median, int(steps[-1]))
+    if worst is None:
+        return []
+    _, layer, median, step = worst
+    hint = "the learning rate is too large" if median > UPDATE_RATIO_HIGH else \
+        "the layer barely moves (learning rate too small or gradient vanishing)"
+    return [RunWarning("update_ratio", step, layer,
+                    f"Layer {layer}'s updates are {median:.2g} of its weights (median over the "
+                    f"run, up to step {step}); about {UPDATE_RATIO_TARGET:g} is typical: {hint}.")]
+
+
+def _dead_warnings(series: dict) -> list[RunWarning]:
+    for layer, (steps, fractions) in _layer_series(series, DEAD_FRAC).items():
+        for step, fraction in zip(steps, fractions):
+            if math.isfinite(fraction) and fraction > DEAD_LIMIT:
+                return [RunWarning("dead_units", int(step), layer,
+                                f"{fraction:.0%} of layer {layer}'s units are dead at step "
+                                f"{step}: they output zero for the whole batch and get no "
+                                "gradient.")]
+    return []
+
+
+def _overfit_warnings(series: dict) -> list[RunWarning]:
+    if VAL_LOSS not in series or TRAIN_LOSS not in series:
+        return []
+    steps, val = series[VAL_LOSS]
+    train = dict(zip(*series[TRAIN_LOSS]))
+    finite = [(s, v) for s, v in zip(steps, val) if math.isfinite(v)]
+    if len(finite) < OVERFIT_MIN_EVALS + 1:
+        return []
+    best = min(range(len(finite)), key=lambda i: finite[i][1])
+    best_step, best_val = finite[best]
+    after = finite[best + 1:]
+    risen = [s for s, v in after if v > (1 + OVERFIT_RISE) * best_val]
+    last_step, last_val = finite[-1]
+    if len(risen) >= OVERFIT_MIN_EVALS and best_step in train and last_step in train \
+            and train[last_step] < train[best_step]:
+        return [RunWarning("overfitting", int(best_step), None,
+                        f"Overfitting from step {best_step}: validation loss rose from "
+                        f"{best_val:.4g} to {last_val:.4g} while training loss fell from "
+                        f"{train[best_step]:.4g} to {train[last_step]:.4g}.")]
+    return []
+
+
+def _symmetry_warnings(series: dict, config: dict) -> list[RunWarning]:
+    spreads = _layer_series(series, UNIT_SPREAD)
+    norms = _layer_series(series, WEIGHT_NORM)
+    hidden = sorted(spreads)[:-1]        # the output layer's units are classes, not copies
+    for layer in hidden:
+        steps, spread = spreads[layer]
+        norm = norms.get(layer, (steps, [0.0] * len(steps)))[1]
+        if len(spread) and spread[-1] <= SYMMETRY_TOLERANCE * norm[-1]:
+            cause = " (init is zeros)" if config.get("init") == "zeros" else ""
+            return [RunWarning("symmetry", int(steps[-1]), layer,
+                            f"Identical units: every unit of layer {layer} has the same weights "
+                            f"at step {steps[-1]} (unit spread {spread[-1]:.3g}){cause}. Zero "
+                            "or constant initialization never breaks the symmetry; use a "
+                            "random init.")]
+    return []
