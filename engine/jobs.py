@@ -47,6 +47,7 @@ class Progress:
     metrics: dict = field(default_factory=dict)   # newest value of each metric name
     queue_position: int | None = None             # 1 = next to start; None unless queued
     reason: str = ""
+    paused: bool = False          # held by pause() before its next step (status stays running)
 
 
 class _Job:
@@ -60,6 +61,7 @@ class _Job:
         self.ended = False                  # a RunEnded went through the sink
         self.started_at: float | None = None  # time.monotonic() at RunStarted
         self.store_failure = ""             # why its rows could not be stored (ends it failed)
+        self.step_credits = 0               # steps a paused run may still take (step_once)
         self.progress = Progress(run_id, RunStatus.QUEUED, epochs=cfg.epochs)
 
 
@@ -148,6 +150,7 @@ class JobManager:
             job.user_stopped = True
             if run_id not in self._queue:
                 job.flag.set()
+                self._lock.notify_all()     # wake it if it waits paused
                 return True
             self._queue.remove(run_id)
             del self._jobs[run_id]
@@ -201,6 +204,31 @@ class JobManager:
         with self._lock:
             return len(self._queue)
 
+    # Pause, step and resume act in the worker thread, through the should_stop callable the
+    # trainer calls before every step (`_gate`): a paused run waits there, holding its model,
+    # until it is resumed, stepped or stopped.
+    def pause(self, run_id: str) -> bool:
+        """Hold a queued or running run before its next step; False if it is not active."""
+        return self._set_paused(run_id, True, 0)
+
+    def resume(self, run_id: str) -> bool:
+        """Let a paused run train on; False if it is not active."""
+        return self._set_paused(run_id, False, 0)
+
+    def step_once(self, run_id: str) -> bool:
+        """Pause the run (if it is not paused) and let exactly one more step through."""
+        return self._set_paused(run_id, True, 1)
+
+    def _set_paused(self, run_id: str, paused: bool, credits: int) -> bool:
+        with self._lock:
+            job = self._jobs.get(run_id)
+            if job is None:
+                return False
+            job.progress.paused = paused
+            job.step_credits = job.step_credits + credits if paused else 0
+            self._lock.notify_all()
+            return True
+
     def shutdown(self, timeout: float = 10, reason: str = SHUTDOWN_REASON) -> None:
         """Stop everything; runs not ended within `timeout` seconds are marked interrupted
         with `reason` (the CLI says it was terminated, the app that the server shut down)."""
@@ -250,7 +278,7 @@ class JobManager:
             train_fn = self._train_fn
             if train_fn is None:
                 from engine.trainer import train as train_fn  # lazy: heavy, and may be absent
-            train_fn(job.cfg, run_id=run_id, emit=sink, should_stop=job.flag.is_set)
+            train_fn(job.cfg, run_id=run_id, emit=sink, should_stop=self._gate(job))
             if not job.ended:
                 sink(RunEnded(run_id, RunStatus.FAILED, job.progress.step,
                               "the trainer returned without ending the run"))
@@ -263,6 +291,7 @@ class JobManager:
             with self._lock:
                 if self._jobs.get(run_id) is job:
                     del self._jobs[run_id]
+                job.progress.paused = False        # an ended run is not held
                 self._remember(job.progress)
 
     def _make_sink(self, run_id: str, job: _Job) -> Callable:
@@ -290,6 +319,23 @@ class JobManager:
             except Exception:
                 log.exception("run %s: could not record %r", run_id, event)
         return sink
+
+    def _gate(self, job: _Job) -> Callable[[], bool]:
+        """The trainer's should_stop: True once the run is to stop; while it is paused, wait
+        (in the worker thread) until it is resumed, stepped once or stopped."""
+        def should_stop() -> bool:
+            if not job.progress.paused:      # the common case, without taking the lock
+                return job.flag.is_set()
+            with self._lock:
+                while job.progress.paused and not job.step_credits and not job.flag.is_set():
+                    # A timeout too: stops set elsewhere (store failure) do not notify.
+                    self._lock.wait(0.2)
+                if job.flag.is_set():
+                    return True
+                if job.progress.paused:
+                    job.step_credits -= 1
+                return False
+        return should_stop
 
     def _store_failed(self, run_ids, reason: str) -> None:
         """The store cannot keep these runs' rows (disk full, ...): stop them at once."""
