@@ -1,7 +1,19 @@
 """`python -m engine ...`: the command line (see engine/cli.py)."""
 
+import os
 import sys
 
 from engine.cli import main
 
-sys.exit(main())
+EXIT_CLOSED_PIPE = 141    # what a shell reports for a writer killed by SIGPIPE (128 + 13)
+
+try:
+    code = main()
+    sys.stdout.flush()    # output that fit the pipe's buffer meets a closed pipe only here
+except BrokenPipeError:
+    # The reader went away (`python -m engine runs | head`): the normal end of a pipeline,
+    # not an error to report. Point stdout at /dev/null so the interpreter's last flush at
+    # exit does not fail on the closed pipe again.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    code = EXIT_CLOSED_PIPE
+sys.exit(code)

@@ -8,6 +8,7 @@ second tab shows the same runs. Each tick reads only new metric rows (app/charts
 import streamlit as st
 
 from app import charts, services, state, widgets
+from app.text import plain
 from engine.events import RunStatus
 
 st.title("Live")
@@ -39,18 +40,18 @@ def live_view():
         labels[rid] = widgets.run_label(rid, rec.name, rec.config)
         status = progress.status if progress else rec.status
         c_name, c_bar, c_stop = st.columns([3, 6, 1], vertical_alignment="center")
-        c_name.markdown(f"{widgets.status_badge(status)} **{labels[rid]}**  \n"
-                        f"<small>{widgets.config_summary(rec.config)}</small>",
+        c_name.markdown(f"{widgets.status_badge(status)} **{plain(labels[rid])}**  \n"
+                        f"<small>{plain(widgets.config_summary(rec.config))}</small>",
                         unsafe_allow_html=True)
         fraction, text = widgets.progress_line(progress)
         c_bar.progress(fraction, text=text)
         reason = (progress.reason if progress else "") or rec.reason
         if reason:
-            c_bar.caption(f"{status}: {reason}")
+            c_bar.caption(plain(f"{status}: {reason}"))
         if status in RunStatus.ACTIVE and c_stop.button("Stop", key=f"stop_{rid}",
                                                          icon=":material/stop_circle:"):
             manager.stop(rid)
-            st.toast(f"Stopping {labels[rid]}")
+            st.toast(plain(f"Stopping {labels[rid]}"))
 
     frames = charts.update_cache(st.session_state.setdefault(state.LIVE_CACHE, {}), store,
                                  shown)
