@@ -21,6 +21,7 @@ PAGES = {
     "live": ROOT / "pages" / "live.py",
     "compare": ROOT / "pages" / "compare.py",
     "runs": ROOT / "pages" / "runs.py",
+    "playground": ROOT / "pages" / "playground.py",
 }
 
 # --- launch form ------------------------------------------------------------------------------
@@ -65,3 +66,41 @@ def set_default(key: str, value) -> None:
     """Give a session key its default once; widgets then take their value from it."""
     if key not in st.session_state:
         st.session_state[key] = value
+
+
+# --- playground -------------------------------------------------------------------------------
+PG_PREFIX = "pg_"                  # + field name: the widget key of one playground knob
+PG_TRAIL = "pg_trail"              # run ids of this session's tries, most recent (current) first
+PG_PINNED = "pg_pinned"            # run ids pinned (full strength, named in the store)
+PG_CACHE = "pg_cache"              # run id -> metric cache entry, as LIVE_CACHE
+PG_URL_ERROR = "pg_url_error"      # the message refusing the link's parameters (nothing launched)
+PG_READY = "pg_ready"              # the knobs were given their first values this session
+
+
+def query_config(params, allowed, base: dict) -> dict:
+    """The config a link sets up: `base` with the values of its query parameters, validated as
+    a whole by RunConfig (so a value out of range or not among the choices is refused too).
+
+    `params` maps parameter names to text (st.query_params.to_dict()); `allowed` is the names a
+    link may set. Raises ConfigError naming the parameter, its value and what is allowed, for an
+    unknown parameter or a bad value. Pure: no Streamlit."""
+    from engine.config import ConfigError, RunConfig, coerce
+    allowed = list(allowed)
+    values = {}
+    for name, text in params.items():
+        if name not in allowed:
+            raise ConfigError(name, text, "unknown parameter; a link may set: " + ", ".join(allowed))
+        values[name] = coerce(name, text)
+    return RunConfig.from_dict({**base, **values}).to_dict()
+
+
+def query_text(values: dict) -> dict[str, str]:
+    """Config values as query-parameter text, read back exactly by `query_config`: lists as
+    "64,32", booleans as true/false, floats as their shortest exact form."""
+    def text(value) -> str:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (list, tuple)):
+            return ",".join(str(v) for v in value)
+        return repr(value) if isinstance(value, float) else str(value)
+    return {name: text(value) for name, value in values.items()}

@@ -581,3 +581,35 @@ def config_diff(runs, labels: dict | None = None, *, only_differing: bool = Fals
     if only_differing:
         table = table[table["differs"]]
     return table
+
+
+def trail_figure(frames: dict, labels: dict, metric: str, *, current: str | None = None,
+                 pinned=(), title: str = "", max_points: int = 1500) -> go.Figure:
+    """The Playground's chart of one metric over a trail of tries (used by app/playground.py).
+
+    frames: {run_id: frame with columns step, name, value}, most recent try first (the legend
+    keeps that order); labels: {run_id: legend text}. The `current` run is drawn bold and on
+    top, `pinned` runs at full strength, every other try faded."""
+    colors = run_colors(frames)
+    scale = METRICS.get(metric, (metric, "", 1.0))[2]
+    fig = go.Figure()
+    order = [rid for rid in frames if rid != current] + ([current] if current in frames else [])
+    for rid in order:          # drawn oldest first and the current last, so it lies on top
+        part = frames[rid][frames[rid]["name"] == metric]
+        x, y = downsample_minmax(part["step"].to_numpy(),
+                                 drawable(part["value"].to_numpy(dtype="float64") * scale),
+                                 max_points)
+        strong = rid == current or rid in pinned
+        fig.add_trace(go.Scatter(
+            x=x, y=y, mode="lines+markers" if len(x) <= 40 else "lines",
+            name=labels.get(rid, rid), legendrank=list(frames).index(rid) + 1,
+            opacity=1.0 if strong else 0.35, marker=dict(size=4),
+            line=dict(color=colors[rid], width=3.5 if rid == current else 2 if strong else 1.5)))
+    fig.update_layout(
+        title=dict(text=title or metric_title(metric), x=0, font=dict(size=15)),
+        template="plotly_white", height=340, margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h", yanchor="top", y=-0.25, x=0, font=dict(size=11)),
+        uirevision="playground")          # keep the user's zoom while points stream in
+    fig.update_xaxes(title_text="step", rangemode="tozero")
+    fig.update_yaxes(title_text=metric_title(metric))
+    return fig
