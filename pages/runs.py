@@ -10,6 +10,7 @@ import hashlib
 import streamlit as st
 
 from app import services, state, widgets
+from app.text import plain
 from engine.events import RunStatus
 
 st.title("Runs")
@@ -17,7 +18,7 @@ store, manager = services.get_store(), services.get_manager()
 
 notice = st.session_state.pop(state.RUNS_NOTICE, None)
 if notice:
-    st.success(notice)
+    st.success(plain(notice))      # may hold a run name: shown as typed
 
 records = store.list_runs()
 if not records:
@@ -47,7 +48,7 @@ else:
                     try:
                         store.rename(run.id, new_name)
                     except ValueError as error:
-                        st.error(str(error))
+                        st.error(plain(error))
                     else:
                         st.session_state[state.RUNS_NOTICE] = f"Renamed to “{new_name.strip()}”."
                         st.rerun()
@@ -66,7 +67,7 @@ else:
                     for rid in ids:
                         store.set_tags(rid, tag_text)
                 except ValueError as error:
-                    st.error(str(error))
+                    st.error(plain(error))
                 else:
                     st.session_state[state.RUNS_NOTICE] = f"Tags saved on {len(ids)} run(s)."
                     st.rerun()

@@ -19,6 +19,7 @@ from engine import config
 from engine.store import RunStore
 from tests.app.conftest import ROOT, page, stored_configs, wait_idle
 from tests.app.test_launch_page import errors, set_toy
+from tests.app.test_runs_page import make_runs, select
 
 
 def launch_button(at):
@@ -142,6 +143,17 @@ def test_name_rule_message_keeps_its_backslash(services):
     assert launch_button(at).disabled
     help_text = at.text_input(key="run_name").help
     assert "'\\\\'" in help_text
+
+
+def test_runs_page_rename_message_keeps_its_backslash_and_notice_shows_markup_as_text(services):
+    store, ids = make_runs(services, 1)
+    at = select(page("runs").run(), 0)
+    at.text_input(key=f"rename_{ids[0]}").set_value("a\\b")
+    at = at.button(key="rename").click().run()
+    assert "'\\\\'" in at.error[0].value and store.get_run(ids[0]).name == "run 0"
+    at.text_input(key=f"rename_{ids[0]}").set_value("*x* <i>y")
+    at = at.button(key="rename").click().run()
+    assert "\\*x\\* \\<i\\>y" in at.success[0].value
 
 
 # --- the CLI in a pipeline ------------------------------------------------------------------------
