@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import re
 import signal
 import sys
@@ -53,6 +54,9 @@ class CliError(Exception):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # The engine logs faults for the app's server log; here the run's one-line end (or the
+    # error line) says it, without a second copy or a traceback on stderr.
+    logging.getLogger("engine").addHandler(logging.NullHandler())
     parser = build_parser()
     args = parser.parse_args(_join_negative_numbers(sys.argv[1:] if argv is None else argv))
     from engine.store import StoreError   # light: no torch
@@ -120,6 +124,24 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--name", default=None, help="File name without extension.")
     export.add_argument("--metric", default=VAL_ACC, help="Metric drawn in figures.")
     export.set_defaults(handler=cmd_export)
+
+    compare = sub.add_parser("compare", help="Is the difference real? Verdicts over seeds: "
+                             "group statistics and pairwise comparisons of runs.")
+    compare.add_argument("runs", nargs="+", metavar="RUN",
+                         help="Run ids (or unique prefixes), or tag:NAME for every run tagged NAME.")
+    compare.add_argument("--group-by", "--group_by", dest="group_by", action="append",
+                         metavar="FIELD", help="Config field to group by (repeat for several; "
+                         "default: except-seed, i.e. everything except the seed).")
+    compare.add_argument("--summary", default="final:val/acc", metavar="KIND[:METRIC[:VALUE]]",
+                         help="One number per run: final, best, at_step/at_epoch/at_seconds:"
+                         "METRIC:BUDGET, steps_to/epochs_to/examples_to/seconds_to:METRIC:TARGET "
+                         "(accuracy targets in %%) (default: final:val/acc).")
+    compare.add_argument("--smoothing", default="0", metavar="WEIGHT",
+                         help="EMA weight in [0, 1) applied before a target is looked for.")
+    compare.add_argument("--baseline", default=None, metavar="GROUP",
+                         help="Compare every group against this one (default: all pairs).")
+    compare.add_argument("--json", action="store_true", help="Print one JSON object.")
+    compare.set_defaults(handler=cmd_compare)
     return parser
 
 
@@ -319,3 +341,50 @@ def _find_run(store, prefix: str):
         raise CliError(f"run: {prefix!r} matches {len(matches)} stored runs; give a unique id "
                        "(see `python -m engine runs`)")
     return matches[0]
+
+
+def cmd_compare(args) -> int:
+    from engine import verdicts
+    # every flag is checked before the store is opened; messages name the flag
+    try:
+        smoothing = float(args.smoothing)
+        summary = verdicts.parse_summary(args.summary, smoothing)
+        by = [verdicts.EXCEPT_SEED if f == "except-seed" else f for f in args.group_by or []]
+        by = verdicts.check_group_by(by)
+    except ValueError as error:
+        raise CliError(_flag_message(error, args)) from None
+    store = _open_store(args)
+    runs = []
+    for token in args.runs:
+        if token.startswith("tag:"):
+            tagged = [r for r in store.list_runs() if token[4:] in r.tags]
+            if not tagged:
+                raise CliError(f"run: {token!r} matches no stored run; tags stored: " + (", ".join(
+                    sorted({t for r in store.list_runs() for t in r.tags})) or "none"))
+            runs += sorted(tagged, key=lambda r: r.created_at)    # in launch order
+        else:
+            runs.append(_find_run(store, token))
+    runs = list({r.id: r for r in runs}.values())
+    frame = store.read_metrics([r.id for r in runs])
+    store.close()
+    if summary.metric not in set(frame["name"]):
+        raise CliError(f"--summary: metric {summary.metric!r} has no values in these runs; "
+                       "stored: " + (", ".join(sorted(set(frame["name"]))) or "none"))
+    try:
+        result = verdicts.verdicts(frame, runs, summary, by, baseline=args.baseline)
+    except ValueError as error:
+        raise CliError(_flag_message(error, args)) from None
+    print(json.dumps(result.to_dict(), indent=2) if args.json else verdicts.format_text(result))
+    return EXIT_OK
+
+
+def _flag_message(error: ValueError, args) -> str:
+    """A verdicts message ('summary: ...') with the flag's name in front ('--summary: ...')."""
+    text = str(error)
+    for name, flag in (("summary", "--summary"), ("group_by", "--group-by"),
+                       ("baseline", "--baseline"), ("smoothing", "--smoothing")):
+        if text.startswith(f"{name}:"):
+            return flag + text[len(name):]
+    if text.startswith("could not convert"):
+        return f"--smoothing: {args.smoothing!r} is not a number; allowed: >= 0 and < 1"
+    return text

@@ -49,7 +49,10 @@ log = logging.getLogger(__name__)
 
 BATCH_S = 0.2           # seconds an event may wait in the writer before its commit
 BATCH_ROWS = 1000       # events per transaction at most
-BUSY_TIMEOUT_MS = 10_000  # how long a connection waits for another process's lock
+BUSY_TIMEOUT_MS = 10_000  # how long a reader waits for another process's lock
+# The writer waits only briefly inside SQLite and then backs off itself (see _write_loop), so
+# it stays free to take new events, count its backlog and look for orphaned runs.
+WRITER_BUSY_MS = 500
 MAX_REASON_LENGTH = 2000  # characters kept of a failure message
 RECOVERY_REASON = "the process stopped while the run was running (found at start-up)"
 METRIC_COLUMNS = ["id", "run", "step", "epoch", "name", "value", "time"]
@@ -331,6 +334,7 @@ class RunStore:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                timeout=BUSY_TIMEOUT_MS / 1000)
         try:
+            # At open, wait as long as a reader would (another process may be committing).
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode=WAL")
             # synchronous=NORMAL in WAL mode: a commit is written to the WAL file before it
@@ -340,6 +344,7 @@ class RunStore:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
             orphans = _recover_orphans(conn, RECOVERY_REASON, skip_own=False)
+            conn.execute(f"PRAGMA busy_timeout={WRITER_BUSY_MS}")
         except BaseException:
             conn.close()
             raise
