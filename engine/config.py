@@ -202,6 +202,9 @@ class RunConfig:
     diverge_factor: float = _opt(1000.0, "A run is diverged when its loss exceeds this many times "
                                  "its first loss (or is not finite).", low=1.0, high=1e12,
                                  low_open=True, group="run")
+    pack: bool = _opt(True, "Train together with queued runs of the same shape as one stacked "
+                      "model (a pack: one step for all, each run keeps its own curve, up to float "
+                      "rounding); false trains alone.", group="run")
     diagnostics: bool = _opt(True, "Collect per-layer statistics (gradient and weight norms, "
                              "update/weight ratio, activations, dead units) at each evaluation and "
                              "every diag_every steps, plus decision regions on toy sets "

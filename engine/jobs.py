@@ -102,6 +102,8 @@ class JobManager:
         self.store = store
         self.max_concurrent = max_concurrent
         self._train_fn = train_fn
+        # Bytes one pack may use (engine.packs.max_pack_size); None: its own default budget.
+        self.pack_budget_bytes: int | None = None
         # Concurrent runs share the CPU cores: torch's intra-op threads are per process, so give
         # each run an equal share. Oversubscribed threads (2 runs x all cores) spin against each
         # other and make tiny models several times slower.
@@ -139,6 +141,30 @@ class JobManager:
                 self._lock.notify()
                 return run_id
         self.store.mark(run_id, RunStatus.INTERRUPTED, SHUTDOWN_REASON)
+        raise RuntimeError("the job manager is shut down; no new runs are accepted")
+
+    def submit_many(self, runs) -> list[str]:
+        """Submit (cfg, name, tags) triples as one grid: every run is stored first, then all
+        enter the queue together, so a worker sees the whole grid and packs the runs that
+        share a shape (engine.packs) instead of starting the first one alone."""
+        runs = [(cfg, name, tuple(tags)) for cfg, name, tags in runs]
+        for cfg, _, _ in runs:
+            if not isinstance(cfg, RunConfig):
+                raise TypeError(f"cfg: {type(cfg).__name__} given; must be a RunConfig")
+            check_device(cfg.device)
+        if self._closing:
+            raise RuntimeError("the job manager is shut down; no new runs are accepted")
+        ids = [self.store.create_run(cfg.to_dict(), name=name, tags=tags)
+               for cfg, name, tags in runs]
+        with self._lock:
+            if not self._closing:
+                for run_id, (cfg, _, _) in zip(ids, runs):
+                    self._jobs[run_id] = _Job(run_id, cfg)
+                    self._queue.append(run_id)
+                self._lock.notify_all()
+                return ids
+        for run_id in ids:
+            self.store.mark(run_id, RunStatus.INTERRUPTED, SHUTDOWN_REASON)
         raise RuntimeError("the job manager is shut down; no new runs are accepted")
 
     def stop(self, run_id: str) -> bool:
@@ -270,14 +296,83 @@ class JobManager:
                 run_id = self._queue.popleft()
                 job = self._jobs[run_id]
                 job.progress.status = RunStatus.RUNNING   # starting (loading data); not queued
-            self._run(run_id, job)
+                mates = self._take_pack_mates(run_id, job)
+            if mates:
+                self._run_pack([(run_id, job), *mates])
+            else:
+                self._run(run_id, job)
+
+    def _take_pack_mates(self, run_id: str, job: _Job) -> list[tuple[str, _Job]]:
+        """Queued runs that share this run's pack key, up to the pack's memory-aware size,
+        taken off the queue (called under the lock). Packing needs the real trainer."""
+        if self._train_fn is not None or not job.cfg.pack or not self._queue:
+            return []
+        from engine.packs import can_pack, max_pack_size, pack_key
+        packable, why = can_pack([job.cfg])
+        if not packable:
+            log.info("run %s trains alone: %s", run_id, why)
+            return []
+        key, room = pack_key(job.cfg), max_pack_size(job.cfg, budget_bytes=self.pack_budget_bytes) - 1
+        mates = [(other, self._jobs[other]) for other in self._queue
+                 if self._jobs[other].cfg.pack and not self._jobs[other].progress.paused
+                 and pack_key(self._jobs[other].cfg) == key][:room]
+        for other, mate in mates:
+            self._queue.remove(other)
+            mate.progress.status = RunStatus.RUNNING
+        return mates
+
+    def _run_pack(self, members: list[tuple[str, _Job]]) -> None:
+        """Train runs as one pack (engine.packs.train_pack): each member keeps its own sink,
+        stop flag and progress, and leaves the manager's books when its own run ends."""
+        import torch
+        from engine.packs import intra_op_threads, setup_metrics, train_pack
+        threads = intra_op_threads(members[0][1].cfg, len(members))
+        torch.set_num_threads(threads)    # this worker thread's intra-op threads only
+        sinks = {run_id: _with_setup(self._make_sink(run_id, job), run_id,
+                                     setup_metrics(threads, len(members), index))
+                 for index, (run_id, job) in enumerate(members)}
+        jobs = dict(members)
+
+        def emit(event) -> None:
+            sinks[event.run](event)
+            if isinstance(event, RunEnded):
+                self._forget(event.run, jobs[event.run])
+
+        try:
+            train_pack([job.cfg for _, job in members], run_ids=[r for r, _ in members],
+                       emit=emit, should_stop_each=[self._gate(job) for _, job in members])
+            for run_id, job in members:
+                if not job.ended:
+                    emit(RunEnded(run_id, RunStatus.FAILED, job.progress.step,
+                                  "the trainer returned without ending the run"))
+        except BaseException as exc:  # the safety net: nothing escapes a worker thread
+            log.exception("pack of %s: the trainer raised", [r for r, _ in members])
+            for run_id, job in members:
+                if not job.ended:
+                    emit(RunEnded(run_id, RunStatus.FAILED, job.progress.step,
+                                  f"{type(exc).__name__}: {exc}"))
+        finally:
+            for run_id, job in members:
+                self._forget(run_id, job)
+
+    def _forget(self, run_id: str, job: _Job) -> None:
+        with self._lock:
+            if self._jobs.get(run_id) is job:
+                del self._jobs[run_id]
+            job.progress.paused = False        # an ended run is not held
+            self._remember(job.progress)
 
     def _run(self, run_id: str, job: _Job) -> None:
         sink = self._make_sink(run_id, job)
         try:
             train_fn = self._train_fn
             if train_fn is None:
+                import torch
+                from engine.packs import intra_op_threads, setup_metrics
                 from engine.trainer import train as train_fn  # lazy: heavy, and may be absent
+                threads = intra_op_threads(job.cfg, 1)
+                torch.set_num_threads(threads)    # this worker thread's intra-op threads only
+                sink = _with_setup(sink, run_id, setup_metrics(threads, 1, 0))
             train_fn(job.cfg, run_id=run_id, emit=sink, should_stop=self._gate(job))
             if not job.ended:
                 sink(RunEnded(run_id, RunStatus.FAILED, job.progress.step,
@@ -368,6 +463,16 @@ def check_device(name: str) -> None:
     if name not in present:
         raise ConfigError("device", name, "this machine has: " + ", ".join(present),
                           problem="is not on this machine")
+
+
+def _with_setup(sink: Callable, run_id: str, metrics: dict) -> Callable:
+    """The sink, recording how the run trains (threads, pack size and place) as metrics at
+    step 0 right after its RunStarted."""
+    def emit(event) -> None:
+        sink(event)
+        if isinstance(event, RunStarted):
+            sink(Evaluated(run=run_id, step=0, epoch=0.0, metrics=metrics))
+    return emit
 
 
 def _eta(step: int, total: int, elapsed_s: float) -> float | None:

@@ -370,3 +370,14 @@ def _evaluate(model, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], lis
                                     reduction="none").sum(1)
         correct += (out.argmax(2) == target).sum(1)
     return (loss_sum / len(y)).tolist(), (correct / len(y)).tolist()
+
+
+# --- how a run trains, recorded with it ----------------------------------------------------------
+THREADS = "perf/threads"       # intra-op threads the run (or its pack) trained with
+PACK_SIZE = "pack/size"        # runs in its pack (1: trained alone)
+PACK_MEMBER = "pack/member"    # its place in the pack, from 0
+
+
+def setup_metrics(threads: int, pack_size: int, member: int) -> dict:
+    """The step-0 metrics the job manager records with every run it trains."""
+    return {THREADS: float(threads), PACK_SIZE: float(pack_size), PACK_MEMBER: float(member)}
