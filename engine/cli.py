@@ -1,4 +1,4 @@
-"""The command line: `python -m engine run|runs|show|export`.
+"""The command line: `python -m engine run|runs|show|export|probe`.
 
 This module owns argument parsing and printing. Every config option is a flag named after its
 field (`--batch-size` or `--batch_size` for `batch_size`), generated from `engine.config`, so
@@ -99,14 +99,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--name", default="", help="Name of the run.")
     run.add_argument("--tags", default="", help="Comma-separated tags.")
     run.add_argument("--quiet", action="store_true", help="Print only the final line.")
-    groups = {g: run.add_argument_group(f"{g} options") for g in ("data", "model", "optim", "run")}
-    for f in config_module.fields():
-        s = config_module.spec(f.name)
-        flags = [f"--{f.name.replace('_', '-')}"] + (["--" + f.name] if "_" in f.name else [])
-        extra = {"nargs": "?", "const": "true"} if s["type"] is bool else {}
-        groups[s["group"]].add_argument(*flags, dest=f.name, default=None, metavar="VALUE",
-                                        help=f"{s['help']} ({_default_text(s)})", **extra)
+    add_run_options(run)
     run.set_defaults(handler=cmd_run)
+
+    probe = sub.add_parser("probe", help="Signal propagation at initialization: one forward "
+                           "and backward pass, per-layer activation std and gradient norm, "
+                           "without training.")
+    probe.add_argument("--config", metavar="FILE", help="JSON or YAML file of options; flags "
+                       "given as well override it.")
+    probe.add_argument("--json", action="store_true", help="Print a JSON list of layers "
+                       "(layer, act_std, grad_norm, ...) instead of a table.")
+    probe.add_argument("--probe-batch", type=int, default=None, metavar="N",
+                       help="Examples in the probe's batch (default: the run's batch size).")
+    add_run_options(probe)
+    probe.set_defaults(handler=cmd_probe)
 
     runs = sub.add_parser("runs", help="List stored runs.")
     runs.add_argument("--status", choices=RunStatus.ALL, help="Only runs with this status.")
@@ -143,6 +149,18 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--json", action="store_true", help="Print one JSON object.")
     compare.set_defaults(handler=cmd_compare)
     return parser
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per config option, in a group per config group (run and probe share them)."""
+    groups = {g: parser.add_argument_group(f"{g} options")
+              for g in ("data", "model", "optim", "run")}
+    for f in config_module.fields():
+        s = config_module.spec(f.name)
+        flags = [f"--{f.name.replace('_', '-')}"] + (["--" + f.name] if "_" in f.name else [])
+        extra = {"nargs": "?", "const": "true"} if s["type"] is bool else {}
+        groups[s["group"]].add_argument(*flags, dest=f.name, default=None, metavar="VALUE",
+                                        help=f"{s['help']} ({_default_text(s)})", **extra)
 
 
 def _default_text(s: dict) -> str:
@@ -311,6 +329,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_show(args) -> int:
+    from engine.diagnostics import warnings_for   # computed on read from the stored metrics
     store = _open_store(args)
     record = _find_run(store, args.run)
     frame = store.read_metrics([record.id])
@@ -318,8 +337,32 @@ def cmd_show(args) -> int:
     print(json.dumps({"id": record.id, "name": record.name, "status": record.status,
                       "reason": record.reason, "device": record.device, "params": record.params,
                       "steps": record.last_step, "tags": record.tags, "final_metrics": finals,
-                      "config": record.config}, indent=2, default=str))
+                      "config": record.config,
+                      "warnings": [w.message for w in warnings_for(frame, record.config)]},
+                     indent=2, default=str))
     store.close()
+    return EXIT_OK
+
+
+def cmd_probe(args) -> int:
+    """Print the per-layer signal-propagation profile at initialization (no run is stored)."""
+    cfg = config_from_args(args)
+    if args.probe_batch is not None and args.probe_batch < 2:
+        raise CliError(f"probe-batch: {args.probe_batch} is not allowed; must be a whole "
+                       "number >= 2")
+    _check_data(cfg)
+    from engine.diagnostics import describe_ratio, gradient_ratio, probe
+    from engine.jobs import check_device
+    check_device(cfg.device)
+    profile = probe(cfg, batch=args.probe_batch)
+    if args.json:
+        print(json.dumps(profile, indent=2))
+        return EXIT_OK
+    print(f"{'layer':>5} {'act_std':>11} {'act_mean':>11} {'grad_norm':>11} {'weight_norm':>11}")
+    for row in profile:
+        print(f"{row['layer']:>5} {row['act_std']:>11.4g} {row['act_mean']:>11.4g} "
+              f"{row['grad_norm']:>11.4g} {row['weight_norm']:>11.4g}")
+    print(f"with these settings {describe_ratio(gradient_ratio(profile))}")
     return EXIT_OK
 
 

@@ -323,13 +323,14 @@ def gradient_ratio(profile: list[dict]) -> float:
 
 
 def describe_ratio(ratio: float) -> str:
-    """'the gradient at layer 1 is 10^-9 of the last layer's' in plain words."""
+    """E.g. "the gradient at the first layer is 10^-9 of the last layer's"."""
     if not math.isfinite(ratio) or ratio <= 0:
-        return "the gradient at layer 1 is zero or undefined (no signal reaches it)"
+        return "the gradient at the first layer is zero or undefined (no signal reaches it)"
     exponent = round(math.log10(ratio))
     if abs(exponent) < 1:
-        return f"the gradient at layer 1 is about {ratio:.2g} times the last layer's (healthy)"
-    return f"the gradient at layer 1 is 10^{exponent} of the last layer's"
+        return (f"the gradient at the first layer is about {ratio:.2g} times the last "
+                "layer's (healthy)")
+    return f"the gradient at the first layer is 10^{exponent} of the last layer's"
 
 
 # --- decision regions on 2-D data --------------------------------------------------------------
