@@ -652,6 +652,40 @@ def verdicts(frame: pd.DataFrame, runs, summary: Summary, group_by=EXCEPT_SEED, 
     return Verdicts(summary, fields, groups, pairs)
 
 
+def _fmt(x) -> str:
+    return "—" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.4g}"
+
+
+def format_text(result: Verdicts) -> str:
+    """The verdicts as plain text for a terminal: a table of groups, then one line per pair
+    with its numbers underneath."""
+    s = result.summary
+    by = " · ".join(result.group_by)
+    runs = sum(len(g.values) for g in result.groups)
+    lines = [f"{s.describe()} by {by} ({runs} runs, {len(result.groups)} groups)"]
+    width = max([len(g.name) for g in result.groups] + [5])
+    lines.append(f"{'group':<{width}}  {'n':>3}  {'mean':>9}  {'95% CI':>21}  {'std':>8}  "
+                 f"{'median':>9}  {'range':>21}")
+    for g in result.groups:
+        ci = f"{_fmt(g.ci_low)} to {_fmt(g.ci_high)}" if g.ci_low is not None else "none"
+        rng = f"{_fmt(g.min)} to {_fmt(g.max)}" if g.min is not None else "—"
+        lines.append(f"{g.name:<{width}}  {g.n:>3}  {_fmt(g.mean):>9}  {ci:>21}  "
+                     f"{_fmt(g.std):>8}  {_fmt(g.median):>9}  {rng:>21}"
+                     + (f"  ({g.note})" if g.note else ""))
+        for v in g.missing:
+            lines.append(f"{'':<{width}}  without a value: {v.name}: {v.reason}")
+    if result.pairs:
+        lines.append(f"pairs (Welch p Holm-corrected over {len(result.pairs)} comparisons):")
+    for p in result.pairs:
+        lines.append(f"  {p.verdict}")
+        lines.append(f"    diff {_fmt(p.diff)} (95% CI {_fmt(p.ci_low)} to {_fmt(p.ci_high)}), "
+                     f"Welch p {_fmt(p.p_welch)}, Holm p {_fmt(p.p_holm)}, Hedges' g "
+                     f"{_fmt(p.effect_size)}, P({p.a} > {p.b}) {_fmt(p.prob_superiority)}"
+                     + (f", paired p {_fmt(p.paired_p)} over {p.paired_n} seeds"
+                        if p.paired_n else ""))
+    return "\n".join(lines)
+
+
 # --- bands under grouped curves ------------------------------------------------------------
 
 def band_edges(group: pd.DataFrame, band: str = "std") -> tuple[np.ndarray, np.ndarray]:
