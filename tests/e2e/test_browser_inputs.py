@@ -1,0 +1,107 @@
+"""Input holes in a real browser (issue 12): a typed out-of-range number is named and launches
+nothing (the browser used to keep it on screen and send the previous value), and markup in a
+run name is shown as text on the Live page, not injected into it.
+
+The real app (tests/e2e/server.py) through Debian's Chromium; the store is read afterwards to
+check what was launched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from engine.store import RunStore
+from tests.e2e.server import ARGS, CHROMIUM, AppServer
+from tests.e2e.test_browser import set_value, settle
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason=f"{CHROMIUM} is missing (install Debian's chromium: make setup)"),
+]
+
+# A name that would run script if it reached the page as HTML, and turn bold as Markdown.
+MARKUP_NAME = "<img src=x onerror=\"window.injected=1\">**bold** e2e"
+
+
+@pytest.fixture
+def server(tmp_path):
+    server = AppServer(tmp_path)
+    yield server
+    server.stop()
+
+
+def stored_runs(server):
+    if not server.db.exists():
+        return []
+    store = RunStore(server.db)
+    try:
+        return store.list_runs()
+    finally:
+        store.close()
+
+
+def open_launch(p, server):
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    page.set_default_timeout(20_000)
+    page.goto(server.url)
+    page.get_by_role("heading", name="Launch runs").wait_for()
+    page.get_by_role("button", name="Launch 1 run").wait_for()
+    return browser, page
+
+
+def apply_toy_preset(page):
+    page.get_by_test_id("stSelectbox").filter(has_text="Preset").click()
+    page.get_by_role("option", name="toy spirals quick").click()
+    page.get_by_role("button", name="Apply preset").click()
+    page.get_by_text("Form filled from preset").wait_for()
+
+
+@pytest.mark.parametrize("label, typed, message", [
+    # (The page shows ">=" as "≥": Streamlit's Markdown typesetting, not a lost character.)
+    ("Depth", 100000, "depth: 100000 is not allowed; must be a whole number ≥ 1 and ≤ 200"),
+    ("Batch size", 0, "batch_size: 0 is not allowed"),
+])
+def test_typed_out_of_range_number_is_named_and_launches_nothing(server, label, typed, message):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = open_launch(p, server)
+        apply_toy_preset(page)
+        set_value(page.get_by_label(label, exact=True), typed)     # the typed value stays
+        expect(page.get_by_text(message).first).to_be_visible()
+        launch = page.get_by_role("button", name="Launch 1 run")
+        expect(launch).to_be_disabled()
+        launch.click(force=True)            # a click on the disabled button does nothing
+        settle(page)
+        expect(page.get_by_text("Launched 1 run")).to_have_count(0)
+        # Fixed, it launches the value on screen.
+        set_value(page.get_by_label(label, exact=True), 2 if label == "Depth" else 32)
+        expect(launch).to_be_enabled()
+        browser.close()
+    assert stored_runs(server) == []
+
+
+def test_markup_in_a_run_name_is_shown_as_text(server):
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as p:
+        browser, page = open_launch(p, server)
+        apply_toy_preset(page)
+        set_value(page.get_by_label("Epochs", exact=True), 1)
+        set_value(page.get_by_role("textbox", name="Run name (optional)"), MARKUP_NAME)
+        page.get_by_role("button", name="Launch 1 run").click()
+        page.get_by_text("Launched 1 run").wait_for(timeout=15_000)
+        page.get_by_role("button", name="Watch them on the Live page").click()
+        page.get_by_role("heading", name="Live").wait_for()
+        # The name appears as the characters typed (bold only as the label's own emphasis).
+        expect(page.get_by_text(MARKUP_NAME).first).to_be_visible(timeout=20_000)
+        main = page.locator('[data-testid="stMain"]')
+        assert main.locator('img[src="x"]').count() == 0
+        assert page.evaluate("() => window.injected === undefined")
+        browser.close()
+    runs = stored_runs(server)
+    assert [r.name for r in runs] == [MARKUP_NAME]
