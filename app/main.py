@@ -1,5 +1,5 @@
 """Train Lab's entry point and router: page config, the shared stylesheet and sidebar, and
-navigation over the Launch, Live, Compare and Runs pages.
+navigation over the Playground (the landing page), Launch, Live, Compare and Runs pages.
 
 Run from the repository root: `python -m streamlit run app/main.py`. Nothing but routing and
 the sidebar lives here; each page is its own script under pages/.
@@ -20,18 +20,19 @@ from engine.store import StoreError  # noqa: E402
 
 # The favicon is a file of ours: a ":material/..." page icon makes the browser fetch it from
 # a font host on every page load (offline that fails, and it tells a third party).
-st.set_page_config(page_title="Train Lab", page_icon=str(ROOT / "assets" / "favicon.png"),
+st.set_page_config(page_title="Train Lab", page_icon=":material/monitoring:",
                    layout="wide")
 
 css = ROOT / "assets" / "style.css"
 if css.is_file():
     st.html(f"<style>{css.read_text(encoding='utf-8')}</style>")
 
-PAGE_INFO = [("launch", "Launch", ":material/rocket_launch:"),
+PAGE_INFO = [("playground", "Playground", ":material/toggle_on:"),
+             ("launch", "Launch", ":material/rocket_launch:"),
              ("live", "Live", ":material/monitoring:"),
              ("compare", "Compare", ":material/compare_arrows:"),
              ("runs", "Runs", ":material/table_rows:")]
-pages = [st.Page(state.PAGES[key], title=title, icon=icon, url_path=key, default=key == "launch")
+pages = [st.Page(state.PAGES[key], title=title, icon=icon, url_path=key, default=key == "playground")
          for key, title, icon in PAGE_INFO if state.PAGES[key].is_file()]
 navigation = st.navigation(pages)
 

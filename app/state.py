@@ -71,10 +71,10 @@ def set_default(key: str, value) -> None:
 # --- playground -------------------------------------------------------------------------------
 PG_PREFIX = "pg_"                  # + field name: the widget key of one playground knob
 PG_TRAIL = "pg_trail"              # run ids of this session's tries, most recent (current) first
-PG_PINNED = "pg_pinned"            # run ids pinned (full strength, named in the store)
+PG_REGIONS = "pg_regions"          # run id -> (step, data) of its newest "regions" snapshot seen
 PG_CACHE = "pg_cache"              # run id -> metric cache entry, as LIVE_CACHE
 PG_URL_ERROR = "pg_url_error"      # the message refusing the link's parameters (nothing launched)
-PG_READY = "pg_ready"              # the knobs were given their first values this session
+PG_VALUES = "pg_values"            # knob values; kept while a knob is hidden (its widget state is not)
 
 
 def query_config(params, allowed, base: dict) -> dict:

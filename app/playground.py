@@ -1,0 +1,423 @@
+"""The Playground: flip a knob, a run trains at once and its curves join the earlier tries.
+
+This module owns the Playground's knobs (which options, their widgets, one-line explanations
+and hover formulas), its budget for seconds-long runs, the rule "one run per distinct config"
+(a knob change submits one run; a rerun, a reload or a return to an earlier setting submits
+nothing), the trail of tries (run ids in session state, most recent first; the runs themselves
+live in the store, tagged `playground`) with its diff labels, pin and clear, the run controls
+(stop, pause, step one batch, resume) and the shareable link (the knobs as query parameters
+named as the config fields).
+
+Pure functions (testable without Streamlit): `base_config`, `visible_knobs`, `link_values`,
+`diff_label`, `trail_labels`, `budget_text`, `same_config`, `find_playground_run`. The
+`*_ui` functions draw widgets and act on the user's choices.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from app import charts, state, widgets
+from engine import config, plots
+from engine.config import ConfigError, RunConfig
+from engine.events import STEP_LOSS, VAL_ACC, RunStatus
+
+TAG = "playground"              # every Playground run carries it: nothing is lost
+PINNED_TAG = "pinned"
+MAX_TRAIL = 12                  # unpinned tries kept on the charts; older ones stay in the store
+REFRESH_S = 0.5                 # chart refresh while a try trains, seconds
+
+# The starting point: a spirals run that finishes in a few seconds on a CPU.
+BASE = {"dataset": "spirals", "toy_samples": 600, "train_subset": 2000, "epochs": 20,
+        "optimizer": "adam", "lr": 0.01, "batch_size": 32, "depth": 2, "width": [20]}
+
+# The knobs, in the order drawn: (field, one-line explanation, formula on hover or "").
+KNOBS = (
+    ("dataset", "What to learn: 2-D toy points or small images.", ""),
+    ("model", "The network: an MLP, or a CNN for images.", ""),
+    ("depth", "Hidden layers (residual blocks for the ResNet).", ""),
+    ("width", "Units in each hidden layer.", "h = act(x W + b), W has width columns"),
+    ("activation", "The nonlinearity after each hidden layer.",
+     "relu max(0, x) · leaky_relu max(0.01x, x) · elu x or e^x - 1 · gelu x·Φ(x) · "
+     "tanh · sigmoid 1 / (1 + e^-x)"),
+    ("optimizer", "The update rule applied to each gradient g.",
+     "sgd: w ← w - lr·g · momentum: v ← μv - lr·g, w ← w + v · rmsprop: s ← αs + (1-α)g², "
+     "w ← w - lr·g/√(s+ε) · adam: m ← β1·m + (1-β1)g, v ← β2·v + (1-β2)g², "
+     "w ← w - lr·m̂/(√v̂ + ε)"),
+    ("lr", "Step size: too small crawls, too large diverges.", "w ← w - lr · ∂L/∂w"),
+    ("momentum", "How much of the last update is kept.", "v ← μ·v - lr·g;  w ← w + v"),
+    ("beta1", "Adam's memory of the gradient.", "m ← β1·m + (1 - β1)·g"),
+    ("beta2", "Adam's memory of the squared gradient.", "v ← β2·v + (1 - β2)·g²"),
+    ("batch_size", "Examples averaged per step.", "g = (1/B) Σ_i ∂L_i/∂w"),
+    ("norm", "Normalize each hidden layer's values.",
+     "batch: x̂ = (x - μ_B)/√(σ²_B + ε), y = γx̂ + β (over the batch); layer: the same over "
+     "each example's features"),
+    ("norm_position", "Normalize before or after the activation.",
+     "before: act(norm(xW + b)) · after: norm(act(xW + b))"),
+    ("residual", "Skip connections around hidden layers.",
+     "post: h ← act(hW + b) + h · pre: h ← h + W·act(norm(h))"),
+    ("dropout", "Zero each hidden unit with probability p while training.",
+     "h ← h · m / (1 - p),  m ~ Bernoulli(1 - p)"),
+    ("init", "How the weights start.",
+     "kaiming: std = √(2 / fan_in) · xavier: std = √(2 / (fan_in + fan_out)) · "
+     "normal: std = weight scale"),
+    ("weight_scale", "Standard deviation of the initial weights.", "W ~ N(0, weight_scale²)"),
+    ("seed", "Fixes initialization, shuffling and dropout.", ""),
+)
+# The budget: how long a try trains. Stated on the page, adjustable.
+BUDGET = (("epochs", "Passes over the training examples."),
+          ("toy_samples", "Points in the toy set (80% train, 20% validation)."),
+          ("train_subset", "Training images used (the first N)."))
+LINK_FIELDS = tuple(name for name, *_ in KNOBS) + tuple(name for name, _ in BUDGET)
+
+# Values offered by the sliders; a value from a link that is not among them is added.
+STEPS = {
+    "lr": (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0),
+    "width": (2, 4, 8, 16, 20, 32, 64, 128, 256),
+    "batch_size": (8, 16, 32, 64, 128, 256, 512),
+    "momentum": (0.0, 0.5, 0.9, 0.95, 0.99),
+    "beta1": (0.0, 0.5, 0.9, 0.95, 0.99),
+    "beta2": (0.9, 0.99, 0.999, 0.9999),
+    "dropout": (0.0, 0.1, 0.2, 0.3, 0.5),
+    "weight_scale": (1e-3, 1e-2, 0.1, 1.0),
+}
+LABELS = {"lr": "Learning rate", "batch_size": "Batch size", "norm": "Normalization",
+          "norm_position": "Norm position", "init": "Initialization", "beta1": "Beta 1",
+          "beta2": "Beta 2", "weight_scale": "Weight scale", "toy_samples": "Toy points",
+          "train_subset": "Training images", "epochs": "Epochs"}
+_SHORT = {"batch_size": "batch", "norm_position": "norm position", "weight_scale": "init std",
+          "toy_samples": "points", "train_subset": "subset"}
+_IGNORED = frozenset({"data_dir", "device"})
+
+
+# --- pure functions -------------------------------------------------------------------------------
+
+def base_config() -> dict:
+    """The Playground's starting config (validated)."""
+    return RunConfig.from_dict(BASE).to_dict()
+
+
+def model_choices(dataset: str) -> list[str]:
+    if dataset in config.TOY_DATASETS:
+        return ["mlp"]
+    return [m for m in config.MODELS if m != "mnist-cnn" or dataset in ("mnist", "fashion-mnist")]
+
+
+def visible_knobs(cfg: dict) -> list[str]:
+    """The knobs shown for this config: those that apply to it (`engine.config.applies`: no
+    beta2 under SGD, no width under a CNN), the model only when there is a choice."""
+    names = [name for name, *_ in KNOBS if config.applies(name, cfg)]
+    if len(model_choices(cfg["dataset"])) < 2:
+        names.remove("model")
+    return names
+
+
+def visible_budget(cfg: dict) -> list[str]:
+    toy = cfg["dataset"] in config.TOY_DATASETS
+    return [name for name, _ in BUDGET
+            if name == "epochs" or (name == "toy_samples") == toy]
+
+
+def link_values(cfg: dict) -> dict:
+    """What a link carries: the shown knobs' and budget's values, nothing else."""
+    return {name: cfg[name] for name in visible_knobs(cfg) + visible_budget(cfg)}
+
+
+def budget_text(cfg: dict) -> str:
+    n_train, n_val = config.split_sizes(RunConfig.from_dict(cfg))
+    steps = math.ceil(n_train / cfg["batch_size"]) * cfg["epochs"]
+    return (f"Each try trains {cfg['epochs']} epochs over {n_train:,} training examples "
+            f"(batch {cfg['batch_size']}: {steps:,} steps) and validates on {n_val or 'the test set'}"
+            f"{' examples' if n_val else ''}.")
+
+
+def same_config(a: dict, b: dict) -> bool:
+    return json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def diff_label(old: dict, new: dict) -> str:
+    """What changed from `old` to `new`, in knob order: "lr 0.01 -> 0.1 · adam -> sgd"."""
+    full_old, full_new = config.RunConfig().to_dict() | old, config.RunConfig().to_dict() | new
+    order = list(LINK_FIELDS) + [n for n in full_new if n not in LINK_FIELDS]
+    parts = []
+    for name in order:
+        if name in _IGNORED or full_old.get(name) == full_new.get(name):
+            continue
+        if not (config.applies(name, full_old) or config.applies(name, full_new)):
+            continue
+        was, now = plots.value_text(full_old.get(name)), plots.value_text(full_new.get(name))
+        what = "" if name in ("dataset", "model", "optimizer", "activation") \
+            else _SHORT.get(name, name.replace("_", " ")) + " "
+        parts.append(f"{what}{was} -> {now}")
+    return " · ".join(parts)
+
+
+def trail_labels(configs: dict, current: str | None) -> dict:
+    """{run_id: legend label}: the current run "current", each earlier try labelled by what
+    differs from it to the current one, read as "it had X, now Y" ("lr 0.01 -> 0.1")."""
+    labels = {}
+    for rid, cfg in configs.items():
+        if rid == current:
+            labels[rid] = "current"
+        elif current in configs:
+            labels[rid] = diff_label(cfg, configs[current]) or f"same config #{rid[-6:]}"
+        else:
+            labels[rid] = f"#{rid[-6:]}"
+    return labels
+
+
+def find_playground_run(records, cfg: dict) -> str | None:
+    """The newest stored Playground run with exactly this config, if any."""
+    for record in records:                  # newest first
+        if TAG in record.tags and same_config(record.config, cfg):
+            return record.id
+    return None
+
+
+def pin_name(cfg: dict) -> str:
+    return ("playground · " + widgets.config_summary(cfg))[:config.MAX_NAME_LENGTH]
+
+
+# --- knobs --------------------------------------------------------------------------------------
+
+def init_values(params) -> None:
+    """Give the knobs their first values this session: the link's, else the base config. A link
+    with a bad or unknown parameter is refused with a message naming it; the knobs then start
+    from the base config and nothing launches until a knob is changed."""
+    if state.PG_VALUES in st.session_state:
+        return
+    base = base_config()
+    values, error = base, None
+    if params:
+        try:
+            values = state.query_config(params, LINK_FIELDS, base)
+        except ConfigError as exc:
+            error = f"This link was not applied: {exc}. Nothing was launched."
+    st.session_state[state.PG_VALUES] = values
+    st.session_state[state.PG_URL_ERROR] = (error, json.dumps(values, sort_keys=True)) \
+        if error else None
+
+
+def refused_link(cfg: dict | None) -> str:
+    """The message refusing this session's link while the knobs still hold the values they
+    started from; "" (and the refusal forgotten) once a knob has changed."""
+    refusal = st.session_state.get(state.PG_URL_ERROR)
+    if not refusal:
+        return ""
+    message, refused_json = refusal
+    if cfg is None or json.dumps(cfg, sort_keys=True) == refused_json:
+        return message
+    st.session_state[state.PG_URL_ERROR] = None
+    return ""
+
+
+def _widget(name: str, values: dict, explanation: str, formula: str):
+    key = state.PG_PREFIX + name
+    s = config.spec(name)
+    value = values[name][0] if name == "width" else values[name]
+    help_text = explanation + (f"  \n\n`{formula}`" if formula else "") + f"  \n\n({s['help']})"
+    label = LABELS.get(name, name.replace("_", " ").capitalize())
+    if key not in st.session_state:
+        st.session_state[key] = value
+    if name == "model":
+        choices = model_choices(values["dataset"])
+        if st.session_state[key] not in choices:
+            st.session_state[key] = choices[0]
+        out = st.selectbox(label, choices, key=key, help=help_text)
+    elif s["choices"]:
+        horizontal = len(s["choices"]) <= 3
+        widget = st.radio if horizontal else st.selectbox
+        kwargs = {"horizontal": True} if horizontal else {}
+        out = widget(label, list(s["choices"]), key=key, help=help_text, **kwargs)
+    elif name in STEPS:
+        options = sorted(set(STEPS[name]) | {st.session_state[key]})
+        out = st.select_slider(label, options, key=key, help=help_text,
+                               format_func=lambda v: f"{v:g}")
+    else:
+        out = st.number_input(label, min_value=int(s["low"]), step=1, key=key, help=help_text)
+    st.caption(explanation)
+    return [int(out)] if name == "width" else out
+
+
+def knobs_ui(values: dict) -> dict:
+    """Draw the shown knobs and the budget; returns the config they set (not yet validated).
+    Hidden knobs keep their values in session state for when they show again."""
+    for name, explanation, formula in KNOBS:
+        if name in visible_knobs(values):
+            values[name] = _widget(name, values, explanation, formula)
+    with st.expander("Budget (per try)", expanded=False):
+        for name, explanation in BUDGET:
+            if name in visible_budget(values):
+                values[name] = _widget(name, values, explanation, "")
+    st.session_state[state.PG_VALUES] = values
+    return dict(values)
+
+
+def validate(values: dict) -> tuple[dict | None, str]:
+    """(config, "") or (None, the message naming the field, the value and what is allowed)."""
+    try:
+        return RunConfig.from_dict(values).to_dict(), ""
+    except ConfigError as exc:
+        return None, str(exc)
+
+
+def sync_link(cfg: dict) -> None:
+    """Write the knobs into the URL (only when they changed, so a rerun writes nothing)."""
+    wanted = state.query_text(link_values(cfg))
+    if st.query_params.to_dict() != wanted:
+        st.query_params.from_dict(wanted)
+
+
+# --- runs -----------------------------------------------------------------------------------------
+
+def ensure_run(store, manager, cfg: dict) -> str:
+    """The run of this config: the trail's or the store's Playground run with exactly this
+    config, else one new run submitted now. Moves it to the front of the trail."""
+    trail = st.session_state.setdefault(state.PG_TRAIL, [])
+    run_id = next((rid for rid in trail if (r := store.get_run(rid)) is not None
+                   and same_config(r.config, cfg)), None)
+    if run_id is None:
+        run_id = find_playground_run(store.list_runs(), cfg)
+    if run_id is None:
+        run_id = manager.submit(RunConfig.from_dict(cfg), tags=[TAG])
+    if trail[:1] != [run_id]:
+        trail[:] = [run_id] + [rid for rid in trail if rid != run_id]
+        _trim(store, trail)
+    return run_id
+
+
+def _trim(store, trail: list) -> None:
+    """Keep the current try, every pinned one and the MAX_TRAIL most recent others."""
+    kept, others = [], 0
+    for i, rid in enumerate(trail):
+        record = store.get_run(rid)
+        if record is None:
+            continue
+        if i == 0 or PINNED_TAG in record.tags or others < MAX_TRAIL:
+            others += i > 0 and PINNED_TAG not in record.tags
+            kept.append(rid)
+    trail[:] = kept
+
+
+def controls_ui(manager, run_id: str) -> None:
+    """Stop, pause, step one batch and resume for the current try, with its progress."""
+    progress = manager.progress(run_id)
+    active = progress is not None and progress.status in RunStatus.ACTIVE
+    paused = bool(progress and progress.paused)
+    c_stop, c_pause, c_step, c_resume, c_bar = st.columns([1, 1, 1, 1, 5],
+                                                          vertical_alignment="center")
+    if c_stop.button("Stop", icon=":material/stop_circle:", disabled=not active,
+                     key="pg_stop"):
+        manager.stop(run_id)
+    if c_pause.button("Pause", icon=":material/pause:", disabled=not active or paused,
+                      key="pg_pause"):
+        manager.pause(run_id)
+    if c_step.button("Step", icon=":material/skip_next:", disabled=not active,
+                     key="pg_step", help="Train exactly one more batch, then hold."):
+        manager.step_once(run_id)
+    if c_resume.button("Resume", icon=":material/play_arrow:", disabled=not paused,
+                       key="pg_resume"):
+        manager.resume(run_id)
+    progress = manager.progress(run_id)
+    fraction, text = widgets.progress_line(progress)
+    if progress is not None and progress.paused and progress.status in RunStatus.ACTIVE:
+        text = "paused · " + text
+    c_bar.progress(fraction, text=text)
+
+
+def trail_list_ui(store, current: str) -> None:
+    """Each earlier try with its label, status and Pin / Clear buttons."""
+    trail = st.session_state.get(state.PG_TRAIL, [])
+    records = {rid: r for rid in trail if (r := store.get_run(rid)) is not None}
+    labels = trail_labels({rid: r.config for rid, r in records.items()}, current)
+    for rid, record in records.items():
+        pinned = PINNED_TAG in record.tags
+        c_label, c_pin, c_clear = st.columns([6, 1, 1], vertical_alignment="center")
+        text = f"**{labels[rid]}**" if rid == current else labels[rid]
+        c_label.markdown(f"{widgets.status_badge(record.status)} {text}"
+                         + (" · :material/push_pin: " + record.name if pinned else ""))
+        if c_pin.button("Unpin" if pinned else "Pin", key=f"pg_pin_{rid}"):
+            if pinned:
+                store.rename(rid, "")
+                store.set_tags(rid, [t for t in record.tags if t != PINNED_TAG])
+            else:
+                store.rename(rid, pin_name(record.config))
+                store.set_tags(rid, [*record.tags, PINNED_TAG])
+            st.rerun()
+        if rid != current and c_clear.button("Clear", key=f"pg_clear_{rid}",
+                                             help="Take it off the charts (it stays in the store)"):
+            trail.remove(rid)
+            st.rerun()
+
+
+@st.fragment(run_every=REFRESH_S)
+def charts_ui(current: str) -> None:
+    """Loss and accuracy of every try on the trail, read incrementally from the store."""
+    from app import services
+    store = services.get_store()
+    trail = [rid for rid in st.session_state.get(state.PG_TRAIL, []) if rid]
+    records = {rid: r for rid in trail if (r := store.get_run(rid)) is not None}
+    frames = charts.update_cache(st.session_state.setdefault(state.PG_CACHE, {}), store,
+                                 list(records))
+    labels = trail_labels({rid: r.config for rid, r in records.items()}, current)
+    pinned = {rid for rid, r in records.items() if PINNED_TAG in r.tags}
+    c_loss, c_acc = st.columns(2)
+    for column, metric, title in ((c_loss, STEP_LOSS, "Training loss (per step)"),
+                                  (c_acc, VAL_ACC, "Validation accuracy (per evaluation)")):
+        figure = plots.trail_figure(frames, labels, metric, current=current, pinned=pinned,
+                                    title=title)
+        column.plotly_chart(figure, key=f"pg_chart_{metric}", config={"displaylogo": False})
+    record = records.get(current)
+    if record is not None and record.config.get("dataset") in config.TOY_DATASETS:
+        toy_ui(store, record)
+
+
+def toy_ui(store, record) -> None:
+    """The toy data beside the curves, over the current try's newest decision regions."""
+    seen = st.session_state.setdefault(state.PG_REGIONS, {})
+    last = seen.get(record.id)
+    newer = store.read_snapshots(record.id, "regions", after_step=last[0] if last else -1)
+    if newer:
+        seen[record.id] = last = newer[-1]
+    show_test = st.toggle("Show validation points", key="pg_show_test")
+    figure = toy_figure(record.config, last[1] if last else None, show_test=show_test)
+    st.plotly_chart(figure, key="pg_toy", config={"displaylogo": False})
+    if last is None:
+        st.caption("Decision regions appear at the first evaluation (with diagnostics on).")
+
+
+CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
+
+
+def toy_figure(cfg: dict, regions: dict | None, *, show_test: bool) -> go.Figure:
+    """The toy set's points (training filled, validation hollow) coloured by class, over the
+    predicted class of a grid (a "regions" snapshot), as TensorFlow Playground draws them."""
+    from engine.data import make_toy
+    run_cfg = RunConfig.from_dict(cfg)
+    points, labels = make_toy(run_cfg.dataset, run_cfg.toy_samples, run_cfg.toy_noise)
+    n_train, _ = config.split_sizes(run_cfg)
+    fig = go.Figure()
+    k = config.NUM_CLASSES[run_cfg.dataset]
+    if regions:
+        steps = [[i / k, CLASS_COLORS[j]] for j in range(k) for i in (j, j + 1)]
+        fig.add_trace(go.Heatmap(x=regions["x"], y=regions["y"], z=regions["classes"],
+                                 zmin=-0.5, zmax=k - 0.5, opacity=0.3, showscale=False,
+                                 colorscale=steps, hoverinfo="skip"))
+    parts = [(slice(0, n_train), "train", "circle")]
+    if show_test:
+        parts.append((slice(n_train, None), "validation", "circle-open"))
+    for where, kind, symbol in parts:
+        p, y = points[where], labels[where]
+        fig.add_trace(go.Scatter(x=p[:, 0], y=p[:, 1], mode="markers", name=kind,
+                                 marker=dict(color=np.array(CLASS_COLORS)[y], size=5,
+                                             symbol=symbol)))
+    fig.update_layout(title=dict(text=f"{run_cfg.dataset}: data and decision regions", x=0,
+                                 font=dict(size=15)), template="plotly_white", height=360,
+                      margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
+    fig.update_yaxes(scaleanchor="x", scaleratio=1)
+    return fig

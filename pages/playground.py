@@ -1,0 +1,36 @@
+"""Playground, the landing page: flip a knob and the new setting trains at once, its curves
+drawn over the earlier tries (faded, labelled by what changed). The knobs live in the URL, so a
+link opens the Playground set up for an experiment. Everything else: the Launch page.
+
+Thin: the knobs, the one-run-per-config rule, the trail and the charts are app/playground.py.
+"""
+
+import streamlit as st
+
+from app import playground, services, state
+
+st.title("Playground")
+st.caption("Flip a knob: the new setting trains at once, on a budget of seconds, and its curves "
+           "join the earlier tries (faded, labelled by what changed). Every other option is on "
+           "the Launch page.")
+
+playground.init_values(st.query_params.to_dict())
+left, right = st.columns([1, 3], gap="large")
+with left:
+    values = playground.knobs_ui(dict(st.session_state[state.PG_VALUES]))
+cfg, problem = playground.validate(values)
+
+refused = playground.refused_link(cfg)    # a bad link launches nothing until a knob changes
+
+with right:
+    if cfg is None or refused:
+        st.error(refused or problem, icon=":material/block:")
+    else:
+        store, manager = services.get_store(), services.get_manager()
+        current = playground.ensure_run(store, manager, cfg)
+        playground.sync_link(cfg)
+        st.caption(playground.budget_text(cfg) + " Change it under Budget.")
+        playground.controls_ui(manager, current)
+        playground.charts_ui(current)
+        with st.expander("Tries on the charts (most recent first)", expanded=True):
+            playground.trail_list_ui(store, current)
