@@ -20,7 +20,7 @@ from engine.store import StoreError  # noqa: E402
 
 # The favicon is a file of ours: a ":material/..." page icon makes the browser fetch it from
 # a font host on every page load (offline that fails, and it tells a third party).
-st.set_page_config(page_title="Train Lab", page_icon=":material/monitoring:",
+st.set_page_config(page_title="Train Lab", page_icon=str(ROOT / "assets" / "favicon.png"),
                    layout="wide")
 
 css = ROOT / "assets" / "style.css"
