@@ -126,3 +126,8 @@ def test_sigterm_mid_run_exits_143_within_ten_seconds_and_marks_interrupted(tmp_
     listing = subprocess.run([sys.executable, "-m", "engine", "runs"], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=60).stdout
     assert "interrupted" in listing.splitlines()[1]
+    run_id = listing.splitlines()[1].split()[0]
+    shown = json.loads(subprocess.run([sys.executable, "-m", "engine", "show", run_id], cwd=ROOT,
+                                      env=env, capture_output=True, text=True,
+                                      timeout=60).stdout)
+    assert shown["reason"] == "terminated (SIGTERM)"     # not "server shut down"
