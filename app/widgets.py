@@ -1,9 +1,10 @@
-"""Small display helpers shared by the pages: run labels, config summaries, status badges,
-progress lines, the sidebar summary and the runs table with its filters.
+"""Small display helpers shared by the pages: status badges, progress lines, the sidebar
+summary and the runs table with its filters.
 
-This module owns how a run is described to a person (one line of config, "epoch 3/10 ·
-step 120/400 · 8 s left"). Pure formatting functions are testable without Streamlit; the
-`*_ui` functions draw and return the user's choices.
+This module owns how a run's state is shown ("epoch 3/10 · step 120/400 · 8 s left"); what
+a run is called and how its config reads come from engine/describe.py (one label, one
+summary, everywhere). Pure formatting functions are testable without Streamlit; the `*_ui`
+functions draw and return the user's choices.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from engine import config
+from engine import describe
 from engine.events import RunStatus
 
 STATUS_COLORS = {
@@ -43,50 +44,6 @@ def format_duration(seconds) -> str:
 
 def format_time(ts) -> str:
     return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M:%S") if ts else ""
-
-
-def _num(x) -> str:
-    return f"{x:g}"
-
-
-def config_summary(cfg: dict) -> str:
-    """One line a teacher reads at a glance: data, network, optimizer, batch, epochs, and any
-    option that differs from the default among the ones people vary most."""
-    d = {**config.RunConfig().to_dict(), **cfg}
-    if d["model"] == "mlp":
-        widths = d["width"]
-        net = f"mlp {d['depth']}x{widths[0]}" if len(widths) == 1 else \
-            f"mlp {'-'.join(map(str, widths))}"
-    else:
-        net = d["model"] + (f" {','.join(map(str, d['channels']))}" if d["channels"] else "")
-    parts = [d["dataset"] + (f"[:{d['train_subset']}]" if d["train_subset"] else ""), net,
-             d["activation"]]
-    if d["norm"] != "none":
-        parts.append(f"{d['norm']} norm" + (" (course)" if d["norm_impl"] == "course" else ""))
-    if d["residual"] != "none":
-        parts.append(f"residual {d['residual']}")
-    if d["dropout"]:
-        parts.append(f"dropout {_num(d['dropout'])}")
-    if d["init"] != "default":
-        parts.append(f"init {d['init']}" + (f" {_num(d['weight_scale'])}"
-                                            if d["init"] == "normal" else ""))
-    parts.append(f"{d['optimizer']} lr {_num(d['lr'])}")
-    if d["weight_decay"]:
-        parts.append(f"wd {_num(d['weight_decay'])}")
-    if d["schedule"] != "constant":
-        parts.append(d["schedule"])
-    parts += [f"batch {d['batch_size']}", f"{d['epochs']} ep", f"seed {d['seed']}"]
-    return " · ".join(parts)
-
-
-def run_label(run_id: str, name: str = "", cfg: dict | None = None) -> str:
-    """How a run is called in legends and lists: its name, else optimizer/net and a short id."""
-    if name:
-        return name
-    if cfg:
-        d = {**config.RunConfig().to_dict(), **cfg}
-        return f"{d['optimizer']} {d['depth']}x{d['width'][0]} s{d['seed']} #{run_id[-6:]}"
-    return run_id
 
 
 def progress_line(p) -> tuple[float, str]:
@@ -130,7 +87,10 @@ def sidebar_summary_ui(store, data_dir: str) -> None:
 # --- runs table ---------------------------------------------------------------------------------
 
 def runs_frame(records) -> pd.DataFrame:
-    """One row per stored run, for the Runs page table."""
+    """One row per stored run, for the Runs page table: its label among the runs listed
+    (describe.run_labels) and its config summary."""
+    records = list(records)
+    labels = describe.run_labels(records)
     rows = []
     for r in records:
         start = r.started_at
@@ -138,14 +98,15 @@ def runs_frame(records) -> pd.DataFrame:
         end = r.ended_at or (time.time() if r.status == RunStatus.RUNNING else None)
         duration = (end - start) if (start and end) else None
         rows.append({
-            "status": r.status, "name": r.name, "config": config_summary(r.config),
+            "status": r.status, "name": r.name, "label": labels[r.id],
+            "config": describe.config_summary(r.config),
             "created": format_time(r.created_at),
             "duration": format_duration(duration) if duration is not None else "",
             "steps": f"{r.last_step}/{r.total_steps}" if r.total_steps else str(r.last_step),
             "device": r.device, "params": r.params, "reason": r.reason,
             "tags": ", ".join(r.tags), "id": r.id,
         })
-    columns = ["status", "name", "config", "created", "duration", "steps", "device", "params",
+    columns = ["status", "name", "label", "config", "created", "duration", "steps", "device", "params",
                "reason", "tags", "id"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -166,7 +127,7 @@ def run_filters_ui(records) -> list:
             continue
         if text:
             haystack = " ".join([r.id, r.name, r.reason, " ".join(r.tags),
-                                 config_summary(r.config)]).lower()
+                                 describe.config_summary(r.config)]).lower()
             if text not in haystack:
                 continue
         out.append(r)

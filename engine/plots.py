@@ -1,79 +1,45 @@
-"""The Compare chart: smoothing, downsampling, legend labels, colours and the one figure.
+"""Every figure of Train Lab, Live and Compare alike, built from describe + curves + metric_info.
 
-This module owns how stored runs are drawn for comparison, shared by the app's Compare page
-and the CLI export (`engine/export.py`): `build_figure(frame, runs, ChartOptions(...))` takes
-the store's metrics frame (columns id, run, step, epoch, name, value, time) and the runs'
-RunRecords and returns one Plotly figure. It also owns the small tables shown beside the
-chart (`summary_table`, `config_diff`). Pure: no Streamlit, no store access, no I/O.
-
-Speed matters (20 runs x 10,000 steps must build and serialize well under a second on two
-cores), so every per-point operation is a numpy/pandas vector operation; Python loops run
-per run or per group, never per point.
+This module owns how runs are drawn: `build_figure(frame, runs, ChartOptions(...))` is the
+Compare chart (and the exported one): one panel per metric side by side (loss beside
+accuracy), one row of panels per dataset when the runs span several (unrelated runs never
+share axes), a line per run or a mean and band per group, the legend below the plot in a
+margin of its own (the plot keeps its minimum height whatever the number of runs), the y
+axis clipped to the healthy runs with the run that left it marked, and, for exports, a
+subtitle of what every run shares. `live_figures(...)` are the Live page's three charts.
+It also owns the small tables beside the chart (`summary_table`, `config_diff`).
+Labels and colours come from engine/describe.py, the numbers from engine/curves.py, metric
+names, units and scales from engine.events.metric_info. Pure: no Streamlit, no store, no I/O.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import re
-from dataclasses import dataclass
-from functools import lru_cache
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative
+from plotly.subplots import make_subplots
 
-from engine import config
-from engine.events import (ELAPSED_S, EPOCH_TRAIN_LOSS, EXAMPLES_PER_S, LR, STEP_LOSS,
-                           TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, RunStatus)
+from engine import config, curves, describe
+from engine.curves import (divergence_step, downsample_minmax, drawable, group_stats,  # noqa: F401
+                           smooth_ema)
+from engine.describe import IGNORED_FIELDS, format_field, rgba, value_text  # noqa: F401
+from engine.events import (STEP_LOSS, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, RunStatus,
+                           metric_info)
 
-# metric key -> (display name, unit shown in the axis title, factor applied to stored values)
-METRICS = {
-    VAL_ACC: ("validation accuracy", "%", 100.0),       # stored as a fraction 0..1
-    TRAIN_ACC: ("training accuracy", "%", 100.0),
-    VAL_LOSS: ("validation loss", "", 1.0),
-    TRAIN_LOSS: ("training loss", "", 1.0),
-    STEP_LOSS: ("training loss per step", "", 1.0),
-    EPOCH_TRAIN_LOSS: ("training loss (epoch mean)", "", 1.0),
-    LR: ("learning rate", "", 1.0),
-    EXAMPLES_PER_S: ("throughput", "examples/s", 1.0),
-    ELAPSED_S: ("elapsed time", "s", 1.0),
-}
 X_AXES = {"step": "step", "epoch": "epoch", "time": "wall time (s)"}
 BANDS = ("std", "minmax", "ci")    # the edges and their legend text: engine/verdicts.py
-
-# Config fields that never explain a difference between runs (where files live, which
-# device): left out of legends, config diffs and grouping keys.
-IGNORED_FIELDS = frozenset({"data_dir", "device"})
-# Fields people vary most come first in a legend ("adam · layer norm · lr 0.01").
-_LABEL_ORDER = ("optimizer", "lr", "model", "depth", "width", "channels", "norm", "activation",
-                "residual", "dataset", "batch_size", "schedule", "weight_decay", "dropout",
-                "init", "seed")
-_SHORT_NAMES = {"batch_size": "batch", "weight_decay": "wd", "train_subset": "subset",
-                "val_split": "val split", "max_steps": "max steps", "grad_clip": "clip",
-                "norm_impl": "norm impl", "norm_position": "norm", "weight_scale": "init std",
-                "eval_every": "eval every", "lr_decay": "lr decay", "lr_step": "lr step",
-                "train_eval_size": "train eval", "input_norm": "input norm",
-                "toy_samples": "points", "toy_noise": "noise", "diverge_factor": "diverge x"}
-# Values that read well on their own, without the field's name ("adam", "relu", "mnist").
-_BARE_VALUE_FIELDS = frozenset({"optimizer", "model", "activation", "dataset"})
-
-
-
-def _luminance(color: str) -> float:
-    r, g, b = (int(color.lstrip("#")[i:i + 2], 16) / 255 for i in (0, 2, 4))
-    return 0.2126 * r + 0.7152 * g + 0.0722 * b
-
-
-# 20 distinct colours first, then Dark24's; near-black and grey ones are left out because a
-# near-black line reads as an axis and grey as "disabled".
-PALETTE = tuple(c for c in dict.fromkeys(qualitative.Plotly + qualitative.D3 + qualitative.Dark24)
-                if _luminance(c) > 0.18 and len({c[1:3], c[3:5], c[5:7]}) > 1
-                and c.upper() not in ("#7F7F7F", "#222A2A"))
 GL_THRESHOLD = 1000       # points in a trace from which it is drawn with WebGL (Scattergl)
-MAX_MARKERS = 50          # non-finite stretches marked per run; more is clutter
+PANEL_HEIGHT = 420        # px of one row of panels, axes included: the plot's minimum size
+LEGEND_ROW_PX = 22        # px per legend row below the plot
+LEGEND_WIDTH_PX = 1000    # px the legend is laid out in (page width; export IMAGE_WIDTH)
+TITLE_PX = 56             # top margin for a title; a subtitle adds SUBTITLE_PX
+SUBTITLE_PX = 24
+X_TITLE_PX = 56           # bottom margin for the x-axis ticks and title, above the legend
+LIVE_MAX_POINTS = 1500    # points per live trace drawn; more only slows the browser
+LIVE_HEIGHT = 270         # px of one live chart: three fit beside each other above the fold
 
 
 @dataclass
@@ -86,6 +52,9 @@ class ChartOptions:
     band: str = "std"               # "std" (mean ± 1 std), "minmax" or "ci" (95% CI of the mean)
     max_points: int = 2000          # points per drawn trace (min/max downsampling)
     title: str = ""
+    panels: tuple = field(default_factory=tuple)   # more metrics, drawn beside `metric`
+    clip_outliers: bool = True      # y range fitted to healthy runs; off-scale runs marked
+    context: bool = False           # exports: subtitle of what all runs share
 
     def __post_init__(self):
         if self.x_axis not in X_AXES:
@@ -99,377 +68,148 @@ class ChartOptions:
             raise ValueError(f"max_points: {self.max_points!r} must be a whole number >= 4")
         if self.group_by is not None and self.group_by not in config.field_names():
             raise ValueError(f"group_by: {self.group_by!r} is not a config field")
+        self.panels = tuple(dict.fromkeys(m for m in self.panels if m != self.metric))
 
-
-# --- numbers -------------------------------------------------------------------------------
-
-def smooth_ema(values, weight: float) -> np.ndarray:
-    """TensorBoard's debiased exponential moving average.
-
-    s_n = w*s_(n-1) + (1-w)*v_n from s_0 = 0, divided by (1 - w^n) so early points are not
-    pulled towards 0; n counts finite values only. Non-finite values are skipped by the
-    average (they do not poison later points) and come back unchanged, as gaps.
-    The debiased EMA equals the weighted mean sum(w^i v_(n-i)) / sum(w^i), which is pandas'
-    `ewm(adjust=True)`, so the loop runs in compiled code.
-    """
-    if not 0.0 <= weight < 1.0:
-        raise ValueError(f"weight: {weight!r} must be >= 0 and < 1")
-    y = np.asarray(values, dtype="float64")
-    if weight == 0.0 or y.size == 0:
-        return y.copy()
-    finite = np.isfinite(y)
-    out = y.copy()
-    if finite.any():
-        out[finite] = pd.Series(y[finite]).ewm(alpha=1.0 - weight, adjust=True).mean().to_numpy()
-    return out
-
-
-def downsample_minmax(x, y, max_points: int) -> tuple[np.ndarray, np.ndarray]:
-    """At most `max_points` points that look like the full curve: the first and last points,
-    and the min and max of each of equal-count buckets in between, so spikes survive. A
-    bucket holding a non-finite value also keeps its first one, so gaps survive too.
-    For drawing only; exports keep every point."""
-    x, y = np.asarray(x), np.asarray(y, dtype="float64")
-    n = len(y)
-    if n <= max_points:
-        return x, y
-    if max_points < 4:
-        raise ValueError(f"max_points: {max_points!r} must be >= 4")
-    finite = np.isfinite(y)
-    per_bucket = 2 if finite.all() else 3
-    buckets = max(1, (max_points - 2) // per_bucket)
-    inner = n - 2
-    size = -(-inner // buckets)                       # ceil: points per bucket
-    pad = buckets * size - inner
-    body, ok = y[1:-1], finite[1:-1]
-    lo = np.concatenate([np.where(ok, body, np.inf), np.full(pad, np.inf)]).reshape(buckets, size)
-    hi = np.concatenate([np.where(ok, body, -np.inf), np.full(pad, -np.inf)]).reshape(buckets,
-                                                                                         size)
-    base = np.arange(buckets) * size + 1              # index in y of each bucket's first point
-    keep = [np.array([0, n - 1]), base + lo.argmin(axis=1), base + hi.argmax(axis=1)]
-    if per_bucket == 3:
-        bad = np.concatenate([~ok, np.zeros(pad, bool)]).reshape(buckets, size)
-        rows = bad.any(axis=1)
-        keep.append(base[rows] + bad[rows].argmax(axis=1))
-    idx = np.unique(np.concatenate(keep))
-    idx = idx[idx < n]
-    return x[idx], y[idx]
-
-
-# --- labels and colours ----------------------------------------------------------------------
-
-@lru_cache(maxsize=1)
-def _defaults() -> dict:
-    return config.RunConfig().to_dict()
-
-
-def _full(cfg: dict) -> dict:
-    return {**_defaults(), **(cfg or {})}
-
-
-def value_text(value) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, (list, tuple)):
-        return "-".join(value_text(v) for v in value) or "default"
-    return str(value)
-
-
-def format_field(name: str, value) -> str:
-    """One config field as a person reads it: 'adam', 'layer norm', 'lr 0.01', 'depth 20'."""
-    if name in _BARE_VALUE_FIELDS:
-        return str(value)
-    if name == "norm":
-        return "no norm" if value == "none" else f"{value} norm"
-    if name == "residual":
-        return "no residual" if value == "none" else f"residual {value}"
-    if name == "schedule":
-        return f"{value} schedule"
-    if name == "norm_position":
-        return f"norm {value} act"
-    if isinstance(value, bool):
-        return (name.replace("_", " ") if value else f"no {name.replace('_', ' ')}")
-    return f"{_SHORT_NAMES.get(name, name.replace('_', ' '))} {value_text(value)}"
-
-
-def differing_fields(configs) -> list[str]:
-    """Config fields (label order first, then config order) whose values differ."""
-    full = [_full(c) for c in configs]
-    if len(full) < 2:
-        return []
-    names = [n for n in full[0] if n not in IGNORED_FIELDS]
-    names += [n for c in full[1:] for n in c if n not in names and n not in IGNORED_FIELDS]
-    differ = [n for n in names
-              if len({json.dumps(c.get(n), sort_keys=True) for c in full}) > 1]
-    order = {n: i for i, n in enumerate(_LABEL_ORDER)}
-    return sorted(differ, key=lambda n: (order.get(n, len(order)), names.index(n)))
-
-
-def legend_labels(configs: dict, names: dict | None = None) -> dict:
-    """{run_id: label} from the config fields that differ between these runs, joined by ' · '
-    ("adam · layer norm", "lr 0.01 · depth 20"). When every config is equal, the run's name
-    (from `names`, else a short id). Labels that would still collide get a short id."""
-    names = names or {}
-    fields = differing_fields(configs.values())
-    labels = {}
-    for rid, cfg in configs.items():
-        full = _full(cfg)
-        text = " · ".join(format_field(f, full.get(f)) for f in fields)
-        labels[rid] = text or names.get(rid) or _short_id(rid)
-    counts: dict[str, int] = {}
-    for text in labels.values():
-        counts[text] = counts.get(text, 0) + 1
-    for rid, text in labels.items():
-        if counts[text] > 1:
-            labels[rid] = f"{text} #{_short_id(rid)}"
-    return labels
-
-
-def _short_id(run_id) -> str:
-    return str(run_id)[-6:]
-
-
-def run_colors(keys) -> dict:
-    """A stable colour per key: the key's hash picks a palette slot, so the same run or group
-    keeps its colour across reruns and pages. Keys are placed in sorted order and a taken slot
-    moves to the next free one, so up to len(PALETTE) keys shown together never share one."""
-    keys = list(dict.fromkeys(keys))
-    taken: set[int] = set()
-    out = {}
-    for key in sorted(keys, key=str):
-        slot = int(hashlib.sha1(str(key).encode()).hexdigest()[:8], 16) % len(PALETTE)
-        if len(taken) < len(PALETTE):
-            while slot in taken:
-                slot = (slot + 1) % len(PALETTE)
-        taken.add(slot)
-        out[key] = PALETTE[slot]
-    return {k: out[k] for k in keys}
-
-
-def _rgba(color: str, alpha: float) -> str:
-    c = color.lstrip("#")
-    r, g, b = (int(c[i:i + 2], 16) for i in (0, 2, 4))
-    return f"rgba({r},{g},{b},{alpha})"
+    @property
+    def metrics(self) -> list[str]:
+        return [self.metric, *self.panels]
 
 
 def metric_title(metric: str) -> str:
     """Axis title of a metric with its unit: 'validation accuracy (%)'."""
-    name, unit, _ = METRICS.get(metric, (metric, "", 1.0))
-    return f"{name} ({unit})" if unit else name
+    return metric_info(metric).title
 
 
 def metric_higher_is_better(metric: str) -> bool:
-    return metric.endswith("/acc") or metric == EXAMPLES_PER_S
+    return metric_info(metric).higher_is_better is not False
 
 
-# --- series ----------------------------------------------------------------------------------
+def legend_labels(configs: dict, names: dict | None = None) -> dict:
+    """{key: label} of configs shown together: describe.labels_from_configs (kept under this
+    name for engine/verdicts.py)."""
+    return describe.labels_from_configs(configs, names)
+
 
 def _get(run, name, default=None):
     return run.get(name, default) if isinstance(run, dict) else getattr(run, name, default)
 
 
-_STEP_RE = re.compile(r"\bstep\s+(\d+)")
+# --- what each run or group is called and coloured ----------------------------------------------
+
+@dataclass
+class _Entry:
+    key: str                 # run id, or group key under group_by
+    label: str               # full label (hover, key table)
+    legend: str              # text in the legend (shortened with a key when long)
+    color: str
+    members: list            # the runs drawn by this entry
+    group: str = ""          # a group's label without its "(mean of n)"
 
 
-def divergence_step(run) -> int | None:
-    """The step where a diverged run diverged: named in its reason ("loss is nan at step 12"),
-    else its last step; None for a run that did not diverge."""
-    if _get(run, "status") != RunStatus.DIVERGED:
-        return None
-    m = _STEP_RE.search(_get(run, "reason", "") or "")
-    if m:
-        return int(m.group(1))
-    return int(_get(run, "last_step", 0) or 0) or None
+def _entries(runs, o: ChartOptions) -> tuple[list[_Entry], list]:
+    """The legend entries (runs, or groups under group_by) and the key table of long labels."""
+    names = {_get(r, "id"): _get(r, "name", "") or "" for r in runs}
+    if o.group_by:
+        groups = curves.group_runs(runs, o.group_by)
+        reps = {k: {f: v for f, v in describe.full_config(_get(g[0], "config")).items()
+                    if f != o.group_by} for k, g in groups.items()}
+        base = describe.labels_from_configs(
+            reps, {k: names[_get(g[0], "id")] or "all runs" for k, g in groups.items()})
+        labels = {k: f"{base[k]} (mean of {len(g)})" if len(g) > 1 else base[k]
+                  for k, g in groups.items()}
+        colors = describe.palette_colors(groups)
+        members = groups
+    else:
+        labels = describe.run_labels(runs)
+        colors = describe.run_colors(labels, describe.seed_groups(runs))
+        members = {_get(r, "id"): [r] for r in runs}
+    shown, table = describe.legend_key(labels)
+    return [_Entry(k, labels[k], shown[k], colors[k], members[k],
+                   base[k] if o.group_by else "") for k in labels], table
 
 
-def run_series(frame: pd.DataFrame, runs, metric: str, x_axis: str = "step") -> dict:
-    """{run_id: DataFrame(step, x, y)} of one metric, sorted by step, y scaled for display
-    (accuracy in %), x by step, epoch or seconds since the run started."""
-    ids = [_get(r, "id") for r in runs]
-    if frame is None or not len(frame):
-        return {}
-    part = frame[(frame["name"] == metric) & frame["run"].isin(ids)]
-    scale = METRICS.get(metric, ("", "", 1.0))[2]
-    out = {}
-    if not len(part):
-        return out
-    part = part.sort_values(["run", "step", "id"] if "id" in part else ["run", "step"],
-                            kind="stable")
-    run_col = part["run"].to_numpy()
-    bounds = np.flatnonzero(run_col[1:] != run_col[:-1]) + 1
-    starts = np.concatenate([[0], bounds])
-    ends = np.concatenate([bounds, [len(part)]])
-    steps = part["step"].to_numpy()
-    epochs = part["epoch"].to_numpy(dtype="float64")
-    times = part["time"].to_numpy(dtype="float64")
-    values = part["value"].to_numpy(dtype="float64") * scale
-    by_id = {_get(r, "id"): r for r in runs}
-    for a, b in zip(starts, ends):
-        rid = run_col[a]
-        if x_axis == "step":
-            x = steps[a:b]
-        elif x_axis == "epoch":
-            x = epochs[a:b]
-        else:
-            start = _get(by_id[rid], "started_at")
-            x = times[a:b] - (start if start else times[a:b].min())
-        out[rid] = pd.DataFrame({"step": steps[a:b], "x": x, "y": values[a:b]})
-    return out
+def legend_table(runs, options: ChartOptions | None = None) -> pd.DataFrame:
+    """The key table shown beside a chart whose labels were shortened (empty otherwise):
+    columns key, run (the full label)."""
+    _, table = _entries(list(runs), options or ChartOptions())
+    return pd.DataFrame(table, columns=["key", "run"])
 
 
-def _group_key(cfg: dict, group_by: str) -> str:
-    full = _full(cfg)
-    rest = {k: v for k, v in full.items() if k != group_by and k not in IGNORED_FIELDS}
-    return hashlib.sha1(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:12]
+# --- the Compare figure ------------------------------------------------------------------------------
 
-
-def group_runs(runs, group_by: str) -> dict[str, list]:
-    """{group key: runs} where a group is the runs whose configs are equal in every field but
-    `group_by` (and the ignored ones): grouping by "seed" gathers each config's seeds."""
-    groups: dict[str, list] = {}
-    for r in runs:
-        groups.setdefault(_group_key(_get(r, "config") or {}, group_by), []).append(r)
-    return groups
-
-
-def group_stats(series: list[pd.DataFrame], x_axis: str) -> pd.DataFrame:
-    """Mean, std (over members, ddof 0), min, max and member count per step of a group's
-    series. Members are aligned on step; x is the step, the members' mean epoch or their mean
-    seconds since start. Non-finite values are left out of the statistics."""
-    stacked = pd.concat([s.assign(member=i) for i, s in enumerate(series)], ignore_index=True)
-    y = stacked["y"].where(np.isfinite(stacked["y"]))
-    stacked = stacked.assign(y=y)
-    g = stacked.groupby("step", sort=True)
-    stats = pd.DataFrame({"mean": g["y"].mean(), "std": g["y"].std(ddof=0), "min": g["y"].min(),
-                          "max": g["y"].max(), "n": g["y"].count(), "x": g["x"].mean()})
-    stats = stats.reset_index()
-    if x_axis == "step":
-        stats["x"] = stats["step"]
-    return stats
-
-
-# --- the figure --------------------------------------------------------------------------------
-
-def _trace(x, y, n_points, **kw):
-    cls = go.Scattergl if n_points > GL_THRESHOLD else go.Scatter
-    return cls(x=x, y=y, **kw)
-
-
-def _marker_points(s: pd.DataFrame, div_step: int | None,
-                   step_axis: bool = True) -> list[tuple[float, float, str]]:
-    """(x, y, text) of where a run went wrong: its divergence step and the start of each
-    non-finite stretch, placed at the last finite value before it (nan/inf cannot be drawn)."""
-    y = s["y"].to_numpy()
-    steps = s["step"].to_numpy()
-    xs = s["x"].to_numpy()
-    finite = np.isfinite(y)
-    points = []
-    if len(y) and not finite.all():
-        starts = np.flatnonzero(~finite & np.concatenate([[True], finite[:-1]]))[:MAX_MARKERS]
-        for i in starts:
-            points.append((int(i), f"{value_text(float(y[i]))} at step {int(steps[i])}"))
-    if div_step is not None and len(y):
-        i = int(min(np.searchsorted(steps, div_step, side="left"), len(steps) - 1))
-        points = [p for p in points if p[0] != i] + [(i, f"diverged at step {div_step}")]
-    out = []
-    last_finite = np.maximum.accumulate(np.where(finite, np.arange(len(y)), -1)) if len(y) else []
-    for i, text in points:
-        j = last_finite[i]
-        if j < 0:
-            j = int(np.argmax(finite)) if finite.any() else -1
-        x = float(xs[i])
-        if text.startswith("diverged") and step_axis:
-            x = float(div_step)   # a sparse metric (evaluations) may end before that step
-        out.append((x, float(y[j]) if j >= 0 else math.nan, text))
-    return out
+def _datasets(runs) -> list[str]:
+    return list(dict.fromkeys(describe.full_config(_get(r, "config"))["dataset"] for r in runs))
 
 
 def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None) -> go.Figure:
-    """One figure comparing `runs` on `options.metric`: a line per run (or, with group_by, a
-    mean line and a std or min-max band per group), smoothed over a faint raw curve when
-    smoothing > 0, diverged runs and non-finite values marked with an x."""
+    """One figure comparing `runs`: a panel per metric of options.metrics (side by side) and
+    a row per dataset; in each, a line per run (or a mean line and a band per group),
+    smoothed over a faint raw curve when smoothing > 0, diverged runs and non-finite values
+    marked with an x, runs far outside the healthy runs' range drawn off-scale and marked."""
     o = options or ChartOptions()
     runs = list(runs)
-    series = run_series(frame, runs, o.metric, o.x_axis)
-    names = {_get(r, "id"): _get(r, "name", "") or "" for r in runs}
-    fig = go.Figure()
-
-    if o.group_by:
-        groups = group_runs(runs, o.group_by)
-        reps = {k: {f: v for f, v in _full(_get(g[0], "config")).items() if f != o.group_by}
-                for k, g in groups.items()}
-        labels = legend_labels(reps, {k: names[_get(g[0], "id")] or "all runs"
-                                      for k, g in groups.items()})
-        colors = run_colors(groups)
-        for key, members in groups.items():
-            present = [series[_get(r, "id")] for r in members if _get(r, "id") in series]
-            label = f"{labels[key]} (mean of {len(members)})" if len(members) > 1 \
-                else labels[key]
-            if present:
-                _add_group(fig, group_stats(present, o.x_axis), label, key, colors[key], o)
-            for r in members:
-                s = series.get(_get(r, "id"))
-                if s is not None:
-                    member = names[_get(r, "id")] or _short_id(_get(r, "id"))
-                    _add_markers(fig, s, r, f"{label} · {member}", key, colors[key],
-                                 o.x_axis == "step")
+    entries, _ = _entries(runs, o)
+    datasets = _datasets(runs) or [""]
+    metrics = o.metrics
+    rows, cols = len(datasets), len(metrics)
+    if rows * cols > 1:
+        titles = [(f"{metric_info(m).label}" + (f" · {d}" if rows > 1 else ""))
+                  for d in datasets for m in metrics]
+        fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles,
+                            horizontal_spacing=0.07, vertical_spacing=0.12 / max(rows - 1, 1)
+                            if rows > 1 else 0.0)
     else:
-        labels = legend_labels({_get(r, "id"): _get(r, "config") or {} for r in runs}, names)
-        colors = run_colors(labels)
-        for r in runs:
-            rid = _get(r, "id")
-            s = series.get(rid)
-            if s is None:
-                continue
-            _add_run(fig, s, labels[rid], rid, colors[rid], o)
-            _add_markers(fig, s, r, labels[rid], rid, colors[rid], o.x_axis == "step")
+        fig = go.Figure()
+    in_legend: set[str] = set()
+    for r, dataset in enumerate(datasets, start=1):
+        panel_runs = [x for x in runs if len(datasets) == 1
+                      or describe.full_config(_get(x, "config"))["dataset"] == dataset]
+        for c, metric in enumerate(metrics, start=1):
+            where = dict(row=r, col=c) if rows * cols > 1 else {}
+            _draw_panel(fig, frame, panel_runs, entries, metric, o, where, in_legend)
+            fig.update_xaxes(title_text=X_AXES[o.x_axis], **where,
+                             rangemode="tozero" if o.x_axis != "step" else "normal")
+            fig.update_yaxes(title_text=metric_title(metric), **where,
+                             **_y_axis_style(o.log_y))
 
-    y_title = metric_title(o.metric)
-    x_title = X_AXES[o.x_axis]
-    title = o.title or f"{METRICS.get(o.metric, (o.metric,))[0].capitalize()} by {o.x_axis}" \
+    title = o.title or (f"{metric_info(o.metric).label.capitalize()} by {o.x_axis}"
+                        if cols == 1 else f"{len(metrics)} metrics by {o.x_axis}") \
         + (f" · mean over {o.group_by}" if o.group_by else "")
+    subtitle = describe.common_summary([_get(x, "config") for x in runs]) if o.context else ""
+    _layout(fig, title, subtitle, [e.legend for e in entries if e.key in in_legend], rows)
     fig.update_layout(
-        title=dict(text=title, x=0), template="plotly_white", height=520,
-        margin=dict(l=10, r=10, t=50, b=10), hovermode="closest",
-        legend=dict(title_text=f"band: {_band_text(o.band)}; runs per point in the hover"
-                    if o.group_by else "", font=dict(size=11)),
-        uirevision=f"{o.metric}|{o.x_axis}|{o.group_by}",   # keep zoom while options change
+        hovermode="closest",
+        legend_title_text=f"band: {_band_text(o.band)}; runs per point in the hover"
+        if o.group_by else "",
+        uirevision=f"{'|'.join(metrics)}|{o.x_axis}|{o.group_by}",   # keep zoom on changes
     )
-    fig.update_xaxes(title_text=x_title, rangemode="tozero" if o.x_axis != "step" else "normal")
-    fig.update_yaxes(title_text=y_title, type="log" if o.log_y else "linear")
     return fig
 
 
-def _hover(label: str, o: ChartOptions) -> str:
-    return (f"<b>{label}</b><br>{X_AXES[o.x_axis]} %{{x:.4~g}}<br>"
-            f"{metric_title(o.metric)} %{{y:.4~g}}<extra></extra>")
+def _y_axis_style(log_y: bool) -> dict:
+    # Minor ticks of a log axis labelled in full ("0.2", "0.3"), not by their digit alone.
+    return dict(type="log", minorloglabels="complete") if log_y else dict(type="linear")
 
 
-def drawable(y: np.ndarray) -> np.ndarray:
-    # Plotly cannot draw inf; nan is drawn as a gap (connectgaps is off).
-    return np.where(np.isfinite(y), y, np.nan)
-
-
-def _add_raw(fig, x, y, label, key, color, o: ChartOptions) -> None:
-    """The unsmoothed curve, faint, under its smoothed line."""
-    rx, ry = downsample_minmax(x, y, o.max_points)
-    fig.add_trace(_trace(rx, ry, len(rx), mode="lines", name=f"{label} (raw)",
-                         legendgroup=str(key), showlegend=False, hoverinfo="skip",
-                         line=dict(color=color, width=1), opacity=0.25,
-                         meta={"kind": "raw", "key": str(key)}))
-
-
-def _add_run(fig, s: pd.DataFrame, label, key, color, o: ChartOptions) -> None:
-    x, y = s["x"].to_numpy(), drawable(s["y"].to_numpy())
-    if o.smoothing > 0:
-        _add_raw(fig, x, y, label, key, color, o)
-        y = smooth_ema(y, o.smoothing)
-    dx, dy = downsample_minmax(x, y, o.max_points)
-    fig.add_trace(_trace(dx, dy, len(dx), mode="lines", name=label, legendgroup=str(key),
-                         line=dict(color=color, width=2), hovertemplate=_hover(label, o),
-                         meta={"kind": "line", "key": str(key)}))
+def _layout(fig, title: str, subtitle: str, legend_texts: list[str], rows: int = 1) -> None:
+    """Title (and subtitle) with room above the plot, the legend in a bottom margin of its
+    own, sized to its rows, so neither covers an axis title and the plot keeps its height."""
+    longest = max((len(t) for t in legend_texts), default=0)
+    entry_px = min(LEGEND_WIDTH_PX // 2, 40 + 7 * longest)
+    per_row = max(1, LEGEND_WIDTH_PX // entry_px)
+    legend_px = math.ceil(len(legend_texts) / per_row) * LEGEND_ROW_PX + 8
+    top = TITLE_PX + (SUBTITLE_PX if subtitle else 0)
+    fig.update_layout(
+        title=dict(text=title, x=0.01, xanchor="left", xref="container", y=1.0, yanchor="top",
+                   yref="container", pad=dict(t=14), font=dict(size=17),
+                   subtitle=dict(text=subtitle, font=dict(size=12, color="#555"))),
+        template="plotly_white", height=rows * PANEL_HEIGHT + top + legend_px,
+        margin=dict(l=70, r=24, t=top, b=X_TITLE_PX + legend_px, autoexpand=True),
+        showlegend=bool(legend_texts),
+        legend=dict(orientation="h", xref="container", x=0.01, xanchor="left",
+                    yref="container", y=0, yanchor="bottom", entrywidth=entry_px,
+                    entrywidthmode="pixels", font=dict(size=11), title_side="top left"),
+    )
 
 
 def _band_text(band: str) -> str:
@@ -477,13 +217,104 @@ def _band_text(band: str) -> str:
     return verdicts.BANDS[band]
 
 
-def _add_group(fig, st: pd.DataFrame, label, key, color, o: ChartOptions) -> None:
+def _draw_panel(fig, frame, runs, entries, metric, o: ChartOptions, where: dict,
+                in_legend: set) -> None:
+    series = curves.run_series(frame, runs, metric, o.x_axis)
+    ids = {_get(r, "id") for r in runs}
+    drawn: dict = {}          # key -> (x, y) of the drawn line, for the axis range
+    for e in entries:
+        members = [m for m in e.members if _get(m, "id") in ids]
+        present = [series[_get(m, "id")] for m in members if _get(m, "id") in series]
+        if not present:
+            continue
+        show = e.key not in in_legend
+        in_legend.add(e.key)
+        if o.group_by:
+            st = curves.group_stats(present, o.x_axis)
+            drawn[e.key] = _add_group(fig, st, e, o, metric, where, show)
+        else:
+            drawn[e.key] = _add_run(fig, present[0], e, o, metric, where, show)
+        for m in members:
+            s = series.get(_get(m, "id"))
+            if s is not None:
+                name = e.label if not o.group_by else \
+                    f"{e.label} · {_get(m, 'name', '') or describe.short_id(_get(m, 'id'))}"
+                _add_markers(fig, s, m, name, e.key, e.color, o.x_axis == "step", where)
+    if o.clip_outliers:
+        unhealthy = [e.key for e in entries if any(divergence_step(m) is not None
+                                                   for m in e.members)]
+        _clip(fig, drawn, unhealthy, {e.key: e for e in entries}, o.log_y, where)
+
+
+def _clip(fig, drawn: dict, unhealthy, entries: dict, log_y: bool, where: dict) -> None:
+    """Fit the y axis to the healthy curves and mark, at the edge, where each outlier leaves."""
+    rng, outliers = curves.clip_range({k: y for k, (_, y) in drawn.items()}, log_y=log_y,
+                                      unhealthy=unhealthy)
+    if rng is None:
+        return
+    fig.update_yaxes(range=list(rng), autorange=False, **where)
+    for k in outliers:
+        x, y = drawn[k]
+        hit = curves.leaves_range(x, y, *rng, log_y=log_y)
+        if hit is None:
+            continue
+        hx, hy, direction = hit
+        e = entries[k]
+        finite = np.asarray(y, dtype="float64")
+        finite = finite[np.isfinite(finite)]
+        extreme = finite.max() if direction == "above" else finite.min()
+        fig.add_trace(go.Scatter(
+            x=[hx], y=[hy], mode="markers", cliponaxis=False, showlegend=False,
+            name=f"{e.label} · off-scale", legendgroup=k,
+            marker=dict(symbol="triangle-up" if direction == "above" else "triangle-down",
+                        size=13, color=e.color, line=dict(width=1, color="#333")),
+            hovertext=[f"{e.label}: leaves the axis {direction} here "
+                       f"({value_text(float(extreme))} at most); the axis is fitted to the "
+                       "other runs"], hoverinfo="text",
+            meta={"kind": "offscale", "key": str(k)}), **where)
+
+
+def _trace(x, y, n_points, **kw):
+    cls = go.Scattergl if n_points > GL_THRESHOLD else go.Scatter
+    return cls(x=x, y=y, **kw)
+
+
+def _hover(label: str, o: ChartOptions, metric: str) -> str:
+    return (f"<b>{label}</b><br>{X_AXES[o.x_axis]} %{{x:.4~g}}<br>"
+            f"{metric_title(metric)} %{{y:.4~g}}<extra></extra>")
+
+
+def _add_raw(fig, x, y, e: _Entry, o: ChartOptions, where: dict) -> None:
+    """The unsmoothed curve, faint, under its smoothed line."""
+    rx, ry = downsample_minmax(x, y, o.max_points)
+    fig.add_trace(_trace(rx, ry, len(rx), mode="lines", name=f"{e.label} (raw)",
+                         legendgroup=str(e.key), showlegend=False, hoverinfo="skip",
+                         line=dict(color=e.color, width=1), opacity=0.25,
+                         meta={"kind": "raw", "key": str(e.key)}), **where)
+
+
+def _add_run(fig, s: pd.DataFrame, e: _Entry, o: ChartOptions, metric: str, where: dict,
+             show: bool):
+    x, y = s["x"].to_numpy(), drawable(s["y"].to_numpy())
+    if o.smoothing > 0:
+        _add_raw(fig, x, y, e, o, where)
+        y = smooth_ema(y, o.smoothing)
+    dx, dy = downsample_minmax(x, y, o.max_points)
+    fig.add_trace(_trace(dx, dy, len(dx), mode="lines", name=e.legend, legendgroup=str(e.key),
+                         showlegend=show, line=dict(color=e.color, width=2),
+                         hovertemplate=_hover(e.label, o, metric),
+                         meta={"kind": "line", "key": str(e.key)}), **where)
+    return dx, dy
+
+
+def _add_group(fig, st: pd.DataFrame, e: _Entry, o: ChartOptions, metric: str, where: dict,
+               show: bool):
+    from engine import verdicts   # imported here: verdicts imports this module for labels
     x = st["x"].to_numpy()
     mean = st["mean"].to_numpy()
-    from engine import verdicts   # imported here: verdicts imports this module for labels
     lo, hi = verdicts.band_edges(st, o.band)   # nan where fewer than two runs have a value
     if o.smoothing > 0:
-        _add_raw(fig, x, mean, label, key, color, o)
+        _add_raw(fig, x, mean, e, o, where)
         mean, lo, hi = (smooth_ema(v, o.smoothing) for v in (mean, lo, hi))
     # Band: one closed polygon (upper edge forward, lower edge back) filled "toself", so it
     # does not depend on trace order. Downsampled on the same indices as the mean line.
@@ -493,32 +324,154 @@ def _add_group(fig, st: pd.DataFrame, label, key, color, o: ChartOptions) -> Non
     if len(bx):
         fig.add_trace(go.Scatter(
             x=np.concatenate([bx, bx[::-1]]), y=np.concatenate([bhi, blo[::-1]]),
-            fill="toself", fillcolor=_rgba(color, 0.18), line=dict(width=0), mode="lines",
-            name=f"{label} ({_band_text(o.band)})",
-            legendgroup=str(key), showlegend=False, hoverinfo="skip",
-            meta={"kind": "band", "key": str(key), "band": o.band}))
-    fig.add_trace(_trace(x[idx], mean[idx], len(idx), mode="lines", name=label,
-                         legendgroup=str(key), line=dict(color=color, width=2),
+            fill="toself", fillcolor=rgba(e.color, 0.18), line=dict(width=0), mode="lines",
+            name=f"{e.label} ({_band_text(o.band)})",
+            legendgroup=str(e.key), showlegend=False, hoverinfo="skip",
+            meta={"kind": "band", "key": str(e.key), "band": o.band}), **where)
+    fig.add_trace(_trace(x[idx], mean[idx], len(idx), mode="lines", name=e.legend,
+                         legendgroup=str(e.key), showlegend=show,
+                         line=dict(color=e.color, width=2),
                          customdata=st["n"].to_numpy()[idx],
-                         hovertemplate=_hover(label, o).replace(
+                         hovertemplate=_hover(e.label, o, metric).replace(
                              "<extra>", "<br>runs %{customdata}<extra>"),
-                         meta={"kind": "mean", "key": str(key)}))
+                         meta={"kind": "mean", "key": str(e.key)}), **where)
+    return x[idx], mean[idx]
 
 
-def _add_markers(fig, s: pd.DataFrame, run, label, key, color, step_axis: bool) -> None:
+def _add_markers(fig, s: pd.DataFrame, run, label, key, color, step_axis: bool,
+                 where: dict) -> None:
     div = divergence_step(run)
-    points = _marker_points(s, div, step_axis)
+    points = curves.marker_points(s, div, step_axis)
     if not points:
         return
     xs, ys, texts = zip(*points)
     fig.add_trace(go.Scatter(
         x=list(xs), y=list(ys), mode="markers", name=f"{label} · "
         + ("diverged" if div is not None else "non-finite"),
-        legendgroup=str(key), showlegend=False,
+        legendgroup=str(key), showlegend=False, cliponaxis=False,
         marker=dict(symbol="x", size=12, color=color, line=dict(width=2, color="#d62728")),
         hovertext=[f"{label}: {t}" for t in texts], hoverinfo="text",
         meta={"kind": "diverged" if div is not None else "nonfinite", "key": str(key),
-              "run": _get(run, "id")}))
+              "run": _get(run, "id")}), **where)
+
+
+# --- the Live figures -------------------------------------------------------------------------------
+
+LIVE_TITLES = {"step_loss": "Training loss (per step)", "eval_loss": "Loss per evaluation",
+               "accuracy": "Accuracy per evaluation"}
+LIVE_NOTE = "Solid: validation; dotted: training. Colours as in the run list."
+
+
+def live_figures(frames: dict, labels: dict, ends: dict | None = None, *, log_y: bool = False,
+                 groups: dict | None = None) -> dict[str, go.Figure]:
+    """The Live page's figures: {"step_loss", "eval_loss", "accuracy"}.
+
+    frames: {run_id: metric frame (step, name, value)}; labels: {run_id: label}; ends:
+    {run_id: (status, step, reason)} of finished runs (diverged ones are marked at their
+    diverging step); groups: {run_id: group key} for shades of one hue per group. No
+    legends: the page's run list, in the same colours, is the key (20 runs would bury three
+    small charts in legends). A diverged run does not stretch the loss axis: it is drawn
+    off-scale and marked where it leaves the healthy runs' range."""
+    ends = ends or {}
+    colors = describe.run_colors(frames, groups)
+    figs = {k: go.Figure() for k in LIVE_TITLES}
+    drawn: dict = {k: {} for k in LIVE_TITLES}
+    for rid, frame in frames.items():
+        color, name = colors[rid], labels.get(rid, rid)
+        x, y = _live_series(frame, STEP_LOSS)
+        # min-max downsampling keeps the spikes a live loss curve is watched for
+        x, y = downsample_minmax(x, y, LIVE_MAX_POINTS)
+        figs["step_loss"].add_trace(go.Scatter(
+            x=x, y=y, mode="lines", name=name, legendgroup=rid,
+            line=dict(color=color, width=1.5), hovertemplate=_live_hover(name)))
+        drawn["step_loss"][rid] = (x, y)
+        for key, metric, dash, kind in (
+                ("eval_loss", VAL_LOSS, "solid", "val"), ("eval_loss", TRAIN_LOSS, "dot", "train"),
+                ("accuracy", VAL_ACC, "solid", "val"), ("accuracy", TRAIN_ACC, "dot", "train")):
+            ex, ey = _live_series(frame, metric)
+            if len(ex):
+                # Markers show single evaluations early on; with many they only clutter.
+                mode = "lines+markers" if len(ex) <= 60 else "lines"
+                figs[key].add_trace(go.Scatter(
+                    x=ex, y=ey, mode=mode, name=f"{name} · {kind}", legendgroup=rid,
+                    line=dict(color=color, dash=dash), marker=dict(size=5),
+                    hovertemplate=_live_hover(f"{name} · {kind}")))
+                if kind == "val":
+                    drawn[key][rid] = (ex, ey)
+        status, step, reason = ends.get(rid, (None, None, ""))
+        if status == RunStatus.DIVERGED:
+            _mark_divergence(figs["step_loss"], x, y, step, reason, color, name)
+    diverged = [rid for rid, end in ends.items() if end[0] == RunStatus.DIVERGED]
+    entries = {rid: _Entry(rid, labels.get(rid, rid), labels.get(rid, rid), colors[rid], [])
+               for rid in frames}
+    for key, title in LIVE_TITLES.items():
+        fig = figs[key]
+        is_loss = key != "accuracy"
+        fig.update_layout(
+            title=dict(text=title, x=0.02, xanchor="left", font=dict(size=14)),
+            template="plotly_white", height=LIVE_HEIGHT, showlegend=False,
+            margin=dict(l=56, r=12, t=36, b=44), hovermode="closest",
+            uirevision="live",      # keep the user's zoom while new points stream in
+        )
+        fig.update_xaxes(title_text="step", title_standoff=2, rangemode="tozero")
+        fig.update_yaxes(title_text=metric_title(VAL_ACC if not is_loss else VAL_LOSS)
+                         .replace("validation ", ""), **_y_axis_style(log_y and is_loss))
+        _clip(fig, drawn[key], diverged, entries, log_y and is_loss, {})
+    return figs
+
+
+def _live_series(frame: pd.DataFrame, metric: str):
+    part = frame[frame["name"] == metric]
+    x = part["step"].to_numpy()
+    y = metric_info(metric).shown(part["value"].to_numpy(dtype="float64"))
+    # Both nan and inf become gaps; the divergence marker says what happened.
+    return x, drawable(y)
+
+
+def _live_hover(name: str) -> str:
+    return f"<b>{name}</b><br>step %{{x}}<br>%{{y:.4~g}}<extra></extra>"
+
+
+def _mark_divergence(fig, x, y, step, reason, color, name) -> None:
+    """An ✕ at the step where the run diverged (at its last finite loss, since nan/inf cannot
+    be drawn), with the reason on hover. Not clipped at the axis edge (cliponaxis off)."""
+    finite = np.isfinite(y)
+    if step is None:
+        step = int(x[-1]) if len(x) else 0
+    y_at = float(y[finite][-1]) if finite.any() else 1.0
+    text = f"diverged at step {step}" + (f": {reason}" if reason else "")
+    fig.add_trace(go.Scatter(
+        x=[step], y=[y_at], mode="markers", name=f"{name} · diverged", cliponaxis=False,
+        marker=dict(symbol="x", size=14, color="#d62728", line=dict(width=2, color=color)),
+        hovertext=[text], hoverinfo="text", showlegend=False))
+
+
+def trail_figure(frames: dict, labels: dict, metric: str, *, current: str | None = None,
+                 pinned=(), title: str = "", max_points: int = 1500) -> go.Figure:
+    """The Playground's chart of one metric over a trail of tries (used by app/playground.py).
+
+    frames: {run_id: frame with columns step, name, value}, most recent try first (the legend
+    keeps that order); labels: {run_id: legend text}. The `current` run is drawn bold and on
+    top, `pinned` runs at full strength, every other try faded."""
+    colors = describe.run_colors(frames)
+    fig = go.Figure()
+    order = [rid for rid in frames if rid != current] + ([current] if current in frames else [])
+    for rid in order:          # drawn oldest first and the current last, so it lies on top
+        x, y = downsample_minmax(*_live_series(frames[rid], metric), max_points)
+        strong = rid == current or rid in pinned
+        fig.add_trace(go.Scatter(
+            x=x, y=y, mode="lines+markers" if len(x) <= 40 else "lines",
+            name=labels.get(rid, rid), legendrank=list(frames).index(rid) + 1,
+            opacity=1.0 if strong else 0.35, marker=dict(size=4),
+            line=dict(color=colors[rid], width=3.5 if rid == current else 2 if strong else 1.5)))
+    fig.update_layout(
+        title=dict(text=title or metric_title(metric), x=0, font=dict(size=15)),
+        template="plotly_white", height=340, margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h", yanchor="top", y=-0.25, x=0, font=dict(size=11)),
+        uirevision="playground")          # keep the user's zoom while points stream in
+    fig.update_xaxes(title_text="step", rangemode="tozero")
+    fig.update_yaxes(title_text=metric_title(metric))
+    return fig
 
 
 # --- tables beside the chart -----------------------------------------------------------------
@@ -528,10 +481,9 @@ def summary_table(frame: pd.DataFrame, runs, options: ChartOptions | None = None
     in display units, with the step of the best value."""
     o = options or ChartOptions()
     runs = list(runs)
-    series = run_series(frame, runs, o.metric, "step")
+    series = curves.run_series(frame, runs, o.metric, "step")
     higher = metric_higher_is_better(o.metric)
-    names = {_get(r, "id"): _get(r, "name", "") or "" for r in runs}
-    labels = legend_labels({_get(r, "id"): _get(r, "config") or {} for r in runs}, names)
+    labels = describe.run_labels(runs)
     rows = []
     for r in runs:
         s = series.get(_get(r, "id"))
@@ -547,13 +499,9 @@ def summary_table(frame: pd.DataFrame, runs, options: ChartOptions | None = None
     table = pd.DataFrame(rows, columns=["run", "status", "final", "best", "best step", "points",
                                         "id", "config"])
     if o.group_by and len(table):
-        keys = [_group_key(c or {}, o.group_by) for c in table["config"]]
-        groups = group_runs(runs, o.group_by)
-        reps = {k: {f: v for f, v in _full(_get(g[0], "config")).items() if f != o.group_by}
-                for k, g in groups.items()}
-        glabels = legend_labels(reps, {k: names[_get(g[0], "id")] or "all runs"
-                                       for k, g in groups.items()})
-        table = table.assign(group=[glabels[k] for k in keys])
+        entries, _ = _entries(runs, o)
+        group_of = {_get(m, "id"): e.group for e in entries for m in e.members}
+        table = table.assign(group=[group_of[i] for i in table["id"]])
         agg = table.groupby("group", sort=False).agg(
             runs=("id", "count"), final=("final", "mean"), final_std=("final", "std"),
             best=("best", "mean"), best_std=("best", "std")).reset_index()
@@ -563,11 +511,12 @@ def summary_table(frame: pd.DataFrame, runs, options: ChartOptions | None = None
 
 def config_diff(runs, labels: dict | None = None, *, only_differing: bool = False) -> pd.DataFrame:
     """Config fields (rows) by run (columns, headed by `labels` or run ids), plus a boolean
-    'differs' column; values are text so mixed types display in one column."""
+    'differs' column; values are text so mixed types display in one column; a field that
+    does not apply to a run (no momentum under Adam) reads '–'."""
     runs = list(runs)
-    configs = {_get(r, "id"): _full(_get(r, "config") or {}) for r in runs}
-    differ = set(differing_fields(configs.values()))
-    fields = [n for n in _defaults() if n not in IGNORED_FIELDS]
+    configs = {_get(r, "id"): describe.full_config(_get(r, "config")) for r in runs}
+    differ = set(describe.differing_fields(configs.values()))
+    fields = [n for n in config.RunConfig().to_dict() if n not in IGNORED_FIELDS]
     fields += [n for c in configs.values() for n in c if n not in fields
                and n not in IGNORED_FIELDS]
     cols = {}
@@ -575,41 +524,9 @@ def config_diff(runs, labels: dict | None = None, *, only_differing: bool = Fals
         head = (labels or {}).get(rid, rid)
         while head in cols:
             head += " "
-        cols[head] = [value_text(cfg.get(f)) for f in fields]
+        cols[head] = [value_text(cfg.get(f)) if config.applies(f, cfg) else "–" for f in fields]
     table = pd.DataFrame(cols, index=pd.Index(fields, name="field"))
     table.insert(0, "differs", [f in differ for f in fields])
     if only_differing:
         table = table[table["differs"]]
     return table
-
-
-def trail_figure(frames: dict, labels: dict, metric: str, *, current: str | None = None,
-                 pinned=(), title: str = "", max_points: int = 1500) -> go.Figure:
-    """The Playground's chart of one metric over a trail of tries (used by app/playground.py).
-
-    frames: {run_id: frame with columns step, name, value}, most recent try first (the legend
-    keeps that order); labels: {run_id: legend text}. The `current` run is drawn bold and on
-    top, `pinned` runs at full strength, every other try faded."""
-    colors = run_colors(frames)
-    scale = METRICS.get(metric, (metric, "", 1.0))[2]
-    fig = go.Figure()
-    order = [rid for rid in frames if rid != current] + ([current] if current in frames else [])
-    for rid in order:          # drawn oldest first and the current last, so it lies on top
-        part = frames[rid][frames[rid]["name"] == metric]
-        x, y = downsample_minmax(part["step"].to_numpy(),
-                                 drawable(part["value"].to_numpy(dtype="float64") * scale),
-                                 max_points)
-        strong = rid == current or rid in pinned
-        fig.add_trace(go.Scatter(
-            x=x, y=y, mode="lines+markers" if len(x) <= 40 else "lines",
-            name=labels.get(rid, rid), legendrank=list(frames).index(rid) + 1,
-            opacity=1.0 if strong else 0.35, marker=dict(size=4),
-            line=dict(color=colors[rid], width=3.5 if rid == current else 2 if strong else 1.5)))
-    fig.update_layout(
-        title=dict(text=title or metric_title(metric), x=0, font=dict(size=15)),
-        template="plotly_white", height=340, margin=dict(l=10, r=10, t=40, b=10),
-        legend=dict(orientation="h", yanchor="top", y=-0.25, x=0, font=dict(size=11)),
-        uirevision="playground")          # keep the user's zoom while points stream in
-    fig.update_xaxes(title_text="step", rangemode="tozero")
-    fig.update_yaxes(title_text=metric_title(metric))
-    return fig

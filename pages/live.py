@@ -1,47 +1,87 @@
-"""Live page: running, queued and recently finished runs with progress, Stop buttons and
-live loss/accuracy charts, redrawn in place every second.
+"""Live page: the runs the user chose (the latest launch, the running ones, the pinned ones or
+a tag), their loss and accuracy charts first (above the fold at 1280x720), then one row per
+run with its colour, progress, Stop and Pin, redrawn in place every second.
 
 Runs come from the job manager and the store (never from session state), so a refresh or a
-second tab shows the same runs. Each tick reads only new metric rows (app/charts.py).
+second tab shows the same runs; pins are a "pinned" tag in the store. Labels and colours
+come from engine/describe.py, the figures from engine/plots.py, and each tick reads only new
+metric rows (app/charts.py).
 """
 
 import streamlit as st
 
 from app import charts, services, state, widgets
 from app.text import plain
+from engine import describe, plots
 from engine.events import RunStatus
 
-st.title("Live")
+PINNED = "pinned"          # the tag a Pin button sets
+MAX_SHOWN = len(describe.PALETTE)    # more runs than distinct colours would be unreadable
+CHOICES = {"launch": "Latest launch", "active": "Running and queued", "pinned": "Pinned runs"}
 
-state.set_default(state.LIVE_RECENT, 4)
-col_recent, col_log, _ = st.columns([1, 1, 3])
-recent = col_recent.number_input("Finished runs shown", min_value=0, max_value=24, step=1,
-                                 key=state.LIVE_RECENT,
-                                 help="Besides running and queued runs, keep showing this many "
-                                      "of the most recently created finished runs.")
+st.title("Live")
+tags = sorted({t for r in services.get_store().list_runs() for t in r.tags} - {PINNED})
+choices = list(CHOICES) + [f"tag:{t}" for t in tags]
+if st.session_state.get("live_show") not in choices:    # a tag that no run has any more
+    st.session_state["live_show"] = "launch"
+col_show, col_log, _ = st.columns([2, 1, 3], vertical_alignment="bottom")
+show = col_show.selectbox("Show", choices, key="live_show",
+                          format_func=lambda c: CHOICES.get(c) or f"Tag: {c[4:]}",
+                          help="The runs launched by the last click (a grid together), every "
+                               "running and queued run, the runs you pinned, or one tag.")
 log_y = col_log.toggle("Log-scale loss", key="live_log_y")
+
+
+def chosen(records, active: set) -> list:
+    if show == "launch":
+        return describe.launched_together(records)
+    if show == "active":
+        return [r for r in records if r.id in active or r.status in RunStatus.ACTIVE]
+    tag = PINNED if show == "pinned" else show[4:]
+    return [r for r in records if tag in r.tags]
 
 
 @st.fragment(run_every=1.0)
 def live_view():
     store, manager = services.get_store(), services.get_manager()
-    records = {r.id: r for r in store.list_runs()}
-    active = [rid for rid in manager.active() if rid in records]
-    finished = [rid for rid, r in records.items()
-                if r.status in RunStatus.TERMINAL and rid not in active][:int(recent)]
-    shown = active + finished
-    if not shown:
+    records = store.list_runs()
+    active = set(manager.active())
+    shown = chosen(records, active)
+    if not records:
         st.info("No runs yet. Launch one on the Launch page; it shows up here as it trains.")
         return
+    if not shown:
+        st.info(f"No runs to show as “{CHOICES.get(show) or show[4:]}”. Pin runs with the pin "
+                "button, or choose another view above.")
+        return
+    notes = []
+    if len(shown) > MAX_SHOWN:
+        notes.append(f"showing the newest {MAX_SHOWN} of {len(shown)} runs")
+        shown = shown[:MAX_SHOWN]
+    others = len(active - {r.id for r in shown})
+    if others:
+        notes.append(f"{others} other run{'s are' if others != 1 else ' is'} running "
+                     "(choose “Running and queued” to see them)")
 
-    labels = {}
-    for rid in shown:
-        rec, progress = records[rid], manager.progress(rid)
-        labels[rid] = widgets.run_label(rid, rec.name, rec.config)
+    labels = describe.run_labels(shown)
+    groups = describe.seed_groups(shown)
+    colors = describe.run_colors(labels, groups)
+    frames = charts.update_cache(st.session_state.setdefault(state.LIVE_CACHE, {}), store,
+                                 [r.id for r in shown])
+    ends = {r.id: (r.status, r.last_step, r.reason) for r in shown
+            if r.status in RunStatus.TERMINAL}
+    figures = plots.live_figures(frames, labels, ends, log_y=log_y, groups=groups)
+    for column, (key, figure) in zip(st.columns(3), figures.items()):
+        column.plotly_chart(figure, key=f"live_{key}", config={"displaylogo": False})
+    st.caption(plots.LIVE_NOTE + ("  \n" + plain("; ".join(notes)) if notes else ""))
+
+    for rec in shown:
+        rid, progress = rec.id, manager.progress(rec.id)
         status = progress.status if progress else rec.status
-        c_name, c_bar, c_stop = st.columns([3, 6, 1], vertical_alignment="center")
-        c_name.markdown(f"{widgets.status_badge(status)} **{plain(labels[rid])}**  \n"
-                        f"<small>{plain(widgets.config_summary(rec.config))}</small>",
+        c_name, c_bar, c_stop, c_pin = st.columns([4, 6, 1, 1], vertical_alignment="center")
+        c_name.markdown(f"<span style='color:{colors[rid]}'>■</span> "
+                        f"{widgets.status_badge(status)} **{plain(labels[rid])}**  \n"
+                        f"<small>{plain(describe.config_summary(rec.config))}</small>",
                         unsafe_allow_html=True)
         fraction, text = widgets.progress_line(progress)
         c_bar.progress(fraction, text=text)
@@ -52,14 +92,13 @@ def live_view():
                                                          icon=":material/stop_circle:"):
             manager.stop(rid)
             st.toast(plain(f"Stopping {labels[rid]}"))
-
-    frames = charts.update_cache(st.session_state.setdefault(state.LIVE_CACHE, {}), store,
-                                 shown)
-    ends = {rid: (records[rid].status, records[rid].last_step, records[rid].reason)
-            for rid in finished}
-    figures = charts.live_figures(frames, labels, ends, log_y=log_y)
-    for column, (key, figure) in zip(st.columns(3), figures.items()):
-        column.plotly_chart(figure, key=f"live_{key}", config={"displaylogo": False})
+        pinned = PINNED in rec.tags
+        if c_pin.button("Unpin" if pinned else "Pin", key=f"pin_{rid}",
+                        icon=":material/push_pin:",
+                        help="Pinned runs stay under “Pinned runs” (the tag “pinned”)."):
+            store.set_tags(rid, [t for t in rec.tags if t != PINNED] + ([] if pinned
+                                                                         else [PINNED]))
+            st.rerun(scope="fragment")
 
 
 live_view()

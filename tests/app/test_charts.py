@@ -1,9 +1,10 @@
-"""Live chart helpers: a run keeps its colour whatever else is shown; spikes survive thinning."""
+"""Live figures (engine/plots.py): a run keeps its colour whatever else is shown; spikes survive
+thinning."""
 
 import numpy as np
 import pandas as pd
 
-from app import charts
+from engine import plots
 from engine.events import STEP_LOSS
 
 
@@ -20,14 +21,14 @@ def step_trace_color(figures, name):
 
 
 def test_a_run_keeps_its_colour_whatever_else_is_shown():
-    alone = charts.live_figures({"run-b": frame(5)}, {"run-b": "b"})
-    beside = charts.live_figures({"run-a": frame(5), "run-b": frame(5)}, {"run-a": "a", "run-b": "b"})
+    alone = plots.live_figures({"run-b": frame(5)}, {"run-b": "b"})
+    beside = plots.live_figures({"run-a": frame(5), "run-b": frame(5)}, {"run-a": "a", "run-b": "b"})
     assert step_trace_color(alone, "b") == step_trace_color(beside, "b")
 
 
 def test_a_one_step_spike_survives_downsampling():
-    n = 20 * charts.MAX_POINTS
-    figures = charts.live_figures({"r": frame(n, spike_at=n // 3)}, {"r": "r"})
+    n = 20 * plots.LIVE_MAX_POINTS
+    figures = plots.live_figures({"r": frame(n, spike_at=n // 3)}, {"r": "r"})
     trace = figures["step_loss"].data[0]
-    assert len(trace.y) <= charts.MAX_POINTS
+    assert len(trace.y) <= plots.LIVE_MAX_POINTS
     assert max(trace.y) == 9.0

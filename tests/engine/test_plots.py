@@ -1,4 +1,5 @@
-"""Tests of engine/plots.py: smoothing, downsampling, labels, colours, the compare figure."""
+"""Tests of engine/plots.py (the compare figure, its tables) and of the curve maths and labels it
+draws with (engine/curves.py, engine/describe.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from engine import plots
+from engine import curves, describe, plots
 from engine.events import STEP_LOSS, VAL_ACC, VAL_LOSS, RunStatus
 
 T0 = 1_700_000_000.0
@@ -45,24 +46,24 @@ def test_smooth_ema_is_debiased_like_tensorboard():
     w = 0.5
     # by hand: s1 = .5*1 = .5 -> /(1-.5) = 1; s2 = .25 + 1 = 1.25 -> /.75; s3 = .625 + 1.5
     expected = [1.0, 1.25 / 0.75, 2.125 / 0.875]
-    np.testing.assert_allclose(plots.smooth_ema([1.0, 2.0, 3.0], w), expected)
+    np.testing.assert_allclose(curves.smooth_ema([1.0, 2.0, 3.0], w), expected)
     # a constant series stays constant (no pull towards 0 at the start)
-    np.testing.assert_allclose(plots.smooth_ema([5.0] * 10, 0.9), [5.0] * 10)
+    np.testing.assert_allclose(curves.smooth_ema([5.0] * 10, 0.9), [5.0] * 10)
 
 
 def test_smooth_ema_weight_zero_is_raw_and_bad_weight_refused():
     values = [3.0, 1.0, 2.0]
-    np.testing.assert_array_equal(plots.smooth_ema(values, 0.0), values)
+    np.testing.assert_array_equal(curves.smooth_ema(values, 0.0), values)
     for bad in (1.0, -0.1, 1.5):
         with pytest.raises(ValueError, match="weight"):
-            plots.smooth_ema(values, bad)
+            curves.smooth_ema(values, bad)
 
 
 def test_smooth_ema_skips_non_finite_values_and_keeps_them_as_gaps():
-    out = plots.smooth_ema([1.0, math.nan, 3.0, math.inf, 5.0], 0.5)
+    out = curves.smooth_ema([1.0, math.nan, 3.0, math.inf, 5.0], 0.5)
     assert math.isnan(out[1]) and math.isinf(out[3])
     # the finite values are smoothed as if the gaps were not there: [1, 3, 5]
-    np.testing.assert_allclose(out[[0, 2, 4]], plots.smooth_ema([1.0, 3.0, 5.0], 0.5))
+    np.testing.assert_allclose(out[[0, 2, 4]], curves.smooth_ema([1.0, 3.0, 5.0], 0.5))
     assert np.isfinite(out[[0, 2, 4]]).all()
 
 
@@ -73,7 +74,7 @@ def test_downsample_keeps_extremes_ends_and_bound():
     x = np.arange(n)
     y = np.sin(x / 500.0)
     y[54_321], y[77_777] = 1000.0, -1000.0
-    dx, dy = plots.downsample_minmax(x, y, 2000)
+    dx, dy = curves.downsample_minmax(x, y, 2000)
     assert len(dx) <= 2000 and len(dx) == len(dy)
     assert dx[0] == 0 and dx[-1] == n - 1
     assert 1000.0 in dy and -1000.0 in dy
@@ -84,9 +85,9 @@ def test_downsample_keeps_extremes_ends_and_bound():
 def test_downsample_keeps_gaps_and_short_series_untouched():
     y = np.ones(10_000)
     y[5000] = np.nan
-    dx, dy = plots.downsample_minmax(np.arange(10_000), y, 300)
+    dx, dy = curves.downsample_minmax(np.arange(10_000), y, 300)
     assert len(dx) <= 300 and np.isnan(dy).sum() == 1 and 5000 in dx
-    x3, y3 = plots.downsample_minmax([1, 2, 3], [3.0, 1.0, 2.0], 100)
+    x3, y3 = curves.downsample_minmax([1, 2, 3], [3.0, 1.0, 2.0], 100)
     np.testing.assert_array_equal(y3, [3.0, 1.0, 2.0])
 
 
@@ -116,9 +117,9 @@ def test_legend_labels_ignore_paths_and_fall_back_to_names():
 
 def test_run_colors_stable_and_distinct():
     keys = [f"run-{i}" for i in range(20)]
-    first = plots.run_colors(keys)
-    assert plots.run_colors(list(reversed(keys))) == first      # order does not matter
-    assert plots.run_colors(keys) == first                        # same key, same colour
+    first = describe.run_colors(keys)
+    assert describe.run_colors(list(reversed(keys))) == first      # order does not matter
+    assert describe.run_colors(keys) == first                        # same key, same colour
     assert len(set(first.values())) == 20
     assert all(c.startswith("#") and len(c) == 7 for c in first.values())
 
@@ -200,7 +201,7 @@ def test_figure_smoothing_draws_faint_raw_under_smoothed(three_runs):
     raw, lines = traces(fig, "raw"), traces(fig, "line")
     assert len(raw) == len(lines) == 3
     assert raw[0].opacity < 0.5 and raw[0].showlegend is False
-    np.testing.assert_allclose(lines[0].y, plots.smooth_ema(np.arange(1, 11) / 20 * 100, 0.6))
+    np.testing.assert_allclose(lines[0].y, curves.smooth_ema(np.arange(1, 11) / 20 * 100, 0.6))
     # trace order: the raw curve is drawn first, so the smoothed one lies on top
     assert fig.data.index(raw[0]) < fig.data.index(lines[0])
 
