@@ -27,9 +27,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
+import plotly.graph_objects as go
 from scipy import stats
 
-from engine import config, plots
+from engine import config, describe, plots
 from engine.events import VAL_ACC, RunStatus, metric_info
 
 CONFIDENCE = 0.95
@@ -256,10 +257,6 @@ def summarize_runs(frame: pd.DataFrame, runs, summary: Summary,
 
 # --- groups ----------------------------------------------------------------------------------
 
-def _full(cfg) -> dict:
-    return {**config.RunConfig().to_dict(), **(cfg or {})}
-
-
 def check_group_by(by) -> tuple[str, ...]:
     """Normalise a grouping: EXCEPT_SEED (or None / empty) -> (EXCEPT_SEED,); else config
     field names, each checked (ValueError naming the field and what is allowed)."""
@@ -279,9 +276,9 @@ def check_group_by(by) -> tuple[str, ...]:
 def group_key(cfg: dict, by) -> str:
     """A stable key of the group a config belongs to under grouping `by`."""
     fields = check_group_by(by)
-    full = _full(cfg)
+    full = describe.full_config(cfg)
     if fields == (EXCEPT_SEED,):
-        part = {k: v for k, v in full.items() if k != "seed" and k not in plots.IGNORED_FIELDS}
+        part = {k: v for k, v in full.items() if k != "seed" and k not in describe.IGNORED_FIELDS}
     else:
         part = {f: full.get(f) for f in fields}
     return hashlib.sha1(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -295,12 +292,13 @@ def group_runs(runs, by) -> dict[str, list]:
     for r in runs:
         keyed.setdefault(group_key(_get(r, "config") or {}, fields), []).append(r)
     if fields == (EXCEPT_SEED,):
-        # FOLD: group names from run descriptions; move to engine/describe.py when it lands
-        reps = {k: {f: v for f, v in _full(_get(g[0], "config")).items() if f != "seed"}
+        reps = {k: {f: v for f, v in describe.full_config(_get(g[0], "config")).items()
+                    if f != "seed"}
                 for k, g in keyed.items()}
-        labels = plots.legend_labels(reps, {k: "all runs" for k in keyed})
+        labels = describe.labels_from_configs(reps, {k: "all runs" for k in keyed})
     else:
-        labels = {k: " · ".join(plots.format_field(f, _full(_get(g[0], "config")).get(f))
+        labels = {k: " · ".join(describe.format_field(
+                      f, describe.full_config(_get(g[0], "config")).get(f))
                                 for f in fields) for k, g in keyed.items()}
     return {labels[k]: g for k, g in keyed.items()}
 
@@ -640,10 +638,7 @@ def verdicts(frame: pd.DataFrame, runs, summary: Summary, group_by=EXCEPT_SEED, 
     runs = list(runs)
     fields = check_group_by(group_by)
     if names is None:
-        labels = plots.legend_labels({_get(r, "id"): _get(r, "config") or {} for r in runs},
-                                     {_get(r, "id"): _get(r, "name", "") or "" for r in runs})
-        names = {rid: (_get(r, "name", "") or labels[rid])
-                 for r, rid in ((r, _get(r, "id")) for r in runs)}
+        names = describe.run_labels(runs)
     values = summarize_runs(frame, runs, summary, names)
     groups = [group_stats(name, [values[_get(r, "id")] for r in members])
               for name, members in group_runs(runs, fields).items()]
@@ -684,6 +679,48 @@ def format_text(result: Verdicts) -> str:
                      + (f", paired p {_fmt(p.paired_p)} over {p.paired_n} seeds"
                         if p.paired_n else ""))
     return "\n".join(lines)
+
+
+# FOLD: a figure; belongs in engine/plots.py once the presentation refactor there settles.
+def strip_figure(result: Verdicts) -> go.Figure:
+    """Every run as a dot above its group's name (spread sideways so equal values stay
+    visible), and each group's mean with its 95% interval as a bar beside the dots."""
+    fig = go.Figure()
+    colors = describe.palette_colors([g.name for g in result.groups])
+    for i, g in enumerate(result.groups):
+        runs = [v for v in g.values if math.isfinite(v.value)]
+        # fixed sideways offsets in [-0.2, 0.2], the same on every redraw
+        offsets = np.linspace(-0.2, 0.2, len(runs)) if len(runs) > 1 else np.zeros(len(runs))
+        fig.add_trace(go.Scatter(
+            x=i + offsets, y=[v.value for v in runs], mode="markers", name=g.name,
+            marker=dict(color=colors[g.name], size=10, opacity=0.8,
+                        line=dict(width=1, color="white")),
+            hovertext=[f"{v.name}: {v.value:.4g}" for v in runs], hoverinfo="text",
+            meta={"kind": "runs", "group": g.name}))
+        if g.mean is not None:
+            has_ci = g.ci_low is not None
+            fig.add_trace(go.Scatter(
+                x=[i + 0.32], y=[g.mean], mode="markers", showlegend=False,
+                name=f"{g.name} mean", marker=dict(color=colors[g.name], size=12,
+                                                    symbol="line-ew-open",
+                                                    line=dict(width=3, color=colors[g.name])),
+                error_y=dict(type="data", symmetric=False,
+                             array=[g.ci_high - g.mean] if has_ci else [0],
+                             arrayminus=[g.mean - g.ci_low] if has_ci else [0],
+                             visible=has_ci, color=colors[g.name], thickness=2, width=6),
+                hovertext=[f"{g.name}: mean {g.mean:.4g}" + (
+                    f", 95% CI {g.ci_low:.4g} to {g.ci_high:.4g}" if has_ci else
+                    " (one run: no interval)") + f", n {g.n}"], hoverinfo="text",
+                meta={"kind": "mean", "group": g.name}))
+    fig.update_layout(
+        template="plotly_white", height=380, margin=dict(l=10, r=10, t=40, b=10),
+        title=dict(text=f"{result.summary.describe()}: every run a dot, mean ± 95% CI", x=0),
+        showlegend=False)
+    fig.update_xaxes(tickvals=list(range(len(result.groups))),
+                     ticktext=[g.name for g in result.groups],
+                     range=[-0.6, len(result.groups) - 0.4])
+    fig.update_yaxes(title_text=result.summary.describe())
+    return fig
 
 
 # --- bands under grouped curves ------------------------------------------------------------

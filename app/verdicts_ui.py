@@ -1,0 +1,139 @@
+"""The Compare page's verdict panel: "Is the difference real?"
+
+This module owns the widgets that turn chosen runs into verdicts over seeds: the grouping
+(by config fields, or everything except the seed), the summary of each run (final, best, at a
+budget, time to a target), the baseline, and how the result is shown (a table per group, a
+strip plot with every run as a dot, one plain line per pair, the pairs' numbers, downloads).
+The numbers come from engine/verdicts.py and the files from engine/export.py.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import streamlit as st
+
+from engine import describe, export, verdicts
+from engine.events import ALL_METRICS, VAL_ACC, metric_info
+
+SUMMARY_LABELS = {"final": "final value", "best": "best value", "at_step": "value at step",
+                  "at_epoch": "value at epoch", "at_seconds": "value at seconds",
+                  "steps_to": "steps to target", "epochs_to": "epochs to target",
+                  "examples_to": "examples to target", "seconds_to": "seconds to target"}
+ALL_PAIRS = "all pairs"
+RESULT_KEY = "verdicts_result"    # the verdicts last shown, for the page's zip download
+
+
+def last_result() -> verdicts.Verdicts | None:
+    """The verdicts the panel showed on the latest run of the page (None when it showed none)."""
+    return st.session_state.get(RESULT_KEY)
+
+
+def _default_at(frame: pd.DataFrame, metric: str, kind: str) -> float:
+    """A budget every run reached (the shortest run's last point), or a target in the middle
+    of the runs' final values, so the first look shows numbers rather than gaps."""
+    part = frame[frame["name"] == metric]
+    if not len(part):
+        return 0.0
+    if kind in verdicts.BUDGET_KINDS:
+        if kind == "at_seconds":
+            span = part.groupby("run")["time"].agg(lambda t: t.max() - t.min())
+            return float(round(span.min(), 1))
+        column = "step" if kind == "at_step" else "epoch"
+        return float(part.groupby("run")[column].max().min())
+    finals = part.sort_values("step").groupby("run")["value"].last() * metric_info(metric).scale
+    finals = finals[finals.apply(math.isfinite)]
+    return float(f"{finals.median():.3g}") if len(finals) else 0.0
+
+
+def summary_ui(frame: pd.DataFrame, key: str) -> verdicts.Summary:
+    """Summary kind, metric and its budget or target; returns the Summary."""
+    present = set(frame["name"])
+    metrics = [m for m in ALL_METRICS if m in present] + sorted(present - set(ALL_METRICS))
+    c1, c2, c3, c4 = st.columns([2, 3, 2, 2])
+    kind = c1.selectbox("Summary of each run", list(SUMMARY_LABELS), key=f"{key}_kind",
+                        format_func=SUMMARY_LABELS.get,
+                        help="One number per run; the groups are compared on it.")
+    metric = c2.selectbox("Metric", metrics, key=f"{key}_metric",
+                          index=metrics.index(VAL_ACC) if VAL_ACC in metrics else 0,
+                          format_func=lambda m: metric_info(m).title)
+    at, smoothing = None, 0.0
+    if kind in verdicts.BUDGET_KINDS:
+        unit = verdicts.BUDGET_KINDS[kind]
+        at = c3.number_input(f"Budget ({unit})", min_value=0.0,
+                             value=_default_at(frame, metric, kind), key=f"{key}_at_{kind}",
+                             help="The value of each run at its last point at or before this.")
+    elif kind in verdicts.TARGET_KINDS:
+        unit = metric_info(metric).unit
+        at = c3.number_input(f"Target ({unit or 'value'})",
+                             value=_default_at(frame, metric, kind),
+                             key=f"{key}_target_{metric}",
+                             help="First crossing of the smoothed curve; runs that never "
+                                  "reach it are named below, not dropped.")
+        smoothing = c4.slider("Smoothing", 0.0, 0.99, 0.0, 0.01, key=f"{key}_smooth",
+                              help="EMA weight applied before the target is looked for.")
+    return verdicts.Summary(kind, metric, at, smoothing)
+
+
+def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
+                     key: str = "verdicts") -> verdicts.Verdicts | None:
+    """Draw the panel for `records` (the chosen runs) and return the verdicts shown (also
+    kept for last_result)."""
+    st.session_state[RESULT_KEY] = None
+    records = list(records)
+    if len(records) < 2:
+        st.info("Choose at least two runs to compare groups of runs.")
+        return None
+    if frame is None:
+        frame = store.read_metrics([r.id for r in records])
+    if not len(frame):
+        st.info("The chosen runs have no metrics yet.")
+        return None
+    fields = sorted({k for r in records for k in r.config} - describe.IGNORED_FIELDS)
+    chosen = st.multiselect(
+        "Group runs by", [verdicts.EXCEPT_SEED] + fields, default=[verdicts.EXCEPT_SEED],
+        key=f"{key}_group_by",
+        help="Runs equal in the chosen fields form a group. 'Everything except the seed' "
+             "gathers each configuration's seeds; choosing fields replaces it.")
+    by = [f for f in chosen if f != verdicts.EXCEPT_SEED] or [verdicts.EXCEPT_SEED]
+    summary = summary_ui(frame, key)
+    names = list(verdicts.group_runs(records, by))
+    baseline = st.selectbox("Compare", [ALL_PAIRS] + names, key=f"{key}_baseline",
+                            format_func=lambda n: n if n == ALL_PAIRS else f"each group with {n}")
+    result = verdicts.verdicts(frame, records, summary, by,
+                               baseline=None if baseline == ALL_PAIRS else baseline)
+    st.session_state[RESULT_KEY] = result
+
+    st.markdown(f"**{summary.describe()}** by {' · '.join(result.group_by)}")
+    table = result.group_table()
+    st.dataframe(table, hide_index=True, key=f"{key}_groups", column_config={
+        "name": "group", "n": st.column_config.NumberColumn("n", help="runs with a value"),
+        "runs": st.column_config.NumberColumn("runs", help="runs in the group"),
+        **{c: st.column_config.NumberColumn(c.replace("_", " "), format="%.4g")
+           for c in ("mean", "ci_low", "ci_high", "std", "median", "min", "max")},
+        "without_value": "without a value (why)"})
+    st.plotly_chart(verdicts.strip_figure(result), key=f"{key}_strip",
+                    config={"displaylogo": False})
+    for g in result.groups:
+        for v in g.missing:
+            st.caption(f"{g.name}: {v.name} has no value: {v.reason}")
+    if not result.pairs:
+        st.caption("One group only: nothing to compare. Group by another field.")
+    for p in result.pairs:
+        st.markdown(f"- {p.verdict}")
+    if result.pairs:
+        with st.popover("Numbers behind the lines"):
+            st.dataframe(result.pair_table().drop(columns=["verdict"]), hide_index=True,
+                         key=f"{key}_pairs")
+            st.caption("Welch's t test and interval; p corrected by Holm over the pairs shown; "
+                       "effect size Hedges' g; P(A>B) counts ties as half; seeds needed: "
+                       + verdicts.SEEDS_NEEDED_FORMULA + ".")
+    c1, c2 = st.columns(2)
+    c1.download_button("Verdicts CSV", data=export.verdicts_csv(result),
+                       file_name="trainlab-verdicts.csv", mime=export.MIME["csv"],
+                       key=f"{key}_dl_csv", on_click="ignore", icon=":material/download:")
+    c2.download_button("Verdicts JSON", data=export.verdicts_json(result),
+                       file_name="trainlab-verdicts.json", mime=export.MIME["json"],
+                       key=f"{key}_dl_json", on_click="ignore", icon=":material/download:")
+    return result

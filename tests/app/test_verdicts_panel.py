@@ -1,0 +1,135 @@
+"""The verdict panel ("Is the difference real?") through AppTest, on a real RunStore: the
+table's numbers, the strip plot's dots, one line per pair, runs without a value named."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+from streamlit.testing.v1 import AppTest
+
+from engine import verdicts
+from engine.events import VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted, RunStatus, StepLoss
+from engine.store import RunStore
+
+# final validation accuracy (fraction) of each (optimizer, seed); seeds shared by both
+FINALS = {("adam", 1): 0.92, ("adam", 2): 0.93, ("adam", 3): 0.941,
+          ("sgd", 1): 0.68, ("sgd", 2): 0.69, ("sgd", 3): 0.698}
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    import app.services as app_services
+
+    s = RunStore(tmp_path / "runs.db")
+    monkeypatch.setattr(app_services, "get_store", lambda: s)
+    yield s
+    s.close()
+
+
+def add_run(store, optimizer, seed, final, *, diverge_at=None):
+    rid = store.create_run({"optimizer": optimizer, "seed": seed, "lr": 0.01},
+                           name=f"{optimizer}-{seed}")
+    store.record(RunStarted(rid, params=10, device="cpu", total_steps=8, steps_per_epoch=4))
+    for step in range(1, 9):
+        if diverge_at and step >= diverge_at:
+            store.record(StepLoss(rid, step, step / 4, float("nan")))
+            store.record(RunEnded(rid, RunStatus.DIVERGED, step, f"loss is nan at step {step}"))
+            return rid
+        store.record(StepLoss(rid, step, step / 4, 1.0 / step))
+        if step % 4 == 0:   # evaluations at steps 4 and 8; the last one is the final value
+            store.record(Evaluated(rid, step, step / 4, {VAL_ACC: final - (0.1 if step == 4
+                                                                          else 0.0),
+                                                         VAL_LOSS: 1.0 / step}))
+    store.record(RunEnded(rid, RunStatus.COMPLETED, 8, ""))
+    return rid
+
+
+@pytest.fixture
+def filled(store):
+    for (opt, seed), final in FINALS.items():
+        add_run(store, opt, seed, final)
+    add_run(store, "rmsprop", 1, 0.5, diverge_at=3)
+    add_run(store, "rmsprop", 2, 0.5, diverge_at=6)
+    assert store.flush(10)
+    return store
+
+
+def panel_script():
+    from app import services, verdicts_ui
+    store = services.get_store()
+    runs = sorted(store.list_runs(), key=lambda r: r.created_at)
+    verdicts_ui.verdict_panel_ui(store, runs)
+
+
+def run_panel():
+    at = AppTest.from_function(panel_script, default_timeout=30)
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def group_rows(at) -> dict:
+    frame = at.dataframe[0].value
+    return {row["name"]: row for row in frame.to_dict("records")}
+
+
+def test_default_groups_everything_but_the_seed_with_exact_numbers(filled):
+    at = run_panel()
+    assert at.multiselect(key="verdicts_group_by").value == [verdicts.EXCEPT_SEED]
+    rows = group_rows(at)
+    assert set(rows) == {"adam", "sgd", "rmsprop"}
+    adam = 100 * np.array([FINALS[("adam", s)] for s in (1, 2, 3)])
+    lo, hi = stats.t.interval(0.95, 2, loc=adam.mean(), scale=stats.sem(adam))
+    assert rows["adam"]["n"] == 3 and rows["adam"]["mean"] == pytest.approx(adam.mean())
+    assert (rows["adam"]["ci_low"], rows["adam"]["ci_high"]) == (pytest.approx(lo),
+                                                                 pytest.approx(hi))
+    assert rows["adam"]["std"] == pytest.approx(adam.std(ddof=1))
+    assert rows["rmsprop"]["n"] == 0 and rows["rmsprop"]["diverged"] == 2
+    lines = [m.value for m in at.markdown if m.value.startswith("- ")]
+    assert "- adam ends higher than sgd by 24.1 points (95% CI " in lines[0]
+    assert "3 seeds each); paired over 3 shared seeds" in lines[0]
+    assert lines[1] == "- cannot compare adam and rmsprop: rmsprop has no run with a value"
+    captions = [c.value for c in at.caption]
+    assert captions[:2] == [
+        "rmsprop: rmsprop · seed 1 has no value: diverged at step 3 before any finite val/acc",
+        "rmsprop: rmsprop · seed 2 has no value: diverged at step 6: no final value"]
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    dots = [t for t in spec["data"] if t["meta"]["kind"] == "runs"]
+    assert [len(t["y"]) for t in dots] == [3, 3, 0]
+    assert sorted(dots[0]["y"]) == pytest.approx(sorted(adam))
+
+
+def test_summary_target_baseline_and_field_grouping(filled):
+    at = run_panel()
+    at.selectbox(key="verdicts_kind").set_value("steps_to").run()
+    at.number_input(key=f"verdicts_target_{VAL_ACC}").set_value(90.0).run()
+    assert not at.exception
+    rows = group_rows(at)
+    assert rows["adam"]["n"] == 3 and rows["adam"]["mean"] == 8.0     # crosses 90% at step 8
+    assert rows["sgd"]["n"] == 0
+    assert "never reached 90% (best 69.8)" in rows["sgd"]["without_value"]
+    at.selectbox(key="verdicts_kind").set_value("final").run()
+    at.selectbox(key="verdicts_baseline").set_value("sgd").run()
+    lines = [m.value for m in at.markdown if m.value.startswith("- ")]
+    assert len(lines) == 2 and lines[0].startswith("- adam ends higher than sgd by 24.1 points")
+    at.multiselect(key="verdicts_group_by").set_value(["seed"]).run()
+    assert set(group_rows(at)) == {"seed 1", "seed 2", "seed 3"}
+    assert at.selectbox(key="verdicts_baseline").value == verdicts_ui_all_pairs()
+
+
+def verdicts_ui_all_pairs():
+    from app.verdicts_ui import ALL_PAIRS
+    return ALL_PAIRS
+
+
+def test_one_run_asks_for_more(filled):
+    def one():
+        from app import services, verdicts_ui
+        store = services.get_store()
+        verdicts_ui.verdict_panel_ui(store, store.list_runs()[:1])
+    at = AppTest.from_function(one, default_timeout=30)
+    at.run()
+    assert not at.exception and "at least two runs" in at.info[0].value
