@@ -39,7 +39,7 @@ OPTIMIZERS = (
     "course-momentum", "course-rmsprop", "course-adam",
 )
 SCHEDULES = ("constant", "step", "exponential", "cosine")
-INPUT_NORMS = ("dataset", "none")
+INPUT_NORMS = ("dataset", "none", "mean-image")
 
 # Shape of one example and the size of the training split, per dataset. Used to check
 # budgets (parameter count, batch size) before anything is loaded. Toy sets are 2-D points.
@@ -112,7 +112,9 @@ class RunConfig:
                             "validation, taken from its end; 0 validates on the official test set.",
                             low=0.0, high=0.9, group="data")
     input_norm: str = _opt("dataset", "Input scaling: 'dataset' standardizes pixels with the "
-                           "dataset's mean and std (as the Homework 8 seed); 'none' keeps [0, 1].",
+                           "dataset's mean and std (as the Homework 8 seed); 'none' keeps [0, 1]; "
+                           "'mean-image' subtracts the mean training image, pixel by pixel, from "
+                           "[0, 1] pixels (cs231n).",
                            choices=INPUT_NORMS, group="data")
     toy_samples: int = _opt(1000, "Number of points in a toy set (train and validation together).",
                             low=8, high=MAX_TOY_SAMPLES, group="data")
@@ -121,6 +123,18 @@ class RunConfig:
     train_eval_size: int = _opt(1000, "Training examples (a fixed subset) on which train loss and "
                                 "accuracy are measured at each evaluation, as cs231n's Solver.",
                                 low=1, high=10_000_000, group="data")
+    val_from: int = _opt(0, "Validate on training examples from this index on (0 = off): "
+                         "cs231n trains on the first train_subset images and validates on "
+                         "training images 49000-49999 (val_from 49000, val_size 1000).", low=0,
+                         high=10_000_000, group="data")
+    val_size: int = _opt(1000, "Number of training examples validated on when val_from is set.",
+                         low=1, high=10_000_000, group="data")
+    shuffle: bool = _opt(True, "Reshuffle the training set every epoch; false keeps the same "
+                         "batches in the same order every epoch (the UofT tutorial's "
+                         "data_shuffle=False).", group="data")
+    sample_with_replacement: bool = _opt(False, "Draw each batch's examples at random with "
+                                         "replacement (cs231n's Solver) instead of passing "
+                                         "through a permutation.", group="data")
 
     # --- Architecture -----------------------------------------------------------------------
     model: str = _opt("mlp", "Network: an MLP, the UofT tutorial's small MNIST CNN, the cs231n "
@@ -144,6 +158,9 @@ class RunConfig:
     norm_position: str = _opt("before", "Normalize before the activation (Linear-Norm-Act, as the "
                               "seed) or after it (Linear-Act-Norm).", choices=NORM_POSITIONS,
                               group="model")
+    norm_first_layer: bool = _opt(True, "MLP: normalize the first hidden layer too; false leaves "
+                                  "it plain and normalizes only the equal-width layers (the "
+                                  "Homework 8 depth-20 networks).", group="model")
     residual: str = _opt("none", "Skip connections around equal-width hidden layers: 'post' is the "
                          "seed's act(xW+b)+x; 'pre' is x+W(act(norm(x))).", choices=RESIDUALS,
                          group="model")
@@ -154,6 +171,11 @@ class RunConfig:
                      group="model")
     weight_scale: float = _opt(0.01, "Standard deviation of weights for init 'normal' (cs231n's "
                                "weight_scale).", low=0.0, high=100.0, low_open=True, group="model")
+    bias: bool = _opt(True, "MLP: linear layers have a bias; false drops it (cs231n's "
+                      "barebones net).", group="model")
+    input_bn: bool = _opt(False, "MLP: batch-normalize the flattened input before the first "
+                          "linear layer (the UvA table's batch norm before each linear layer).",
+                          group="model")
 
     # --- Optimization -----------------------------------------------------------------------
     optimizer: str = _opt("sgd", "Update rule. 'course-*' are the Homework 8 formulas: dampened "
@@ -165,16 +187,18 @@ class RunConfig:
                            low=0.0, high=1.0, high_open=True, group="optim")
     beta1: float = _opt(0.9, "Adam's first-moment decay.", low=0.0, high=1.0, high_open=True,
                         group="optim")
-    beta2: float = _opt(0.999, "Adam's second-moment decay (the Homework 8 seed used 0.99).",
+    beta2: float = _opt(0.999, "Adam's second-moment decay; course-adam left at 0.999 gets the "
+                        "Homework 8 seed's 0.99.",
                         low=0.0, high=1.0, high_open=True, group="optim")
-    alpha: float = _opt(0.99, "RMSprop's squared-gradient decay (the Homework 8 seed used 0.9).",
+    alpha: float = _opt(0.99, "RMSprop's squared-gradient decay; course-rmsprop left at 0.99 "
+                        "gets the Homework 8 seed's 0.9.",
                         low=0.0, high=1.0, high_open=True, group="optim")
-    eps: float = _opt(1e-8, "Small constant in adaptive updates (the Homework 8 seed used 1e-7, "
-                      "inside the square root).", low=0.0, high=1.0, group="optim")
+    eps: float = _opt(1e-8, "Small constant in adaptive updates; course-rmsprop and course-adam "
+                      "left at 1e-8 get the Homework 8 seed's 1e-7 (inside the square root).", low=0.0, high=1.0, group="optim")
     weight_decay: float = _opt(0.0, "L2 penalty coefficient (decoupled for adamw); cs231n's reg.",
                                low=0.0, high=10.0, group="optim")
-    bias_correction: bool = _opt(True, "course-adam only: divide the moments by (1-beta^t). The "
-                                 "Homework 8 seed's code left it out.", group="optim")
+    bias_correction: bool = _opt(False, "course-adam only: divide the moments by (1-beta^t). "
+                                 "Off by default, as the Homework 8 seed's code.", group="optim")
     schedule: str = _opt("constant", "Learning-rate schedule, stepped once per epoch: step (times "
                          "lr_decay every lr_step epochs), exponential (times lr_decay each epoch, "
                          "cs231n's lr_decay), cosine (to 0 at the last epoch).", choices=SCHEDULES,
@@ -193,6 +217,9 @@ class RunConfig:
     batch_size: int = _opt(256, "Examples per optimizer step.", low=1, high=1_000_000, group="run")
     drop_last: bool = _opt(False, "Skip the last, smaller batch of each epoch (the UofT tutorial "
                            "does).", group="run")
+    keep_best: bool = _opt(False, "At the end, restore the weights of the evaluation with the "
+                           "best validation accuracy and report that evaluation again as the "
+                           "final one (cs231n's Solver keeps best_params).", group="run")
     eval_every: int = _opt(0, "Evaluate every N steps (0 = at the end of each epoch).", low=0,
                            high=MAX_STEPS, group="run")
     seed: int = _opt(0, "Random seed: fixes initialization, shuffling and dropout.", low=0,
@@ -272,6 +299,11 @@ _APPLIES = {
     "width": lambda c: c["model"] == "mlp",
     "channels": lambda c: c["model"] in CNN_MODELS,
     "residual": lambda c: c["model"] == "mlp",
+    "norm_first_layer": lambda c: c["model"] == "mlp" and c["norm"] != "none",
+    "bias": lambda c: c["model"] == "mlp",
+    "input_bn": lambda c: c["model"] == "mlp",
+    "val_from": lambda c: c["dataset"] in IMAGE_DATASETS,
+    "val_size": lambda c: c["dataset"] in IMAGE_DATASETS and bool(c.get("val_from", 0)),
     "norm_impl": lambda c: c["norm"] != "none",
     "norm_position": lambda c: c["norm"] != "none",
     "weight_scale": lambda c: c["init"] == "normal",
@@ -428,7 +460,23 @@ def _validate(cfg: RunConfig) -> None:
         # from_dict; frozen dataclass, so write through object.__setattr__.
         object.__setattr__(cfg, f.name, coerce(f.name, value))
         _check_range(f.name, getattr(cfg, f.name))
+    _apply_course_defaults(cfg)
     _check_cross_field(cfg)
+
+
+# The course optimizers' own constants (the Homework 8 seed's code), used when the option is
+# left at its generic (torch) default: choosing course-adam gives the notebook's rule unless
+# the user changes beta2 or eps. The stored config shows the value actually used.
+COURSE_DEFAULTS = {
+    "course-rmsprop": {"alpha": (0.99, 0.9), "eps": (1e-8, 1e-7)},
+    "course-adam": {"beta2": (0.999, 0.99), "eps": (1e-8, 1e-7)},
+}
+
+
+def _apply_course_defaults(cfg: "RunConfig") -> None:
+    for name, (generic, course) in COURSE_DEFAULTS.get(cfg.optimizer, {}).items():
+        if getattr(cfg, name) == generic:
+            object.__setattr__(cfg, name, course)
 
 
 def _check_range(name: str, value: Any) -> None:
@@ -476,6 +524,21 @@ def _check_cross_field(cfg: RunConfig) -> None:
     if cfg.norm == "batch" and cfg.batch_size < 2:
         raise ConfigError("batch_size", cfg.batch_size, "batch normalization needs batches of "
                           "at least 2 examples")
+    if cfg.val_from:
+        pool = TRAIN_SIZES.get(cfg.dataset, 0)
+        if cfg.dataset not in IMAGE_DATASETS:
+            raise ConfigError("val_from", cfg.val_from, "applies to image sets only (0 for toy "
+                              "sets)")
+        if cfg.val_split:
+            raise ConfigError("val_split", cfg.val_split, "give either val_split or val_from, "
+                              "not both (set val_split 0)")
+        if cfg.val_from + cfg.val_size > pool:
+            raise ConfigError("val_from", cfg.val_from, f"val_from + val_size must be at most "
+                              f"the {pool:,} training examples of {cfg.dataset}")
+        if not cfg.train_subset or cfg.train_subset > cfg.val_from:
+            raise ConfigError("train_subset", cfg.train_subset, f"must be between 1 and "
+                              f"val_from={cfg.val_from} so that training and validation "
+                              "examples do not overlap")
     n_train = train_size(cfg)
     if n_train < 1:
         raise ConfigError("val_split", cfg.val_split, "leaves no training example; lower it or "
@@ -509,6 +572,8 @@ def split_sizes(cfg: RunConfig, pool: int | None = None) -> tuple[int, int]:
         pool = cfg.toy_samples if cfg.dataset in TOY_DATASETS else TRAIN_SIZES[cfg.dataset]
     if cfg.train_subset:
         pool = min(pool, cfg.train_subset)
+    if cfg.val_from:
+        return pool, cfg.val_size     # validation comes from beyond the subset (cs231n)
     fraction = cfg.val_split or (0.2 if cfg.dataset in TOY_DATASETS else 0.0)
     n_val = int(round(pool * fraction))
     return pool - n_val, n_val

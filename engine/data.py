@@ -18,6 +18,7 @@ import contextlib
 import gzip
 import zlib
 import io
+import math
 import pickle
 import tarfile
 import threading
@@ -130,7 +131,8 @@ def prepare_data(cfg: config.RunConfig, device) -> PreparedData:
         source = (str(paths.data_dir(cfg.data_dir).resolve()),)
         norm = cfg.input_norm
     base_key = (cfg.dataset, source, norm, str(device))
-    key = base_key + (cfg.train_subset, cfg.val_split, cfg.train_eval_size)
+    key = base_key + (cfg.train_subset, cfg.val_split, cfg.train_eval_size, cfg.val_from,
+                      cfg.val_size)
     with _lock_for(base_key):
         prepared = _prepared_cache.get(key)
         if prepared is not None:
@@ -150,7 +152,13 @@ def _split(cfg, x_pool, y_pool, x_test, y_test) -> PreparedData:
     """Views into the cached tensors: first train_subset, validation from the end of those."""
     n_train, n_val = config.split_sizes(cfg, len(x_pool))
     x_train, y_train = x_pool[:n_train], y_pool[:n_train]
-    if n_val:
+    if cfg.val_from:
+        end = cfg.val_from + cfg.val_size
+        if end > len(x_pool):
+            raise config.ConfigError("val_from", cfg.val_from, f"val_from + val_size must be at "
+                                     f"most the {len(x_pool):,} training examples found")
+        x_val, y_val = x_pool[cfg.val_from:end], y_pool[cfg.val_from:end]
+    elif n_val:
         x_val, y_val = x_pool[n_train:n_train + n_val], y_pool[n_train:n_train + n_val]
     else:
         x_val, y_val = x_test, y_test
@@ -164,10 +172,18 @@ def _split(cfg, x_pool, y_pool, x_test, y_test) -> PreparedData:
 
 
 def batch_indices(n: int, batch_size: int, generator: torch.Generator, drop_last: bool,
-                  device) -> list[torch.Tensor]:
-    """One epoch of shuffled index batches (the generator is the run's own, on the CPU)."""
-    order = torch.randperm(n, generator=generator).to(device)
-    batches = list(order.split(batch_size))
+                  device, *, shuffle: bool = True,
+                  replacement: bool = False) -> list[torch.Tensor]:
+    """One epoch of index batches (the generator is the run's own, on the CPU): a fresh
+    permutation (shuffle), the examples in order (no shuffle: the same batches every epoch),
+    or, with replacement, as many batches of batch_size examples drawn independently at
+    random as a pass would have (cs231n's Solver)."""
+    if replacement:
+        count = n // batch_size if drop_last else math.ceil(n / batch_size)
+        draws = torch.randint(n, (max(count, 1), batch_size), generator=generator)
+        return list(draws.to(device))
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    batches = list(order.to(device).split(batch_size))
     if drop_last and batches and len(batches[-1]) < batch_size:
         batches.pop()
     return batches
@@ -191,8 +207,15 @@ def _load_images(cfg, device):
                 from None
     x_train, y_train, x_test, y_test = arrays
     mean, std = NORM_CONSTANTS[cfg.dataset]
-    return (*_to_device(x_train, y_train, device, cfg.input_norm, mean, std),
-            *_to_device(x_test, y_test, device, cfg.input_norm, mean, std))
+    train = _to_device(x_train, y_train, device, cfg.input_norm, mean, std)
+    test = _to_device(x_test, y_test, device, cfg.input_norm, mean, std)
+    if cfg.input_norm == "mean-image":
+        # cs231n: the mean training image (per pixel and channel, on the [0, 1] scale) is
+        # subtracted from every image, training and test alike.
+        mean_image = train[0].mean(dim=0, keepdim=True)
+        train[0].sub_(mean_image)
+        test[0].sub_(mean_image)
+    return (*train, *test)
 
 
 def _to_device(images: np.ndarray, labels: np.ndarray, device, input_norm, mean, std):

@@ -122,7 +122,7 @@ class HiddenLayer(nn.Sequential):
     """Linear -> [norm] -> activation -> [norm] -> [dropout] (the seed's Layer, extended)."""
 
     def __init__(self, cfg: RunConfig, in_features: int, out_features: int):
-        super().__init__(nn.Linear(in_features, out_features),
+        super().__init__(nn.Linear(in_features, out_features, bias=cfg.bias),
                          *norm_act(cfg, out_features, conv=False), *_dropout(cfg))
 
 
@@ -143,7 +143,8 @@ class PreResidual(nn.Module):
     def __init__(self, cfg: RunConfig, features: int):
         super().__init__()
         self.branch = nn.Sequential(*norm_act(cfg, features, conv=False),
-                                    nn.Linear(features, features), *_dropout(cfg))
+                                    nn.Linear(features, features, bias=cfg.bias),
+                                    *_dropout(cfg))
 
     def forward(self, x):
         return x + self.branch(x)
@@ -152,7 +153,15 @@ class PreResidual(nn.Module):
 def build_mlp(cfg: RunConfig, input_shape: tuple, num_classes: int) -> nn.Sequential:
     layers: list[nn.Module] = [nn.Flatten()]
     width_in = math.prod(input_shape)
-    for width in cfg.hidden_widths:
+    if cfg.input_bn:
+        layers.append(nn.BatchNorm1d(width_in))   # UvA: batch norm before each linear layer
+    for index, width in enumerate(cfg.hidden_widths):
+        if index == 0 and not cfg.norm_first_layer:
+            # Homework 8: the first hidden layer (784 -> 20) is the plain Layer; only the
+            # equal-width layers get the normalized layer class.
+            layers.append(HiddenLayer(cfg.replace(norm="none"), width_in, width))
+            width_in = width
+            continue
         # As the seed: only a layer whose input and output widths match gets a skip.
         if cfg.residual == "post" and width == width_in:
             layers.append(PostResidual(HiddenLayer(cfg, width_in, width)))
@@ -161,7 +170,7 @@ def build_mlp(cfg: RunConfig, input_shape: tuple, num_classes: int) -> nn.Sequen
         else:
             layers.append(HiddenLayer(cfg, width_in, width))
         width_in = width
-    layers.append(nn.Linear(width_in, num_classes))   # logits; no activation
+    layers.append(nn.Linear(width_in, num_classes, bias=cfg.bias))   # logits; no activation
     return nn.Sequential(*layers)
 
 

@@ -45,7 +45,10 @@ SHARED_FIELDS = ("dataset", "data_dir", "train_subset", "val_split", "input_norm
                  "toy_samples", "toy_noise", "train_eval_size", "model", "depth", "width",
                  "channels", "activation", "norm", "norm_impl", "norm_position", "residual",
                  "optimizer", "epochs", "max_steps", "batch_size", "drop_last", "eval_every",
-                 "device")
+                 "device", "val_from", "val_size")
+# Options the pack loop does not implement: a run that changes one from this value trains alone.
+SOLO_UNLESS = {"shuffle": True, "sample_with_replacement": False, "keep_best": False,
+               "norm_first_layer": True, "bias": True, "input_bn": False}
 
 MAX_PACK_SIZE = 64                 # members; beyond this a pack gains nothing measurable
 CPU_PACK_MEMORY = 1 << 30          # bytes a pack may use on a CPU ($TRAINLAB_PACK_MEMORY_MB)
@@ -77,6 +80,9 @@ def can_pack(cfgs: Sequence[RunConfig]) -> tuple[bool, str]:
     for cfg in cfgs:
         if not getattr(cfg, "pack", True):
             return False, "packing is off for this run (pack false)"
+        solo = next((n for n, v in SOLO_UNLESS.items() if getattr(cfg, n) != v), None)
+        if solo:
+            return False, f"{solo} {getattr(cfg, solo)!r} trains alone (packs do not implement it)"
         if cfg.model in CNN_MODELS:
             return False, (f"model {cfg.model} trains alone: packs stack MLPs only "
                            "(stacked CNNs are not written yet)")

@@ -172,6 +172,7 @@ def _train(cfg, run_id, emit, should_stop, progress) -> tuple[str, str]:
             epoch_sum["examples"] += batch
         pending.clear()
 
+    best = _BestWeights(data) if cfg.keep_best else None
     started = time.perf_counter()
     last_eval_time, examples_since_eval = started, 0
     step = 0
@@ -179,7 +180,8 @@ def _train(cfg, run_id, emit, should_stop, progress) -> tuple[str, str]:
         model.train()
         epoch_sum.update(loss_x_examples=0.0, examples=0)
         for index in batch_indices(n_train, cfg.batch_size, generator,
-                                   drops_last_batch(cfg, n_train), device):
+                                   drops_last_batch(cfg, n_train), device, shuffle=cfg.shuffle,
+                                   replacement=cfg.sample_with_replacement):
             if should_stop():
                 drain_losses()
                 return RunStatus.STOPPED, f"stopped by user at step {step}"
@@ -218,8 +220,12 @@ def _train(cfg, run_id, emit, should_stop, progress) -> tuple[str, str]:
             last_eval_time, examples_since_eval = _report(
                 cfg, run_id, emit, model, data, optimizer, step, steps_per_epoch, started,
                 last_eval_time, examples_since_eval, extra={EPOCH_TRAIN_LOSS: epoch_mean, **diag})
+        if best is not None:
+            best.consider(model, step, steps_per_epoch)
         if end_of_run:
             break
+    if best is not None and best.state is not None:
+        best.restore(model, cfg, run_id, emit, data, optimizer, step, steps_per_epoch, started)
     return RunStatus.COMPLETED, ""
 
 
@@ -268,6 +274,31 @@ def _check_divergence(cfg: RunConfig, step: int, loss: float, first_loss: list[f
     elif loss > cfg.diverge_factor * max(first_loss[0], 1e-3):
         raise _Diverged(step, f"loss {loss:.4g} at step {step} exceeds {cfg.diverge_factor:g}x "
                               f"its first value {first_loss[0]:.4g}")
+
+
+BEST_EPOCH = "best/epoch"   # keep_best: the epoch whose weights the run ended with
+
+
+class _BestWeights:
+    """keep_best (cs231n's Solver): a copy of the weights at the end-of-epoch evaluation with
+    the highest validation accuracy (the first of equals), restored when training ends."""
+
+    def __init__(self, data):
+        self.data, self.acc, self.epoch, self.state = data, -math.inf, 0.0, None
+
+    def consider(self, model, step, steps_per_epoch) -> None:
+        _, acc = evaluate(model, self.data.x_val, self.data.y_val)
+        if acc > self.acc:
+            self.acc, self.epoch = acc, step / steps_per_epoch
+            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def restore(self, model, cfg, run_id, emit, data, optimizer, step, steps_per_epoch,
+                started) -> None:
+        """Load the best weights and report them as the run's final evaluation."""
+        model.load_state_dict(self.state)
+        now = time.perf_counter()
+        _report(cfg, run_id, emit, model, data, optimizer, step, steps_per_epoch, started, now,
+                0, extra={BEST_EPOCH: self.epoch})
 
 
 # ----------------------------------------------------------------------------------------------
