@@ -1,0 +1,273 @@
+"""The figures of the Diagnostics view: what happens inside the network, per layer.
+
+This module owns the plotly figures built from `diag/<quantity>/<layer>` metrics, probe
+profiles and "regions" snapshots (engine/diagnostics.py): heat maps of layer x step per
+quantity (several runs side by side on one colour scale), the per-layer profile at a chosen
+step, the signal-propagation profile at init, decision regions with training and test points,
+the first layer's unit thumbnails, and an animation of the regions over a run's history
+(frames; exported as HTML by engine/export.py, stills as PNG/SVG by `figure_bytes`).
+Pure: no Streamlit, no store, no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from engine import config as config_module
+from engine import describe
+from engine.diagnostics import LOG_QUANTITIES, QUANTITY_LABELS, parse_metric_name
+
+HEATMAP_HEIGHT = 360         # px of the heat-map row
+PROFILE_HEIGHT = 320
+REGIONS_SIZE = 460           # px of the square decision-region plot
+THUMB_COLUMNS = 8            # unit thumbnails per row
+# Class colours: light fills for regions, the same hues dark for the points.
+CLASS_FILL = ("#a6cee3", "#fdbf6f", "#b2df8a", "#fb9a99", "#cab2d6", "#ffff99")
+CLASS_POINT = ("#1f78b4", "#ff7f00", "#33a02c", "#e31a1c", "#6a3d9a", "#b15928")
+
+
+def quantity_title(quantity: str) -> str:
+    label = QUANTITY_LABELS.get(quantity, quantity.replace("_", " "))
+    return f"log10 {label}" if quantity in LOG_QUANTITIES else label
+
+
+def diag_quantities(frame: pd.DataFrame) -> list[str]:
+    """The diagnostic quantities present in a metrics frame, in QUANTITY_LABELS order."""
+    found = {parsed[0] for parsed in map(parse_metric_name, frame["name"].unique()) if parsed}
+    return [q for q in QUANTITY_LABELS if q in found] + sorted(found - set(QUANTITY_LABELS))
+
+
+def layer_matrix(frame: pd.DataFrame, quantity: str) -> pd.DataFrame:
+    """One run's `quantity` as a layer (rows) x step (columns) table of values."""
+    rows = []
+    for step, name, value in zip(frame["step"], frame["name"], frame["value"]):
+        parsed = parse_metric_name(name)
+        if parsed and parsed[0] == quantity:
+            rows.append((parsed[1], int(step), float(value)))
+    if not rows:
+        return pd.DataFrame()
+    table = pd.DataFrame(rows, columns=["layer", "step", "value"])
+    return table.pivot_table(index="layer", columns="step", values="value", aggfunc="last")
+
+
+def _shown(values: np.ndarray, quantity: str) -> np.ndarray:
+    """Values as drawn: log10 for quantities that span decades (0 and below become gaps)."""
+    values = np.asarray(values, dtype=float)
+    if quantity not in LOG_QUANTITIES:
+        return np.where(np.isfinite(values), values, np.nan)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.isfinite(values) & (values > 0), np.log10(values), np.nan)
+
+
+def heatmap_figure(frames: dict, labels: dict, quantity: str, *,
+                   step: int | None = None) -> go.Figure:
+    """Layer x step heat maps of `quantity`, one panel per run, all on one colour scale.
+    `frames`: run id -> metrics frame; `step` draws a marker line at that step."""
+    matrices = {rid: layer_matrix(frame, quantity) for rid, frame in frames.items()}
+    matrices = {rid: m for rid, m in matrices.items() if not m.empty}
+    fig = make_subplots(rows=1, cols=max(1, len(matrices)), shared_yaxes=True,
+                        horizontal_spacing=0.03,
+                        subplot_titles=[labels.get(rid, rid) for rid in matrices] or [""])
+    shown = {rid: _shown(m.to_numpy(), quantity) for rid, m in matrices.items()}
+    finite = np.concatenate([v[np.isfinite(v)] for v in shown.values()]) if shown else []
+    zmin, zmax = (float(np.min(finite)), float(np.max(finite))) if len(finite) else (0, 1)
+    for col, (rid, matrix) in enumerate(matrices.items(), start=1):
+        fig.add_trace(go.Heatmap(
+            z=shown[rid], x=list(matrix.columns), y=list(matrix.index), zmin=zmin, zmax=zmax,
+            colorscale="Viridis", showscale=col == 1,
+            colorbar=dict(title=dict(text=quantity_title(quantity), side="right")),
+            customdata=matrix.to_numpy(),
+            hovertemplate="step %{x}<br>layer %{y}<br>value %{customdata:.4g}<extra>"
+                          + labels.get(rid, rid) + "</extra>"), row=1, col=col)
+        fig.update_xaxes(title_text="step", row=1, col=col)
+        if step is not None:
+            fig.add_vline(x=step, line=dict(color="white", width=2, dash="dot"), row=1, col=col)
+    fig.update_yaxes(title_text="layer", autorange="reversed", row=1, col=1)
+    fig.update_layout(height=HEATMAP_HEIGHT, margin=dict(t=48, b=40, l=50, r=20),
+                      title=dict(text=f"{QUANTITY_LABELS.get(quantity, quantity)} per layer "
+                                      "over training", font=dict(size=14)))
+    if not matrices:
+        _empty(fig, "No diagnostics of this quantity yet")
+    return fig
+
+
+def steps_of(frames: dict, quantity: str) -> list[int]:
+    """Every step at which any of the runs has `quantity`, sorted."""
+    steps: set[int] = set()
+    for frame in frames.values():
+        matrix = layer_matrix(frame, quantity)
+        steps.update(int(s) for s in matrix.columns)
+    return sorted(steps)
+
+
+def profile_at(frame: pd.DataFrame, quantity: str, step: int) -> tuple[int | None, pd.Series]:
+    """(collection step used, values by layer): the last collection at or before `step`."""
+    matrix = layer_matrix(frame, quantity)
+    if matrix.empty:
+        return None, pd.Series(dtype=float)
+    before = [s for s in matrix.columns if s <= step] or [matrix.columns[0]]
+    used = int(before[-1])
+    return used, matrix[used]
+
+
+def profile_figure(frames: dict, labels: dict, quantity: str, step: int) -> go.Figure:
+    """`quantity` per layer at `step` (each run's last collection at or before it)."""
+    fig = go.Figure()
+    colors = describe.run_colors(list(frames))
+    for rid, frame in frames.items():
+        used, values = profile_at(frame, quantity, step)
+        if used is None:
+            continue
+        fig.add_trace(go.Scatter(x=list(values.index), y=values.to_numpy(), mode="lines+markers",
+                                 name=f"{labels.get(rid, rid)} (step {used})",
+                                 line=dict(color=colors.get(rid))))
+    fig.update_xaxes(title_text="layer", dtick=1)
+    fig.update_yaxes(title_text=QUANTITY_LABELS.get(quantity, quantity),
+                     type="log" if quantity in LOG_QUANTITIES else "linear")
+    fig.update_layout(height=PROFILE_HEIGHT, margin=dict(t=48, b=40, l=60, r=20),
+                      title=dict(text=f"Per-layer profile at step {step}", font=dict(size=14)),
+                      legend=dict(orientation="h", y=-0.25))
+    if not fig.data:
+        _empty(fig, "No diagnostics at or before this step")
+    return fig
+
+
+def signal_figure(profiles: dict) -> go.Figure:
+    """Signal propagation at init: activation std and weight-gradient norm per layer (log y),
+    one line per probed config. `profiles`: label -> `diagnostics.probe` result."""
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                        subplot_titles=["activation std per layer", "gradient norm per layer"])
+    colors = describe.run_colors(list(profiles))
+    for label, profile in profiles.items():
+        layers = [row["layer"] for row in profile]
+        for col, key in ((1, "act_std"), (2, "grad_norm")):
+            fig.add_trace(go.Scatter(x=layers, y=[row[key] for row in profile],
+                                     mode="lines+markers", name=label, legendgroup=label,
+                                     showlegend=col == 1, line=dict(color=colors.get(label))),
+                          row=1, col=col)
+    fig.update_xaxes(title_text="layer")
+    fig.update_yaxes(type="log", exponentformat="power")
+    fig.update_layout(height=PROFILE_HEIGHT, margin=dict(t=48, b=40, l=60, r=20),
+                      title=dict(text="Signal propagation at initialization (one batch, no step)",
+                                 font=dict(size=14)), legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+# --- decision regions --------------------------------------------------------------------------
+
+def toy_points(cfg: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(train xy, train labels, held-out xy, held-out labels) of a toy run, regenerated from
+    its config by the same generator and split as the trainer's (engine/data.py)."""
+    from engine.data import make_toy
+    run = config_module.RunConfig.from_dict({k: v for k, v in dict(cfg).items()
+                                             if k in config_module.field_names()})
+    points, labels = make_toy(run.dataset, run.toy_samples, run.toy_noise)
+    n_train, n_val = config_module.split_sizes(run, len(points))
+    return (points[:n_train], labels[:n_train], points[n_train:n_train + n_val],
+            labels[n_train:n_train + n_val])
+
+
+def _region_traces(data: dict, points=None) -> list:
+    classes = np.asarray(data["classes"])
+    k = max(int(classes.max()) + 1, 2)
+    n_colors = max(k, 1 + max((int(p[1].max()) for p in [points] if p is not None
+                              and len(p[1])), default=0))
+    scale = []
+    for c in range(n_colors):   # a stepped colour scale: class c fills [c, c+1) / n
+        color = CLASS_FILL[c % len(CLASS_FILL)]
+        scale += [[c / n_colors, color], [(c + 1) / n_colors, color]]
+    traces = [go.Heatmap(z=classes, x=data["x"], y=data["y"], zmin=-0.5, zmax=n_colors - 0.5,
+                         colorscale=scale, showscale=False,
+                         hovertemplate="x %{x:.2f}, y %{y:.2f}: class %{z}<extra></extra>")]
+    if points is not None:
+        train_xy, train_y, test_xy, test_y = points
+        for xy, labels, name, symbol in ((train_xy, train_y, "train", "circle"),
+                                         (test_xy, test_y, "test", "x")):
+            if not len(xy):
+                continue
+            traces.append(go.Scatter(
+                x=xy[:, 0], y=xy[:, 1], mode="markers", name=name,
+                marker=dict(symbol=symbol, size=6 if symbol == "circle" else 7,
+                            color=[CLASS_POINT[int(c) % len(CLASS_POINT)] for c in labels],
+                            line=dict(width=0.5, color="white")),
+                hovertemplate=f"{name} point (%{{x:.2f}}, %{{y:.2f}})<extra></extra>"))
+    return traces
+
+
+def regions_figure(data: dict, points=None, *, title: str = "") -> go.Figure:
+    """The predicted class over the input plane, with training (dots) and held-out (crosses)
+    points when `points` (from `toy_points`) is given."""
+    fig = go.Figure(_region_traces(data, points))
+    _square(fig, data["bounds"], title or "Decision regions")
+    return fig
+
+
+def _square(fig: go.Figure, bounds, title: str) -> None:
+    fig.update_xaxes(range=bounds[:2], title_text="x1", constrain="domain")
+    fig.update_yaxes(range=bounds[2:], title_text="x2", scaleanchor="x", scaleratio=1)
+    fig.update_layout(width=REGIONS_SIZE + 120, height=REGIONS_SIZE,
+                      margin=dict(t=48, b=40, l=50, r=20), title=dict(text=title,
+                                                                       font=dict(size=14)),
+                      legend=dict(orientation="h", y=-0.15))
+
+
+def units_figure(data: dict) -> go.Figure:
+    """One small heat map per first-layer unit: its output over the input plane."""
+    units = data.get("units") or []
+    if not units:
+        fig = go.Figure()
+        _empty(fig, "No hidden layer to show")
+        return fig
+    cols = min(THUMB_COLUMNS, len(units))
+    rows = math.ceil(len(units) / cols)
+    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.01, vertical_spacing=0.03,
+                        subplot_titles=[f"unit {i}" for i in range(len(units))])
+    b = data["bounds"]
+    n = len(units[0])
+    xs, ys = np.linspace(b[0], b[1], n), np.linspace(b[2], b[3], n)
+    for i, unit in enumerate(units):
+        fig.add_trace(go.Heatmap(z=unit, x=xs, y=ys, colorscale="RdBu", zmid=0, showscale=False,
+                                 hovertemplate=f"unit {i}: %{{z:.3g}}<extra></extra>"),
+                      row=i // cols + 1, col=i % cols + 1)
+    fig.update_xaxes(showticklabels=False)
+    fig.update_yaxes(showticklabels=False)
+    fig.update_annotations(font_size=10)
+    fig.update_layout(height=90 * rows + 40, margin=dict(t=40, b=10, l=10, r=10),
+                      title=dict(text="First-layer units (blue: positive output)",
+                                 font=dict(size=13)))
+    return fig
+
+
+def regions_animation(history: list, points=None, *, title: str = "") -> go.Figure:
+    """The decision regions over a run's history: one frame per snapshot (step, data), with a
+    play button and a step slider. Self-contained once exported as HTML."""
+    if not history:
+        fig = go.Figure()
+        _empty(fig, "No decision regions stored yet")
+        return fig
+    first_step, first = history[0]
+    fig = go.Figure(_region_traces(first, points))
+    fig.frames = [go.Frame(data=[_region_traces(data, points)[0]], name=str(step), traces=[0])
+                  for step, data in history]
+    steps = [dict(method="animate", label=str(step),
+                  args=[[str(step)], dict(mode="immediate", frame=dict(duration=0, redraw=True),
+                                          transition=dict(duration=0))])
+             for step, _ in history]
+    _square(fig, first["bounds"], title or "Decision regions over training")
+    fig.update_layout(
+        height=REGIONS_SIZE + 90,
+        sliders=[dict(steps=steps, active=0, currentvalue=dict(prefix="step "), y=-0.12)],
+        updatemenus=[dict(type="buttons", showactive=False, x=0, y=1.12, xanchor="left",
+                          buttons=[dict(label="Play", method="animate",
+                                        args=[None, dict(frame=dict(duration=300, redraw=True),
+                                                         fromcurrent=True)])])])
+    return fig
+
+
+def _empty(fig: go.Figure, text: str) -> None:
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
