@@ -320,7 +320,8 @@ class RunStore:
         self._rows_written: dict[str, int] = {}  # writer-owned: metric rows stored per run
         self._failed: dict[str, str] = {}        # run id -> why its rows could not be stored
         self._failure_listeners: list = []
-        self._backlog_size = 0                   # events taken off the queue, not yet stored
+        self._backlog_size = 0        # writer-owned: events taken off the queue, not yet stored
+        self._waiting_others = 0      # writer-owned: ops, flushes and stops in the backlog
         self._stats = {"events": 0, "rows": 0, "commits": 0, "dropped": 0, "retries": 0}
         self._writer = threading.Thread(target=self._write_loop, name="trainlab-store-writer",
                                          daemon=True)
@@ -416,13 +417,12 @@ class RunStore:
             else:
                 timeout = 0.0
             try:
-                backlog.append(self._queue.get(timeout=timeout) if timeout > 0
-                               else self._queue.get_nowait())
+                self._take(backlog, self._queue.get(timeout=timeout) if timeout > 0
+                           else self._queue.get_nowait())
                 while True:
-                    backlog.append(self._queue.get_nowait())
+                    self._take(backlog, self._queue.get_nowait())
             except queue.Empty:
                 pass
-            self._backlog_size = sum(1 for item in backlog if item[0] == "event")
             now = time.monotonic()
             if now >= next_orphan_check and retry_at <= now:
                 self._check_orphans()
@@ -442,7 +442,7 @@ class RunStore:
                 self._stats["retries"] += 1
                 busy_since = busy_since or now
                 waited = now - busy_since
-                events = sum(1 for item in backlog if item[0] == "event")
+                events = self._backlog_size
                 if events > self.max_backlog or waited > self.lock_patience_s:
                     busy_since, backoff = None, BACKOFF_S[0]
                     if self._give_up(backlog, "backlog", fault_message(
@@ -457,13 +457,27 @@ class RunStore:
             if stopped:
                 return
 
-    @staticmethod
-    def _batch_due(backlog, now: float) -> bool:
+    def _take(self, backlog, item) -> None:
+        """Append a queue item to the backlog, keeping the counts O(1) per item."""
+        backlog.append(item)
+        if item[0] == "event":
+            self._backlog_size += 1
+        else:
+            self._waiting_others += 1
+
+    def _pop(self, backlog):
+        item = backlog.popleft()
+        if item[0] == "event":
+            self._backlog_size -= 1
+        else:
+            self._waiting_others -= 1
+        return item
+
+    def _batch_due(self, backlog, now: float) -> bool:
         """Events are committed in batches: when the oldest has waited BATCH_S, when there
         are BATCH_ROWS of them, or at once when an op, flush or stop waits behind them."""
-        if now - backlog[0][3] >= BATCH_S or len(backlog) >= BATCH_ROWS:
-            return True
-        return any(item[0] != "event" for item in backlog)
+        return (now - backlog[0][3] >= BATCH_S or self._backlog_size >= BATCH_ROWS
+                or self._waiting_others > 0)
 
     def _drain(self, backlog) -> bool:
         """Store everything in the backlog, in order; True once a stop has been handled.
@@ -476,11 +490,11 @@ class RunStore:
                     n += 1
                 self._write_events([backlog[i] for i in range(n)])
                 for _ in range(n):
-                    backlog.popleft()
+                    self._pop(backlog)
             elif kind == "op":
                 _, fn, fut, _at = backlog[0]
                 if fut.done():          # its caller gave up waiting (locked database)
-                    backlog.popleft()
+                    self._pop(backlog)
                     continue
                 self._check_identity()
                 self._w.execute("BEGIN IMMEDIATE")
@@ -497,12 +511,12 @@ class RunStore:
                     fut.set_exception(exc)
                 else:
                     fut.set_result(result)
-                backlog.popleft()
+                self._pop(backlog)
             elif kind == "flush":
-                backlog.popleft()[1].set()
+                self._pop(backlog)[1].set()
             elif kind == "stop":
                 self._w.close()
-                backlog.popleft()[1].set()
+                self._pop(backlog)[1].set()
                 return True
         return False
 
@@ -533,7 +547,7 @@ class RunStore:
         steps: dict[str, int] = {}
         keep: collections.deque = collections.deque()
         while backlog:
-            item = backlog.popleft()
+            item = self._pop(backlog)
             if item[0] == "event":
                 event = item[1]
                 step = getattr(event, "step", 0)
