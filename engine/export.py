@@ -179,6 +179,23 @@ def configs_json(runs) -> bytes:
     return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n"
 
 
+def verdicts_csv(result) -> bytes:
+    """The verdict table of an engine.verdicts.Verdicts: one row per group (kind "group":
+    n, mean, 95% CI, std, median, range, runs without a value), then one per pair (kind
+    "pair": diff, 95% CI, Welch and Holm p, Hedges' g, P(A>B), paired test, verdict line).
+    Values in display units (accuracy in %)."""
+    meta = {"summary": result.summary.text(), "group_by": " · ".join(result.group_by)}
+    rows = [{"kind": "group", **meta, **g.row()} for g in result.groups]
+    rows += [{"kind": "pair", **meta, **p.row()} for p in result.pairs]
+    return pd.DataFrame(rows).to_csv(index=False, lineterminator="\n").encode()
+
+
+def verdicts_json(result) -> bytes:
+    """The verdicts as one JSON object (groups with their runs, pairs; see Verdicts.to_dict)."""
+    return orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2
+                        | orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+
+
 def figure_html(fig) -> bytes:
     """A self-contained interactive page: plotly.js is embedded, so it opens offline."""
     return fig.to_html(include_plotlyjs=True, full_html=True,
@@ -286,22 +303,35 @@ def figure_bytes(fig, fmt: str) -> bytes:
 # --- bundles and the CLI entry ---------------------------------------------------------------
 
 def zip_bytes(fig, frame: pd.DataFrame, runs, *, base: str = "trainlab-compare",
-              images: dict | None = None) -> bytes:
+              images: dict | None = None, verdicts=None) -> bytes:
     """A ZIP of <base>.html, .csv, .json and the .png/.svg images. `images` reuses images
-    already drawn; without a browser the images are left out and NO_IMAGES.txt says why."""
+    already drawn; without a browser the images are left out and NO_IMAGES.txt says why.
+    With `verdicts` (an engine.verdicts.Verdicts) also <base>-verdicts.csv/.json and the
+    strip plot as <base>-strip.html/.png/.svg."""
     runs = list(runs)
     members = {f"{base}.html": figure_html(fig), f"{base}.csv": metrics_csv(frame, runs),
                f"{base}.json": configs_json(runs)}
     images = dict(images or {})
     missing = [f for f in STATIC_FORMATS if f not in images]
-    if missing:
+    if verdicts is not None:
+        from engine.verdicts import strip_figure
+        strip = strip_figure(verdicts)
+        members.update({f"{base}-verdicts.csv": verdicts_csv(verdicts),
+                        f"{base}-verdicts.json": verdicts_json(verdicts),
+                        f"{base}-strip.html": figure_html(strip)})
+    if missing or verdicts is not None:
         try:
-            images.update(figure_images(fig, missing))
+            if missing:
+                images.update(figure_images(fig, missing))
+            if verdicts is not None:
+                images.update({f"strip.{f}": b for f, b in figure_images(strip).items()})
         except ExportError as exc:
             members["NO_IMAGES.txt"] = (f"The PNG and SVG images were left out: {exc}\n").encode()
     for f in STATIC_FORMATS:
         if f in images:
             members[f"{base}.{f}"] = images[f]
+        if f"strip.{f}" in images:
+            members[f"{base}-strip.{f}"] = images[f"strip.{f}"]
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for member, data in members.items():
@@ -310,8 +340,9 @@ def zip_bytes(fig, frame: pd.DataFrame, runs, *, base: str = "trainlab-compare",
 
 
 def export_bytes(fmt: str, fig, frame: pd.DataFrame, runs, *, base: str = "trainlab-compare",
-                 images: dict | None = None) -> bytes:
-    """The bytes of one export format (used by the Compare page's buttons and export_runs)."""
+                 images: dict | None = None, verdicts=None) -> bytes:
+    """The bytes of one export format (used by the Compare page's buttons and export_runs);
+    `verdicts` goes into the zip (see zip_bytes)."""
     fmt = _check_fmt(fmt)
     if fmt == "csv":
         return metrics_csv(frame, runs)
@@ -321,17 +352,20 @@ def export_bytes(fmt: str, fig, frame: pd.DataFrame, runs, *, base: str = "train
         return figure_html(fig)
     if fmt in STATIC_FORMATS:
         return (images or {}).get(fmt) or figure_bytes(fig, fmt)
-    return zip_bytes(fig, frame, runs, base=base, images=images)
+    return zip_bytes(fig, frame, runs, base=base, images=images, verdicts=verdicts)
 
 
 def export_runs(store, run_ids, fmt: str, *, out_dir=None, name: str | None = None,
-                options: plots.ChartOptions | None = None) -> Path:
+                options: plots.ChartOptions | None = None, verdict_by=None,
+                summary=None) -> Path:
     """Export stored runs to one file in the export folder and return its path.
 
     Reads the runs and all their metrics from `store`, builds the comparison figure with
     `options` (default: validation accuracy by step), writes `<name>.<fmt>` (name defaults to
     trainlab-compare-<date>-<time>) through safe_export_path. Unknown run ids or formats raise
-    ValueError; a static image without a browser raises ExportError.
+    ValueError; a static image without a browser raises ExportError. With `verdict_by` (a
+    grouping, see engine.verdicts.group_runs) a zip also holds the verdicts of `summary`
+    (default final validation accuracy) and their strip plot.
     """
     fmt = _check_fmt(fmt)
     if isinstance(run_ids, str):
@@ -352,4 +386,9 @@ def export_runs(store, run_ids, fmt: str, *, out_dir=None, name: str | None = No
     path = safe_export_path(name, fmt, out_dir)          # check the name before any work
     frame = store.read_metrics(run_ids)
     fig = plots.build_figure(frame, runs, options or plots.ChartOptions())
-    return _write_atomic(path, export_bytes(fmt, fig, frame, runs, base=path.stem))
+    found = None
+    if verdict_by:
+        from engine import verdicts
+        found = verdicts.verdicts(frame, runs, summary or verdicts.Summary(), verdict_by)
+    return _write_atomic(path, export_bytes(fmt, fig, frame, runs, base=path.stem,
+                                            verdicts=found))
