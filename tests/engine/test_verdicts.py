@@ -304,3 +304,32 @@ def test_grouped_figure_says_what_its_band_is_and_how_many_runs_are_behind_each_
     half = stats.t.ppf(0.975, 1) * stats.sem([60.0, 50.0])
     assert band.y[1] == pytest.approx(55.0 + half)
 
+
+
+# --- exports ---------------------------------------------------------------------------------
+
+def test_zip_export_holds_the_verdict_rows_and_the_strip_plot():
+    import io
+    import zipfile
+
+    from engine import export
+    runs = [run("a1", 1), run("a2", 2), run("s1", 1, optimizer="sgd"),
+            run("s2", 2, optimizer="sgd")]
+    frame = frame_of({"a1": [(4, 0.9)], "a2": [(4, 0.92)], "s1": [(4, 0.7)], "s2": [(4, 0.69)]})
+    result = V.verdicts(frame, runs, FINAL)
+    table = pd.read_csv(io.BytesIO(export.verdicts_csv(result)))
+    assert table["kind"].tolist() == ["group", "group", "pair"]
+    assert table["mean"][:2].tolist() == pytest.approx([91.0, 69.5])
+    assert table["verdict"][2] == result.pairs[0].verdict
+    fig = plots.build_figure(frame, runs)
+    data = export.zip_bytes(fig, frame, runs, base="cmp", images={"png": b"p", "svg": b"s"},
+                            verdicts=result)
+    names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
+    assert {"cmp-verdicts.csv", "cmp-verdicts.json", "cmp-strip.html"} <= names
+    assert ({"cmp-strip.png", "cmp-strip.svg"} <= names) == export.static_export_available()
+    strip = V.strip_figure(result)
+    dots = [t for t in strip.data if t.meta["kind"] == "runs"]
+    assert [sorted(t.y) for t in dots] == [pytest.approx([90.0, 92.0]),
+                                           pytest.approx([69.0, 70.0])]
+    means = [t for t in strip.data if t.meta["kind"] == "mean"]
+    assert means[0].error_y.array[0] == pytest.approx(result.groups[0].ci_high - 91.0)
