@@ -99,7 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--name", default="", help="Name of the run.")
     run.add_argument("--tags", default="", help="Comma-separated tags.")
     run.add_argument("--quiet", action="store_true", help="Print only the final line.")
+    run.add_argument("--grid", action="append", metavar="FIELD=V1,V2", help="Train a grid: "
+                     "every combination of these values (repeat for more fields; a list option "
+                     "separates its values with ';'), packed like the dashboard's grids; prints "
+                     "one final line per run.")
+    run.add_argument("--seeds", default=None, metavar="N", help="Train each config (or grid "
+                     "point) with N seeds, counting up from --seed.")
     add_run_options(run)
+    run.add_argument("--no-pack", "--no_pack", dest="pack", action="store_const", const="false",
+                     help="Same as --pack false: train each run alone.")
     run.set_defaults(handler=cmd_run)
 
     probe = sub.add_parser("probe", help="Signal propagation at initialization: one forward "
@@ -194,6 +202,14 @@ def cmd_run(args) -> int:
     tags = config_module.parse_tags(args.tags)
     cfg = config_from_args(args)
     _check_data(cfg)
+    if args.grid or args.seeds is not None:
+        from engine.grid import expand_grid, run_grid
+        from engine.jobs import check_device
+        configs = expand_grid(cfg, args.grid or [], args.seeds or 1)
+        for each in configs:
+            _check_data(each)
+            check_device(each.device)
+        return run_grid(configs, store=_open_store(args), name=name, tags=tags)
 
     from engine.jobs import JobManager, check_device
     check_device(cfg.device)

@@ -41,7 +41,7 @@ def run_grid(store, manager, configs) -> list[str]:
     ids = manager.submit_many([(c, f"run {i}", ["grid"]) for i, c in enumerate(configs)])
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if all(store.get_run(r).status in RunStatus.TERMINAL for r in ids):
+        if all(manager.progress(r).status in RunStatus.TERMINAL for r in ids):
             break
         time.sleep(0.02)
     store.flush(5)
@@ -117,3 +117,59 @@ def test_a_member_stopped_through_the_manager_stops_alone(store, manager):
     assert ids[1] not in manager.active() and ids[0] in manager.active()
     for run_id in (ids[0], ids[2]):
         manager.stop(run_id)
+
+
+# --- the CLI's grid -----------------------------------------------------------------------------
+
+TOY_FLAGS = ["--dataset", "spirals", "--toy-samples", "80", "--batch-size", "16", "--epochs",
+             "2", "--width", "8", "--device", "cpu", "--optimizer", "momentum"]
+
+
+def test_cli_grid_trains_every_combination_in_packs_and_prints_one_line_per_run(tmp_path,
+                                                                                 capsys):
+    from engine.cli import main
+    db = tmp_path / "cli.db"
+    code = main(["--db", str(db), "run", *TOY_FLAGS, "--grid", "lr=0.1,0.01",
+                 "--grid", "width=8;16,16", "--seeds", "2"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert code == 0 and len(out) == 8 and all(line.endswith(" completed") for line in out)
+    store = RunStore(db)
+    try:
+        runs = store.list_runs()
+        assert len(runs) == 8
+        key = lambda r: (r.config["lr"], r.config["width"], r.config["seed"])   # noqa: E731
+        assert sorted(map(key, runs)) == sorted(
+            (lr, w, s) for lr in (0.1, 0.01) for w in ([8], [16, 16]) for s in (0, 1))
+        # width 8 (one shape) and width 16,16 (another): two packs of four.
+        assert sorted(metric(store, r.id, PACK_SIZE)[0] for r in runs) == [4.0] * 8
+        lone = next(r for r in runs if key(r) == (0.01, [16, 16], 1))
+        config = RunConfig.from_dict(lone.config)
+        assert metric(store, lone.id, STEP_LOSS) == pytest.approx(solo_losses(config),
+                                                                  rel=RTOL, abs=ATOL)
+    finally:
+        store.close()
+
+
+def test_cli_grid_with_no_pack_trains_each_run_alone(tmp_path, capsys):
+    from engine.cli import main
+    db = tmp_path / "cli.db"
+    assert main(["--db", str(db), "run", *TOY_FLAGS, "--seeds", "2", "--no-pack"]) == 0
+    store = RunStore(db)
+    runs = store.list_runs()
+    assert [r.config["pack"] for r in runs] == [False, False]
+    assert [metric(store, r.id, PACK_SIZE) for r in runs] == [[1.0], [1.0]]
+    store.close()
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--grid", "lr=0.1,-1"], "lr: -1.0 is not allowed"),
+    (["--grid", "lrx=0.1"], "grid: 'lrx=0.1' is not allowed"),
+    (["--grid", "optimizer=sgd,lion"], "optimizer: 'lion' is not allowed"),
+    (["--grid", "width=8;16,16", "--depth", "3"], "width"),
+    (["--seeds", "0"], "seeds: '0' is not allowed")])
+def test_cli_grid_refuses_bad_values_before_anything_is_stored(tmp_path, capsys, flags, message):
+    from engine.cli import main
+    db = tmp_path / "cli.db"
+    assert main(["--db", str(db), "run", *TOY_FLAGS, *flags]) == 2
+    assert message in capsys.readouterr().err
+    assert not db.exists()
