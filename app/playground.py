@@ -23,7 +23,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from app import charts, state, widgets
-from engine import config, plots
+from app.text import plain
+from engine import config, describe, plots
 from engine.config import ConfigError, RunConfig
 from engine.events import STEP_LOSS, VAL_ACC, RunStatus
 
@@ -150,7 +151,7 @@ def diff_label(old: dict, new: dict) -> str:
             continue
         if not (config.applies(name, full_old) or config.applies(name, full_new)):
             continue
-        was, now = plots.value_text(full_old.get(name)), plots.value_text(full_new.get(name))
+        was, now = describe.value_text(full_old.get(name)), describe.value_text(full_new.get(name))
         what = "" if name in ("dataset", "model", "optimizer", "activation") \
             else _SHORT.get(name, name.replace("_", " ")) + " "
         parts.append(f"{what}{was} -> {now}")
@@ -180,7 +181,7 @@ def find_playground_run(records, cfg: dict) -> str | None:
 
 
 def pin_name(cfg: dict) -> str:
-    return ("playground · " + widgets.config_summary(cfg))[:config.MAX_NAME_LENGTH]
+    return ("playground · " + describe.config_summary(cfg))[:config.MAX_NAME_LENGTH]
 
 
 # --- knobs --------------------------------------------------------------------------------------
@@ -311,18 +312,16 @@ def controls_ui(manager, run_id: str) -> None:
     paused = bool(progress and progress.paused)
     c_stop, c_pause, c_step, c_resume, c_bar = st.columns([1, 1, 1, 1, 5],
                                                           vertical_alignment="center")
-    if c_stop.button("Stop", icon=":material/stop_circle:", disabled=not active,
-                     key="pg_stop"):
-        manager.stop(run_id)
-    if c_pause.button("Pause", icon=":material/pause:", disabled=not active or paused,
-                      key="pg_pause"):
-        manager.pause(run_id)
-    if c_step.button("Step", icon=":material/skip_next:", disabled=not active,
-                     key="pg_step", help="Train exactly one more batch, then hold."):
-        manager.step_once(run_id)
-    if c_resume.button("Resume", icon=":material/play_arrow:", disabled=not paused,
-                       key="pg_resume"):
-        manager.resume(run_id)
+    # Callbacks act before the rerun draws the buttons, so each is enabled by the new state.
+    c_stop.button("Stop", icon=":material/stop_circle:", disabled=not active, key="pg_stop",
+                  on_click=manager.stop, args=(run_id,))
+    c_pause.button("Pause", icon=":material/pause:", disabled=not active or paused,
+                   key="pg_pause", on_click=manager.pause, args=(run_id,))
+    c_step.button("Step", icon=":material/skip_next:", disabled=not active, key="pg_step",
+                  help="Train exactly one more batch, then hold.", on_click=manager.step_once,
+                  args=(run_id,))
+    c_resume.button("Resume", icon=":material/play_arrow:", disabled=not paused,
+                    key="pg_resume", on_click=manager.resume, args=(run_id,))
     progress = manager.progress(run_id)
     fraction, text = widgets.progress_line(progress)
     if progress is not None and progress.paused and progress.status in RunStatus.ACTIVE:
@@ -330,8 +329,27 @@ def controls_ui(manager, run_id: str) -> None:
     c_bar.progress(fraction, text=text)
 
 
+def toggle_pin(store, run_id: str) -> None:
+    """Pin a try (named in the store, tagged pinned, drawn at full strength) or unpin it."""
+    record = store.get_run(run_id)
+    if PINNED_TAG in record.tags:
+        store.rename(run_id, "")
+        store.set_tags(run_id, [t for t in record.tags if t != PINNED_TAG])
+    else:
+        store.rename(run_id, pin_name(record.config))
+        store.set_tags(run_id, [*record.tags, PINNED_TAG])
+
+
+def clear_try(run_id: str) -> None:
+    """Take a try off the trail; the run stays in the store (tagged playground)."""
+    trail = st.session_state.get(state.PG_TRAIL, [])
+    if run_id in trail:
+        trail.remove(run_id)
+
+
 def trail_list_ui(store, current: str) -> None:
-    """Each earlier try with its label, status and Pin / Clear buttons."""
+    """Each try with its label, status and Pin / Clear buttons (callbacks: they act before
+    the rerun draws the charts)."""
     trail = st.session_state.get(state.PG_TRAIL, [])
     records = {rid: r for rid in trail if (r := store.get_run(rid)) is not None}
     labels = trail_labels({rid: r.config for rid, r in records.items()}, current)
@@ -340,26 +358,22 @@ def trail_list_ui(store, current: str) -> None:
         c_label, c_pin, c_clear = st.columns([6, 1, 1], vertical_alignment="center")
         text = f"**{labels[rid]}**" if rid == current else labels[rid]
         c_label.markdown(f"{widgets.status_badge(record.status)} {text}"
-                         + (" · :material/push_pin: " + record.name if pinned else ""))
-        if c_pin.button("Unpin" if pinned else "Pin", key=f"pg_pin_{rid}"):
-            if pinned:
-                store.rename(rid, "")
-                store.set_tags(rid, [t for t in record.tags if t != PINNED_TAG])
-            else:
-                store.rename(rid, pin_name(record.config))
-                store.set_tags(rid, [*record.tags, PINNED_TAG])
-            st.rerun()
-        if rid != current and c_clear.button("Clear", key=f"pg_clear_{rid}",
-                                             help="Take it off the charts (it stays in the store)"):
-            trail.remove(rid)
-            st.rerun()
+                         + (" · :material/push_pin: " + plain(record.name) if pinned else ""))
+        c_pin.button("Unpin" if pinned else "Pin", key=f"pg_pin_{rid}", on_click=toggle_pin,
+                     args=(store, rid))
+        if rid != current:
+            c_clear.button("Clear", key=f"pg_clear_{rid}", on_click=clear_try, args=(rid,),
+                           help="Take it off the charts (it stays in the store)")
 
 
 @st.fragment(run_every=REFRESH_S)
-def charts_ui(current: str) -> None:
-    """Loss and accuracy of every try on the trail, read incrementally from the store."""
+def tries_ui(current: str) -> None:
+    """Redrawn in place every REFRESH_S: the current try's controls and progress, loss and
+    accuracy of every try on the trail (read incrementally from the store), the toy data, and
+    the list of tries with Pin and Clear."""
     from app import services
     store = services.get_store()
+    controls_ui(services.get_manager(), current)
     trail = [rid for rid in st.session_state.get(state.PG_TRAIL, []) if rid]
     records = {rid: r for rid in trail if (r := store.get_run(rid)) is not None}
     frames = charts.update_cache(st.session_state.setdefault(state.PG_CACHE, {}), store,
@@ -375,6 +389,8 @@ def charts_ui(current: str) -> None:
     record = records.get(current)
     if record is not None and record.config.get("dataset") in config.TOY_DATASETS:
         toy_ui(store, record)
+    with st.expander("Tries on the charts (most recent first)", expanded=True):
+        trail_list_ui(store, current)
 
 
 def toy_ui(store, record) -> None:

@@ -30,7 +30,4 @@ with right:
         current = playground.ensure_run(store, manager, cfg)
         playground.sync_link(cfg)
         st.caption(playground.budget_text(cfg) + " Change it under Budget.")
-        playground.controls_ui(manager, current)
-        playground.charts_ui(current)
-        with st.expander("Tries on the charts (most recent first)", expanded=True):
-            playground.trail_list_ui(store, current)
+        playground.tries_ui(current)

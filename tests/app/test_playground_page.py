@@ -1,0 +1,172 @@
+"""Playground page (AppTest, fake trainer): one run per distinct config, nothing on a rerun or
+a reload, the trail with diff labels, pin and clear, hidden knobs, pause/resume/stop, and the
+knobs as query parameters (round trip; bad values refused with the field named, nothing run)."""
+
+import json
+
+from app import playground
+from tests.app.conftest import page, wait_for, wait_idle
+
+
+def runs(store):
+    """Stored runs, oldest first."""
+    return list(reversed(store.list_runs()))
+
+
+def charts(at):
+    return {json.loads(c.proto.spec)["layout"]["title"]["text"]: json.loads(c.proto.spec)
+            for c in at.get("plotly_chart")}
+
+
+def loss_traces(at):
+    """(name, opacity, width, legendrank) of the loss chart's traces, in legend order."""
+    spec = charts(at)["Training loss (per step)"]
+    traces = [(t["name"], t.get("opacity", 1), t["line"]["width"], t["legendrank"])
+              for t in spec["data"]]
+    return sorted(traces, key=lambda t: t[3])
+
+
+def labels(at):
+    return [w.label for kind in ("selectbox", "select_slider", "radio", "number_input")
+            for w in at.get(kind)]
+
+
+def fresh(services, **query):
+    at = page("playground")
+    at.query_params.update(query)
+    return at.run()
+
+
+def test_first_visit_launches_one_run_and_reruns_launch_nothing(services):
+    store, manager = services
+    at = fresh(services)
+    assert not at.exception
+    assert len(runs(store)) == 1
+    first = runs(store)[0]
+    assert first.config == playground.base_config() and first.tags == ["playground"]
+    wait_idle(manager)
+    at.run()
+    at.run()
+    assert len(runs(store)) == 1
+    assert fresh(services).exception is None or not fresh(services).exception   # a reload
+    assert len(runs(store)) == 1           # ... finds the stored run instead of launching
+
+
+def test_changing_a_knob_launches_exactly_one_run_with_that_config(services, fake_trainer):
+    store, manager = services
+    at = fresh(services)
+    at.select_slider(key="pg_lr").set_value(0.1).run()
+    assert not at.exception
+    assert len(runs(store)) == 2
+    assert runs(store)[1].config == {**playground.base_config(), "lr": 0.1}
+    at.run()
+    assert len(runs(store)) == 2
+    wait_idle(manager)
+    assert [c["lr"] for c in fake_trainer.configs] == [0.01, 0.1]
+
+
+def test_previous_tries_stay_faded_with_diff_labels_most_recent_first(services):
+    store, manager = services
+    at = fresh(services)
+    at.select_slider(key="pg_lr").set_value(0.1).run()
+    at.selectbox(key="pg_optimizer").set_value("sgd").run()
+    wait_idle(manager)
+    at.run()
+    assert loss_traces(at) == [("current", 1, 3.5, 1),
+                               ("adam -> sgd", 0.35, 1.5, 2),
+                               ("adam -> sgd · lr 0.01 -> 0.1", 0.35, 1.5, 3)]
+    assert any("**current**" in m.value for m in at.markdown)
+    # Back to an earlier setting: its run becomes current again; nothing new is launched.
+    at.selectbox(key="pg_optimizer").set_value("adam").run()
+    assert len(runs(store)) == 3
+    assert [t[0] for t in loss_traces(at)] == ["current", "sgd -> adam",
+                                               "lr 0.01 -> 0.1"]
+
+
+def test_pin_keeps_a_try_at_full_strength_and_names_it_clear_takes_it_off(services):
+    store, manager = services
+    at = fresh(services)
+    base_id = runs(store)[0].id
+    at.select_slider(key="pg_lr").set_value(0.1).run()
+    at.select_slider(key="pg_batch_size").set_value(64).run()
+    wait_idle(manager)
+    lr_id = runs(store)[1].id
+    at.button(key=f"pg_pin_{base_id}").click().run()
+    assert not at.exception
+    pinned = store.get_run(base_id)
+    assert pinned.name.startswith("playground · spirals") and "pinned" in pinned.tags
+    assert ("lr 0.01 -> 0.1 · batch 32 -> 64", 1, 2, 3) in loss_traces(at)
+    at.button(key=f"pg_clear_{lr_id}").click().run()
+    assert [t[0] for t in loss_traces(at)] == ["current", "lr 0.01 -> 0.1 · batch 32 -> 64"]
+    assert store.get_run(lr_id) is not None            # cleared from the trail, kept in store
+    at.button(key=f"pg_pin_{base_id}").click().run()   # unpin
+    assert store.get_run(base_id).name == "" and "pinned" not in store.get_run(base_id).tags
+
+
+def test_options_that_do_not_apply_are_hidden(services):
+    at = fresh(services)
+    assert {"Beta 1", "Beta 2"} <= set(labels(at)) and "Momentum" not in labels(at)
+    at.selectbox(key="pg_optimizer").set_value("sgd").run()
+    assert not {"Beta 1", "Beta 2", "Momentum"} & set(labels(at))
+    assert "Norm position" not in labels(at) and "Weight scale" not in labels(at)
+    at.radio(key="pg_norm").set_value("batch").run()
+    assert "Norm position" in labels(at)
+    assert "Model" not in labels(at) and "Width" in labels(at)      # toy data: MLP only
+    at.selectbox(key="pg_dataset").set_value("fashion-mnist").run()
+    at.selectbox(key="pg_model").set_value("three-layer-convnet").run()
+    assert not at.exception
+    assert "Width" not in labels(at) and "Residual" not in labels(at)
+    assert "Depth" not in labels(at)
+
+
+def test_query_parameters_set_the_knobs_and_round_trip(services, fake_trainer):
+    store, manager = services
+    at = fresh(services, dataset="circles", optimizer="sgd", depth="3", lr="0.1")
+    assert not at.exception
+    assert at.selectbox(key="pg_dataset").value == "circles"
+    assert at.select_slider(key="pg_lr").value == 0.1
+    (record,) = runs(store)
+    assert {k: record.config[k] for k in ("dataset", "optimizer", "depth", "lr")} == \
+        {"dataset": "circles", "optimizer": "sgd", "depth": 3, "lr": 0.1}
+    link = dict(at.query_params)
+    assert {k: link[k] for k in ("dataset", "optimizer", "depth", "lr")} == \
+        {"dataset": "circles", "optimizer": "sgd", "depth": "3", "lr": "0.1"}
+    assert "beta2" not in link and "data_dir" not in link    # only the shown knobs' values
+    at.number_input(key="pg_depth").set_value(4).run()
+    assert at.query_params["depth"] in ("4", ["4"])
+    wait_idle(manager)
+    opened = fresh(services, **{k: v for k, v in at.query_params.items()})   # the shared link
+    assert not opened.exception and opened.number_input(key="pg_depth").value == 4
+    assert len(runs(store)) == 2                          # the same config: nothing new
+
+
+def test_bad_link_values_are_refused_naming_the_field_and_nothing_runs(services):
+    store, _ = services
+    for query, expected in (({"lr": "abc"}, ["lr", "'abc'", "finite number"]),
+                            ({"optimizer": "adamx"}, ["optimizer", "'adamx'", "allowed: sgd"]),
+                            ({"depth": "0"}, ["depth", ">= 1"]),
+                            ({"bogus": "1"}, ["bogus", "unknown parameter", "lr"])):
+        at = fresh(services, dataset="spirals", **query)
+        assert not at.exception
+        message = at.error[0].value
+        assert all(part in message for part in expected), message
+        assert "Nothing was launched" in message
+        at.run()
+        assert store.list_runs() == []
+    at.select_slider(key="pg_lr").set_value(0.1).run()     # a knob change: the user's intent
+    assert not at.error and len(runs(store)) == 1
+
+
+def test_pause_resume_and_stop_buttons_act_on_the_current_try(services):
+    store, manager = services
+    at = fresh(services, seed="7")        # the fake trainer holds a seed-7 run after step 4
+    run_id = runs(store)[0].id
+    wait_for(lambda: manager.progress(run_id).step == 4, what="the first evaluation")
+    at.button(key="pg_pause").click().run()
+    assert manager.progress(run_id).paused
+    assert "paused" in at.get("progress")[0].proto.text
+    at.button(key="pg_resume").click().run()
+    assert not manager.progress(run_id).paused
+    at.button(key="pg_stop").click().run()
+    wait_idle(manager)
+    assert store.get_run(run_id).status == "stopped"
