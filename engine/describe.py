@@ -223,22 +223,25 @@ PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#7
 SHADE_SPREAD_L = 16.0     # CIELAB L* between the lightest and darkest member shade /2
 
 
-def _slot(key) -> int:
-    return int(hashlib.sha1(str(key).encode()).hexdigest()[:8], 16) % len(PALETTE)
+def _slot(key, slots: int) -> int:
+    return int(hashlib.sha1(str(key).encode()).hexdigest()[:8], 16) % slots
 
 
 def palette_colors(keys) -> dict:
-    """A stable palette colour per key: the key's hash picks a slot, so the same run or group
-    keeps its colour across reruns and pages. Keys are placed in sorted order and a taken slot
-    moves to the next free one, so up to len(PALETTE) keys shown together never share one."""
+    """A stable palette colour per key: the key's hash picks a slot of the whole palette, so
+    the same run or group keeps its colour across reruns and pages, and mostly whatever else
+    is shown (only a key whose slot an earlier-sorted key took moves, to the next free slot),
+    so up to len(PALETTE) keys shown together never share one. Stability is why a few runs
+    do not always get the first (colour-blind-safe) colours."""
     keys = list(dict.fromkeys(keys))
+    slots = len(PALETTE)
     taken: set[int] = set()
     out = {}
     for key in sorted(keys, key=str):
-        slot = _slot(key)
-        if len(taken) < len(PALETTE):
+        slot = _slot(key, slots)
+        if len(taken) < slots:
             while slot in taken:
-                slot = (slot + 1) % len(PALETTE)
+                slot = (slot + 1) % slots
         taken.add(slot)
         out[key] = PALETTE[slot]
     return {k: out[k] for k in keys}

@@ -172,9 +172,11 @@ def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None)
             fig.update_yaxes(title_text=metric_title(metric), **where,
                              **_y_axis_style(o.log_y))
 
-    title = o.title or (f"{metric_info(o.metric).label.capitalize()} by {o.x_axis}"
-                        if cols == 1 else f"{len(metrics)} metrics by {o.x_axis}") \
-        + (f" · mean over {o.group_by}" if o.group_by else "")
+    what = metric_info(o.metric).label if cols == 1 else " and ".join(
+        metric_info(m).label for m in metrics)
+    by = "" if what.endswith(f"per {o.x_axis}") else f" by {o.x_axis}"
+    title = o.title or (what[0].upper() + what[1:] + by
+                        + (f" · mean over {o.group_by}" if o.group_by else ""))
     subtitle = describe.common_summary([_get(x, "config") for x in runs]) if o.context else ""
     _layout(fig, title, subtitle, [e.legend for e in entries if e.key in in_legend], rows)
     fig.update_layout(

@@ -6,15 +6,17 @@ runs and metrics from the run store (app.services). Only widget values live in s
 state, plus the last rendered static images (keyed by what they show).
 """
 
-import hashlib
+import dataclasses
 
 import streamlit as st
 
-from app import services
-from engine import export, plots
+from app import saved_comparisons, services, state
+from app.text import plain
+from engine import config
+from engine import describe, export, plots
 from engine.events import ALL_METRICS, STEP_LOSS, VAL_ACC, RunStatus
 
-RUNS_KEY, IMAGES_KEY = "compare_runs", "compare_images"
+RUNS_KEY = "compare_runs"
 DEFAULT_RUNS = 6          # runs preselected on a first visit: the newest ones
 
 st.title("Compare")
@@ -24,35 +26,53 @@ if not records:
     st.info("No runs stored yet. Launch some on the Launch page, then compare them here.")
     st.stop()
 
+# --- the page's state comes from the URL (a reload, a shared link, a saved comparison) -------
+W = state.COMPARE_WIDGETS
+config_fields = sorted({k for r in records for k in r.config} & config.field_names())
+allowed = {"runs": [r.id for r in records], "status": list(RunStatus.ALL),
+           "tag": sorted({t for r in records for t in r.tags}), "x": list(plots.X_AXES),
+           "band": list(plots.BANDS), "group": sorted(set(config_fields) - plots.IGNORED_FIELDS),
+           **{f: sorted({plots.value_text(r.config.get(f)) for r in records})
+              for f in config_fields}}
+fresh = RUNS_KEY not in st.session_state      # first run here: a reload, a link, a page switch
+wanted, refused = state.compare_from_url(
+    state.url_params() or st.session_state.get(state.COMPARE_LAST, {}), allowed,
+    config.field_names())
+state.restore_compare(wanted)
+for message in refused if fresh else []:
+    st.warning(plain(message), icon=":material/link_off:")
+saved_comparisons.saved_comparisons_ui(st.session_state.get(state.COMPARE_LAST, {}))
+
 # --- which runs -------------------------------------------------------------------------------
 with st.expander("Filter runs", expanded=False):
-    f1, f2, f3, f4, f5 = st.columns(5)
-    statuses = f1.multiselect("Status", list(RunStatus.ALL), key="compare_f_status")
-    datasets = f2.multiselect("Dataset", sorted({r.config.get("dataset", "") for r in records}),
-                              key="compare_f_dataset")
-    tags = f3.multiselect("Tag", sorted({t for r in records for t in r.tags}), key="compare_f_tag")
-    field = f4.selectbox("Config field", [None] + sorted({k for r in records for k in r.config}),
-                         key="compare_f_field",
-                         format_func=lambda f: "any field" if f is None else f)
-    values = f5.multiselect("Value", sorted({plots.value_text(r.config.get(field))
-                                             for r in records}) if field else [],
-                            key="compare_f_value", disabled=field is None)
+    f1, f2, f3 = st.columns([1, 1, 2])
+    statuses = f1.multiselect("Status", list(RunStatus.ALL), key=W["status"])
+    tags = f2.multiselect("Tag", allowed["tag"], key=W["tag"])
+    filter_fields = f3.multiselect("Config fields", config_fields, key=state.COMPARE_FIELDS,
+                                   help="Filter on these fields' values (below).")
+    filters = {}
+    for column, f in zip(st.columns(4) * len(filter_fields), filter_fields):
+        filters[f] = column.multiselect(f, allowed[f], key=state.compare_field_key(f))
 shown = [r for r in records
          if (not statuses or r.status in statuses)
-         and (not datasets or r.config.get("dataset") in datasets)
          and (not tags or set(tags) & set(r.tags))
-         and (not field or not values or plots.value_text(r.config.get(field)) in values)]
+         and all(not kept or plots.value_text(r.config.get(f)) in kept
+                 for f, kept in filters.items())]
 
 by_id = {r.id: r for r in shown}
-if RUNS_KEY not in st.session_state:
-    st.session_state[RUNS_KEY] = [r.id for r in shown[:DEFAULT_RUNS]]
-else:   # runs filtered out or deleted leave the selection (a stale value would be an error)
-    st.session_state[RUNS_KEY] = [i for i in st.session_state[RUNS_KEY] if i in by_id]
-names = plots.legend_labels({r.id: r.config for r in shown}, {r.id: r.name for r in shown})
+signature = repr((statuses, tags, filters))
+st.session_state[RUNS_KEY] = state.narrow_selection(
+    st.session_state.get(RUNS_KEY), list(by_id), fresh=DEFAULT_RUNS,
+    filters_changed=fresh or signature != st.session_state.get("compare_filters_seen", signature))
+st.session_state["compare_filters_seen"] = signature
+names = describe.run_labels(shown)
 chosen_ids = st.multiselect(
     f"Runs to compare ({len(shown)} of {len(records)} match the filters)", list(by_id),
     key=RUNS_KEY, format_func=lambda i: f"{by_id[i].name or names[i]} · {by_id[i].status} · {i}")
 runs = [by_id[i] for i in chosen_ids]
+url_state = {"runs": chosen_ids, "status": statuses, "tag": tags, **filters}
+state.write_compare_url(state.compare_to_url(url_state),
+                        ["runs", "status", "tag", *config.field_names()])
 if not runs:
     st.info("Choose at least one run above.")
     st.stop()
@@ -64,36 +84,55 @@ metrics = [m for m in ALL_METRICS if m in present] + sorted(present - set(ALL_ME
 if not metrics:
     st.info("The chosen runs have no metrics yet (queued, or stopped before their first step).")
     st.stop()
-c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 3, 2])
-metric = c1.selectbox("Metric", metrics, key="compare_metric", format_func=plots.metric_title,
-                      index=metrics.index(VAL_ACC) if VAL_ACC in metrics else
-                      metrics.index(STEP_LOSS) if STEP_LOSS in metrics else 0)
-x_axis = c2.radio("X axis", list(plots.X_AXES), key="compare_x", horizontal=True,
-                  format_func=lambda x: {"time": "wall time"}.get(x, x))
-log_y = c2.checkbox("Log y", key="compare_log_y")
-smoothing = c3.slider("Smoothing (EMA weight)", 0.0, 0.99, 0.0, 0.01, key="compare_smooth",
-                      help="TensorBoard-style debiased moving average; the raw curve stays faint.")
 fields = sorted({k for r in runs for k in r.config} - plots.IGNORED_FIELDS)
+for param, choices in (("metric", metrics), ("group", [None, *fields]), ("panels", metrics)):
+    message = state.keep_allowed(param, choices)      # a URL value the chosen runs do not have
+    if message and fresh:
+        st.warning(plain(message), icon=":material/link_off:")
+state.set_default(W["metric"], VAL_ACC if VAL_ACC in metrics else
+                  STEP_LOSS if STEP_LOSS in metrics else metrics[0])
+c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 3, 2])
+metric = c1.selectbox("Metric", metrics, key=W["metric"], format_func=plots.metric_title)
+x_axis = c2.radio("X axis", list(plots.X_AXES), key=W["x"], horizontal=True,
+                  format_func=lambda x: {"time": "wall time"}.get(x, x))
+log_y = c2.checkbox("Log y", key=W["log_y"])
+smoothing = c3.slider("Smoothing (EMA weight)", 0.0, state.MAX_SMOOTHING, step=0.01,
+                      key=W["smoothing"],
+                      help="TensorBoard-style debiased moving average; the raw curve stays faint.")
 group_by = c4.selectbox("Average over", [None] + sorted(fields, key=lambda f: f != "seed"),
-                        key="compare_group", format_func=lambda f: "nothing (one line per run)"
+                        key=W["group"], format_func=lambda f: "nothing (one line per run)"
                         if f is None else f,
                         help="Runs equal in every other config field become one mean line with "
                              "a band, e.g. 'seed' averages each configuration over its seeds.")
-band = c5.radio("Band", list(plots.BANDS), key="compare_band", disabled=group_by is None,
+band = c5.radio("Band", list(plots.BANDS), key=W["band"], disabled=group_by is None,
                 format_func=lambda b: {"std": "±1 std", "minmax": "min–max",
                                        "ci": "95% CI of mean"}[b])
+panels = st.multiselect("Beside it", [m for m in metrics if m != metric], key="compare_panels",
+                        format_func=plots.metric_title, max_selections=3,
+                        help="More metrics side by side with the same runs, e.g. validation "
+                             "loss beside validation accuracy.")
+chart_state = {"metric": metric, "x": x_axis, "log_y": log_y, "smoothing": smoothing,
+               "group": group_by, "band": band if group_by else None,
+               "panels": st.session_state.get(W["panels"], [])}
+state.write_compare_url(state.compare_to_url(chart_state), list(chart_state))
 options = plots.ChartOptions(metric=metric, x_axis=x_axis, log_y=log_y, smoothing=smoothing,
-                             group_by=group_by, band=band)
+                             group_by=group_by, band=band, panels=tuple(panels))
 fig = plots.build_figure(frame, runs, options)
-st.plotly_chart(fig, key="compare_chart", config={"displaylogo": False})
-labels = plots.legend_labels({r.id: r.config for r in runs}, {r.id: r.name for r in runs})
+key_table = plots.legend_table(runs, options)
+if len(key_table):      # long labels: the legend shows keys, the full labels are here
+    chart_col, key_col = st.columns([4, 1])
+    chart_col.plotly_chart(fig, key="compare_chart", config={"displaylogo": False})
+    key_col.dataframe(key_table, hide_index=True)
+else:
+    st.plotly_chart(fig, key="compare_chart", config={"displaylogo": False})
+labels = describe.run_labels(runs)
 drawn = set(frame.loc[frame["name"] == metric, "run"])
 empty = [labels[r.id] for r in runs if r.id not in drawn]
 if empty:
     st.caption(f"No points for {plots.metric_title(metric)}: " + ", ".join(empty))
 
 # --- tables ------------------------------------------------------------------------------------
-t1, t2 = st.columns([2, 3], gap="large")
+t1, t2 = st.container(), st.container()      # full width each: long labels are not cut
 with t1:
     st.subheader("Final and best " + plots.metric_title(metric))
     summary = plots.summary_table(frame, runs, options)
@@ -121,32 +160,24 @@ except export.UnsafeNameError as error:
     st.error(str(error))
     st.stop()
 stem = files["csv"][:-4]
+# Exported figures stand alone: a subtitle of what every run shares. Every file is made
+# only when its button is clicked (one click; a PNG/SVG then takes a browser start, seconds).
+export_options = dataclasses.replace(options, context=True)
+static = export.static_export_available()
+if not static:
+    st.warning("PNG and SVG need a browser: " + export.NO_BROWSER_HINT)
 cols = st.columns(6)
-for col, fmt in zip(cols[:3], ("html", "csv", "json")):
+for col, fmt in zip(cols, ("png", "svg", "html", "csv", "json")):
+    if fmt in export.STATIC_FORMATS and not static:
+        continue
     col.download_button(fmt.upper(), key=f"compare_dl_{fmt}", file_name=files[fmt],
                         mime=export.MIME[fmt], on_click="ignore", icon=":material/download:",
-                        data=lambda fmt=fmt: export.export_bytes(fmt, fig, frame, runs, base=stem))
-
-# Static images take a browser start (seconds): drawn on request, kept for what they show.
-shows = hashlib.sha1(repr((chosen_ids, options, store.last_metric_id(chosen_ids))).encode())
-images = st.session_state.get(IMAGES_KEY, {}).get(shows.hexdigest())
-if not export.static_export_available():
-    st.warning("PNG and SVG need a browser: " + export.NO_BROWSER_HINT)
-elif images is None:
-    if cols[3].button("PNG & SVG", key="compare_render", icon=":material/image:",
-                      help="Draw the static images (takes a few seconds)."):
-        with st.spinner("Drawing PNG and SVG…"):
-            try:
-                images = export.figure_images(fig)
-                st.session_state[IMAGES_KEY] = {shows.hexdigest(): images}
-            except export.ExportError as error:
-                st.warning(str(error))
-if images:
-    for col, fmt in zip(cols[3:5], export.STATIC_FORMATS):
-        col.download_button(fmt.upper(), data=images[fmt], file_name=files[fmt],
-                            mime=export.MIME[fmt], key=f"compare_dl_{fmt}", on_click="ignore",
-                            icon=":material/download:")
+                        data=lambda fmt=fmt: export.export_bytes(
+                            fmt, plots.build_figure(frame, runs, export_options), frame, runs,
+                            base=stem))
 cols[5].download_button("ZIP (all)", key="compare_dl_zip", file_name=files["zip"],
                         mime=export.MIME["zip"], on_click="ignore", icon=":material/folder_zip:",
-                        data=lambda: export.zip_bytes(fig, frame, runs, base=stem, images=images),
+                        data=lambda: export.zip_bytes(plots.build_figure(frame, runs,
+                                                                         export_options),
+                                                      frame, runs, base=stem),
                         help="HTML, CSV, JSON and, when a browser is available, PNG and SVG.")

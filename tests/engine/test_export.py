@@ -258,3 +258,31 @@ def test_export_runs_png_through_the_browser(store, tmp_path):
     ids = fill(store, 10)
     path = export.export_runs(store, ids, "png", out_dir=tmp_path / "ex", name="chart")
     assert path.read_bytes().startswith(PNG_SIGNATURE)
+
+
+# --- exports that stand alone (issue 12) -------------------------------------------------------
+
+def test_csv_export_carries_each_runs_differing_config_fields():
+    frame, runs = make_runs(3, 4)
+    back = pd.read_csv(io.BytesIO(export.export_bytes("csv", None, frame, runs)))
+    assert list(back.columns) == export.CSV_COLUMNS[:2] + ["label", "optimizer", "seed"] \
+        + export.CSV_COLUMNS[2:]
+    first = back.drop_duplicates("run_id").set_index("run_id")
+    assert first.loc["run-1", "optimizer"] == "adam" and first.loc["run-2", "seed"] == 2
+    assert first.loc["run-0", "label"] == "sgd · seed 0"          # describe.run_labels
+    assert "lr" not in back.columns                                # equal for all: not a column
+
+
+def test_html_loads_plotly_once_compressed_and_stays_small():
+    frame, runs = make_runs(4, 5000)
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(metric=STEP_LOSS, context=True))
+    html = export.figure_html(fig)
+    # plotly.js alone is 4.8 MB; the page holds it once, gzip+base64, plus 4 downsampled runs
+    assert len(html) < 2_300_000
+    assert html.count(b"DecompressionStream") == 1 and html.count(b"Plotly.newPlot") == 1
+    packed = re.search(rb'id="plotly-gz">([^<]+)<', html).group(1)
+    import base64
+    import gzip
+    from plotly.offline import get_plotlyjs
+    assert gzip.decompress(base64.b64decode(packed)).decode() == get_plotlyjs()
+    assert b"fashion-mnist" in html                   # the subtitle: what all runs share

@@ -1,0 +1,57 @@
+"""Tests of engine/curves.py beyond smoothing and downsampling (tests/engine/test_plots.py):
+the y range fitted to healthy runs, where an outlier leaves it, divergence steps."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+
+from engine import curves
+from engine.events import RunStatus
+
+
+def test_a_diverged_run_does_not_stretch_the_axis():
+    healthy = {"a": [2.3, 1.0, 0.5, 0.4], "b": [2.2, 1.2, 0.8, 0.6]}
+    curves_ = {**healthy, "div": [2.3, 5.0, 400.0, 1e5, math.nan]}
+    rng, outliers = curves.clip_range(curves_, unhealthy=["div"])
+    assert outliers == ["div"]
+    span = 2.3 - 0.4                                       # the healthy runs' range
+    assert rng == (0.4 - 0.05 * span, 2.3 + 0.05 * span)   # padded by AXIS_PAD
+    # where it leaves: the first point above the top edge, marked at the edge
+    x, y, way = curves.leaves_range([1, 2, 3, 4, 5], curves_["div"], *rng)
+    assert (x, y, way) == (2, rng[1], "above")
+
+
+def test_an_outlier_is_found_without_being_told_and_log_axes_use_decades():
+    rng, outliers = curves.clip_range({"a": [1.0, 0.5], "b": [0.9, 0.6], "c": [1.0, 50.0]})
+    assert outliers == ["c"] and rng[1] < 2
+    # on a log axis, 10x the others' top is still within a decade's allowance ...
+    assert curves.clip_range({"a": [1.0, 0.1], "b": [0.9, 0.2], "c": [9.0, 0.1]},
+                             log_y=True) == (None, [])
+    # ... 1000x is not; the range comes back in log10 units, as plotly wants it
+    rng, outliers = curves.clip_range({"a": [1.0, 0.1], "b": [0.9, 0.2], "c": [1000.0, 0.1]},
+                                      log_y=True)
+    assert outliers == ["c"]
+    np.testing.assert_allclose(rng, (-1 - 0.05, 0 + 0.05))
+    x, y, way = curves.leaves_range([1, 2], [1000.0, 0.1], *rng, log_y=True)
+    assert (x, way) == (1, "above") and y == 10 ** rng[1]
+
+
+def test_no_clipping_when_every_run_fits_or_none_is_healthy():
+    assert curves.clip_range({"a": [1.0, 0.5], "b": [0.9, 0.4]}) == (None, [])
+    # a diverged run that stays inside the others' range changes nothing
+    assert curves.clip_range({"a": [1.0, 0.5], "d": [0.8, math.inf]},
+                             unhealthy=["d"]) == (None, [])
+    assert curves.clip_range({"d": [1.0, 1e6], "e": [1.0, 1e5]},
+                             unhealthy=["d", "e"]) == (None, [])
+    assert curves.clip_range({"a": [1.0]}) == (None, [])
+
+
+def test_divergence_step_is_the_stored_step_never_parsed_from_the_reason():
+    run = SimpleNamespace(status=RunStatus.DIVERGED, last_step=12,
+                          reason="loss 1e9 at step 99 exceeds 1000x its first value")
+    assert curves.divergence_step(run) == 12
+    assert curves.divergence_step(SimpleNamespace(status=RunStatus.COMPLETED, last_step=5)) \
+        is None
