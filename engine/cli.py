@@ -137,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "$TRAINLAB_EXPORT_DIR or ~/.trainlab/exports).")
     export.add_argument("--name", default=None, help="File name without extension.")
     export.add_argument("--metric", default=VAL_ACC, help="Metric drawn in figures.")
+    export.add_argument("--group-by", "--group_by", dest="group_by", action="append",
+                        metavar="FIELD", help="With zip: add the verdicts of these groups "
+                        "(repeat for several fields, or except-seed); see `compare`.")
+    export.add_argument("--summary", default="final:val/acc", metavar="KIND[:METRIC[:VALUE]]",
+                        help="Summary of each run for the verdicts (see `compare`).")
     export.set_defaults(handler=cmd_export)
 
     compare = sub.add_parser("compare", help="Is the difference real? Verdicts over seeds: "
@@ -385,10 +390,19 @@ def cmd_probe(args) -> int:
 def cmd_export(args) -> int:
     from engine.export import export_runs
     from engine.plots import ChartOptions
+    from engine import verdicts
+    by, summary = None, None
+    if args.group_by:
+        try:
+            summary = verdicts.parse_summary(args.summary)
+            by = verdicts.check_group_by([verdicts.EXCEPT_SEED if f == "except-seed" else f
+                                          for f in args.group_by])
+        except ValueError as error:
+            raise CliError(_flag_message(error, args)) from None
     store = _open_store(args)
     ids = [_find_run(store, prefix).id for prefix in args.runs]
     path = export_runs(store, ids, args.format, out_dir=args.out, name=args.name,
-                       options=ChartOptions(metric=args.metric))
+                       options=ChartOptions(metric=args.metric), verdict_by=by, summary=summary)
     store.close()
     print(path)
     return EXIT_OK

@@ -112,3 +112,18 @@ def test_unknown_tag_says_which_tags_exist(cli, grid):
     done = cli("compare", "tag:nope")
     assert done.returncode == 2
     assert "run: 'tag:nope' matches no stored run; tags stored: grid" in done.stderr
+
+
+def test_export_zip_with_a_grouping_holds_the_verdicts(cli, grid, tmp_path):
+    import io
+    import zipfile
+    done = cli("export", *grid, "--format", "zip", "--out", str(tmp_path), "--name", "grid",
+               "--group-by", "optimizer")
+    assert done.returncode == 0, done.stderr
+    with zipfile.ZipFile(tmp_path / "grid.zip") as zf:
+        names = set(zf.namelist())
+        result = json.loads(zf.read("grid-verdicts.json"))
+    assert {"grid-verdicts.csv", "grid-verdicts.json", "grid-strip.html"} <= names
+    assert {g["name"] for g in result["groups"]} == {"adam", "sgd"}
+    bad = cli("export", *grid, "--format", "zip", "--group-by", "colour")
+    assert bad.returncode == 2 and "--group-by: 'colour' is not a config field" in bad.stderr
