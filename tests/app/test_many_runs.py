@@ -1,0 +1,91 @@
+"""Live and Compare with 20 runs (issue 12): both render without an exception, every run gets
+its own colour and the label of the one label function (engine.describe.run_labels), the
+legend sits below the plot, and a diverged run does not flatten the others."""
+
+from __future__ import annotations
+
+import json
+
+from streamlit.testing.v1 import AppTest
+
+from engine import describe
+from engine.events import (STEP_LOSS, VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted,
+                           RunStatus, StepLoss)
+from tests.app.conftest import PAGES
+
+ACTIVATIONS = ("relu", "tanh", "gelu", "elu", "sigmoid")
+
+
+def fill(store, n=20, steps=8):
+    """n finished runs launched together: 5 activations x 4 learning rates; the last one
+    diverges with a huge loss at step 6."""
+    ids = []
+    for i in range(n):
+        cfg = {"dataset": "spirals", "toy_samples": 64, "width": [8], "epochs": 2,
+               "batch_size": 16, "activation": ACTIVATIONS[i % 5], "lr": [0.1, 0.03, 0.01,
+                                                                          0.003][i // 5]}
+        rid = store.create_run(cfg, name=f"grid #{i + 1:02d}", tags=["grid"])
+        store.record(RunStarted(rid, params=10, device="cpu", total_steps=steps,
+                                steps_per_epoch=4, epochs=2))
+        diverges = i == n - 1
+        for step in range(1, steps + 1):
+            loss = 1e5 * step if diverges and step >= 5 else 2.0 / step + 0.01 * i
+            store.record(StepLoss(rid, step, step / 4, loss))
+            if diverges and step == 6:
+                store.record(RunEnded(rid, RunStatus.DIVERGED, 6, "loss 6e+05 exceeds 1000x"))
+                break
+            if step % 4 == 0:
+                store.record(Evaluated(rid, step, step / 4, {VAL_ACC: 0.5 + 0.01 * i,
+                                                             VAL_LOSS: 1.0 / step}))
+        else:
+            store.record(RunEnded(rid, RunStatus.COMPLETED, steps, ""))
+        ids.append(rid)
+    assert store.flush(10)
+    return ids
+
+
+def specs(at):
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def test_compare_with_20_runs(services, monkeypatch):
+    store, _ = services
+    ids = fill(store)
+    calls = []
+    real = describe.run_labels
+    monkeypatch.setattr(describe, "run_labels", lambda runs: calls.append(1) or real(runs))
+    at = AppTest.from_file(str(PAGES / "compare.py"), default_timeout=60).run()
+    at.multiselect(key="compare_runs").set_value(ids)
+    at.selectbox(key="compare_metric").set_value(STEP_LOSS).run()
+    assert not at.exception, at.exception
+    (spec,) = specs(at)
+    lines = [t for t in spec["data"] if (t.get("meta") or {}).get("kind") == "line"]
+    expected = real([store.get_run(i) for i in ids])
+    assert calls and [t["name"] for t in lines] == [expected[i] for i in ids]
+    assert expected[ids[1]] == "lr 0.1 · tanh"               # only the fields that differ
+    assert len({t["line"]["color"] for t in lines}) == 20      # a colour per run
+    assert all(t["showlegend"] is not False for t in lines)    # every run in the legend
+    layout = spec["layout"]
+    assert layout["legend"]["orientation"] == "h" and layout["legend"]["yref"] == "container"
+    assert layout["margin"]["b"] > 56                          # the legend has its own margin
+    # the diverged run (1e5 and more) is drawn off-scale: the axis fits the other 19
+    assert layout["yaxis"]["range"][1] < 10
+    assert [t for t in spec["data"] if (t.get("meta") or {}).get("kind") == "offscale"]
+
+
+def test_live_with_20_runs(services, monkeypatch):
+    store, _ = services
+    ids = fill(store)
+    calls = []
+    real = describe.run_labels
+    monkeypatch.setattr(describe, "run_labels", lambda runs: calls.append(1) or real(runs))
+    at = AppTest.from_file(str(PAGES / "live.py"), default_timeout=60).run()
+    assert not at.exception, at.exception
+    step_loss = specs(at)[0]
+    names = [t["name"] for t in step_loss["data"] if t.get("mode") == "lines"]
+    labels = real([store.get_run(i) for i in ids])
+    assert calls and sorted(names) == sorted(labels.values())     # the latest launch: all 20
+    assert len({t["line"]["color"] for t in step_loss["data"] if t.get("mode") == "lines"}) == 20
+    assert step_loss["layout"]["yaxis"]["range"][1] < 10          # not stretched to 1e5
+    assert step_loss["layout"]["showlegend"] is False             # the run list is the key
+    assert sum(labels[i] in m.value for m in at.markdown for i in ids) >= 20
