@@ -9,7 +9,7 @@ sweep value, a refused upload) the reason is shown and Launch is disabled.
 
 import streamlit as st
 
-from app import forms, services, state
+from app import diagnostics_ui, forms, services, state
 from app.text import plain
 
 st.title("Launch runs")
@@ -32,6 +32,7 @@ if notice:
     st.info(plain(notice))
 
 base = forms.config_form_ui()
+diagnostics_ui.signal_line_ui(base)   # "the gradient at the first layer is 10^-9 of the last's"
 sweep, seeds, problems = forms.sweep_ui()
 upload_problem = forms.upload_problem()
 

@@ -1,0 +1,232 @@
+"""The Diagnostics view's parts, and the signal-propagation line of the Launch page.
+
+This module owns what the Diagnostics page draws: the run picker (newest runs first), the
+incremental read of each run's metrics (only rows newer than the last seen, per session), the
+heat maps, the step slider and the per-layer profile, the warnings with a jump to their step,
+decision regions of toy runs with their downloads, and the probe at init (cached per config).
+Figures come from engine/diagnostic_plots.py, numbers and warnings from engine/diagnostics.py.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import pandas as pd
+import streamlit as st
+
+from app.text import plain
+from engine import describe, export
+from engine import diagnostic_plots as dplots
+from engine.config import ConfigError, RunConfig
+
+RUNS_KEY = "diag_runs"
+QUANTITY_KEY = "diag_quantity"
+STEP_KEY = "diag_step"
+CACHE_KEY = "diag_cache"          # run id -> {"after": metric id, "frame": DataFrame}
+DEFAULT_RUNS = 3                  # runs preselected: the newest ones
+REFRESH_S = 2.0                   # live redraw period while runs train
+PROBE_BATCH = 256                 # examples in the probe's batch at most (one forward/backward)
+MAX_REGION_RUNS = 4               # toy runs whose decision regions are drawn side by side
+
+
+# --- runs and their metrics ------------------------------------------------------------------
+
+def pick_runs_ui(records) -> list[str]:
+    """Multiselect of stored runs (newest first), the newest DEFAULT_RUNS preselected."""
+    labels = describe.run_labels(records)
+    ids = [r.id for r in records]
+    if RUNS_KEY not in st.session_state:
+        st.session_state[RUNS_KEY] = ids[:DEFAULT_RUNS]
+    st.session_state[RUNS_KEY] = [rid for rid in st.session_state[RUNS_KEY] if rid in ids]
+    return st.multiselect("Runs", ids, key=RUNS_KEY,
+                          format_func=lambda rid: f"{labels.get(rid, rid)} ({rid[:8]})",
+                          help="Two or more runs are drawn side by side on one colour scale.")
+
+
+def read_frames(store, run_ids) -> dict[str, pd.DataFrame]:
+    """Each run's metrics, reading only the rows stored since the last call (per session)."""
+    cache = st.session_state.setdefault(CACHE_KEY, {})
+    for rid in list(cache):
+        if rid not in run_ids:
+            del cache[rid]
+    for rid in run_ids:
+        entry = cache.setdefault(rid, {"after": 0, "frame": None})
+        new = store.read_metrics(rid, after_id=entry["after"])
+        if len(new):
+            new = new[["id", "step", "name", "value"]]
+            entry["frame"] = new if entry["frame"] is None else \
+                pd.concat([entry["frame"], new], ignore_index=True)
+            entry["after"] = int(new["id"].iloc[-1])
+    empty = pd.DataFrame({"id": [], "step": [], "name": [], "value": []})
+    return {rid: cache[rid]["frame"] if cache[rid]["frame"] is not None else empty
+            for rid in run_ids}
+
+
+# --- heat maps, slider, profile --------------------------------------------------------------
+
+def quantity_ui(frames: dict) -> str | None:
+    quantities = sorted({q for f in frames.values() for q in dplots.diag_quantities(f)},
+                        key=lambda q: list(dplots.QUANTITY_LABELS).index(q)
+                        if q in dplots.QUANTITY_LABELS else 99)
+    if not quantities:
+        return None
+    if st.session_state.get(QUANTITY_KEY) not in quantities:
+        st.session_state[QUANTITY_KEY] = quantities[0]
+    return st.selectbox("Quantity", quantities, key=QUANTITY_KEY,
+                        format_func=lambda q: dplots.QUANTITY_LABELS.get(q, q))
+
+
+def step_ui(steps: list[int]) -> int:
+    """A slider over the collection steps; it follows the newest step until moved."""
+    if len(steps) == 1:
+        st.session_state[STEP_KEY] = steps[0]
+        st.caption(f"One collection so far, at step {steps[0]}.")
+        return steps[0]
+    if st.session_state.get(STEP_KEY) not in steps:
+        st.session_state[STEP_KEY] = steps[-1]
+    return st.select_slider("Step", steps, key=STEP_KEY,
+                            help="Scrub through training: the per-layer profile below and the "
+                                 "line on the heat maps follow it.")
+
+
+def go_to_step(step: int, quantity: str | None = None) -> None:
+    """Button callback: move the slider (and the quantity) to a warning's evidence."""
+    st.session_state[STEP_KEY] = step
+    if quantity:
+        st.session_state[QUANTITY_KEY] = quantity
+
+
+WARNING_QUANTITY = {"vanishing": "grad_norm", "exploding": "grad_norm",
+                    "update_ratio": "update_ratio", "dead_units": "dead_frac",
+                    "symmetry": "unit_spread"}
+
+
+def warnings_ui(records: dict, frames: dict, labels: dict, steps: list[int]) -> None:
+    """Each run's warnings in plain words, with a button that jumps to the step."""
+    from engine.diagnostics import warnings_for
+    any_shown = False
+    for rid, frame in frames.items():
+        for i, w in enumerate(warnings_for(frame, records[rid].config)):
+            any_shown = True
+            text, button = st.columns([8, 1], vertical_alignment="center")
+            text.warning(f"**{plain(labels.get(rid, rid))}**: {plain(w.message)}",
+                         icon=":material/warning:")
+            target = min(steps, key=lambda s: abs(s - w.step)) if steps else None
+            if target is not None:
+                button.button(f"Step {target}", key=f"diag_goto_{rid}_{i}",
+                              on_click=go_to_step, args=(target, WARNING_QUANTITY.get(w.kind)),
+                              help="Show the diagnostics at this step")
+    if not any_shown:
+        st.success("No warnings: no spike, plateau, divergence, vanishing or exploding "
+                   "gradient, odd update ratio, dead layer, overfitting or identical units.",
+                   icon=":material/check_circle:")
+
+
+# --- decision regions ---------------------------------------------------------------------------
+
+def regions_ui(store, records: dict, run_ids, labels: dict, step: int | None) -> None:
+    """Decision regions at `step` (each run's last snapshot at or before it) for toy runs,
+    the first layer's unit thumbnails, and PNG/SVG/HTML downloads."""
+    from engine.diagnostics import is_toy
+    toy = [rid for rid in run_ids if is_toy(records[rid].config)][:MAX_REGION_RUNS]
+    if not toy:
+        return
+    st.subheader("Decision regions")
+    for column, rid in zip(st.columns(len(toy)), toy):
+        history = store.read_snapshots(rid, "regions")
+        with column:
+            if not history:
+                st.info(f"{labels.get(rid, rid)}: no decision regions yet (they are drawn at "
+                        "each evaluation when diagnostics are on).")
+                continue
+            shown = [h for h in history if step is None or h[0] <= step] or history[:1]
+            at, data = shown[-1]
+            points = dplots.toy_points(records[rid].config)
+            title = f"{labels.get(rid, rid)} · step {at}"
+            figure = dplots.regions_figure(data, points, title=title)
+            st.plotly_chart(figure, key=f"diag_regions_{rid}", config={"displaylogo": False})
+            st.plotly_chart(dplots.units_figure(data), key=f"diag_units_{rid}",
+                            config={"displaylogo": False})
+            downloads_ui(rid, history, points, figure, title)
+
+
+def downloads_ui(rid: str, history, points, figure, title: str) -> None:
+    stem = f"trainlab-regions-{rid[:8]}"
+    cols = st.columns(3)
+    if export.static_export_available():
+        for col, fmt in zip(cols, ("png", "svg")):
+            col.download_button(fmt.upper(), key=f"diag_dl_{fmt}_{rid}",
+                                file_name=f"{stem}.{fmt}", mime=export.MIME[fmt],
+                                on_click="ignore", icon=":material/download:",
+                                data=lambda fmt=fmt: export.figure_bytes(figure, fmt))
+    cols[2].download_button(
+        "HTML animation", key=f"diag_dl_html_{rid}", file_name=f"{stem}.html",
+        mime=export.MIME["html"], on_click="ignore", icon=":material/movie:",
+        help="The regions over the run's history, with a play button; opens offline.",
+        data=lambda: export.figure_html(dplots.regions_animation(history, points, title=title)))
+
+
+# --- signal propagation at init ---------------------------------------------------------------
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _probe(config_json: str) -> list[dict]:
+    from engine.diagnostics import probe
+    cfg = RunConfig.from_json(config_json)
+    return probe(cfg, batch=min(cfg.batch_size, PROBE_BATCH))
+
+
+def probe_config(values: dict) -> tuple[list[dict] | None, str]:
+    """(profile, "") for a config dict, or (None, why not) when it cannot be probed now."""
+    try:
+        cfg = RunConfig.from_dict(dict(values))
+    except (ConfigError, TypeError, ValueError) as error:
+        return None, f"the settings are not valid yet ({error})"
+    from engine.data import missing_files
+    if missing_files(cfg):
+        return None, f"the {cfg.dataset} files are not in the data folder"
+    try:
+        return _probe(cfg.to_json()), ""
+    except Exception as error:  # noqa: BLE001 - a failed probe is a line of text, not a crash
+        return None, f"the probe failed ({error})"
+
+
+def _engine_loading() -> bool:
+    """True while app.services still imports torch in the background (first seconds)."""
+    return any(t.name == "trainlab-torch-import" and t.is_alive() for t in threading.enumerate())
+
+
+def signal_line_ui(values: dict) -> None:
+    """One line under the launch form: how the gradient reaches the first layer at init with
+    these settings ("the gradient at the first layer is 10^-9 of the last layer's")."""
+    from engine.diagnostics import describe_ratio, gradient_ratio
+    if _engine_loading():
+        st.caption("Signal propagation at init: available once the engine has loaded (a few "
+                   "seconds); change any setting to see it.")
+        return
+    profile, why = probe_config(values)
+    if profile is None:
+        st.caption(f"Signal propagation at init: not available, {plain(why)}.")
+        return
+    sentence = describe_ratio(gradient_ratio(profile))
+    st.caption(f":material/insights: With these settings {sentence} (one batch through the "
+               f"{len(profile)} weight layers at initialization, before any step). The "
+               "Diagnostics page shows the whole profile.")
+
+
+def signal_ui(records: dict, run_ids, labels: dict) -> None:
+    """The signal-propagation profile at init of the selected runs' configs."""
+    profiles, problems = {}, []
+    for rid in run_ids:
+        profile, why = probe_config(records[rid].config)
+        if profile is None:
+            problems.append(f"{labels.get(rid, rid)}: {why}")
+        else:
+            profiles[labels.get(rid, rid)] = profile
+    if profiles:
+        st.plotly_chart(dplots.signal_figure(profiles), key="diag_signal",
+                        config={"displaylogo": False})
+        from engine.diagnostics import describe_ratio, gradient_ratio
+        st.caption("  \n".join(f"**{plain(label)}**: {describe_ratio(gradient_ratio(p))}"
+                               for label, p in profiles.items()))
+    for problem in problems:
+        st.caption(f"Not probed: {plain(problem)}")

@@ -1,0 +1,63 @@
+"""Diagnostics page: inside the network, per layer and live. Heat maps of a quantity over
+layers and steps (runs side by side on one colour scale), a step slider scrubbing the
+per-layer profile, warnings in plain words with a jump to their step, decision regions of
+toy runs, and the signal-propagation profile at initialization.
+
+Thin: the parts are app/diagnostics_ui.py, the figures engine/diagnostic_plots.py, the
+numbers engine/diagnostics.py; runs and metrics come from the store (app.services).
+"""
+
+import streamlit as st
+
+from app import diagnostics_ui as ui
+from app import services
+from engine import describe
+from engine import diagnostic_plots as dplots
+
+st.title("Diagnostics")
+st.caption("Why a run learns or fails, layer by layer: gradient and weight norms, the update "
+           "to weight ratio (about 1e-3 is typical), activations, dead units, the effective "
+           "step of adaptive optimizers. Collected while runs train with the diagnostics "
+           "option on (the default).")
+
+store = services.get_store()
+records = {r.id: r for r in store.list_runs()}
+if not records:
+    st.info("No runs stored yet. Launch some on the Launch page; their diagnostics show up "
+            "here as they train.")
+    st.stop()
+
+run_ids = ui.pick_runs_ui(list(records.values()))
+if not run_ids:
+    st.info("Pick one or more runs above.")
+    st.stop()
+labels = describe.run_labels([records[rid] for rid in run_ids])
+
+
+@st.fragment(run_every=ui.REFRESH_S)
+def live_diagnostics():
+    fresh = {r.id: r for r in store.list_runs()}
+    frames = ui.read_frames(store, run_ids)
+    quantity = ui.quantity_ui(frames)
+    if quantity is None:
+        st.info("No diagnostics stored for these runs yet: they appear at the first "
+                "evaluation or after diag_every steps of a run with diagnostics on.")
+        ui.regions_ui(store, fresh, run_ids, labels, None)
+        return
+    steps = dplots.steps_of(frames, quantity)
+    step = ui.step_ui(steps)
+    st.plotly_chart(dplots.heatmap_figure(frames, labels, quantity, step=step),
+                    key="diag_heatmap", config={"displaylogo": False})
+    st.plotly_chart(dplots.profile_figure(frames, labels, quantity, step),
+                    key="diag_profile", config={"displaylogo": False})
+    st.subheader("Warnings")
+    ui.warnings_ui(fresh, frames, labels, steps)
+    ui.regions_ui(store, fresh, run_ids, labels, step)
+
+
+live_diagnostics()
+
+st.subheader("Signal propagation at initialization")
+st.caption("One forward and backward pass on one batch with each run's settings and seed, "
+           "before any step: where the signal and the gradient fade or grow with depth.")
+ui.signal_ui(records, run_ids, labels)

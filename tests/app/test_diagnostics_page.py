@@ -1,0 +1,98 @@
+"""Diagnostics page (AppTest): runs trained by the real trainer (tiny spirals MLPs) stored in a
+tmp store; heat maps side by side, the step slider, warnings with a jump to their step,
+decision regions of toy runs, the signal-propagation profile; and the Launch page's line."""
+
+import json
+
+import pytest
+
+from engine.config import RunConfig
+from engine.trainer import train
+from tests.app.conftest import page
+
+TOY = dict(dataset="spirals", toy_samples=64, width=[8], depth=2, batch_size=16, epochs=3,
+           device="cpu", diag_every=2)
+
+
+def store_run(store, name, **options) -> str:
+    """Train a real tiny run straight into the store (no job manager needed)."""
+    cfg = RunConfig(**{**TOY, **options})
+    run_id = store.create_run(cfg.to_dict(), name=name)
+    train(cfg, run_id=run_id, emit=store.record)
+    store.flush(10)
+    return run_id
+
+
+def chart_specs(at):
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
+def test_empty_store_says_what_to_do(services):
+    at = page("diagnostics").run()
+    assert not at.exception
+    assert "No runs stored yet" in at.info[0].value
+
+
+def test_runs_side_by_side_slider_profile_regions_and_signal(services):
+    store, _ = services
+    plain = store_run(store, "plain")
+    layer = store_run(store, "layer", norm="layer")
+    at = page("diagnostics").run()
+    assert not at.exception, at.exception
+    assert set(at.multiselect(key="diag_runs").value) == {plain, layer}
+    assert at.selectbox(key="diag_quantity").value == "grad_norm"
+    slider = at.select_slider(key="diag_step")
+    assert slider.value == 12 and list(slider.options) == [str(s) for s in (2, 4, 6, 8, 10, 12)]
+    specs = chart_specs(at)
+    heat = specs[0]
+    heatmaps = [t for t in heat["data"] if t["type"] == "heatmap"]
+    assert len(heatmaps) == 2                                     # one panel per run
+    assert len({(t["zmin"], t["zmax"]) for t in heatmaps}) == 1   # one colour scale
+    profile = specs[1]
+    assert profile["layout"]["title"]["text"] == "Per-layer profile at step 12"
+    # decision regions of both toy runs, with train and test points, and unit thumbnails
+    regions = [s for s in specs if s["layout"].get("title", {}).get("text", "").endswith("step 12")
+               and any(t.get("name") == "train" for t in s["data"])]
+    assert len(regions) == 2
+    signal = [s for s in specs if "Signal propagation" in s["layout"]["title"]["text"]]
+    assert len(signal) == 1 and len(signal[0]["data"]) == 4      # 2 runs x (act std, grad)
+    assert any("gradient at the first layer" in c.value for c in at.caption)
+
+    at = at.select_slider(key="diag_step").set_value(4).run()
+    assert not at.exception
+    assert chart_specs(at)[1]["layout"]["title"]["text"] == "Per-layer profile at step 4"
+
+
+def test_warning_names_the_evidence_and_jumps_to_its_step(services):
+    store, _ = services
+    store_run(store, "zeros", init="zeros")
+    at = page("diagnostics").run()
+    assert not at.exception
+    texts = [w.value for w in at.warning]
+    assert any("Identical units" in t and "init is zeros" in t for t in texts), texts
+    button = next(b for b in at.button if b.key.startswith("diag_goto_") and b.label == "Step 12")
+    at.select_slider(key="diag_step").set_value(2).run()
+    at = button.click().run()
+    assert not at.exception
+    assert at.select_slider(key="diag_step").value == 12
+    assert at.selectbox(key="diag_quantity").value == "unit_spread"
+
+
+def test_launch_page_shows_the_signal_propagation_line(services):
+    at = page("launch")
+    at.session_state["cfg_dataset"] = "spirals"
+    at.session_state["cfg_depth"] = 20
+    at.session_state["cfg_width"] = "16"
+    at = at.run()
+    assert not at.exception, at.exception
+    line = next((c.value for c in at.caption if "Signal propagation" in c.value
+                 or "With these settings" in c.value), None)
+    assert line is not None
+    assert "With these settings the gradient at the first layer is 10^-" in line, line
+
+
+@pytest.fixture(autouse=True)
+def _no_probe_cache():
+    from app import diagnostics_ui
+    diagnostics_ui._probe.clear()
+    yield
