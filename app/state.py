@@ -22,6 +22,7 @@ PAGES = {
     "compare": ROOT / "pages" / "compare.py",
     "runs": ROOT / "pages" / "runs.py",
     "playground": ROOT / "pages" / "playground.py",
+    "diagnostics": ROOT / "pages" / "diagnostics.py",
 }
 
 # --- launch form ------------------------------------------------------------------------------
