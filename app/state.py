@@ -8,6 +8,8 @@ confirmations). Runs themselves never live here: they live in the job manager an
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
 
 import streamlit as st
@@ -105,3 +107,197 @@ def query_text(values: dict) -> dict[str, str]:
             return ",".join(str(v) for v in value)
         return repr(value) if isinstance(value, float) else str(value)
     return {name: text(value) for name, value in values.items()}
+
+
+# --- compare page: its state in the URL -------------------------------------------------------
+# One URL parameter per choice on the Compare page, so a comparison survives a reload and can be
+# bookmarked or shared. A config-field filter's parameter is the field's own name
+# (?optimizer=adam&optimizer=sgd); lists are repeated parameters (?runs=a1&runs=b2).
+COMPARE_LISTS = ("runs", "status", "tag", "panels")   # + every config field (filters)
+COMPARE_CHOICES = ("metric", "x", "group", "band")    # one value from a list
+COMPARE_WIDGETS = {                                   # URL parameter -> widget key
+    "runs": "compare_runs", "status": "compare_f_status", "tag": "compare_f_tag",
+    "metric": "compare_metric", "x": "compare_x", "log_y": "compare_log_y",
+    "smoothing": "compare_smooth", "group": "compare_group", "band": "compare_band",
+    "panels": "compare_panels",
+}
+COMPARE_FIELDS = "compare_f_fields"      # which config fields filter the runs (multiselect)
+COMPARE_FIELD_PREFIX = "compare_f_value_"  # + field name: the values it keeps
+COMPARE_LAST = "compare_last_params"     # the URL state last written (a page switch drops the URL)
+MAX_SMOOTHING = 0.99
+_METRIC_NAME = re.compile(r"^[\w./:-]{1,100}$")
+_TRUE_FALSE = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def compare_field_key(field_name: str) -> str:
+    return COMPARE_FIELD_PREFIX + field_name
+
+
+def refusal(param: str, values, allowed) -> str:
+    """The message for refused URL values: the parameter, the values and what is allowed."""
+    values = [values] if isinstance(values, str) else list(values)
+    shown = ", ".join(repr(v) for v in values[:5]) + (" …" if len(values) > 5 else "")
+    if not isinstance(allowed, str):
+        allowed = list(allowed)
+        allowed = ("allowed: " + ", ".join(str(a) for a in allowed[:12])
+                   + (f" … ({len(allowed)} in all)" if len(allowed) > 12 else "")
+                   if allowed else "nothing is allowed here now")
+    return f"URL parameter {param}: {shown} {'is' if len(values) == 1 else 'are'} not " \
+           f"allowed; {allowed}. Left out."
+
+
+def compare_from_url(params, allowed: dict, field_names) -> tuple[dict, list[str]]:
+    """The Compare state a URL asks for, and one message per refused parameter. Pure.
+
+    `params` maps parameter names to a value or a list of values (repeated parameters);
+    `allowed` maps "runs", "status", "tag", "x", "group", "band" and each filterable config
+    field to the values it may take ("metric" too when known; otherwise any metric-like name
+    passes here and the page checks it against the chosen runs' metrics; "panels" likewise).
+    `field_names` are the config fields. Bad values are left out, good ones kept; nothing
+    raises."""
+    state, messages = {}, []
+    fields = set(field_names)
+    for param, raw in params.items():
+        values = [str(v) for v in raw] if isinstance(raw, (list, tuple)) else [str(raw)]
+        if param in COMPARE_LISTS or param in fields:
+            if param in fields and param not in allowed:
+                messages.append(refusal(param, values, "no stored run has this field"))
+                continue
+            if param == "panels" and param not in allowed:    # metrics: checked by the page
+                ok = [v for v in dict.fromkeys(values) if _METRIC_NAME.match(v)]
+            else:
+                ok = [v for v in dict.fromkeys(values) if v in allowed.get(param, ())]
+            bad = [v for v in values if v not in ok]
+            if bad:
+                messages.append(refusal(param, bad, allowed.get(param, ())))
+            if ok:
+                state[param] = ok
+            continue
+        if param not in COMPARE_WIDGETS:
+            messages.append(refusal(param, values, "unknown parameter; Compare's parameters "
+                                    "are " + ", ".join(COMPARE_WIDGETS) + " and config field "
+                                    "names (filters, e.g. dataset)"))
+            continue
+        if len(values) != 1:
+            messages.append(refusal(param, values, "give it once"))
+            continue
+        value = values[0]
+        if param == "log_y":
+            if value.lower() not in _TRUE_FALSE:
+                messages.append(refusal(param, value, "allowed: true, false"))
+            else:
+                state[param] = _TRUE_FALSE[value.lower()]
+        elif param == "smoothing":
+            try:
+                number = float(value)
+            except ValueError:
+                number = math.nan
+            if not 0.0 <= number <= MAX_SMOOTHING:      # also refuses nan
+                messages.append(refusal(param, value, f"must be a number from 0 to "
+                                                      f"{MAX_SMOOTHING}"))
+            else:
+                state[param] = number
+        elif param == "metric" and "metric" not in allowed:
+            if _METRIC_NAME.match(value):
+                state[param] = value
+            else:
+                messages.append(refusal(param, value, "must be a metric name"))
+        elif value in allowed.get(param, ()):
+            state[param] = value
+        else:
+            messages.append(refusal(param, value, allowed.get(param, ())))
+    return state, messages
+
+
+def compare_to_url(state: dict) -> dict[str, list[str] | str]:
+    """URL parameters for a Compare state (read back by `compare_from_url`). Empty choices
+    (no filter, no grouping, no smoothing, linear y) are left out to keep links short."""
+    params = {}
+    for param, value in state.items():
+        if value is None or value is False or value == [] or value == 0.0 and param == "smoothing":
+            continue
+        if isinstance(value, (list, tuple)):
+            params[param] = [str(v) for v in value]
+        elif isinstance(value, bool):
+            params[param] = "true"
+        elif isinstance(value, float):
+            params[param] = repr(value)
+        else:
+            params[param] = str(value)
+    return params
+
+
+def url_params() -> dict[str, list[str]]:
+    """The page's URL parameters, each as the list of its values."""
+    return {name: st.query_params.get_all(name) for name in st.query_params}
+
+
+def write_url(params: dict, owned) -> None:
+    """Make the URL hold `params` for the parameters in `owned`: set or changed ones are
+    written, owned ones absent from `params` removed, others (not ours) left alone. Writes
+    only differences, so a rerun that changes nothing leaves the URL (and history) as it is."""
+    current = url_params()
+    for name in owned:
+        want = params.get(name)
+        want = None if want is None else [want] if isinstance(want, str) else list(want)
+        if want and current.get(name) != want:
+            st.query_params[name] = want
+        elif not want and name in current:
+            del st.query_params[name]
+
+
+def narrow_selection(previous, matching: list, *, filters_changed: bool, fresh: int) -> list:
+    """The runs chosen after the filters: the previous choice narrowed to the runs that match.
+
+    A filter narrows, it does not empty: when it leaves none of the chosen runs (or nothing was
+    chosen yet) the `fresh` newest matching runs are chosen instead. Pure."""
+    if previous is None:
+        return list(matching[:fresh])
+    kept = [i for i in previous if i in set(matching)]
+    return kept if kept or not filters_changed else list(matching[:fresh])
+
+
+def restore_compare(wanted: dict) -> None:
+    """Give the Compare widgets the values a URL asked for (`compare_from_url`), where they
+    have none yet this session: a reload, a shared link, a reopened saved comparison.
+    Config-field filters also add their field to the filter's field list (dataset always)."""
+    fields = [p for p in wanted if p not in COMPARE_WIDGETS]
+    for param, value in wanted.items():
+        set_default(COMPARE_WIDGETS.get(param) or compare_field_key(param), value)
+    set_default(COMPARE_FIELDS, list(dict.fromkeys(["dataset", *fields])))
+
+
+def forget_compare() -> None:
+    """Drop the Compare widgets' values, so the next run takes them from the URL again."""
+    for key in [*COMPARE_WIDGETS.values(), COMPARE_FIELDS, COMPARE_LAST]:
+        st.session_state.pop(key, None)
+    for key in [k for k in st.session_state if str(k).startswith(COMPARE_FIELD_PREFIX)]:
+        del st.session_state[key]
+
+
+def write_compare_url(params: dict, owned) -> None:
+    """`write_url` for the Compare page, also kept in the session: a page switch drops the
+    URL's parameters, and coming back should show the same comparison."""
+    write_url(params, owned)
+    last = {k: v for k, v in st.session_state.get(COMPARE_LAST, {}).items() if k not in owned}
+    st.session_state[COMPARE_LAST] = {**last, **{k: [v] if isinstance(v, str) else list(v)
+                                                 for k, v in params.items() if k in owned}}
+
+
+def keep_allowed(param: str, allowed) -> str:
+    """Check a Compare widget's value (from a URL) against the choices it has now: a value not
+    among them is dropped (the widget takes its default) and the refusal message returned."""
+    key = COMPARE_WIDGETS[param]
+    if key not in st.session_state:
+        return ""
+    value, allowed = st.session_state[key], list(allowed)
+    if isinstance(value, list):
+        bad = [v for v in value if v not in allowed]
+        if bad:
+            st.session_state[key] = [v for v in value if v in allowed]
+    else:
+        bad = [] if value in allowed else [value]
+        if bad:
+            del st.session_state[key]
+    return refusal(param, [str(v) for v in bad], [a for a in allowed if a is not None]) \
+        if bad else ""
