@@ -93,9 +93,13 @@ def default_max_concurrent() -> int:
 
 class JobManager:
     def __init__(self, store, *, max_concurrent: int | None = None,
-                 train_fn: Callable | None = None):
+                 train_fn: Callable | None = None, executor=None):
+        # Where runs train (engine.executors): these worker threads, or a Ray cluster when
+        # $TRAINLAB_RAY_ADDRESS is set (then each worker thread only watches its Ray task).
+        from engine.executors import executor_from_env
+        self.executor = executor if executor is not None else executor_from_env()
         if max_concurrent is None:
-            max_concurrent = default_max_concurrent()
+            max_concurrent = self.executor.max_concurrent() or default_max_concurrent()
         if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) \
                 or not 1 <= max_concurrent <= 64:
             raise ValueError(f"max_concurrent: {max_concurrent!r} must be a whole number 1..64")
@@ -325,7 +329,7 @@ class JobManager:
         """Train runs as one pack (engine.packs.train_pack): each member keeps its own sink,
         stop flag and progress, and leaves the manager's books when its own run ends."""
         import torch
-        from engine.packs import intra_op_threads, setup_metrics, train_pack
+        from engine.packs import intra_op_threads, setup_metrics
         threads = intra_op_threads(members[0][1].cfg, len(members))
         torch.set_num_threads(threads)    # this worker thread's intra-op threads only
         sinks = {run_id: _with_setup(self._make_sink(run_id, job), run_id,
@@ -339,8 +343,9 @@ class JobManager:
                 self._forget(event.run, jobs[event.run])
 
         try:
-            train_pack([job.cfg for _, job in members], run_ids=[r for r, _ in members],
-                       emit=emit, should_stop_each=[self._gate(job) for _, job in members])
+            self.executor.train_pack(
+                [job.cfg for _, job in members], run_ids=[r for r, _ in members],
+                emit=emit, should_stop_each=[self._gate(job) for _, job in members])
             for run_id, job in members:
                 if not job.ended:
                     emit(RunEnded(run_id, RunStatus.FAILED, job.progress.step,
@@ -369,7 +374,7 @@ class JobManager:
             if train_fn is None:
                 import torch
                 from engine.packs import intra_op_threads, setup_metrics
-                from engine.trainer import train as train_fn  # lazy: heavy, and may be absent
+                train_fn = self.executor.train
                 threads = intra_op_threads(job.cfg, 1)
                 torch.set_num_threads(threads)    # this worker thread's intra-op threads only
                 sink = _with_setup(sink, run_id, setup_metrics(threads, 1, 0))
@@ -430,6 +435,7 @@ class JobManager:
                 if job.progress.paused:
                     job.step_credits -= 1
                 return False
+        should_stop.stop_requested = job.flag.is_set   # asked without waiting (Ray executor)
         return should_stop
 
     def _store_failed(self, run_ids, reason: str) -> None:
