@@ -22,7 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from engine import config, curves, describe
+from engine import config, curves, describe, verdicts
 from engine.curves import (divergence_step, downsample_minmax, drawable, group_stats,  # noqa: F401
                            smooth_ema)
 from engine.describe import IGNORED_FIELDS, format_field, rgba, value_text  # noqa: F401
@@ -215,7 +215,6 @@ def _layout(fig, title: str, subtitle: str, legend_texts: list[str], rows: int =
 
 
 def _band_text(band: str) -> str:
-    from engine import verdicts   # imported here: verdicts imports this module for labels
     return verdicts.BANDS[band]
 
 
@@ -311,7 +310,6 @@ def _add_run(fig, s: pd.DataFrame, e: _Entry, o: ChartOptions, metric: str, wher
 
 def _add_group(fig, st: pd.DataFrame, e: _Entry, o: ChartOptions, metric: str, where: dict,
                show: bool):
-    from engine import verdicts   # imported here: verdicts imports this module for labels
     x = st["x"].to_numpy()
     mean = st["mean"].to_numpy()
     lo, hi = verdicts.band_edges(st, o.band)   # nan where fewer than two runs have a value

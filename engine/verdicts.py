@@ -15,7 +15,9 @@ compare` and the verdict rows of exports:
 - the statistics under the bands of grouped curves (`band_stats`).
 
 Values are in display units (accuracy in percent, so differences of accuracy are percentage
-points). Pure: no Streamlit, no store access, no I/O. Distributions come from scipy.stats.
+points). Pure: no Streamlit, no store access, no I/O. Distributions come from scipy.stats,
+imported inside the functions that use it: it takes 1-3 s to import, and every figure
+imports this module for its band edges (the Live page never needs a distribution).
 """
 
 from __future__ import annotations
@@ -28,9 +30,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from scipy import stats
 
-from engine import config, describe, plots
+from engine import config, curves, describe
 from engine.events import VAL_ACC, RunStatus, metric_info
 
 CONFIDENCE = 0.95
@@ -181,7 +182,7 @@ def summarize_run(points: pd.DataFrame, run, summary: Summary, name: str = "") -
     name = name or _get(run, "name", "") or str(rid)
     seed = (_get(run, "config") or {}).get("seed")
     status = _get(run, "status")
-    div = plots.divergence_step(run)
+    div = curves.divergence_step(run)
     diverged = div is not None
 
     def none(reason):
@@ -225,7 +226,7 @@ def summarize_run(points: pd.DataFrame, run, summary: Summary, name: str = "") -
             return none(f"{metric} is {last} at {unit} {x[inside[-1]]:.4g}")
         return value(last)
     # time to target: first crossing of the smoothed curve (finite points only)
-    smooth = plots.smooth_ema(y, summary.smoothing)
+    smooth = curves.smooth_ema(y, summary.smoothing)
     crossed = np.isfinite(smooth) & ((smooth >= summary.at) if higher else (smooth <= summary.at))
     if not crossed.any():
         best = np.nanmax(y[finite]) if higher else np.nanmin(y[finite])
@@ -345,6 +346,7 @@ class GroupStats:
 def mean_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
     """The t interval of the mean of `values` (None for fewer than two; a point for zero
     spread)."""
+    from scipy import stats
     x = np.asarray(values, dtype="float64")
     if len(x) < 2:
         return None
@@ -444,6 +446,7 @@ def seeds_needed(a, b, detect: float) -> int | None:
     with POWER, from the pooled observed std sigma, by the normal approximation
     n = 2 (z_(1-alpha/2) + z_power)^2 sigma^2 / detect^2 (rounded up, at least 2).
     None when the spread cannot be estimated (fewer than 3 runs in all, or zero spread)."""
+    from scipy import stats
     a, b = np.asarray(a, dtype="float64"), np.asarray(b, dtype="float64")
     na, nb = len(a), len(b)
     if na + nb < 3 or min(na, nb) < 1 or not detect:
@@ -476,6 +479,7 @@ def _paired(ga: GroupStats, gb: GroupStats):
 
 def compare_pair(ga: GroupStats, gb: GroupStats, detect: float | None = None) -> PairComparison:
     """Every number of one pair except p_holm and the verdict (compare_groups adds those)."""
+    from scipy import stats
     a, b = ga.finite, gb.finite
     pair = PairComparison(ga.name, gb.name, len(a), len(b),
                           float(a.mean() - b.mean()) if len(a) and len(b) else None)
@@ -727,10 +731,11 @@ def strip_figure(result: Verdicts) -> go.Figure:
 
 def band_edges(group: pd.DataFrame, band: str = "std") -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper edge of the band around a group's mean curve, per point of `group`
-    (columns mean, n, std, min, max as plots.group_stats gives them: n members with a finite
+    (columns mean, n, std, min, max as curves.group_stats gives them: n members with a finite
     value there, std over them with ddof 0): std -> mean ± 1 std of the runs, minmax -> min
     and max, ci -> 95% t interval of the mean. nan where fewer than two runs have a value,
     so a band starts only where there is a spread to show."""
+    from scipy import stats
     if band not in BANDS:
         raise ValueError(f"band: {band!r} is not allowed; allowed: " + ", ".join(BANDS))
     n = group["n"].to_numpy(dtype="float64")

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from engine import plots
+from engine import curves, plots
 from engine import verdicts as V
 from engine.events import VAL_ACC, VAL_LOSS
 
@@ -276,7 +276,7 @@ def test_band_edges_count_runs_per_step_and_start_at_two():
     long = pd.DataFrame({"step": [1, 2, 3], "x": [1, 2, 3], "y": [1.0, 2.0, 3.0]})
     short = pd.DataFrame({"step": [2, 3], "x": [2, 3], "y": [4.0, float("nan")]})
     third = pd.DataFrame({"step": [2], "x": [2], "y": [3.0]})
-    st = plots.group_stats([long, short, third], "step")
+    st = curves.group_stats([long, short, third], "step")
     assert st["n"].tolist() == [1, 3, 1]
     lo, hi = V.band_edges(st, "ci")
     assert np.isnan([lo[0], hi[0], lo[2], hi[2]]).all()          # one run there: no band
