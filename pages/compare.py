@@ -3,17 +3,18 @@ config differences, and download the comparison (PNG, SVG, HTML, CSV, JSON, ZIP)
 
 Thin: the figure and tables come from engine/plots.py, the files from engine/export.py, the
 runs and metrics from the run store (app.services). Only widget values live in session
-state, plus the last rendered static images (keyed by what they show).
+state, plus the last rendered static images (keyed by what they show). What the page shows
+(runs, filters, metric, axes, smoothing, grouping) is also in the URL (app/state.py), so a
+reload or a shared link shows the same comparison; app/saved_comparisons.py keeps it by name.
 """
 
 import dataclasses
 
 import streamlit as st
 
-from app import saved_comparisons, services, state
+from app import saved_comparisons, services, state, verdicts_ui
 from app.text import plain
-from engine import config
-from engine import describe, export, plots
+from engine import config, describe, export, plots
 from engine.events import ALL_METRICS, STEP_LOSS, VAL_ACC, RunStatus
 
 RUNS_KEY = "compare_runs"
@@ -129,7 +130,7 @@ labels = describe.run_labels(runs)
 drawn = set(frame.loc[frame["name"] == metric, "run"])
 empty = [labels[r.id] for r in runs if r.id not in drawn]
 if empty:
-    st.caption(f"No points for {plots.metric_title(metric)}: " + ", ".join(empty))
+    st.caption(plain(f"No points for {plots.metric_title(metric)}: " + ", ".join(empty)))
 
 # --- tables ------------------------------------------------------------------------------------
 t1, t2 = st.container(), st.container()      # full width each: long labels are not cut
@@ -157,7 +158,7 @@ base = st.text_input("File name", value="trainlab-compare", key="compare_export_
 try:
     files = {fmt: export.check_name(base, fmt) for fmt in export.FORMATS}
 except export.UnsafeNameError as error:
-    st.error(str(error))
+    st.error(plain(error))
     st.stop()
 stem = files["csv"][:-4]
 # Exported figures stand alone: a subtitle of what every run shares. Every file is made
@@ -179,5 +180,10 @@ cols[5].download_button("ZIP (all)", key="compare_dl_zip", file_name=files["zip"
                         mime=export.MIME["zip"], on_click="ignore", icon=":material/folder_zip:",
                         data=lambda: export.zip_bytes(plots.build_figure(frame, runs,
                                                                          export_options),
-                                                      frame, runs, base=stem),
-                        help="HTML, CSV, JSON and, when a browser is available, PNG and SVG.")
+                                                      frame, runs, base=stem,
+                                                      verdicts=verdicts_ui.last_result()),
+                        help="HTML, CSV, JSON, the verdicts below and, when a browser is "
+                             "available, PNG and SVG.")
+
+with st.expander("Is the difference real?", expanded=True):
+    verdicts_ui.verdict_panel_ui(store, runs, frame=frame)
