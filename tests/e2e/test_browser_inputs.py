@@ -105,3 +105,42 @@ def test_markup_in_a_run_name_is_shown_as_text(server):
         browser.close()
     runs = stored_runs(server)
     assert [r.name for r in runs] == [MARKUP_NAME]
+
+
+def test_compare_state_survives_a_reload_and_a_bad_link_is_named(tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    from engine.events import RunStatus
+    from tests.app.test_compare_page import add_run
+
+    home = tmp_path / "home"
+    home.mkdir()
+    store = RunStore(home / "runs.db")        # the server's store (AppServer: <tmp>/home/runs.db)
+    ids = [add_run(store, optimizer=opt, seed=0, acc0=0.5) for opt in ("sgd", "adam")]
+    assert store.flush(10)
+    store.close()
+    server = AppServer(tmp_path)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1500, "height": 1100})
+            page.set_default_timeout(20_000)
+            page.goto(f"{server.url}/compare")
+            page.get_by_role("heading", name="Compare").wait_for()
+            page.get_by_text("epoch", exact=True).click()           # X axis: epoch
+            settle(page)
+            page.wait_for_url("**x=epoch**")
+            assert all(f"runs={i}" in page.url for i in ids)
+            page.reload()
+            page.get_by_role("heading", name="Compare").wait_for()
+            settle(page)
+            expect(page.get_by_role("radio", name="epoch")).to_be_checked()
+            # A link with a bad value: named, left out, the page still draws.
+            page.goto(f"{server.url}/compare?runs={ids[0]}&x=minutes")
+            expect(page.get_by_text("URL parameter x: 'minutes' is not allowed")).to_be_visible()
+            page.locator(".js-plotly-plot").first.wait_for()
+            expect(page.get_by_role("radio", name="step")).to_be_checked()
+            assert RunStatus.COMPLETED in page.locator('[data-testid="stMain"]').inner_text()
+            browser.close()
+    finally:
+        server.stop()
