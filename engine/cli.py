@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -28,7 +29,7 @@ from typing import Sequence
 from engine import config as config_module
 from engine import paths
 from engine.config import ConfigError, RunConfig
-from engine.events import EPOCH_TRAIN_LOSS, TRAIN_LOSS, VAL_ACC, VAL_LOSS, RunStatus
+from engine.events import EPOCH_TRAIN_LOSS, TRAIN_LOSS, VAL_ACC, VAL_LOSS, RunStatus, metric_info
 
 EXIT_OK, EXIT_INVALID, EXIT_NO_DATA, EXIT_DIVERGED, EXIT_FAILED = 0, 2, 3, 4, 5
 EXIT_STORAGE = 6      # the run store cannot be used (damaged, read-only, disk full, ...)
@@ -59,12 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("engine").addHandler(logging.NullHandler())
     parser = build_parser()
     args = parser.parse_args(_join_negative_numbers(sys.argv[1:] if argv is None else argv))
+    from engine.executors import ExecutorError   # light: no torch, no ray
     from engine.store import StoreError   # light: no torch
     try:
         return args.handler(args)
     except StoreError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_STORAGE
+    except ExecutorError as error:    # Ray missing or its cluster unreachable
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
     except (CliError, ConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return getattr(error, "code", EXIT_INVALID)
@@ -99,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--name", default="", help="Name of the run.")
     run.add_argument("--tags", default="", help="Comma-separated tags.")
     run.add_argument("--quiet", action="store_true", help="Print only the final line.")
+    run.add_argument("--ray", metavar="ADDRESS", default=None, help="Train on the Ray cluster "
+                     "at ADDRESS (auto, or HOST:PORT of `ray start --head`); default: "
+                     "$TRAINLAB_RAY_ADDRESS, else on this machine.")
     run.add_argument("--grid", action="append", metavar="FIELD=V1,V2", help="Train a grid: "
                      "every combination of these values (repeat for more fields; a list option "
                      "separates its values with ';'), packed like the dashboard's grids; prints "
@@ -207,6 +215,8 @@ def cmd_run(args) -> int:
     tags = config_module.parse_tags(args.tags)
     cfg = config_from_args(args)
     _check_data(cfg)
+    if args.ray:     # the job manager's executor follows the variable (engine.executors)
+        os.environ["TRAINLAB_RAY_ADDRESS"] = args.ray
     if args.grid or args.seeds is not None:
         from engine.grid import expand_grid, run_grid
         from engine.jobs import check_device
@@ -314,7 +324,8 @@ class _EpochPrinter:
         train_loss = row.get(EPOCH_TRAIN_LOSS, row.get(TRAIN_LOSS, float("nan")))
         width = max(2, len(str(total)))   # the seeds print f"[{epoch:>2}/{epochs}]"
         return (f"[{n_evals:>{width}}/{total}] Train Loss = {train_loss:.4f}; "
-                f"Valid Loss = {row[VAL_LOSS]:.4f}; Valid Accuracy = {100 * row[VAL_ACC]:>0.1f}%")
+                f"Valid Loss = {row[VAL_LOSS]:.4f}; "
+                f"Valid Accuracy = {metric_info(VAL_ACC).format(row[VAL_ACC])}")
 
     def bar(self, progress) -> None:
         if not self.tty or self.quiet or progress is None or not progress.total_steps:
@@ -339,12 +350,12 @@ class _EpochPrinter:
 def cmd_runs(args) -> int:
     store = _open_store(args)
     records = [r for r in store.list_runs() if not args.status or r.status == args.status]
-    print(f"{'id':<12} {'status':<11} {'dataset':<14} {'model':<8} {'optimizer':<15} "
-          f"{'lr':>8} {'steps':>8}  name")
+    from engine import describe
+    labels = describe.run_labels(records)    # the label Live, Compare and exports show
+    print(f"{'id':<12} {'status':<11} {'steps':>8}  name | label | config")
     for r in records:
-        c = r.config
-        print(f"{r.id:<12} {r.status:<11} {c.get('dataset', ''):<14} {c.get('model', ''):<8} "
-              f"{c.get('optimizer', ''):<15} {c.get('lr', 0):>8.2g} {r.last_step or 0:>8}  {r.name}")
+        print(f"{r.id:<12} {r.status:<11} {r.last_step or 0:>8}  {r.name or '-'} | "
+              f"{labels[r.id]} | {describe.config_summary(r.config)}")
     store.close()
     return EXIT_OK
 
@@ -355,8 +366,11 @@ def cmd_show(args) -> int:
     record = _find_run(store, args.run)
     frame = store.read_metrics([record.id])
     finals = frame.groupby("name")["value"].last().to_dict() if len(frame) else {}
+    from engine.executors import node_of
+    executor, node = node_of(record.device)
     print(json.dumps({"id": record.id, "name": record.name, "status": record.status,
                       "reason": record.reason, "device": record.device, "params": record.params,
+                      "executor": executor, "node": node,
                       "steps": record.last_step, "tags": record.tags, "final_metrics": finals,
                       "config": record.config,
                       "warnings": [w.message for w in warnings_for(frame, record.config)]},
