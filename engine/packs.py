@@ -202,12 +202,9 @@ def _train_pack(members: list[_Member], emit: Emit, end, progress) -> None:
         with _GLOBAL_RNG_LOCK:
             torch.manual_seed(member.cfg.seed)
             solo_models.append(build_model(member.cfg, data.input_shape, data.num_classes))
-    # The template gives the tree's structure: Dropout modules wherever any member drops out.
-    # Built under the lock too: its init draws must not land between another run's.
-    any_dropout = max(m.cfg.dropout for m in members)
-    with _GLOBAL_RNG_LOCK:
-        template = build_model(first.replace(dropout=any_dropout, init="default"),
-                               data.input_shape, data.num_classes)
+    # The template gives the tree's structure: a member with the most dropout has Dropout
+    # modules wherever any member drops out (a member with p 0 has none).
+    template = max(zip(solo_models, members), key=lambda pair: pair[1].cfg.dropout)[0]
     params, buffers = stack_members(solo_models, device)
     model = StackedMLP(template, params, buffers, [m.cfg.dropout for m in members],
                        [m.generator for m in members])

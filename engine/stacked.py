@@ -24,17 +24,28 @@ ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid)
 def stack_members(models: list[nn.Module], device) -> tuple[dict, dict]:
     """(parameters, buffers) of K same-shaped models as name -> (K, ...) tensors on device.
     Parameters come back as fresh leaves that require grad; num_batches_tracked is dropped
-    (nn.BatchNorm reads it only when momentum is None, which ours never is)."""
-    names = [n for n, _ in models[0].named_parameters()]
+    (nn.BatchNorm reads it only when momentum is None, which ours never is).
+
+    A Linear's weight is stacked transposed, as (K, in, out) and contiguous: baddbmm with a
+    transposed view of (K, out, in) took 6x as long on this CPU (0.22 vs 0.04 ms for 8 20x20
+    layers at batch 256, one thread), and the optimizers and clipping are elementwise or
+    whole-tensor norms, which the layout does not change."""
+    linear_weights = {f"{name}.weight" for name, module in models[0].named_modules()
+                      if isinstance(module, nn.Linear)}
+    named = [dict(m.named_parameters()) for m in models]
     params = {}
-    for name in names:
-        values = [dict(m.named_parameters())[name].detach() for m in models]
-        params[name] = torch.stack(values).to(device).requires_grad_(True)
+    for name in named[0]:
+        values = [each[name].detach() for each in named]
+        stacked = torch.stack(values)
+        if name in linear_weights:
+            stacked = stacked.transpose(1, 2)
+        params[name] = stacked.to(device).contiguous().requires_grad_(True)
+    named_buffers = [dict(m.named_buffers()) for m in models]
     buffers = {}
-    for name, _ in models[0].named_buffers():
+    for name in named_buffers[0]:
         if name.endswith("num_batches_tracked"):
             continue
-        buffers[name] = torch.stack([dict(m.named_buffers())[name] for m in models]).to(device)
+        buffers[name] = torch.stack([each[name] for each in named_buffers]).to(device)
     return params, buffers
 
 
@@ -87,7 +98,7 @@ class StackedMLP:
             return x.flatten(2)
         if isinstance(module, nn.Linear):
             weight, bias = self.params[prefix + "weight"], self.params[prefix + "bias"]
-            return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+            return torch.baddbmm(bias.unsqueeze(1), x, weight)     # weight is (K, in, out)
         if isinstance(module, ELEMENTWISE):
             return module(x)
         if isinstance(module, nn.Dropout):
