@@ -169,6 +169,23 @@ def build_parser() -> argparse.ArgumentParser:
                          help="Compare every group against this one (default: all pairs).")
     compare.add_argument("--json", action="store_true", help="Print one JSON object.")
     compare.set_defaults(handler=cmd_compare)
+
+    experiment = sub.add_parser("experiment", help="The seed notebooks' experiments: list them, "
+                                "or run one (its grid over seeds) and check its claims.")
+    experiment.add_argument("action", choices=("list", "run"), help="list: the catalogue; run: "
+                            "train NAME's runs (adding seeds not yet run), then print final "
+                            "values, the notebook's numbers beside ours and each claim.")
+    experiment.add_argument("name", nargs="?", help="Experiment id (or a unique prefix), or the "
+                            "path of an experiment file.")
+    experiment.add_argument("--seeds", type=int, default=None, metavar="N",
+                            help="New seeds per run (default: the experiment's).")
+    experiment.add_argument("--quick", action="store_true", help="The scaled-down budget.")
+    experiment.add_argument("--json", action="store_true", help="Print one JSON object.")
+    experiment.add_argument("--data-dir", "--data_dir", dest="data_dir", default="",
+                            help="Dataset folder (default: $TRAINLAB_DATA_DIR).")
+    experiment.add_argument("--no-train", "--no_train", dest="train", action="store_false",
+                            help="Only report what is stored; train nothing.")
+    experiment.set_defaults(handler=cmd_experiment)
     return parser
 
 
@@ -463,6 +480,42 @@ def cmd_compare(args) -> int:
         raise CliError(_flag_message(error, args)) from None
     print(json.dumps(result.to_dict(), indent=2) if args.json else verdicts.format_text(result))
     return EXIT_OK
+
+
+def cmd_experiment(args) -> int:
+    from engine import experiments
+    if args.action == "list":
+        print(experiments.list_text())
+        return EXIT_OK
+    if not args.name:
+        raise CliError("experiment run: give NAME (see python -m engine experiment list)")
+    exp = experiments.find(args.name)
+    code = EXIT_OK
+    store = _open_store(args)
+    if args.train:
+        planned = experiments.plan(exp, seeds=args.seeds, quick=args.quick,
+                                   stored=store.list_runs(), data_dir=args.data_dir)
+        for _, cfg in planned:
+            _check_data(cfg)
+        from engine.jobs import JobManager
+        manager = JobManager(store, max_concurrent=1)
+        ids = manager.submit_many([(cfg, experiments.run_name(exp, label, cfg),
+                                    experiments.run_tags(exp, args.quick))
+                                   for label, cfg in planned])
+        print(f"{exp.id}: {len(ids)} runs", file=sys.stderr)
+        try:
+            experiments.wait_for(manager, ids, sys.stderr)
+        except KeyboardInterrupt:
+            for run_id in ids:
+                manager.stop(run_id)
+            code = EXIT_STOPPED
+        manager.shutdown(timeout=SHUTDOWN_TIMEOUT_S, reason=TERMINATED_REASON)
+        store.flush()
+    result = experiments.results(exp, store, quick=args.quick)
+    store.close()
+    print(json.dumps(result.to_dict(), indent=2) if args.json
+          else experiments.format_text(exp, result))
+    return code
 
 
 def _flag_message(error: ValueError, args) -> str:

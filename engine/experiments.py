@@ -565,6 +565,9 @@ def evaluate(exp: Experiment, stored, frame, *, quick: bool = False) -> Result:
             row[metric] = {"mean": st.mean, "std": st.std, "n": st.n}
         result.runs.append(row)
     for ref in exp.references:
+        if quick and ref.epoch is not None \
+                and ref.epoch > _epochs(exp.config(ref.run, quick=True)):
+            continue      # beyond the quick budget: nothing to compare
         values = group_values(exp, groups, frame, ref.metric, "final", ref.epoch)[ref.run]
         x = values.finite
         interval = prediction_interval(x)
@@ -573,14 +576,20 @@ def evaluate(exp: Experiment, stored, frame, *, quick: bool = False) -> Result:
                "notebook": ref.value, "mean": float(x.mean()) if len(x) else None,
                "std": float(x.std(ddof=1)) if len(x) > 1 else None, "n": len(x),
                "interval": list(interval) if interval else None,
-               "inside": None if interval is None else bool(interval[0] <= ref.value
-                                                            <= interval[1]),
+               # a quick run is not the notebook's budget: shown, never judged
+               "inside": None if interval is None or quick else bool(interval[0] <= ref.value
+                                                                     <= interval[1]),
                "source": ref.source}
         result.references.append(row)
     for claim in exp.claims:
         result.claims.append(judge(claim, group_values(exp, groups, frame, claim.metric,
                                                        claim.summary), exp.classes))
     return result
+
+
+def _epochs(cfg: RunConfig) -> int:
+    from engine.trainer import plan_steps
+    return plan_steps(cfg, config_module.train_size(cfg))[1]
 
 
 def _unit(metric: str) -> str:
@@ -692,7 +701,8 @@ def format_text(exp: Experiment, result: Result) -> str:
             ours = "not run" if not r["n"] else f"{_fmt(r['mean'], r['metric'])}" + (
                 f" ± {_fmt(r['std'], r['metric'])} (n={r['n']})" if r["std"] is not None
                 else f" (n={r['n']})")
-            inside = {True: "inside", False: "outside", None: "-"}[r["inside"]]
+            inside = {True: "inside", False: "outside", None: "-"}[r["inside"]] \
+                if not result.quick else "quick budget, not judged"
             lines.append(f"  {r['run']} {r['metric']} {r['at']}: notebook "
                          f"{_fmt(r['notebook'], r['metric'])}, ours {ours}: {inside}")
     if result.claims:
@@ -700,3 +710,59 @@ def format_text(exp: Experiment, result: Result) -> str:
         for c in result.claims:
             lines.append(f"  [{c['status']}] {c['text']} — {c['numbers']}")
     return "\n".join(lines)
+
+
+# --- the command line: python -m engine experiment list|run -----------------------------------
+
+def find(name: str, folder=None) -> Experiment:
+    """An experiment by id (or a unique prefix) from the catalogue, or a file path."""
+    if name.endswith((".yaml", ".yml", ".json")) and Path(name).is_file():
+        return load_file(name)
+    found = catalogue(folder)
+    if name in found:
+        return found[name]
+    matches = [k for k in found if k.startswith(name)]
+    if len(matches) == 1:
+        return found[matches[0]]
+    raise ConfigError("experiment", name, "known experiments: " + ", ".join(found),
+                      problem="matches no experiment" if not matches else
+                      f"matches {len(matches)} experiments")
+
+
+def list_text(folder=None) -> str:
+    lines = []
+    for exp in catalogue(folder).values():
+        lines.append(f"{exp.id}: {exp.title} ({len(exp.runs)} runs x {exp.seeds} seeds; "
+                     f"{exp.notebook or 'no notebook'})")
+    return "\n".join(lines)
+
+
+def wait_for(manager, ids, out, poll_s: float = 0.5) -> None:
+    """Block until every run ended, with one progress line on `out` (rewritten in place when
+    it is a terminal)."""
+    import time
+    tty = getattr(out, "isatty", lambda: False)()
+    last = ""
+    while True:
+        progress = [manager.progress(r) for r in ids]
+        done = sum(p is not None and p.status in RunStatus.TERMINAL for p in progress)
+        steps = sum(p.step for p in progress if p is not None)
+        total = sum(p.total_steps or 0 for p in progress if p is not None)
+        line = f"{done}/{len(ids)} runs done, step {steps:,}/{total:,}"
+        if line != last and (tty or done == len(ids) or not last):
+            print(("\r" if tty else "") + line, end="" if tty else "\n", file=out, flush=True)
+            last = line
+        if done == len(ids):
+            if tty:
+                print(file=out)
+            return
+        time.sleep(poll_s)
+
+
+def results(exp: Experiment, store, *, quick: bool = False) -> Result:
+    """The experiment's result from everything stored for it at this budget."""
+    stored = store.list_runs()
+    groups = matching_runs(exp, stored, quick=quick)
+    ids = [_get(r, "id") for runs in groups.values() for r in runs]
+    frame = store.read_metrics(ids)
+    return evaluate(exp, stored, frame, quick=quick)
