@@ -81,11 +81,23 @@ class StackedMLP:
         return self._forward(self.template, x, "")
 
     def shared_input(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits (K, B, classes) of every member for one batch (B, ...) they all see."""
-        return self._forward(self.template, x.unsqueeze(0).expand(len(self.dropout_p), *x.shape),
-                             "")
+        """Logits (K, B, classes) of every member for one batch (B, ...) they all see.
+
+        The batch stays unstacked up to the first Linear, which multiplies it by every
+        member's weights in one GEMM: an expanded (K, B, ...) input would be copied K times
+        by the flatten (100 MB for 8 members and a 4,096-image chunk of Fashion-MNIST)."""
+        self._shared = True
+        try:
+            return self._forward(self.template, x, "")
+        finally:
+            self._shared = False
+
+    _shared = False     # True while an input shared by every member is still unstacked
 
     def _forward(self, module: nn.Module, x: torch.Tensor, prefix: str) -> torch.Tensor:
+        if self._shared and not isinstance(module, (nn.Sequential, nn.Flatten, nn.Linear)):
+            self._shared = False
+            x = x.unsqueeze(0).expand(len(self.dropout_p), *x.shape)
         if isinstance(module, PostResidual):
             return self._forward(module.layer, x, prefix + "layer.") + x
         if isinstance(module, PreResidual):
@@ -95,9 +107,15 @@ class StackedMLP:
                 x = self._forward(child, x, f"{prefix}{name}.")
             return x
         if isinstance(module, nn.Flatten):
-            return x.flatten(2)
+            return x.flatten(1 if self._shared else 2)
         if isinstance(module, nn.Linear):
             weight, bias = self.params[prefix + "weight"], self.params[prefix + "bias"]
+            if self._shared:
+                self._shared = False
+                members, width_in, width_out = weight.shape
+                flat = torch.addmm(bias.reshape(-1), x,
+                                   weight.permute(1, 0, 2).reshape(width_in, -1))
+                return flat.view(len(x), members, width_out).transpose(0, 1).contiguous()
             return torch.baddbmm(bias.unsqueeze(1), x, weight)     # weight is (K, in, out)
         if isinstance(module, ELEMENTWISE):
             return module(x)
@@ -206,6 +224,7 @@ class StackedOptimizer:
         def column(values):
             return torch.tensor([float(v) for v in values], dtype=torch.float32, device=device)
         self.lr = column(g["lr"] for g in groups)
+        self.neg_lr = column(-g["lr"] for g in groups)
         self.weight_decay = column(g.get("weight_decay", 0.0) for g in groups)
         self.any_decay = any(g.get("weight_decay", 0.0) for g in groups)
         if "momentum" in groups[0]:
@@ -258,11 +277,11 @@ class StackedOptimizer:
             elif kind == "rmsprop":
                 square = state.setdefault("square_avg", torch.zeros_like(param))
                 square.mul_(b(self.alpha)).add_(grad * grad * b(self.one_minus_alpha))
-                param.add_(-b(self.lr) * (grad / square.sqrt().add_(b(self.eps))))
+                param.addcmul_(grad / square.sqrt().add_(b(self.eps)), b(self.neg_lr))
             elif kind == "adagrad":
                 total = state.setdefault("sum", torch.zeros_like(param))
                 total.addcmul_(grad, grad, value=1)
-                param.add_(-b(self.lr) * (grad / total.sqrt().add_(b(self.eps))))
+                param.addcmul_(grad / total.sqrt().add_(b(self.eps)), b(self.neg_lr))
             elif kind in ("adam", "adamw"):
                 neg_step_size, bias2_sqrt = adam_columns
                 avg = state.setdefault("exp_avg", torch.zeros_like(param))
@@ -270,23 +289,23 @@ class StackedOptimizer:
                 avg.lerp_(grad, b(self.one_minus_beta1))
                 avg_sq.mul_(b(self.beta2)).add_(grad * grad * b(self.one_minus_beta2))
                 denom = (avg_sq.sqrt() / b(bias2_sqrt)).add_(b(self.eps))
-                param.add_(b(neg_step_size) * (avg / denom))   # addcdiv_
+                param.addcmul_(avg / denom, b(neg_step_size))   # addcdiv_
             elif kind == "course-momentum":
                 velocity = state.setdefault("velocity", torch.zeros_like(param))
                 velocity.mul_(b(self.momentum)).add_(grad * b(self.one_minus_momentum))
-                param.sub_(b(self.lr) * velocity)
+                param.addcmul_(velocity, b(self.neg_lr))
             elif kind == "course-rmsprop":
                 scale = state.setdefault("scale", torch.zeros_like(param))
                 scale.mul_(b(self.alpha)).add_(grad * grad * b(self.one_minus_alpha))
-                param.add_(-b(self.lr) * (grad / torch.sqrt(scale + b(self.eps))))
+                param.addcmul_(grad / torch.sqrt(scale + b(self.eps)), b(self.neg_lr))
             elif kind == "course-adam":
                 bias1, bias2 = adam_columns
                 velocity = state.setdefault("velocity", torch.zeros_like(param))
                 scale = state.setdefault("scale", torch.zeros_like(param))
                 velocity.mul_(b(self.beta1)).add_(grad * b(self.one_minus_beta1))
                 scale.mul_(b(self.beta2)).add_(grad * grad * b(self.one_minus_beta2))
-                param.add_(-b(self.lr) * ((velocity / b(bias1))
-                                          / torch.sqrt(scale / b(bias2) + b(self.eps))))
+                param.addcmul_((velocity / b(bias1)) / torch.sqrt(scale / b(bias2) + b(self.eps)),
+                               b(self.neg_lr))
             else:
                 raise ValueError(f"unknown optimizer {kind!r}")
 
@@ -303,7 +322,7 @@ class StackedOptimizer:
                                    buffer)
             else:
                 grad = buffer
-        param.add_(-b(self.lr) * grad)
+        param.addcmul_(grad, b(self.neg_lr))
 
     def _adam_columns(self) -> tuple[torch.Tensor, torch.Tensor]:
         # torch's single-tensor Adam: step_size = lr / (1 - b1^t), denominator
