@@ -39,7 +39,7 @@ _SHORT_NAMES = {"batch_size": "batch", "weight_decay": "wd", "train_subset": "su
                 "toy_samples": "points", "toy_noise": "noise", "diverge_factor": "diverge x"}
 # Values that read well on their own, without the field's name ("adam", "relu", "mnist").
 _BARE_VALUE_FIELDS = frozenset({"optimizer", "model", "activation", "dataset"})
-LEGEND_MAX_CHARS = 40     # longer labels are shortened in legends, with a key table beside
+LEGEND_MAX_CHARS = 48     # longer labels are shortened in legends, with a key table beside
 
 
 # --- words -------------------------------------------------------------------------------------

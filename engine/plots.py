@@ -35,6 +35,8 @@ GL_THRESHOLD = 1000       # points in a trace from which it is drawn with WebGL 
 PANEL_HEIGHT = 420        # px of one row of panels, axes included: the plot's minimum size
 LEGEND_ROW_PX = 22        # px per legend row below the plot
 LEGEND_WIDTH_PX = 1000    # px the legend is laid out in (page width; export IMAGE_WIDTH)
+LEGEND_SYMBOL_PX = 48     # px of an entry's line sample and gap, beside its text
+EXPORT_LABEL_CHARS = 120  # exports have no key table beside them: labels kept nearly whole
 TITLE_PX = 56             # top margin for a title; a subtitle adds SUBTITLE_PX
 SUBTITLE_PX = 24
 X_TITLE_PX = 56           # bottom margin for the x-axis ticks and title, above the legend
@@ -123,7 +125,8 @@ def _entries(runs, o: ChartOptions) -> tuple[list[_Entry], list]:
         labels = describe.run_labels(runs)
         colors = describe.run_colors(labels, describe.seed_groups(runs))
         members = {_get(r, "id"): [r] for r in runs}
-    shown, table = describe.legend_key(labels)
+    shown, table = describe.legend_key(labels, EXPORT_LABEL_CHARS if o.context
+                                       else describe.LEGEND_MAX_CHARS)
     return [_Entry(k, labels[k], shown[k], colors[k], members[k],
                    base[k] if o.group_by else "") for k in labels], table
 
@@ -197,8 +200,8 @@ def _layout(fig, title: str, subtitle: str, legend_texts: list[str], rows: int =
     """Title (and subtitle) with room above the plot, the legend in a bottom margin of its
     own, sized to its rows, so neither covers an axis title and the plot keeps its height."""
     longest = max((len(t) for t in legend_texts), default=0)
-    entry_px = min(LEGEND_WIDTH_PX // 2, 40 + 7 * longest)
-    per_row = max(1, LEGEND_WIDTH_PX // entry_px)
+    entry_px = min(LEGEND_WIDTH_PX - LEGEND_SYMBOL_PX, 12 + 6 * longest)   # text, 11 px font
+    per_row = max(1, LEGEND_WIDTH_PX // (entry_px + LEGEND_SYMBOL_PX))
     legend_px = math.ceil(len(legend_texts) / per_row) * LEGEND_ROW_PX + 8
     top = TITLE_PX + (SUBTITLE_PX if subtitle else 0)
     fig.update_layout(
@@ -210,7 +213,8 @@ def _layout(fig, title: str, subtitle: str, legend_texts: list[str], rows: int =
         showlegend=bool(legend_texts),
         legend=dict(orientation="h", xref="container", x=0.01, xanchor="left",
                     yref="container", y=0, yanchor="bottom", entrywidth=entry_px,
-                    entrywidthmode="pixels", font=dict(size=11), title_side="top left"),
+                    entrywidthmode="pixels", font=dict(size=11), title_side="top left",
+                    tracegroupgap=0),      # one legend group per run: no gap between them
     )
 
 
