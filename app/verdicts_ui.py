@@ -81,7 +81,7 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
     """Draw the panel for `records` (the chosen runs) and return the verdicts shown (also
     kept for last_result)."""
     st.session_state[RESULT_KEY] = None
-    records = list(records)
+    records = sorted(records, key=lambda r: r.created_at)   # groups in launch order
     if len(records) < 2:
         st.info("Choose at least two runs to compare groups of runs.")
         return None

@@ -541,11 +541,17 @@ def verdict_line(pair: PairComparison, summary: Summary, noun: str = "runs") -> 
         one = a if pair.n_a < 2 else b
         return (f"cannot tell {a} and {b} apart: {one} has one run, so there is no spread to "
                 f"judge a difference of {_amount(abs(pair.diff), unit)} against")
+    # a sentence says "lower by 3.1": its numbers are then the size of b - a, not a - b
+    sign = 1.0 if pair.diff >= 0 else -1.0
+
+    def span(low, high) -> str:
+        low, high = sorted((sign * low, sign * high))
+        return f"{_num(low, unit)} to {_num(high, unit)}"
     paired = ""
     if pair.paired_n >= 2 and pair.paired_diff is not None:
-        paired = (f"; paired over {pair.paired_n} shared seeds: {_num(pair.paired_diff, unit)}"
-                  f" (95% CI {_num(pair.paired_ci_low, unit)} to "
-                  f"{_num(pair.paired_ci_high, unit)})")
+        paired = (f"; paired over {pair.paired_n} shared seeds: "
+                  f"{_num(sign * pair.paired_diff, unit)} (95% CI "
+                  f"{span(pair.paired_ci_low, pair.paired_ci_high)})")
     if pair.p_welch is None:   # no spread in either group
         if pair.diff == 0:
             return f"{a} and {b} gave identical values ({counts}; no spread)"
@@ -553,14 +559,15 @@ def verdict_line(pair: PairComparison, summary: Summary, noun: str = "runs") -> 
                 f"every run ({counts}; no spread, so no test){paired}")
     if pair.p_holm is not None and pair.p_holm < ALPHA:
         return (f"{_sentence(a, b, pair.diff, summary)} by {_amount(abs(pair.diff), unit)} "
-                f"(95% CI {_num(pair.ci_low, unit)} to {_num(pair.ci_high, unit)}; {counts})"
-                + paired)
+                f"(95% CI {span(pair.ci_low, pair.ci_high)}; {counts})" + paired)
     need = ""
     if pair.seeds_needed is not None and pair.detect:
         size = f"{pair.detect:.3g}-point" if unit == "points" else _amount(pair.detect, unit)
         need = (f"; about {pair.seeds_needed} {noun} per group would detect a {size} "
                 "difference")
-    return (f"cannot tell {a} and {b} apart with {counts} (difference "
+    if paired:
+        paired = paired.replace("shared seeds: ", f"shared seeds ({a} - {b}): ")
+    return (f"cannot tell {a} and {b} apart with {counts} ({a} - {b} = "
             f"{_num(pair.diff, unit)}, 95% CI {_num(pair.ci_low, unit)} to "
             f"{_num(pair.ci_high, unit)}, Holm p {pair.p_holm:.2g}){need}{paired}")
 
@@ -579,10 +586,18 @@ def _sentence(a: str, b: str, diff: float, summary: Summary) -> str:
     return f"{a} is {word} than {b} {at}"
 
 
+def _better_first(ga: GroupStats, gb: GroupStats, summary: Summary) -> tuple:
+    if ga.mean is None or gb.mean is None or ga.mean == gb.mean:
+        return ga, gb
+    b_better = (gb.mean > ga.mean) == summary.higher_is_better
+    return (gb, ga) if b_better else (ga, gb)
+
+
 def compare_groups(groups: list[GroupStats], summary: Summary, *, baseline: str | None = None,
                    detect: float | None = None, noun: str = "runs") -> list[PairComparison]:
-    """All pairs (a before b in group order), or each group against `baseline` (then
-    diff = group - baseline). `detect` is the difference the seeds-needed estimate aims at
+    """All pairs (a is the better of the two by its mean, so lines read "adam ends higher
+    than sgd"; group order on a tie or without a mean), or each group against `baseline`
+    (then b is the baseline). diff = mean(a) - mean(b). `detect` is the difference the seeds-needed estimate aims at
     (default: 1 point for accuracy, else the observed difference). Holm corrects the Welch
     p-values over the pairs compared."""
     names = [g.name for g in groups]
@@ -595,7 +610,7 @@ def compare_groups(groups: list[GroupStats], summary: Summary, *, baseline: str 
     if baseline is not None:
         todo = [(by_name[n], by_name[baseline]) for n in names if n != baseline]
     else:
-        todo = [(groups[i], groups[j]) for i in range(len(groups))
+        todo = [_better_first(groups[i], groups[j], summary) for i in range(len(groups))
                 for j in range(i + 1, len(groups))]
     pairs = [compare_pair(ga, gb, detect) for ga, gb in todo]
     for pair, p in zip(pairs, holm([p.p_welch for p in pairs])):

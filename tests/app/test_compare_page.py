@@ -67,7 +67,7 @@ def run_page() -> AppTest:
 
 
 def chart(at) -> dict:
-    charts = at.get("plotly_chart")
+    charts = [c for c in at.get("plotly_chart") if c.key == "compare_chart"]   # not the strip plot
     assert len(charts) == 1
     return json.loads(charts[0].proto.spec)
 

@@ -133,3 +133,15 @@ def test_one_run_asks_for_more(filled):
     at = AppTest.from_function(one, default_timeout=30)
     at.run()
     assert not at.exception and "at least two runs" in at.info[0].value
+
+
+def test_compare_page_shows_the_panel_below_its_chart(filled):
+    from pathlib import Path
+    page = Path(__file__).resolve().parents[2] / "pages" / "compare.py"
+    at = AppTest.from_file(str(page), default_timeout=30)
+    at.run()
+    at.multiselect(key="compare_runs").set_value([r.id for r in filled.list_runs()]).run()
+    assert not at.exception, at.exception
+    assert at.expander[-1].label == "Is the difference real?"
+    lines = [m.value for m in at.expander[-1].markdown if m.value.startswith("- ")]
+    assert lines[0].startswith("- adam ends higher than sgd by 24.1 points")  # launch order

@@ -105,7 +105,8 @@ def test_holm_by_hand():
 def test_compare_groups_applies_holm_over_all_pairs_and_baseline():
     gs = [group("a", A), group("b", B), group("c", [91.0, 92.0, 94.0])]
     pairs = V.compare_groups(gs, FINAL)
-    assert [(p.a, p.b) for p in pairs] == [("a", "b"), ("a", "c"), ("b", "c")]
+    # the better group (higher mean) comes first: c 92.3 > a 92.2 > b 68.7
+    assert [(p.a, p.b) for p in pairs] == [("a", "b"), ("c", "a"), ("c", "b")]
     assert [p.p_holm for p in pairs] == pytest.approx(V.holm([p.p_welch for p in pairs]))
     base = V.compare_groups(gs, FINAL, baseline="b")
     assert [(p.a, p.b) for p in base] == [("a", "b"), ("c", "b")]
@@ -154,7 +155,14 @@ def test_verdict_lines_in_plain_words():
     loss = V.Summary("final", VAL_LOSS)
     lower = V.compare_groups([group("a", [0.30, 0.31, 0.29]), group("b", [0.50, 0.52, 0.51])],
                              loss)[0]
-    assert lower.verdict.startswith("a ends lower than b by 0.21 (95% CI ")
+    assert lower.verdict.startswith("a ends lower than b by 0.21 (95% CI 0.")   # sizes > 0
+    worse_first = V.compare_groups([sgd, adam], FINAL, noun="seeds")[0]
+    assert (worse_first.a, worse_first.b) == ("adam", "sgd")
+    assert worse_first.verdict == clear.verdict
+    base = V.compare_groups([adam, sgd], FINAL, baseline="adam")[0]
+    assert (base.a, base.b, round(base.diff, 1)) == ("sgd", "adam", -24.1)
+    assert base.verdict.startswith(f"sgd ends lower than adam by 24.1 points (95% CI "
+                                   f"{-base.ci_high:.1f} to {-base.ci_low:.1f}; 3 runs each)")
 
 
 # --- summaries from stored metrics -------------------------------------------------------------
