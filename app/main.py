@@ -14,7 +14,7 @@ if str(ROOT) not in sys.path:     # `streamlit run app/main.py` puts app/, not t
 
 import streamlit as st  # noqa: E402
 
-from app import services, state, widgets  # noqa: E402
+from app import cluster_ui, services, state, widgets  # noqa: E402
 from engine import paths  # noqa: E402
 from engine.store import StoreError  # noqa: E402
 
@@ -57,6 +57,7 @@ with st.sidebar:
     def run_counts():
         try:
             widgets.sidebar_summary_ui(services.get_store(), str(paths.data_dir()))
+            cluster_ui.executor_panel_ui(services.get_store())
         except StoreError as error:
             st.error(str(error))
 

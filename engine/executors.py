@@ -154,9 +154,11 @@ class RayExecutor:
         self._large_params = _env_number(RAY_LARGE_PARAMS_ENV, LARGE_PARAMS, 1, 1e12)
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
         here = ray.get_runtime_context().get_node_id()
+        # The data folder per task (the code went with the connection: ray_runtime_env).
+        self._runtime_env = {"env_vars": {"TRAINLAB_DATA_DIR": _node_data_dir()}}
         self._channel = ray.remote(_Channel).options(
             num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
-        ).remote()
+            runtime_env=self._runtime_env).remote()
         self._task = ray.remote(_train_remote)
         self._lock = threading.Condition()
         self._sinks: dict[str, Callable] = {}       # run id -> the manager's sink
@@ -195,8 +197,8 @@ class RayExecutor:
                                 "`ray start --head` running there and its port open to this "
                                 "machine?") from None
         try:
-            ray.init(address=target, log_to_driver=False, runtime_env=_runtime_env(),
-                     namespace="trainlab")
+            ray.init(address=target, log_to_driver=False, namespace="trainlab",
+                     runtime_env=ray_runtime_env())
         except Exception as error:  # noqa: BLE001
             raise ExecutorError(f"Ray cluster at {target}: cannot connect ({error})") from None
 
@@ -248,7 +250,7 @@ class RayExecutor:
         try:
             cpus, gpus = self._resources(cfgs)
             ref = self._task.options(num_cpus=cpus, num_gpus=gpus, max_retries=self._retries,
-                                     retry_exceptions=False).remote(
+                                     retry_exceptions=False, runtime_env=self._runtime_env).remote(
                 [c.to_dict() for c in cfgs], run_ids, packed, self._channel,
                 [self._data_ref(cfgs[0])], max(1, int(cpus)))
             while not ray.wait([ref], timeout=WATCH_S)[0]:
@@ -331,7 +333,7 @@ class RayExecutor:
                 batches = ray.get(self._channel.take.remote(DRAIN_WAIT_S),
                                   timeout=DRAIN_WAIT_S + PUSH_TIMEOUT_S)
             except Exception:  # noqa: BLE001 - the channel is gone (shutdown) or slow: retry
-                if self.closed:
+                if self.closed or not ray.is_initialized():
                     return
                 log.exception("Ray event channel: drain failed; retrying")
                 time.sleep(DRAIN_WAIT_S)
@@ -394,13 +396,17 @@ def _import_ray():
     return ray
 
 
-def _runtime_env() -> dict:
-    """Every task gets this package (so nodes run the driver's code) and the data folder."""
+def ray_runtime_env() -> dict:
+    """The job's runtime_env for ray.init: this package goes to every node (so nodes run the
+    driver's code; Ray takes local folders at the job level only)."""
     import engine
+    return {"py_modules": [str(Path(engine.__file__).parent)]}
+
+
+def _node_data_dir() -> str:
+    """The data folder on the nodes: $TRAINLAB_RAY_DATA_DIR, else the driver's path."""
     from engine import paths
-    data_dir = os.environ.get(RAY_DATA_DIR_ENV, "").strip() or str(paths.data_dir().resolve())
-    return {"py_modules": [str(Path(engine.__file__).parent)],
-            "env_vars": {"TRAINLAB_DATA_DIR": data_dir}}
+    return os.environ.get(RAY_DATA_DIR_ENV, "").strip() or str(paths.data_dir().resolve())
 
 
 def dataset_files(dataset: str, folder: Path) -> list[str]:
