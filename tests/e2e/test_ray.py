@@ -169,13 +169,14 @@ def test_a_batch_delivered_twice_stores_each_row_once(cluster):
 
 
 @pytest.mark.ray_slow
-def test_cli_run_on_ray_and_show_say_where_it_ran(cluster, tmp_path, capsys):
+def test_cli_run_on_ray_and_show_say_where_it_ran(cluster, tmp_path, capsys, monkeypatch):
     from engine import cli
+    monkeypatch.setenv(executors.RAY_ADDRESS_ENV, "")   # restored after (--ray sets it)
     db = str(tmp_path / "cli.db")
     address = cluster.address
     assert cli.main(["--db", db, "run", "--ray", address, "--dataset", "spirals",
-                     "--toy-samples", "64", "--epochs", "2", "--width", "8", "--quiet"]) == 0
-    os.environ.pop(executors.RAY_ADDRESS_ENV, None)
+                     "--toy-samples", "64", "--batch-size", "16", "--epochs", "2", "--width", "8",
+                     "--quiet"]) == 0
     out = capsys.readouterr().out
     run_id = next(line.split()[1] for line in out.splitlines() if line.startswith("run "))
     assert cli.main(["--db", db, "show", run_id]) == 0
