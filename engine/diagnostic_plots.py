@@ -26,6 +26,7 @@ HEATMAP_HEIGHT = 360         # px of the heat-map row
 PROFILE_HEIGHT = 320
 REGIONS_SIZE = 460           # px of the square decision-region plot
 THUMB_COLUMNS = 8            # unit thumbnails per row
+TITLE_CHARS = 110            # characters of run labels over the heat-map panels, shared
 # Class colours: light fills for regions, the same hues dark for the points.
 CLASS_FILL = ("#a6cee3", "#fdbf6f", "#b2df8a", "#fb9a99", "#cab2d6", "#ffff99")
 CLASS_POINT = ("#1f78b4", "#ff7f00", "#33a02c", "#e31a1c", "#6a3d9a", "#b15928")
@@ -70,9 +71,11 @@ def heatmap_figure(frames: dict, labels: dict, quantity: str, *,
     `frames`: run id -> metrics frame; `step` draws a marker line at that step."""
     matrices = {rid: layer_matrix(frame, quantity) for rid, frame in frames.items()}
     matrices = {rid: m for rid, m in matrices.items() if not m.empty}
+    per_title = TITLE_CHARS // max(1, len(matrices))
     fig = make_subplots(rows=1, cols=max(1, len(matrices)), shared_yaxes=True,
                         horizontal_spacing=0.03,
-                        subplot_titles=[labels.get(rid, rid) for rid in matrices] or [""])
+                        subplot_titles=[_short(labels.get(rid, rid), per_title)
+                                        for rid in matrices] or [""])
     shown = {rid: _shown(m.to_numpy(), quantity) for rid, m in matrices.items()}
     finite = np.concatenate([v[np.isfinite(v)] for v in shown.values()]) if shown else []
     zmin, zmax = (float(np.min(finite)), float(np.max(finite))) if len(finite) else (0, 1)
@@ -87,7 +90,8 @@ def heatmap_figure(frames: dict, labels: dict, quantity: str, *,
         fig.update_xaxes(title_text="step", row=1, col=col)
         if step is not None:
             fig.add_vline(x=step, line=dict(color="white", width=2, dash="dot"), row=1, col=col)
-    fig.update_yaxes(title_text="layer", autorange="reversed", row=1, col=1)
+    fig.update_yaxes(autorange="reversed", dtick=1)
+    fig.update_yaxes(title_text="layer", row=1, col=1)
     fig.update_layout(height=HEATMAP_HEIGHT, margin=dict(t=48, b=40, l=50, r=20),
                       title=dict(text=f"{QUANTITY_LABELS.get(quantity, quantity)} per layer "
                                       "over training", font=dict(size=14)))
@@ -128,7 +132,8 @@ def profile_figure(frames: dict, labels: dict, quantity: str, step: int) -> go.F
                                  line=dict(color=colors.get(rid))))
     fig.update_xaxes(title_text="layer", dtick=1)
     fig.update_yaxes(title_text=QUANTITY_LABELS.get(quantity, quantity),
-                     type="log" if quantity in LOG_QUANTITIES else "linear")
+                     type="log" if quantity in LOG_QUANTITIES else "linear",
+                     exponentformat="power")
     fig.update_layout(height=PROFILE_HEIGHT, margin=dict(t=48, b=40, l=60, r=20),
                       title=dict(text=f"Per-layer profile at step {step}", font=dict(size=14)),
                       legend=dict(orientation="h", y=-0.25))
@@ -267,6 +272,12 @@ def regions_animation(history: list, points=None, *, title: str = "") -> go.Figu
                                         args=[None, dict(frame=dict(duration=300, redraw=True),
                                                          fromcurrent=True)])])])
     return fig
+
+
+def _short(label: str, limit: int) -> str:
+    """A panel title short enough not to run into its neighbour (the hover has it all)."""
+    limit = max(limit, 12)
+    return label if len(label) <= limit else label[:limit - 1] + "…"
 
 
 def _empty(fig: go.Figure, text: str) -> None:

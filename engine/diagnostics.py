@@ -323,14 +323,18 @@ def gradient_ratio(profile: list[dict]) -> float:
 
 
 def describe_ratio(ratio: float) -> str:
-    """E.g. "the gradient at the first layer is 10^-9 of the last layer's"."""
+    """E.g. "the gradient at the first layer is 10^-9 of the last layer's: it vanishes ..."."""
     if not math.isfinite(ratio) or ratio <= 0:
         return "the gradient at the first layer is zero or undefined (no signal reaches it)"
     exponent = round(math.log10(ratio))
-    if abs(exponent) < 1:
-        return (f"the gradient at the first layer is about {ratio:.2g} times the last "
-                "layer's (healthy)")
-    return f"the gradient at the first layer is 10^{exponent} of the last layer's"
+    if ratio < VANISHING_RATIO:
+        return (f"the gradient at the first layer is 10^{exponent} of the last layer's: it "
+                "vanishes before it reaches the first layers")
+    if ratio > EXPLODING_RATIO:
+        return (f"the gradient at the first layer is 10^{exponent} times the last layer's: it "
+                "explodes on its way back")
+    return (f"the gradient at the first layer is about {ratio:.2g} times the last layer's "
+            f"(healthy: between {VANISHING_RATIO:g} and {EXPLODING_RATIO:g})")
 
 
 # --- decision regions on 2-D data --------------------------------------------------------------
