@@ -47,8 +47,9 @@ def open_launch(p, server):
     browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
     page = browser.new_page(viewport={"width": 1500, "height": 1100})
     page.set_default_timeout(20_000)
-    page.goto(server.url)
-    page.get_by_role("heading", name="Launch runs").wait_for()
+    page.goto(f"{server.url}/launch")
+    # The first page of a fresh server can take a while on a busy machine (imports, store).
+    page.get_by_role("heading", name="Launch runs").wait_for(timeout=60_000)
     page.get_by_role("button", name="Launch 1 run").wait_for()
     return browser, page
 
