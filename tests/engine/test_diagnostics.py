@@ -316,3 +316,34 @@ def test_cli_probe_json_lists_layers_without_training(tmp_path, capsys):
 def test_cli_probe_refuses_bad_input_naming_the_field(capsys):
     assert cli.main(["probe", "--dataset", "spirals", "--depth", "0"]) == 2
     assert "depth" in capsys.readouterr().err
+
+
+# --- figures (engine/diagnostic_plots.py) ---------------------------------------------------------
+
+def test_heat_maps_share_one_colour_scale_and_profile_takes_the_last_collection():
+    from engine import diagnostic_plots as dplots
+    names = ["diag/grad_norm/0", "diag/grad_norm/1"]
+    a = pd.DataFrame({"step": [10, 10, 20, 20], "name": names * 2,
+                      "value": [1e-6, 1.0, 1e-5, 2.0]})
+    b = pd.DataFrame({"step": [10, 10], "name": names, "value": [1e-2, 100.0]})
+    matrix = dplots.layer_matrix(a, "grad_norm")
+    assert list(matrix.index) == [0, 1] and list(matrix.columns) == [10, 20]
+    fig = dplots.heatmap_figure({"a": a, "b": b}, {"a": "A", "b": "B"}, "grad_norm")
+    heat = [t for t in fig.data if t.type == "heatmap"]
+    assert [(t.zmin, t.zmax) for t in heat] == [(-6.0, 2.0)] * 2      # log10 over both runs
+    assert dplots.profile_at(a, "grad_norm", 15)[0] == 10
+    assert dplots.profile_at(a, "grad_norm", 25)[1].tolist() == [1e-5, 2.0]
+    assert dplots.steps_of({"a": a, "b": b}, "grad_norm") == [10, 20]
+
+
+def test_toy_points_are_the_trainers_split_and_the_animation_has_a_frame_per_snapshot():
+    from engine import diagnostic_plots as dplots
+    from engine.data import prepare_data
+    cfg = RunConfig(**TOY)
+    data = prepare_data(cfg, "cpu")
+    train_xy, train_y, test_xy, test_y = dplots.toy_points(cfg.to_dict())
+    assert np.array_equal(train_xy, data.x_train.numpy()) and np.array_equal(test_y, data.y_val)
+    history = [(s.step, s.data) for s in run_events() if isinstance(s, ev.Snapshot)]
+    fig = dplots.regions_animation(history, (train_xy, train_y, test_xy, test_y))
+    assert [f.name for f in fig.frames] == [str(step) for step, _ in history]
+    assert [t.name for t in fig.data[1:]] == ["train", "test"]
