@@ -201,3 +201,26 @@ def test_the_sidebar_shows_the_executor_and_the_clusters_resources(cluster, monk
     assert "1 node(s) · 2 CPUs · 0 GPUs" in text
     assert f"`{ray.util.get_node_ip_address()}`: 2 CPUs, 0 GPUs, 0 running" in text
     manager.shutdown(timeout=5)
+
+
+@pytest.mark.ray_slow
+def test_nodes_without_the_files_train_on_the_drivers_copy_put_once(cluster, store, tmp_path,
+                                                                   monkeypatch):
+    from tests.datafiles import write_idx_dataset
+    write_idx_dataset(tmp_path / "driver-data", "mnist")
+    monkeypatch.setenv("TRAINLAB_DATA_DIR", str(tmp_path / "driver-data"))
+    monkeypatch.setenv(executors.RAY_DATA_DIR_ENV, str(tmp_path / "nothing-on-the-nodes"))
+    executor = executors.RayExecutor(cluster.address)
+    manager = JobManager(store, max_concurrent=2, executor=executor)
+    try:
+        ids = manager.submit_many([(cfg(dataset="mnist", seed=s, epochs=1, pack=False), "", [])
+                                   for s in (1, 2)])
+        assert wait_until(lambda: ended(manager, ids), timeout=120)
+    finally:
+        manager.shutdown(timeout=10)
+        executor.shutdown()
+    store.flush(5)
+    assert [store.get_run(r).status for r in ids] == [RunStatus.COMPLETED] * 2, \
+        [store.get_run(r).reason for r in ids]
+    assert list(executor._data_refs) == [("mnist", str((tmp_path / "driver-data").resolve()))]
+    assert all(store.get_run(r).config["data_dir"] == "" for r in ids)
