@@ -2,8 +2,9 @@
 
 This module owns which runs may train together (`pack_key`, `can_pack`), how many fit
 (`max_pack_size`), how many intra-op threads a run or pack gets (`intra_op_threads`), and the
-training loop of a pack (`train_pack`). A pack of K MLP members holds every weight as one
-(K, ...) tensor (engine/stacked.py), takes one forward pass with batched matmuls, one backward
+training loop of a pack (`train_pack`). A pack of K members (MLPs or CNNs) holds every
+weight as one (K, ...) tensor (engine/stacked.py), takes one forward pass with batched
+matmuls or grouped convolutions, one backward
 pass of the SUM of the members' losses (a mean would divide every member's learning rate by
 K), and one optimizer step with per-member hyperparameters.
 
@@ -14,7 +15,9 @@ engine.trainer.train. Its numbers differ from the solo run's only by float summa
 A member that diverges or is stopped ends alone and leaves the pack; an error that hits the
 pack ends every member still in it as failed with the message. `train_pack` never raises.
 
-CNNs do not pack yet: `can_pack` refuses them with a reason and they train alone.
+CNN members run side by side in the channel dimension with grouped convolutions (see
+engine/stacked.py for why not torch.func.vmap). Packs collect no per-layer diagnostics
+(engine.diagnostics): a member's config may ask for them, but it trains without them.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from engine.config import (CNN_MODELS, NUM_CLASSES, RunConfig, estimate_parameters,
-                           input_size)
+from engine.config import (CNN_MODELS, IMAGE_SHAPES, NUM_CLASSES, RunConfig,
+                           estimate_parameters, input_size)
+from engine.models import DEFAULT_CHANNELS
 from engine.events import (ELAPSED_S, EPOCH_TRAIN_LOSS, EXAMPLES_PER_S, LR, TRAIN_ACC,
                            TRAIN_LOSS, VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted,
                            RunStatus, StepLoss)
@@ -83,9 +87,6 @@ def can_pack(cfgs: Sequence[RunConfig]) -> tuple[bool, str]:
         solo = next((n for n, v in SOLO_UNLESS.items() if getattr(cfg, n) != v), None)
         if solo:
             return False, f"{solo} {getattr(cfg, solo)!r} trains alone (packs do not implement it)"
-        if cfg.model in CNN_MODELS:
-            return False, (f"model {cfg.model} trains alone: packs stack MLPs only "
-                           "(stacked CNNs are not written yet)")
         for name in SHARED_FIELDS:
             if getattr(cfg, name) != getattr(first, name):
                 return False, (f"{name} differs ({getattr(first, name)!r} vs "
@@ -96,7 +97,14 @@ def can_pack(cfgs: Sequence[RunConfig]) -> tuple[bool, str]:
 def member_bytes(cfg: RunConfig) -> int:
     """Estimated bytes one member of a pack of cfg's shape needs while training."""
     params = estimate_parameters(cfg)
-    units = sum(cfg.hidden_widths) + NUM_CLASSES[cfg.dataset] + input_size(cfg)
+    if cfg.model in CNN_MODELS:
+        # Every block keeps its feature maps at (at most) full resolution: channels x H x W
+        # per example, two convolutions per block, `depth` blocks per stage (preact-resnet).
+        _, height, width = IMAGE_SHAPES[cfg.dataset]
+        channels = cfg.channels or DEFAULT_CHANNELS[cfg.model]
+        units = sum(channels) * height * width * 2 * max(cfg.depth, 1)
+    else:
+        units = sum(cfg.hidden_widths) + NUM_CLASSES[cfg.dataset] + input_size(cfg)
     return FLOAT_BYTES * (PARAMETER_COPIES * params
                           + ACTIVATION_COPIES * units * max(cfg.batch_size, EVAL_CHUNK))
 
@@ -188,7 +196,7 @@ def _train_pack(members: list[_Member], emit: Emit, end, progress) -> None:
     from engine.data import batch_indices, prepare_data
     from engine.models import build_model, count_parameters
     from engine.optim import build_optimizer, build_schedule
-    from engine.stacked import StackedMLP, StackedOptimizer, clip_per_member, stack_members
+    from engine.stacked import StackedModel, StackedOptimizer, clip_per_member, stack_members
 
     first = members[0].cfg
     size = len(members)
@@ -205,8 +213,8 @@ def _train_pack(members: list[_Member], emit: Emit, end, progress) -> None:
     # The template gives the tree's structure: a member with the most dropout has Dropout
     # modules wherever any member drops out (a member with p 0 has none).
     template = max(zip(solo_models, members), key=lambda pair: pair[1].cfg.dropout)[0]
-    params, buffers = stack_members(solo_models, device)
-    model = StackedMLP(template, params, buffers, [m.cfg.dropout for m in members],
+    params, buffers = stack_members(solo_models, template, device)
+    model = StackedModel(template, params, buffers, [m.cfg.dropout for m in members],
                        [m.generator for m in members])
     for member in members:
         # The member's own torch optimizer over a stand-in parameter: its param_groups hold

@@ -20,6 +20,7 @@ from engine.events import (EVAL_METRICS, LR, EPOCH_TRAIN_LOSS, Evaluated, RunEnd
 from engine.packs import (can_pack, intra_op_threads, max_pack_size, member_bytes, pack_key,
                           train_pack)
 from engine.trainer import train
+from tests.datafiles import write_idx_dataset
 
 RTOL, ATOL = 2e-5, 1e-6
 
@@ -244,9 +245,8 @@ def test_pack_key_and_can_pack_say_which_runs_share_a_step():
         assert pack_key(other) != pack_key(a)
         ok, reason = can_pack([a, other])
         assert not ok and next(iter(change)) in reason
-    cnn = RunConfig(model="mnist-cnn", dataset="mnist")
-    ok, reason = can_pack([cnn])
-    assert not ok and "mnist-cnn trains alone" in reason
+    ok, reason = can_pack([a, b.replace(pack=False)])
+    assert not ok and "pack false" in reason
 
 
 def test_max_pack_size_divides_the_memory_budget_by_a_members_estimate():
@@ -272,3 +272,37 @@ def test_losses_are_finite_and_members_differ():
     assert all(math.isfinite(v) for m in members for v in m["losses"])
     assert members[0]["losses"][-1] < members[0]["losses"][0]
     assert torch.get_num_threads() >= 1
+
+
+# --- CNNs: grouped convolutions -----------------------------------------------------------------
+
+@pytest.fixture
+def images(tmp_path):
+    """64 random 28x28 training images and 32 test images in the official MNIST archives."""
+    return str(write_idx_dataset(tmp_path / "data", "mnist", n_train=64, n_test=32))
+
+
+def cnn(images, **changes) -> RunConfig:
+    return RunConfig.from_dict({"dataset": "mnist", "data_dir": images, "batch_size": 16,
+                                "epochs": 1, "device": "cpu", "train_eval_size": 32,
+                                "optimizer": "momentum", "lr": 0.05, **changes})
+
+
+@pytest.mark.parametrize("norm,impl", [("none", "torch"), ("batch", "torch"),
+                                       ("batch", "course"), ("layer", "torch"),
+                                       ("layer", "course")])
+def test_mnist_cnn_members_match_their_solo_runs(images, norm, impl):
+    check_pack_matches_solo([cnn(images, model="mnist-cnn", norm=norm, norm_impl=impl, seed=s,
+                                 lr=lr) for s, lr in ((1, 0.05), (2, 0.01))])
+
+
+def test_cnn_dropout_and_clipping_per_member(images):
+    check_pack_matches_solo([cnn(images, model="mnist-cnn", dropout=p, grad_clip=clip, seed=3)
+                             for p, clip in ((0.0, 0.0), (0.3, 0.5), (0.5, 0.0))])
+
+
+def test_preact_resnet_and_three_layer_convnet(images):
+    check_pack_matches_solo([cnn(images, model="preact-resnet", channels=[4, 4, 4], depth=1,
+                                 norm="batch", seed=s) for s in (4, 5)])
+    check_pack_matches_solo([cnn(images, model="three-layer-convnet", channels=[4, 4],
+                                 optimizer="adam", lr=1e-3, seed=s) for s in (6, 7)])
