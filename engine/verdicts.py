@@ -399,6 +399,7 @@ class PairComparison:
     paired_p: float | None = None
     seeds_needed: int | None = None      # per group, to detect `detect` (see seeds_needed)
     detect: float | None = None
+    seeds_needed_observed: int | None = None   # per group, to detect a difference of |diff|
     verdict: str = ""
 
     def row(self) -> dict:
@@ -489,6 +490,7 @@ def compare_pair(ga: GroupStats, gb: GroupStats, detect: float | None = None) ->
     pair.effect_size = hedges_g(a, b)
     pair.detect = detect if detect else (abs(pair.diff) or None)
     pair.seeds_needed = seeds_needed(a, b, pair.detect) if pair.detect else None
+    pair.seeds_needed_observed = seeds_needed(a, b, abs(pair.diff)) if pair.diff else None
     if len(a) >= 2 and len(b) >= 2:
         if a.var() == 0.0 and b.var() == 0.0:
             pair.ci_low = pair.ci_high = pair.diff    # no spread: the difference is exact
@@ -565,6 +567,9 @@ def verdict_line(pair: PairComparison, summary: Summary, noun: str = "runs") -> 
         size = f"{pair.detect:.3g}-point" if unit == "points" else _amount(pair.detect, unit)
         need = (f"; about {pair.seeds_needed} {noun} per group would detect a {size} "
                 "difference")
+        if pair.seeds_needed_observed is not None and abs(pair.diff) > pair.detect:
+            need += (f", about {pair.seeds_needed_observed} one as large as the "
+                     f"{_amount(abs(pair.diff), unit)} seen")
     if paired:
         paired = paired.replace("shared seeds: ", f"shared seeds ({a} - {b}): ")
     return (f"cannot tell {a} and {b} apart with {counts} ({a} - {b} = "
@@ -597,7 +602,8 @@ def compare_groups(groups: list[GroupStats], summary: Summary, *, baseline: str 
                    detect: float | None = None, noun: str = "runs") -> list[PairComparison]:
     """All pairs (a is the better of the two by its mean, so lines read "adam ends higher
     than sgd"; group order on a tie or without a mean), or each group against `baseline`
-    (then b is the baseline). diff = mean(a) - mean(b). `detect` is the difference the seeds-needed estimate aims at
+    (then b is the baseline). diff = mean(a) - mean(b). `detect` is the difference the
+    seeds-needed estimate aims at
     (default: 1 point for accuracy, else the observed difference). Holm corrects the Welch
     p-values over the pairs compared."""
     names = [g.name for g in groups]

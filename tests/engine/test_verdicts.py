@@ -152,6 +152,12 @@ def test_verdict_lines_in_plain_words():
     assert close.verdict.endswith(f"about {close.seeds_needed} seeds per group would detect a "
                                   "1-point difference")
     assert close.seeds_needed == V.seeds_needed([80.0, 83.0], [81.0, 80.5], 1.0)
+    wide = V.compare_groups([group("a", [80.0, 86.0]), group("b", [79.0, 81.0])], FINAL)[0]
+    assert wide.diff == 3.0 and wide.p_holm > 0.05
+    assert wide.seeds_needed_observed == V.seeds_needed([80.0, 86.0], [79.0, 81.0], 3.0)
+    assert wide.verdict.endswith(f"about {wide.seeds_needed} runs per group would detect a "
+                                 f"1-point difference, about {wide.seeds_needed_observed} one "
+                                 "as large as the 3.0 points seen")
     loss = V.Summary("final", VAL_LOSS)
     lower = V.compare_groups([group("a", [0.30, 0.31, 0.29]), group("b", [0.50, 0.52, 0.51])],
                              loss)[0]
