@@ -148,7 +148,8 @@ def _lines(text: str) -> dict:
     """{path tuple: line number} for every key and list item of a YAML document."""
     out: dict = {}
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        # already checked by parse_config_bytes; the C composer when PyYAML has it (faster)
+        root = yaml.compose(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError:
         return out
 

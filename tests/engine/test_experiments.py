@@ -3,6 +3,7 @@ quotes its notebook, bad files are refused naming file, line and field, a shrunk
 each experiment trains end to end (test-made MNIST / Fashion-MNIST / CIFAR-10 files), and the
 claims and the reference table are judged right on constructed values."""
 
+import copy
 import io
 import math
 import pickle
@@ -157,7 +158,9 @@ def data_root(tmp_path_factory):
 
 
 def shrink(exp, root):
-    """The experiment at a tiny quick budget: 8 training images, 1 epoch (or 2 steps)."""
+    """A copy of the experiment at a tiny quick budget: 8 training images, 1 epoch (or 2
+    steps)."""
+    exp = copy.copy(exp)
     base = exp.config(exp.labels[0])
     tiny = {"train_subset": 8, "epochs": 1, "batch_size": 4, "train_eval_size": 8,
             "data_dir": str(root), "eval_every": 0, "max_steps": 2 if base.max_steps else 0,
@@ -169,8 +172,8 @@ def shrink(exp, root):
 
 
 @pytest.mark.parametrize("exp_id", sorted(EXPECTED_RUNS))
-def test_shrunken_experiment_trains(exp_id, data_root):
-    exp = shrink(experiments.catalogue()[exp_id], data_root)
+def test_shrunken_experiment_trains(exp_id, data_root, catalogue):
+    exp = shrink(catalogue[exp_id], data_root)
     labels = exp.labels[:4] if exp_id != "cs231n-weight-scale" else exp.labels[::19]
     for label in labels:
         cfg = exp.config(label, quick=True)
@@ -178,10 +181,10 @@ def test_shrunken_experiment_trains(exp_id, data_root):
         assert ended.status == "completed", (exp_id, label, ended.reason)
 
 
-def test_shrunken_experiment_through_jobs_and_store(data_root, tmp_path):
+def test_shrunken_experiment_through_jobs_and_store(data_root, tmp_path, catalogue):
     from engine.jobs import JobManager
     from engine.store import RunStore
-    exp = shrink(experiments.catalogue()["hw8-depth20"], data_root)
+    exp = shrink(catalogue["hw8-depth20"], data_root)
     store = RunStore(tmp_path / "runs.db")
     manager = JobManager(store, max_concurrent=1)
     ids = experiments.submit(exp, manager, seeds=2, quick=True)
