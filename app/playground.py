@@ -226,10 +226,7 @@ def _widget(name: str, values: dict, explanation: str, formula: str):
     if key not in st.session_state:
         st.session_state[key] = value
     if name == "model":
-        choices = model_choices(values["dataset"])
-        if st.session_state[key] not in choices:
-            st.session_state[key] = choices[0]
-        out = st.selectbox(label, choices, key=key, help=help_text)
+        out = st.selectbox(label, model_choices(values["dataset"]), key=key, help=help_text)
     elif s["choices"]:
         horizontal = len(s["choices"]) <= 3
         widget = st.radio if horizontal else st.selectbox
@@ -249,6 +246,9 @@ def knobs_ui(values: dict) -> dict:
     """Draw the shown knobs and the budget; returns the config they set (not yet validated).
     Hidden knobs keep their values in session state for when they show again."""
     for name, explanation, formula in KNOBS:
+        if name == "model" and values["model"] not in model_choices(values["dataset"]):
+            values["model"] = model_choices(values["dataset"])[0]   # toy data: MLP only
+            st.session_state.pop(state.PG_PREFIX + "model", None)
         if name in visible_knobs(values):
             values[name] = _widget(name, values, explanation, formula)
     with st.expander("Budget (per try)", expanded=False):
@@ -310,8 +310,7 @@ def controls_ui(manager, run_id: str) -> None:
     progress = manager.progress(run_id)
     active = progress is not None and progress.status in RunStatus.ACTIVE
     paused = bool(progress and progress.paused)
-    c_stop, c_pause, c_step, c_resume, c_bar = st.columns([1, 1, 1, 1, 5],
-                                                          vertical_alignment="center")
+    c_stop, c_pause, c_step, c_resume = st.columns(4)
     # Callbacks act before the rerun draws the buttons, so each is enabled by the new state.
     c_stop.button("Stop", icon=":material/stop_circle:", disabled=not active, key="pg_stop",
                   on_click=manager.stop, args=(run_id,))
@@ -326,7 +325,7 @@ def controls_ui(manager, run_id: str) -> None:
     fraction, text = widgets.progress_line(progress)
     if progress is not None and progress.paused and progress.status in RunStatus.ACTIVE:
         text = "paused · " + text
-    c_bar.progress(fraction, text=text)
+    st.progress(fraction, text=text)
 
 
 def toggle_pin(store, run_id: str) -> None:

@@ -117,6 +117,9 @@ def test_options_that_do_not_apply_are_hidden(services):
     assert not at.exception
     assert "Width" not in labels(at) and "Residual" not in labels(at)
     assert "Depth" not in labels(at)
+    at.selectbox(key="pg_dataset").set_value("circles").run()     # back to toy data: an MLP
+    assert not at.exception and not at.error
+    assert "Width" in labels(at) and "Model" not in labels(at)
 
 
 def test_query_parameters_set_the_knobs_and_round_trip(services, fake_trainer):
