@@ -45,3 +45,11 @@ def executor_panel_ui(store) -> None:
              f"{where.pop(n['node'], 0)} running" for n in info["nodes"]]
     lines += [f"- {place}: {count} running" for place, count in where.items()]
     st.markdown("\n".join(lines))
+
+
+def executor_fault_ui(error: Exception) -> None:
+    """The page when the job manager cannot start because Ray cannot be reached: one
+    message naming the address and the fix, never a traceback; nothing was launched."""
+    st.error(f"**Train Lab cannot reach its Ray cluster.** {error}", icon=":material/cloud_off:")
+    st.caption(f"Nothing was launched. Start the cluster (or unset {RAY_ADDRESS_ENV} to train "
+               "on this machine), then reload this page.")

@@ -67,3 +67,5 @@ try:
     navigation.run()
 except StoreError as error:
     storage_fault_page(error)
+except cluster_ui.ExecutorError as error:    # Ray chosen but unreachable: one message
+    cluster_ui.executor_fault_ui(error)

@@ -95,7 +95,9 @@ class LocalExecutor:
 
 
 _EXECUTORS: dict[str, "RayExecutor"] = {}
+_FAILURES: dict[str, tuple[float, ExecutorError]] = {}   # address -> (when, why) it failed
 _EXECUTORS_LOCK = threading.Lock()
+RETRY_CONNECT_S = 30.0   # a failed connection is not tried again sooner (pages refresh often)
 
 
 def executor_from_env():
@@ -109,8 +111,17 @@ def ray_executor(address: str) -> "RayExecutor":
     """The process's RayExecutor for `address`, connecting on first use."""
     with _EXECUTORS_LOCK:
         executor = _EXECUTORS.get(address)
-        if executor is None or executor.closed:
+        if executor is not None and not executor.closed:
+            return executor
+        failed_at, error = _FAILURES.get(address, (-RETRY_CONNECT_S, None))
+        if error is not None and time.monotonic() - failed_at < RETRY_CONNECT_S:
+            raise error
+        try:
             executor = _EXECUTORS[address] = RayExecutor(address)
+        except ExecutorError as error:
+            _FAILURES[address] = (time.monotonic(), error)
+            raise
+        _FAILURES.pop(address, None)
         return executor
 
 

@@ -114,7 +114,8 @@ def test_a_grid_on_ray_has_the_curves_of_local_runs_streams_live_and_stops(clust
     local_store.close()
 
 
-def test_an_unreachable_address_is_one_clear_line_at_launch(tmp_path):
+def test_an_unreachable_address_is_one_clear_message_in_the_cli_and_the_dashboard(
+        tmp_path, monkeypatch):
     env = {**os.environ, "TRAINLAB_HOME": str(tmp_path)}
     done = subprocess.run([sys.executable, "-m", "engine", "run", "--ray", "127.0.0.1:1",
                            "--dataset", "spirals", "--epochs", "1"], cwd=ROOT, env=env,
@@ -126,6 +127,16 @@ def test_an_unreachable_address_is_one_clear_line_at_launch(tmp_path):
     store = RunStore(tmp_path / "runs.db")
     assert store.list_runs() == []             # nothing was launched
     store.close()
+
+    from streamlit.testing.v1 import AppTest
+    monkeypatch.setenv(executors.RAY_ADDRESS_ENV, "127.0.0.1:1")
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=60).run()
+    assert not at.exception
+    why = "Ray cluster at 127.0.0.1:1 cannot be reached"
+    page = [e.value for e in at.main.error]
+    assert len(page) == 1 and page[0].startswith(
+        f"**Train Lab cannot reach its Ray cluster.** {why}"), page
+    assert [e.value[:len(why) + 5] for e in at.sidebar.error] == [f"Ray: {why}"]
 
 
 @pytest.mark.ray_slow
