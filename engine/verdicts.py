@@ -442,10 +442,21 @@ def prob_superiority(a, b) -> float | None:
     return float(((d > 0).sum() + 0.5 * (d == 0).sum()) / d.size)
 
 
-def seeds_needed(a, b, detect: float) -> int | None:
-    """Runs per group for a two-sided Welch/t test at ALPHA to detect a difference `detect`
-    with POWER, from the pooled observed std sigma, by the normal approximation
-    n = 2 (z_(1-alpha/2) + z_power)^2 sigma^2 / detect^2 (rounded up, at least 2).
+def t_power(n: int, detect: float, sigma: float, alpha: float = ALPHA) -> float:
+    """Power of a two-sided two-sample t test with n runs per group (df 2n - 2) at level
+    alpha against a true difference `detect` when both groups have std sigma: from the
+    noncentral t distribution with noncentrality detect / (sigma sqrt(2 / n))."""
+    from scipy import stats
+    df, ncp = 2 * n - 2, detect / (sigma * math.sqrt(2.0 / n))
+    crit = stats.t.ppf(1 - alpha / 2, df)
+    return float(stats.nct.sf(crit, df, ncp) + stats.nct.cdf(-crit, df, ncp))
+
+
+def seeds_needed(a, b, detect: float, alpha: float = ALPHA) -> int | None:
+    """The fewest runs per group (at least 2) whose two-sample t test at level alpha
+    (two-sided) detects a difference `detect` with POWER, sigma being the pooled observed std
+    (t_power). The search starts at the normal approximation
+    n = 2 (z_(1-alpha/2) + z_power)^2 sigma^2 / detect^2, which the t test's n never undercuts.
     None when the spread cannot be estimated (fewer than 3 runs in all, or zero spread)."""
     from scipy import stats
     a, b = np.asarray(a, dtype="float64"), np.asarray(b, dtype="float64")
@@ -456,13 +467,16 @@ def seeds_needed(a, b, detect: float) -> int | None:
            + (nb - 1) * (b.var(ddof=1) if nb > 1 else 0.0)) / (na + nb - 2)
     if var == 0.0:
         return None
-    z = stats.norm.ppf(1 - ALPHA / 2) + stats.norm.ppf(POWER)
-    return max(2, math.ceil(2 * z * z * var / detect ** 2))
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(POWER)
+    n = max(2, math.ceil(2 * z * z * var / detect ** 2))
+    while t_power(n, abs(detect), math.sqrt(var), alpha) < POWER:
+        n += 1        # a few steps at most: the t and normal answers differ only for small n
+    return n
 
 
-SEEDS_NEEDED_FORMULA = ("n = 2 (z_0.975 + z_0.80)^2 sigma^2 / delta^2 per group (normal "
-                        "approximation, two-sided 5% test, 80% power, sigma = pooled std of the "
-                        "two groups)")
+SEEDS_NEEDED_FORMULA = ("fewest n per group with 80% power for a two-sided two-sample t test "
+                        "(noncentral t, df 2n-2) at 5% divided by the number of pairs compared "
+                        "(the strictest Holm step), sigma = pooled std of the two groups")
 
 
 def _paired(ga: GroupStats, gb: GroupStats):
@@ -478,8 +492,10 @@ def _paired(ga: GroupStats, gb: GroupStats):
     return np.array([sa[s] for s in shared]), np.array([sb[s] for s in shared])
 
 
-def compare_pair(ga: GroupStats, gb: GroupStats, detect: float | None = None) -> PairComparison:
-    """Every number of one pair except p_holm and the verdict (compare_groups adds those)."""
+def compare_pair(ga: GroupStats, gb: GroupStats, detect: float | None = None,
+                 comparisons: int = 1) -> PairComparison:
+    """Every number of one pair except p_holm and the verdict (compare_groups adds those);
+    the seeds-needed estimates are for a test at ALPHA / comparisons."""
     from scipy import stats
     a, b = ga.finite, gb.finite
     pair = PairComparison(ga.name, gb.name, len(a), len(b),
@@ -489,8 +505,10 @@ def compare_pair(ga: GroupStats, gb: GroupStats, detect: float | None = None) ->
     pair.prob_superiority = prob_superiority(a, b)
     pair.effect_size = hedges_g(a, b)
     pair.detect = detect if detect else (abs(pair.diff) or None)
-    pair.seeds_needed = seeds_needed(a, b, pair.detect) if pair.detect else None
-    pair.seeds_needed_observed = seeds_needed(a, b, abs(pair.diff)) if pair.diff else None
+    alpha = ALPHA / max(1, comparisons)
+    pair.seeds_needed = seeds_needed(a, b, pair.detect, alpha) if pair.detect else None
+    pair.seeds_needed_observed = seeds_needed(a, b, abs(pair.diff), alpha) if pair.diff \
+        else None
     if len(a) >= 2 and len(b) >= 2:
         if a.var() == 0.0 and b.var() == 0.0:
             pair.ci_low = pair.ci_high = pair.diff    # no spread: the difference is exact
@@ -618,7 +636,7 @@ def compare_groups(groups: list[GroupStats], summary: Summary, *, baseline: str 
     else:
         todo = [_better_first(groups[i], groups[j], summary) for i in range(len(groups))
                 for j in range(i + 1, len(groups))]
-    pairs = [compare_pair(ga, gb, detect) for ga, gb in todo]
+    pairs = [compare_pair(ga, gb, detect, len(todo)) for ga, gb in todo]
     for pair, p in zip(pairs, holm([p.p_welch for p in pairs])):
         pair.p_holm = p
         pair.verdict = verdict_line(pair, summary, noun)

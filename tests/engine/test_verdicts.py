@@ -129,11 +129,22 @@ def test_paired_t_on_shared_seeds_matches_scipy():
     assert no_share.paired_n == 0 and no_share.paired_p is None
 
 
-def test_seeds_needed_by_hand():
+def power_by_hand(n, delta, sigma, alpha):
+    df, ncp = 2 * n - 2, delta / (sigma * math.sqrt(2 / n))
+    crit = stats.t.ppf(1 - alpha / 2, df)
+    return 1 - stats.nct.cdf(crit, df, ncp) + stats.nct.cdf(-crit, df, ncp)
+
+
+def test_seeds_needed_is_the_fewest_runs_with_80_percent_t_test_power():
     a, b = [80.0, 81.0, 83.0], [79.0, 80.5, 82.5]
-    var = (2 * np.var(a, ddof=1) + 2 * np.var(b, ddof=1)) / 4
-    z = 1.959963984540054 + 0.8416212335729143
-    assert V.seeds_needed(a, b, 1.0) == math.ceil(2 * z * z * var / 1.0)
+    sigma = math.sqrt((2 * np.var(a, ddof=1) + 2 * np.var(b, ddof=1)) / 4)
+    for delta, alpha in ((1.0, 0.05), (3.0, 0.05), (3.0, 0.05 / 3)):
+        n = V.seeds_needed(a, b, delta, alpha)
+        assert power_by_hand(n, delta, sigma, alpha) >= 0.8
+        assert n == 2 or power_by_hand(n - 1, delta, sigma, alpha) < 0.8
+        z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(0.8)
+        assert n >= math.ceil(2 * z * z * sigma ** 2 / delta ** 2)   # never below the normal
+    assert V.seeds_needed(a, b, 3.0, 0.05 / 3) > V.seeds_needed(a, b, 3.0)
     assert V.seeds_needed([1.0, 1.0], [1.0, 1.0], 1.0) is None     # no spread to go by
     assert V.seeds_needed([1.0], [2.0], 1.0) is None               # fewer than 3 runs
 
