@@ -24,7 +24,7 @@ import streamlit as st
 
 from app import charts, state, widgets
 from app.text import plain
-from engine import config, describe, plots
+from engine import config, describe, diagnostic_plots, plots
 from engine.config import ConfigError, RunConfig
 from engine.events import STEP_LOSS, VAL_ACC, RunStatus
 
@@ -393,46 +393,42 @@ def tries_ui(current: str) -> None:
 
 
 def toy_ui(store, record) -> None:
-    """The toy data beside the curves, over the current try's newest decision regions."""
+    """The toy data beside the curves, over the current try's newest decision regions (the
+    Diagnostics view's figure, engine/diagnostic_plots.py), redrawn as it trains."""
     seen = st.session_state.setdefault(state.PG_REGIONS, {})
     last = seen.get(record.id)
     newer = store.read_snapshots(record.id, "regions", after_step=last[0] if last else -1)
     if newer:
         seen[record.id] = last = newer[-1]
     show_test = st.toggle("Show validation points", key="pg_show_test")
-    figure = toy_figure(record.config, last[1] if last else None, show_test=show_test)
+    train_xy, train_y, test_xy, test_y = diagnostic_plots.toy_points(record.config)
+    if not show_test:
+        test_xy, test_y = test_xy[:0], test_y[:0]
+    if last is not None:
+        figure = diagnostic_plots.regions_figure(
+            last[1], (train_xy, train_y, test_xy, test_y),
+            title=f"Decision regions at step {last[0]}")
+    else:
+        figure = points_figure(train_xy, train_y, test_xy, test_y)
     st.plotly_chart(figure, key="pg_toy", config={"displaylogo": False})
     if last is None:
-        st.caption("Decision regions appear at the first evaluation (with diagnostics on).")
+        st.caption("Decision regions appear at the first evaluation of a run with diagnostics "
+                   "on; the Diagnostics page shows them over the run's history.")
 
 
-CLASS_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728")
-
-
-def toy_figure(cfg: dict, regions: dict | None, *, show_test: bool) -> go.Figure:
-    """The toy set's points (training filled, validation hollow) coloured by class, over the
-    predicted class of a grid (a "regions" snapshot), as TensorFlow Playground draws them."""
-    from engine.data import make_toy
-    run_cfg = RunConfig.from_dict(cfg)
-    points, labels = make_toy(run_cfg.dataset, run_cfg.toy_samples, run_cfg.toy_noise)
-    n_train, _ = config.split_sizes(run_cfg)
+def points_figure(train_xy, train_y, test_xy, test_y) -> go.Figure:
+    """The toy set's points by class (training filled, validation crosses), before the run
+    has any decision regions."""
+    colors = np.array(diagnostic_plots.CLASS_POINT)
     fig = go.Figure()
-    k = config.NUM_CLASSES[run_cfg.dataset]
-    if regions:
-        steps = [[i / k, CLASS_COLORS[j]] for j in range(k) for i in (j, j + 1)]
-        fig.add_trace(go.Heatmap(x=regions["x"], y=regions["y"], z=regions["classes"],
-                                 zmin=-0.5, zmax=k - 0.5, opacity=0.3, showscale=False,
-                                 colorscale=steps, hoverinfo="skip"))
-    parts = [(slice(0, n_train), "train", "circle")]
-    if show_test:
-        parts.append((slice(n_train, None), "validation", "circle-open"))
-    for where, kind, symbol in parts:
-        p, y = points[where], labels[where]
-        fig.add_trace(go.Scatter(x=p[:, 0], y=p[:, 1], mode="markers", name=kind,
-                                 marker=dict(color=np.array(CLASS_COLORS)[y], size=5,
-                                             symbol=symbol)))
-    fig.update_layout(title=dict(text=f"{run_cfg.dataset}: data and decision regions", x=0,
-                                 font=dict(size=15)), template="plotly_white", height=360,
-                      margin=dict(l=10, r=10, t=40, b=10), showlegend=False)
+    for xy, y, name, symbol in ((train_xy, train_y, "train", "circle"),
+                                (test_xy, test_y, "validation", "x")):
+        if len(xy):
+            fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", name=name,
+                                     marker=dict(color=colors[y % len(colors)], size=6,
+                                                 symbol=symbol)))
+    fig.update_layout(title=dict(text="Data", font=dict(size=14)), template="plotly_white",
+                      height=diagnostic_plots.REGIONS_SIZE, margin=dict(l=10, r=10, t=40, b=10),
+                      legend=dict(orientation="h", y=-0.15))
     fig.update_yaxes(scaleanchor="x", scaleratio=1)
     return fig

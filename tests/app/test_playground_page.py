@@ -2,7 +2,10 @@
 a reload, the trail with diff labels, pin and clear, hidden knobs, pause/resume/stop, and the
 knobs as query parameters (round trip; bad values refused with the field named, nothing run)."""
 
+import base64
 import json
+
+import numpy as np
 
 from app import playground
 from tests.app.conftest import page, wait_for, wait_idle
@@ -24,6 +27,15 @@ def loss_traces(at):
     traces = [(t["name"], t.get("opacity", 1), t["line"]["width"], t["legendrank"])
               for t in spec["data"]]
     return sorted(traces, key=lambda t: t[3])
+
+
+def values(array):
+    """A trace's data as a list: plotly sends numeric arrays as base64 typed arrays."""
+    if isinstance(array, dict) and "bdata" in array:
+        flat = np.frombuffer(base64.b64decode(array["bdata"]), dtype=array["dtype"])
+        shape = [int(n) for n in str(array.get("shape", len(flat))).split(",")]
+        return flat.reshape(shape).tolist()
+    return list(array)
 
 
 def labels(at):
@@ -173,3 +185,25 @@ def test_pause_resume_and_stop_buttons_act_on_the_current_try(services):
     at.button(key="pg_stop").click().run()
     wait_idle(manager)
     assert store.get_run(run_id).status == "stopped"
+
+
+def test_toy_data_beside_the_curves_then_the_newest_decision_regions(services):
+    from engine.events import Snapshot
+    store, manager = services
+    at = fresh(services)
+    assert "Data" in charts(at)                          # points only, before any snapshot
+    run_id = runs(store)[0].id
+    wait_idle(manager)
+    grid = {"bounds": [-1.0, 1.0, -1.0, 1.0], "x": [-1.0, 1.0], "y": [-1.0, 1.0],
+            "classes": [[0, 1], [2, 0]]}
+    for step in (4, 8):
+        store.record(Snapshot(run_id, step, "regions", grid))
+    store.flush(5)
+    at.run()
+    figure = charts(at)["Decision regions at step 8"]
+    assert figure["data"][0]["type"] == "heatmap" and values(figure["data"][0]["z"]) == grid["classes"]
+    assert [t["name"] for t in figure["data"][1:]] == ["train"]     # validation points hidden
+    at.toggle(key="pg_show_test").set_value(True).run()
+    figure = charts(at)["Decision regions at step 8"]
+    assert [t["name"] for t in figure["data"][1:]] == ["train", "test"]
+    assert len(values(figure["data"][2]["x"])) == 120        # 20% of the 600 points
