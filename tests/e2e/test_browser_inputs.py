@@ -127,7 +127,8 @@ def test_compare_state_survives_a_reload_and_a_bad_link_is_named(tmp_path):
             page = browser.new_page(viewport={"width": 1500, "height": 1100})
             page.set_default_timeout(20_000)
             page.goto(f"{server.url}/compare")
-            page.get_by_role("heading", name="Compare").wait_for()
+            page.get_by_role("heading", name="Compare").wait_for(timeout=60_000)
+            page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
             page.get_by_text("epoch", exact=True).click()           # X axis: epoch
             settle(page)
             page.wait_for_url("**x=epoch**")
@@ -136,6 +137,14 @@ def test_compare_state_survives_a_reload_and_a_bad_link_is_named(tmp_path):
             page.get_by_role("heading", name="Compare").wait_for()
             settle(page)
             expect(page.get_by_role("radio", name="epoch")).to_be_checked()
+            # To another page and back by the sidebar (which drops the URL's parameters).
+            page.get_by_role("link", name="Runs").click()
+            page.get_by_role("heading", name="Runs").wait_for()
+            page.get_by_role("link", name="Compare").click()
+            page.get_by_role("heading", name="Compare").wait_for()
+            settle(page)
+            expect(page.get_by_role("radio", name="epoch")).to_be_checked()
+            page.wait_for_url("**x=epoch**")
             # A link with a bad value: named, left out, the page still draws.
             page.goto(f"{server.url}/compare?runs={ids[0]}&x=minutes")
             expect(page.get_by_text("URL parameter x: 'minutes' is not allowed")).to_be_visible()
