@@ -326,6 +326,8 @@ def controls_ui(manager, run_id: str) -> None:
     if progress is not None and progress.paused and progress.status in RunStatus.ACTIVE:
         text = "paused · " + text
     st.progress(fraction, text=text)
+    if progress is not None and progress.reason:
+        st.caption(f"{progress.status}: {plain(progress.reason)}")
 
 
 def toggle_pin(store, run_id: str) -> None:
