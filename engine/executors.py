@@ -208,7 +208,9 @@ class RayExecutor:
                                 "`ray start --head` running there and its port open to this "
                                 "machine?") from None
         try:
-            ray.init(address=target, log_to_driver=False, namespace="trainlab",
+            # The address as given: Ray turns token authentication on by itself (when a token
+            # is there) only for "auto"; for HOST:PORT set RAY_AUTH_MODE=token (README).
+            ray.init(address=self.address, log_to_driver=False, namespace="trainlab",
                      runtime_env=ray_runtime_env())
         except Exception as error:  # noqa: BLE001
             raise ExecutorError(f"Ray cluster at {target}: cannot connect ({error})") from None
