@@ -88,7 +88,7 @@ def test_refused_upload_disables_launch(services, filename, content):
     assert store.list_runs() == []
 
 
-# --- one bad sweep value ----------------------------------------------------------------------------
+# --- one bad sweep value --------------------------------------------------------------------------
 
 def test_one_bad_sweep_value_is_named_and_the_good_ones_kept(services):
     store, _ = services
@@ -176,7 +176,7 @@ def test_runs_into_a_closed_pipe_ends_without_a_traceback(tmp_path):
     assert done.returncode == 141
 
 
-# --- presets and help texts -------------------------------------------------------------------------
+# --- presets and help texts -----------------------------------------------------------------------
 
 def test_hw8_optimizer_grid_runs_the_notebooks_adam():
     preset = forms.load_presets()["HW8 optimizers (grid of 4)"]
