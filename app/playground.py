@@ -132,9 +132,9 @@ def link_values(cfg: dict) -> dict:
 def budget_text(cfg: dict) -> str:
     n_train, n_val = config.split_sizes(RunConfig.from_dict(cfg))
     steps = math.ceil(n_train / cfg["batch_size"]) * cfg["epochs"]
+    validation = f"{n_val:,} examples" if n_val else "the test set"
     return (f"Each try trains {cfg['epochs']} epochs over {n_train:,} training examples "
-            f"(batch {cfg['batch_size']}: {steps:,} steps) and validates on {n_val or 'the test set'}"
-            f"{' examples' if n_val else ''}.")
+            f"(batch {cfg['batch_size']}: {steps:,} steps) and validates on {validation}.")
 
 
 def same_config(a: dict, b: dict) -> bool:

@@ -67,7 +67,8 @@ def bench(label: str, store, manager, cfg: RunConfig, repeats: int) -> None:
     def fig(values) -> str:
         return f"{statistics.median(values):.3f} s (best {min(values):.3f})"
     print(f"{label}\n  knob change -> first point: {fig(firsts)}\n"
-          f"  last step -> final point:   {fig(finals)}\n  whole try:                  {fig(totals)}")
+          f"  last step -> final point:   {fig(finals)}\n"
+          f"  whole try:                  {fig(totals)}")
 
 
 def main() -> None:

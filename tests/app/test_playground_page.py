@@ -201,7 +201,8 @@ def test_toy_data_beside_the_curves_then_the_newest_decision_regions(services):
     store.flush(5)
     at.run()
     figure = charts(at)["Decision regions at step 8"]
-    assert figure["data"][0]["type"] == "heatmap" and values(figure["data"][0]["z"]) == grid["classes"]
+    assert figure["data"][0]["type"] == "heatmap"
+    assert values(figure["data"][0]["z"]) == grid["classes"]
     assert [t["name"] for t in figure["data"][1:]] == ["train"]     # validation points hidden
     at.toggle(key="pg_show_test").set_value(True).run()
     figure = charts(at)["Decision regions at step 8"]

@@ -36,7 +36,8 @@ def settle(page):
 
 
 def wait_curves(page, count: int) -> list[str]:
-    """Names of the traces with points on the Playground's loss chart, once there are at least `count` (read in one go: the chart is redrawn in place)."""
+    """Names of the traces with points on the Playground's loss chart, once there are at
+    least `count` (read in one go: the chart is redrawn in place)."""
     return page.wait_for_function("""(n) => {
         const plot = [...document.querySelectorAll('.js-plotly-plot')].find(p =>
             p._fullLayout && p._fullLayout.title.text.includes('Training loss (per step)'));
