@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "one final line per run.")
     run.add_argument("--seeds", default=None, metavar="N", help="Train each config (or grid "
                      "point) with N seeds, counting up from --seed.")
+    run.add_argument("--like", metavar="RUN", default=None, help="Change one thing: start from "
+                     "this stored run's config (same seed, so the same initialization and "
+                     "batch order) and change only the options given as flags.")
     add_run_options(run)
     run.add_argument("--no-pack", "--no_pack", dest="pack", action="store_const", const="false",
                      help="Same as --pack false: train each run alone.")
@@ -214,6 +217,10 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.config:
         from engine.configfile import load_config_file
         base = load_config_file(args.config).to_dict()
+    if getattr(args, "like", None):     # a twin: the stored run's config under the flags
+        store = _open_store(args)
+        base = {**base, **_find_run(store, args.like).config}
+        store.close()
     flags = {name: getattr(args, name) for name in config_module.field_names()
              if getattr(args, name, None) is not None}
     return RunConfig.from_dict({**base, **flags})

@@ -127,3 +127,17 @@ def test_export_zip_with_a_grouping_holds_the_verdicts(cli, grid, tmp_path):
     assert {g["name"] for g in result["groups"]} == {"adam", "sgd"}
     bad = cli("export", *grid, "--format", "zip", "--group-by", "colour")
     assert bad.returncode == 2 and "--group-by: 'colour' is not a config field" in bad.stderr
+
+
+def test_change_one_thing_twin_keeps_the_seed_and_pairs_with_its_run(cli, grid):
+    adam = next(rid for rid, (opt, seed, _) in grid.items() if opt == "adam" and seed == 2)
+    done = cli("run", "--like", adam, "--optimizer", "momentum", "--seeds", "2", "--tags",
+               "twins", "--quiet")
+    assert done.returncode == 0, done.stderr
+    twins = [json.loads(cli("show", line.split()[0]).stdout)
+             for line in cli("runs").stdout.splitlines()[1:3]]
+    base = json.loads(cli("show", adam).stdout)["config"]
+    for twin, seed in zip(sorted(twins, key=lambda t: t["config"]["seed"]), (2, 3)):
+        assert twin["config"] == {**base, "optimizer": "momentum", "seed": seed}
+    bad = cli("run", "--like", "nope")
+    assert bad.returncode == 2 and "run: 'nope' matches 0 stored runs" in bad.stderr
