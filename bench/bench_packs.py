@@ -6,7 +6,8 @@ variant ("depth20": 20 hidden layers of 20 ReLU units), one epoch of Fashion-MNI
   packed      engine.packs.train_pack on all K at once;
   one after another  engine.trainer.train K times in a row;
   concurrent  the job manager's workers today (pack false, one run per core), K runs.
-Every time is divided by the time of ONE solo run of the same model, measured first, and
+Every time (the best of --repeat) is divided by the time of ONE solo run of the same model,
+measured first (after a warm-up run), and
 printed as `pack <model> K=<k>: <x>x the time of one run` (and `one after another ...`,
 `concurrent ...`). Diagnostics are off in every run (packs do not collect them), so the
 solo runs do no extra work. The dataset is read once before any timing (cached).
@@ -20,7 +21,7 @@ On CUDA (--device cuda) it adds K = 64 and prints the share of the packed run's 
 GPU was busy, from torch.cuda events around each training call's kernels (profiler).
 
 Usage: python bench/bench_packs.py [--data-dir ../shared/data] [--ks 1,4,8,16]
-       [--models hw8,depth20] [--train-subset N] [--modes packed,sequential,concurrent]
+       [--models hw8,depth20,mnist-cnn] [--train-subset N] [--modes packed,sequential,concurrent]
        [--grid] [--device cpu]
 """
 
@@ -43,7 +44,8 @@ from engine.data import prepare_data  # noqa: E402
 from engine.packs import intra_op_threads, train_pack  # noqa: E402
 from engine.trainer import resolve_device, train  # noqa: E402
 
-MODELS = {"hw8": dict(depth=2, width=[20]), "depth20": dict(depth=20, width=[20])}
+MODELS = {"hw8": dict(depth=2, width=[20]), "depth20": dict(depth=20, width=[20]),
+          "mnist-cnn": dict(model="mnist-cnn")}     # the CNN: grouped convolutions
 GRID_VARIANTS = {"plain": {}, "layer": dict(norm="layer", norm_impl="course"),
                  "batch": dict(norm="batch", norm_impl="course"), "residual": dict(residual="post")}
 
@@ -111,15 +113,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--ks", default="1,4,8,16")
-    parser.add_argument("--models", default="hw8,depth20")
+    parser.add_argument("--models", default="hw8,depth20", help="also mnist-cnn (slow here)")
     parser.add_argument("--modes", default="packed,sequential,concurrent")
     parser.add_argument("--train-subset", type=int, default=0,
                         help="train on the first N images only (0 = all 60,000): a quick check")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--repeat", type=int, default=2, help="best of this many timings")
     parser.add_argument("--grid", action="store_true")
     parser.add_argument("--grid-epochs", type=int, default=10)
     args = parser.parse_args()
     ks = [int(k) for k in args.ks.split(",")]
+
+    def best(fn, seconds_fn=None) -> float:
+        """The shortest of args.repeat timings (the least disturbed by other processes)."""
+        return min(seconds_fn() if seconds_fn else timed(fn) for _ in range(args.repeat))
     modes = args.modes.split(",")
     device = resolve_device(args.device)
     if device.type == "cuda" and 64 not in ks:
@@ -131,7 +138,7 @@ def main() -> None:
     for model in args.models.split(","):
         one = base_config(args, model)
         solo(one)                                           # warm-up (allocator, kernels)
-        t1 = min(timed(lambda: solo(one)) for _ in range(2))
+        t1 = best(lambda: solo(one))
         print(f"one {model} run: {t1:.2f} s ({intra_op_threads(one, 1)} thread)")
         for k in ks:
             cfgs = [base_config(args, model, seed=s) for s in range(k)]
@@ -141,14 +148,15 @@ def main() -> None:
                     print(f"pack {model} K={k}: {wall / t1:.2f}x the time of one run "
                           f"(GPU busy {busy:.0%} of it)")
                 else:
-                    took = timed(lambda: packed(cfgs))
+                    took = best(lambda: packed(cfgs))
                     print(f"pack {model} K={k}: {took / t1:.2f}x the time of one run "
                           f"({intra_op_threads(one, k)} thread(s))")
             if "sequential" in modes and k > 1:
-                took = timed(lambda: [solo(c) for c in cfgs])
+                took = best(lambda: [solo(c) for c in cfgs])
                 print(f"one after another {model} K={k}: {took / t1:.2f}x the time of one run")
             if "concurrent" in modes and k > 1:
-                took = through_manager([c.replace(pack=False) for c in cfgs])
+                took = best(None, lambda: through_manager([c.replace(pack=False)
+                                                           for c in cfgs]))
                 print(f"concurrent {model} K={k}: {took / t1:.2f}x the time of one run")
         sys.stdout.flush()
 

@@ -65,9 +65,12 @@ PARAMETER_COPIES = 5
 # activation, dropout mask, their gradients).
 ACTIVATION_COPIES = 6
 # Multiply-adds per step (parameters x batch x members) below which one intra-op thread is
-# fastest: two threads spin-wait for each other on so little work (measured: the 2x20 MLP
-# epoch 0.28 s on 1 thread, 0.96-1.27 s on 2 beside one busy process).
-ONE_THREAD_WORK = 50_000_000
+# used. Two threads spin-wait for each other whenever anything else wants a core: measured
+# here at load average 16, a pack of 16 hw8 members (6.5e7 per step) took 69x the time of one
+# run on 2 threads against 27.5x for the 16 runs one after another on 1 thread (and the 2x20
+# epoch 0.28 s on 1 thread vs 0.96-1.27 s on 2 beside one busy process). Only steps big
+# enough that a thread's share takes tens of milliseconds get a second thread.
+ONE_THREAD_WORK = 1_000_000_000
 
 
 def pack_key(cfg: RunConfig) -> tuple:
@@ -135,7 +138,7 @@ def intra_op_threads(cfg: RunConfig, pack_size: int = 1, cores: int | None = Non
     Chosen from the work per step only, never from the load of the moment, so the CLI and
     the dashboard pick the same count for the same config and a config+seed gives one curve
     wherever it trains (the thread count changes float summation order). Small models get
-    one thread; bigger ones two (capped by the cores there are).
+    one thread; only very big steps get two (capped by the cores there are).
     """
     cores = cores or os.cpu_count() or 1
     work = estimate_parameters(cfg) * cfg.batch_size * max(pack_size, 1)

@@ -259,7 +259,7 @@ def test_max_pack_size_divides_the_memory_budget_by_a_members_estimate():
 
 def test_threads_depend_on_the_work_per_step_only():
     small = RunConfig()                                   # the Homework 8 2x20 MLP
-    big = RunConfig(width=[1024], depth=4)
+    big = RunConfig(width=[2048], depth=4)                 # 1.4e7 weights x batch 256
     assert intra_op_threads(small, 1, cores=2) == intra_op_threads(small, 1, cores=16) == 1
     assert intra_op_threads(big, 1, cores=2) == 2
     assert intra_op_threads(big, 1, cores=1) == 1
