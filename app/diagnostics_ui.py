@@ -22,7 +22,9 @@ from engine.config import ConfigError, RunConfig
 RUNS_KEY = "diag_runs"
 QUANTITY_KEY = "diag_quantity"
 STEP_KEY = "diag_step"
+STEP_NEWEST_KEY = "diag_step_newest"   # the newest step when the slider was last drawn
 CACHE_KEY = "diag_cache"          # run id -> {"after": metric id, "frame": DataFrame}
+REGIONS_CACHE_KEY = "diag_regions_cache"   # run id -> [(step, regions snapshot data)]
 DEFAULT_RUNS = 3                  # runs preselected: the newest ones
 REFRESH_S = 2.0                   # live redraw period while runs train
 PROBE_BATCH = 256                 # examples in the probe's batch at most (one forward/backward)
@@ -62,6 +64,16 @@ def read_frames(store, run_ids) -> dict[str, pd.DataFrame]:
             for rid in run_ids}
 
 
+def read_regions(store, run_id: str) -> list[tuple[int, dict]]:
+    """A run's "regions" snapshots, reading only those stored since the last call (per
+    session): a snapshot is tens of KB, a live redraw must not decode the whole history."""
+    cache = st.session_state.setdefault(REGIONS_CACHE_KEY, {})
+    history = cache.setdefault(run_id, [])
+    history += store.read_snapshots(run_id, "regions",
+                                    after_step=history[-1][0] if history else -1)
+    return history
+
+
 # --- heat maps, slider, profile --------------------------------------------------------------
 
 def quantity_ui(frames: dict) -> str | None:
@@ -82,8 +94,10 @@ def step_ui(steps: list[int]) -> int:
         st.session_state[STEP_KEY] = steps[0]
         st.caption(f"One collection so far, at step {steps[0]}.")
         return steps[0]
-    if st.session_state.get(STEP_KEY) not in steps:
+    value, newest = st.session_state.get(STEP_KEY), st.session_state.get(STEP_NEWEST_KEY)
+    if value not in steps or value == newest:   # at the newest step: stay there as runs train
         st.session_state[STEP_KEY] = steps[-1]
+    st.session_state[STEP_NEWEST_KEY] = steps[-1]
     return st.select_slider("Step", steps, key=STEP_KEY,
                             help="Scrub through training: the per-layer profile below and the "
                                  "line on the heat maps follow it.")
@@ -133,7 +147,7 @@ def regions_ui(store, records: dict, run_ids, labels: dict, step: int | None) ->
         return
     st.subheader("Decision regions")
     for column, rid in zip(st.columns(len(toy)), toy):
-        history = store.read_snapshots(rid, "regions")
+        history = read_regions(store, rid)
         with column:
             if not history:
                 st.info(f"{labels.get(rid, rid)}: no decision regions yet (they are drawn at "

@@ -63,6 +63,29 @@ def test_runs_side_by_side_slider_profile_regions_and_signal(services):
     assert chart_specs(at)[1]["layout"]["title"]["text"] == "Per-layer profile at step 4"
 
 
+def test_a_training_run_is_redrawn_with_its_new_steps_and_regions(services):
+    store, _ = services
+    cfg = RunConfig(**TOY)
+    run_id = store.create_run(cfg.to_dict(), name="live")
+    events: list = []
+    train(cfg, run_id=run_id, emit=events.append)
+    half = next(i for i, e in enumerate(events) if getattr(e, "step", 0) > 6)
+    for event in events[:half]:                  # the run so far: 6 of its 12 steps
+        store.record(event)
+    store.flush(10)
+    at = page("diagnostics").run()
+    assert not at.exception
+    assert at.select_slider(key="diag_step").options[-1] == "6"
+    assert any(s["layout"]["title"]["text"].endswith("step 4") for s in chart_specs(at))
+    for event in events[half:]:                  # it trains on
+        store.record(event)
+    store.flush(10)
+    at.run()
+    assert not at.exception
+    assert at.select_slider(key="diag_step").options[-1] == "12"
+    assert any(s["layout"]["title"]["text"].endswith("step 12") for s in chart_specs(at))
+
+
 def test_warning_names_the_evidence_and_jumps_to_its_step(services):
     store, _ = services
     store_run(store, "zeros", init="zeros")
