@@ -390,6 +390,8 @@ def tries_ui(current: str) -> None:
     record = records.get(current)
     if record is not None and record.config.get("dataset") in config.TOY_DATASETS:
         toy_ui(store, record)
+    elif record is not None:
+        predictions_ui(store, record)
     with st.expander("Tries on the charts (most recent first)", expanded=True):
         trail_list_ui(store, current)
 
@@ -434,3 +436,29 @@ def points_figure(train_xy, train_y, test_xy, test_y) -> go.Figure:
                       legend=dict(orientation="h", y=-0.15))
     fig.update_yaxes(scaleanchor="x", scaleratio=1)
     return fig
+
+
+PREDICTION_COLUMNS = 8      # validation images shown in the strip
+
+
+def predictions_ui(store, record) -> None:
+    """A strip of validation images with the predicted class, green when right and red when
+    wrong, from the newest "predictions" snapshot of the current try. The snapshot's data:
+    {"images": [H x W (grey) or H x W x 3 lists in [0, 1]], "labels": [true class],
+    "predicted": [predicted class], "classes": [class names]}. Nothing is drawn before the
+    trainer has stored one."""
+    snapshots = store.read_snapshots(record.id, "predictions")
+    if not snapshots:
+        return
+    step, shown = snapshots[-1]
+    names = shown.get("classes") or []
+    st.caption(f"Validation images at step {step}: predicted class (green right, red wrong)")
+    columns = st.columns(PREDICTION_COLUMNS)
+    for column, image, label, guess in zip(columns, shown["images"], shown["labels"],
+                                           shown["predicted"]):
+        name = names[guess] if 0 <= guess < len(names) else str(guess)
+        truth = names[label] if 0 <= label < len(names) else str(label)
+        column.image(np.clip(np.asarray(image, dtype="float32"), 0.0, 1.0),
+                     width="stretch")
+        column.markdown(f":green[✓ {plain(name)}]" if guess == label
+                        else f":red[✗ {plain(name)}]  \n:gray[true: {plain(truth)}]")

@@ -208,3 +208,24 @@ def test_toy_data_beside_the_curves_then_the_newest_decision_regions(services):
     figure = charts(at)["Decision regions at step 8"]
     assert [t["name"] for t in figure["data"][1:]] == ["train", "test"]
     assert len(values(figure["data"][2]["x"])) == 120        # 20% of the 600 points
+
+
+def test_image_data_shows_a_strip_of_predictions_green_right_red_wrong(services):
+    from engine.events import Snapshot
+    store, manager = services
+    at = fresh(services, dataset="fashion-mnist")
+    run_id = runs(store)[0].id
+    wait_idle(manager)
+    at.run()
+    assert not at.exception and not any("Validation images" in c.value for c in at.caption)
+    images = [[[0.0, 0.5], [1.0, 0.25]]] * 3
+    store.record(Snapshot(run_id, 20, "predictions", {
+        "images": images, "labels": [0, 1, 2], "predicted": [0, 2, 2],
+        "classes": ["T-shirt", "Trouser", "Pullover"]}))
+    store.flush(5)
+    at.run()
+    assert any("Validation images at step 20" in c.value for c in at.caption)
+    assert len(at.get("image")) == 3
+    marks = [m.value for m in at.markdown if m.value.startswith((":green[", ":red["))]
+    assert marks == [":green[✓ T-shirt]", ":red[✗ Pullover]  \n:gray[true: Trouser]",
+                     ":green[✓ Pullover]"]
