@@ -34,7 +34,8 @@ BANDS = ("std", "minmax", "ci")    # the edges and their legend text: engine/ver
 GL_THRESHOLD = 1000       # points in a trace from which it is drawn with WebGL (Scattergl)
 PANEL_HEIGHT = 420        # px of one row of panels, axes included: the plot's minimum size
 LEGEND_ROW_PX = 22        # px per legend row below the plot
-LEGEND_WIDTH_PX = 1000    # px the legend is laid out in (page width; export IMAGE_WIDTH)
+LEGEND_WIDTH_PX = 1000    # px the legend of an export is laid out in (IMAGE_WIDTH 1100)
+PAGE_LEGEND_WIDTH_PX = 600   # on a page the width is unknown: assume a narrow one, never cut
 LEGEND_SYMBOL_PX = 48     # px of an entry's line sample and gap, beside its text
 EXPORT_LABEL_CHARS = 120  # exports have no key table beside them: labels kept nearly whole
 TITLE_PX = 56             # top margin for a title; a subtitle adds SUBTITLE_PX
@@ -181,7 +182,8 @@ def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None)
     title = o.title or (what[0].upper() + what[1:] + by
                         + (f" · mean over {o.group_by}" if o.group_by else ""))
     subtitle = describe.common_summary([_get(x, "config") for x in runs]) if o.context else ""
-    _layout(fig, title, subtitle, [e.legend for e in entries if e.key in in_legend], rows)
+    _layout(fig, title, subtitle, [e.legend for e in entries if e.key in in_legend], rows,
+            LEGEND_WIDTH_PX if o.context else PAGE_LEGEND_WIDTH_PX)
     fig.update_layout(
         hovermode="closest",
         legend_title_text=f"band: {_band_text(o.band)}; runs per point in the hover"
@@ -196,23 +198,29 @@ def _y_axis_style(log_y: bool) -> dict:
     return dict(type="log", minorloglabels="complete") if log_y else dict(type="linear")
 
 
-def _layout(fig, title: str, subtitle: str, legend_texts: list[str], rows: int = 1) -> None:
+def _layout(fig, title: str, subtitle: str, legend_texts: list[str], rows: int = 1,
+            legend_width: int = LEGEND_WIDTH_PX) -> None:
     """Title (and subtitle) with room above the plot, the legend in a bottom margin of its
     own, sized to its rows, so neither covers an axis title and the plot keeps its height."""
     longest = max((len(t) for t in legend_texts), default=0)
-    entry_px = min(LEGEND_WIDTH_PX - LEGEND_SYMBOL_PX, 12 + 6 * longest)   # text, 11 px font
-    per_row = max(1, LEGEND_WIDTH_PX // (entry_px + LEGEND_SYMBOL_PX))
+    entry_px = min(legend_width - LEGEND_SYMBOL_PX, 12 + 6 * longest)   # text, 11 px font
+    per_row = max(1, legend_width // (entry_px + LEGEND_SYMBOL_PX))
     legend_px = math.ceil(len(legend_texts) / per_row) * LEGEND_ROW_PX + 8
     top = TITLE_PX + (SUBTITLE_PX if subtitle else 0)
+    height = rows * PANEL_HEIGHT + top + legend_px
     fig.update_layout(
         title=dict(text=title, x=0.01, xanchor="left", xref="container", y=1.0, yanchor="top",
                    yref="container", pad=dict(t=14), font=dict(size=17),
                    subtitle=dict(text=subtitle, font=dict(size=12, color="#555"))),
-        template="plotly_white", height=rows * PANEL_HEIGHT + top + legend_px,
+        template="plotly_white", height=height,
         margin=dict(l=70, r=24, t=top, b=X_TITLE_PX + legend_px, autoexpand=True),
         showlegend=bool(legend_texts),
+        # Its top at the top of the margin reserved for it, right under the x-axis title (a
+        # narrower screen than assumed leaves the spare rows at the bottom, not in between);
+        # never scrolled (maxheight: the whole figure may be used).
         legend=dict(orientation="h", xref="container", x=0.01, xanchor="left",
-                    yref="container", y=0, yanchor="bottom", entrywidth=entry_px,
+                    yref="container", y=legend_px / height, yanchor="top",
+                    maxheight=1.0, entrywidth=entry_px,
                     entrywidthmode="pixels", font=dict(size=11), title_side="top left",
                     tracegroupgap=0),      # one legend group per run: no gap between them
     )
@@ -394,8 +402,8 @@ def live_figures(frames: dict, labels: dict, ends: dict | None = None, *, log_y:
                 ("accuracy", VAL_ACC, "solid", "val"), ("accuracy", TRAIN_ACC, "dot", "train")):
             ex, ey = _live_series(frame, metric)
             if len(ex):
-                # Markers show single evaluations early on; with many they only clutter.
-                mode = "lines+markers" if len(ex) <= 60 else "lines"
+                # Markers show single evaluations of a few runs; with many they clutter.
+                mode = "lines+markers" if len(ex) <= 60 and len(frames) <= 4 else "lines"
                 figs[key].add_trace(go.Scatter(
                     x=ex, y=ey, mode=mode, name=f"{name} · {kind}", legendgroup=rid,
                     line=dict(color=color, dash=dash), marker=dict(size=5),
@@ -414,10 +422,11 @@ def live_figures(frames: dict, labels: dict, ends: dict | None = None, *, log_y:
         fig.update_layout(
             title=dict(text=title, x=0.02, xanchor="left", font=dict(size=14)),
             template="plotly_white", height=LIVE_HEIGHT, showlegend=False,
-            margin=dict(l=56, r=12, t=36, b=44), hovermode="closest",
+            margin=dict(l=56, r=12, t=36, b=50), hovermode="closest",
             uirevision="live",      # keep the user's zoom while new points stream in
         )
-        fig.update_xaxes(title_text="step", title_standoff=2, rangemode="tozero")
+        fig.update_xaxes(title_text="step", title_standoff=6, rangemode="tozero",
+                         automargin=True)
         fig.update_yaxes(title_text=metric_title(VAL_ACC if not is_loss else VAL_LOSS)
                          .replace("validation ", ""), **_y_axis_style(log_y and is_loss))
         _clip(fig, drawn[key], diverged, entries, log_y and is_loss, {})

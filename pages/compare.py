@@ -69,7 +69,8 @@ st.session_state["compare_filters_seen"] = signature
 names = describe.run_labels(shown)
 chosen_ids = st.multiselect(
     f"Runs to compare ({len(shown)} of {len(records)} match the filters)", list(by_id),
-    key=RUNS_KEY, format_func=lambda i: f"{by_id[i].name or names[i]} · {by_id[i].status} · {i}")
+    key=RUNS_KEY, format_func=lambda i: f"{names[i]} · {by_id[i].status}"
+    + (f" · {by_id[i].name}" if by_id[i].name and by_id[i].name != names[i] else ""))
 runs = [by_id[i] for i in chosen_ids]
 url_state = {"runs": chosen_ids, "status": statuses, "tag": tags, **filters}
 state.write_compare_url(state.compare_to_url(url_state),
@@ -120,12 +121,10 @@ options = plots.ChartOptions(metric=metric, x_axis=x_axis, log_y=log_y, smoothin
                              group_by=group_by, band=band, panels=tuple(panels))
 fig = plots.build_figure(frame, runs, options)
 key_table = plots.legend_table(runs, options)
+st.plotly_chart(fig, key="compare_chart", config={"displaylogo": False})
 if len(key_table):      # long labels: the legend shows keys, the full labels are here
-    chart_col, key_col = st.columns([4, 1])
-    chart_col.plotly_chart(fig, key="compare_chart", config={"displaylogo": False})
-    key_col.dataframe(key_table, hide_index=True)
-else:
-    st.plotly_chart(fig, key="compare_chart", config={"displaylogo": False})
+    st.dataframe(key_table, hide_index=True, height=min(400, 38 + 35 * len(key_table)),
+                 column_config={"key": st.column_config.TextColumn(width="small")})
 labels = describe.run_labels(runs)
 drawn = set(frame.loc[frame["name"] == metric, "run"])
 empty = [labels[r.id] for r in runs if r.id not in drawn]

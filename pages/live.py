@@ -78,7 +78,7 @@ def live_view():
     for rec in shown:
         rid, progress = rec.id, manager.progress(rec.id)
         status = progress.status if progress else rec.status
-        c_name, c_bar, c_stop, c_pin = st.columns([4, 6, 1, 1], vertical_alignment="center")
+        c_name, c_bar, c_stop, c_pin = st.columns([5, 6, 2, 1], vertical_alignment="center")
         c_name.markdown(f"<span style='color:{colors[rid]}'>■</span> "
                         f"{widgets.status_badge(status)} **{plain(labels[rid])}**  \n"
                         f"<small>{plain(describe.config_summary(rec.config))}</small>",
@@ -93,9 +93,9 @@ def live_view():
             manager.stop(rid)
             st.toast(plain(f"Stopping {labels[rid]}"))
         pinned = PINNED in rec.tags
-        if c_pin.button("Unpin" if pinned else "Pin", key=f"pin_{rid}",
-                        icon=":material/push_pin:",
-                        help="Pinned runs stay under “Pinned runs” (the tag “pinned”)."):
+        if c_pin.button(":material/keep_off:" if pinned else ":material/keep:", key=f"pin_{rid}",
+                        help=("Unpin" if pinned else "Pin") + ": pinned runs stay under “Pinned "
+                             "runs” (the tag “pinned”)."):
             store.set_tags(rid, [t for t in rec.tags if t != PINNED] + ([] if pinned
                                                                          else [PINNED]))
             st.rerun(scope="fragment")
