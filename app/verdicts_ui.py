@@ -14,8 +14,11 @@ import math
 import pandas as pd
 import streamlit as st
 
-from engine import describe, export, verdicts
+from app import services
+from engine import config, describe, export, verdicts
+from engine.config import ConfigError, RunConfig
 from engine.events import ALL_METRICS, VAL_ACC, metric_info
+from engine.grid import expand_grid
 
 SUMMARY_LABELS = {"final": "final value", "best": "best value", "at_step": "value at step",
                   "at_epoch": "value at epoch", "at_seconds": "value at seconds",
@@ -76,6 +79,41 @@ def summary_ui(frame: pd.DataFrame, key: str) -> verdicts.Summary:
     return verdicts.Summary(kind, metric, at, smoothing)
 
 
+def twin_launch_ui(records, *, key: str = "verdicts_twin") -> list[str]:
+    """"Change one thing": launch a run's twin with one option changed and the same seed (the
+    same initialization where shapes match, the same batch order), over 1+ seeds counting up
+    from the run's. Grouped with its run, the twins get paired comparisons above. Returns the
+    ids launched on this rerun."""
+    with st.popover("Change one thing", icon=":material/call_split:"):
+        by_id = {r.id: r for r in records}
+        labels = describe.run_labels(records)
+        rid = st.selectbox("Run", list(by_id), key=f"{key}_run",
+                           format_func=lambda i: f"{labels[i]} · {i}")
+        cfg = describe.full_config(by_id[rid].config)
+        fields = [f for f in config.field_names() if f not in describe.IGNORED_FIELDS
+                  and f != "seed" and config.applies(f, cfg)]
+        field = st.selectbox("Option", sorted(fields), key=f"{key}_field")
+        text = st.text_input(f"New value (now {describe.value_text(cfg.get(field))})",
+                             key=f"{key}_value")
+        seeds = st.number_input("Seeds", 1, 20, 1, key=f"{key}_seeds",
+                                help=f"Counting up from the run's seed {cfg.get('seed')}.")
+        if not st.button("Launch the twin", key=f"{key}_go", disabled=not text.strip()):
+            return []
+        try:
+            value = config.check_value(field, text.strip())
+            twin = RunConfig.from_dict({**cfg, field: value})
+            configs = expand_grid(twin, [], int(seeds))
+        except ConfigError as error:
+            st.error(str(error))
+            return []
+        tags = by_id[rid].tags
+        ids = services.get_manager().submit_many([(c, "", tags) for c in configs])
+        st.success(f"Launched {len(ids)} twin(s) of {labels[rid]} with "
+                   f"{describe.format_field(field, value)}: " + ", ".join(ids)
+                   + ". Add them to the runs above to compare.")
+        return ids
+
+
 def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
                      key: str = "verdicts") -> verdicts.Verdicts | None:
     """Draw the panel for `records` (the chosen runs) and return the verdicts shown (also
@@ -129,6 +167,7 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
             st.caption("Welch's t test and interval; p corrected by Holm over the pairs shown; "
                        "effect size Hedges' g; P(A>B) counts ties as half; seeds needed: "
                        + verdicts.SEEDS_NEEDED_FORMULA + ".")
+    twin_launch_ui(records, key=f"{key}_twin")
     c1, c2 = st.columns(2)
     c1.download_button("Verdicts CSV", data=export.verdicts_csv(result),
                        file_name="trainlab-verdicts.csv", mime=export.MIME["csv"],

@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from engine import verdicts
 from engine.events import VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted, RunStatus, StepLoss
 from engine.store import RunStore
+from tests.app.conftest import wait_idle
 
 # final validation accuracy (fraction) of each (optimizer, seed); seeds shared by both
 FINALS = {("adam", 1): 0.92, ("adam", 2): 0.93, ("adam", 3): 0.941,
@@ -145,3 +146,29 @@ def test_compare_page_shows_the_panel_below_its_chart(filled):
     assert at.expander[-1].label == "Is the difference real?"
     lines = [m.value for m in at.expander[-1].markdown if m.value.startswith("- ")]
     assert lines[0].startswith("- adam ends higher than sgd by 24.1 points")  # launch order
+
+
+def test_change_one_thing_launches_twins_with_the_same_seed(services, fake_trainer):
+    store, manager = services
+    add_run(store, "adam", 5, 0.9)
+    add_run(store, "sgd", 5, 0.7)
+    store.flush(10)
+    at = run_panel()
+    adam = next(r for r in store.list_runs() if r.config["optimizer"] == "adam")
+    at.selectbox(key="verdicts_twin_run").set_value(adam.id).run()
+    at.selectbox(key="verdicts_twin_field").set_value("optimizer").run()
+    at.text_input(key="verdicts_twin_value").set_value("adamax").run()
+    at.button(key="verdicts_twin_go").click().run()
+    assert at.error and "optimizer: 'adamax' is not allowed" in at.error[0].value
+    assert len(store.list_runs()) == 2                                # nothing launched
+    at.text_input(key="verdicts_twin_value").set_value("momentum").run()
+    at.number_input(key="verdicts_twin_seeds").set_value(2).run()
+    at.button(key="verdicts_twin_go").click().run()
+    assert not at.exception and "Launched 2 twin(s)" in at.success[0].value
+    wait_idle(manager)
+    from engine import describe
+    base = describe.full_config(adam.config)
+    twins = sorted((r.config for r in store.list_runs() if r.config["optimizer"] == "momentum"),
+                   key=lambda c: c["seed"])
+    changed = [{k: v for k, v in t.items() if v != base[k]} for t in twins]
+    assert changed == [{"optimizer": "momentum"}, {"optimizer": "momentum", "seed": 6}]
