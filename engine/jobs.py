@@ -7,6 +7,12 @@ small lock-protected progress record (read by the UI through `progress`). Stoppi
 flag the trainer checks every step. A safety net around the trainer ends a run as failed if
 anything escapes it, so one broken run never takes a worker (or other runs) down.
 
+Packs: a worker takes the next run together with the queued runs that share its shape
+(engine.packs.pack_key, config option `pack`) and trains them as one stacked model; each
+member keeps its own sink, stop flag and progress, and leaves the books when it ends.
+Each run's (or pack's) intra-op thread count comes from its size (engine.packs), the same in
+the CLI and the dashboard, and is recorded with it.
+
 Only plain Python values cross threads: events (frozen dataclasses of numbers and strings),
 run ids, and copies of progress records.
 """
