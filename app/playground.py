@@ -186,19 +186,26 @@ def pin_name(cfg: dict) -> str:
 
 # --- knobs --------------------------------------------------------------------------------------
 
-def init_values(params) -> None:
-    """Give the knobs their first values this session: the link's, else the base config. A link
-    with a bad or unknown parameter is refused with a message naming it; the knobs then start
-    from the base config and nothing launches until a knob is changed."""
-    if state.PG_VALUES in st.session_state:
+def apply_link(params: dict) -> None:
+    """Set the knobs from the URL's parameters: on a session's first run (a shared link), and
+    whenever they change under the page (browser back/forward); not on a knob change's rerun,
+    which still carries the parameters this page wrote. A bad or unknown parameter is refused
+    with a message naming it, the knobs keep (or start from) their values, and nothing
+    launches until a knob is changed. A URL without parameters (the sidebar link back to the
+    page) keeps the knobs as they were."""
+    first = state.PG_VALUES not in st.session_state
+    if not first and params == st.session_state.get(state.PG_LINK):
         return
-    base = base_config()
-    values, error = base, None
+    st.session_state[state.PG_LINK] = params
+    values = base_config() if first else st.session_state[state.PG_VALUES]
+    error = None
     if params:
         try:
-            values = state.query_config(params, LINK_FIELDS, base)
+            values = state.query_config(params, LINK_FIELDS, base_config())
         except ConfigError as exc:
             error = f"This link was not applied: {exc}. Nothing was launched."
+        for name in LINK_FIELDS:       # widgets take the new values (set before they are drawn)
+            st.session_state.pop(state.PG_PREFIX + name, None)
     st.session_state[state.PG_VALUES] = values
     st.session_state[state.PG_URL_ERROR] = (error, json.dumps(values, sort_keys=True)) \
         if error else None
@@ -271,7 +278,8 @@ def sync_link(cfg: dict) -> None:
     """Write the knobs into the URL (only when they changed, so a rerun writes nothing)."""
     wanted = state.query_text(link_values(cfg))
     if st.query_params.to_dict() != wanted:
-        st.query_params.from_dict(wanted)
+        st.query_params.from_dict(wanted)       # a new browser history entry
+    st.session_state[state.PG_LINK] = wanted
 
 
 # --- runs -----------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ PAGES = {
     "runs": ROOT / "pages" / "runs.py",
     "playground": ROOT / "pages" / "playground.py",
     "diagnostics": ROOT / "pages" / "diagnostics.py",
+    "experiments": ROOT / "pages" / "experiments.py",
 }
 
 # --- launch form ------------------------------------------------------------------------------
@@ -77,6 +78,7 @@ PG_TRAIL = "pg_trail"              # run ids of this session's tries, most recen
 PG_REGIONS = "pg_regions"          # run id -> (step, data) of its newest "regions" snapshot seen
 PG_CACHE = "pg_cache"              # run id -> metric cache entry, as LIVE_CACHE
 PG_URL_ERROR = "pg_url_error"      # the message refusing the link's parameters (nothing launched)
+PG_LINK = "pg_link"                # the URL parameters last read or written by the page
 PG_VALUES = "pg_values"            # knob values; kept while a knob is hidden (its widget state is not)
 
 

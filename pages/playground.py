@@ -14,7 +14,7 @@ st.caption("Flip a knob: the new setting trains at once, on a budget of seconds,
            "join the earlier tries (faded, labelled by what changed). Every other option is on "
            "the Launch page.")
 
-playground.init_values(st.query_params.to_dict())
+playground.apply_link(st.query_params.to_dict())
 left, right = st.columns([1, 3], gap="large")
 with left:
     values = playground.knobs_ui(dict(st.session_state[state.PG_VALUES]))

@@ -150,6 +150,19 @@ def test_query_parameters_set_the_knobs_and_round_trip(services, fake_trainer):
     at.number_input(key="pg_depth").set_value(4).run()
     assert at.query_params["depth"] in ("4", ["4"])
     wait_idle(manager)
+    forward = dict(at.query_params)
+    at.query_params.clear()
+    at.query_params.update(link)                          # the browser's Back button
+    at.run()
+    assert at.number_input(key="pg_depth").value == 3 and len(runs(store)) == 2
+    assert loss_traces(at)[1][0] == "depth 4 -> 3"
+    at.query_params.clear()
+    at.query_params.update(forward)                       # ... and Forward
+    at.run()
+    assert at.number_input(key="pg_depth").value == 4 and len(runs(store)) == 2
+    at.query_params.clear()                               # back via the sidebar: no parameters
+    at.run()
+    assert at.number_input(key="pg_depth").value == 4 and dict(at.query_params) == forward
     opened = fresh(services, **{k: v for k, v in at.query_params.items()})   # the shared link
     assert not opened.exception and opened.number_input(key="pg_depth").value == 4
     assert len(runs(store)) == 2                          # the same config: nothing new
