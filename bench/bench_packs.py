@@ -13,6 +13,7 @@ printed as `pack <model> K=<k>: <x>x the time of one run` (and `one after anothe
 solo runs do no extra work. The dataset is read once before any timing (cached).
 Threads: each run or pack gets engine.packs.intra_op_threads of its size, as in the app.
 
+With --threads it times one run of each model on 1 and on 2 intra-op threads.
 With --grid it also trains the Homework 8 depth-20 grid (4 variants: plain, course layer
 norm, course batch norm, post residual; x 3 seeds; --grid-epochs epochs) end to end through
 the job manager, packed vs today's scheduling (pack false), and prints both wall times.
@@ -119,6 +120,8 @@ def main() -> None:
                         help="train on the first N images only (0 = all 60,000): a quick check")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeat", type=int, default=2, help="best of this many timings")
+    parser.add_argument("--threads", action="store_true", help="also time one run of each "
+                        "model on 1 and on 2 intra-op threads (run it beside a busy process too)")
     parser.add_argument("--grid", action="store_true")
     parser.add_argument("--grid-epochs", type=int, default=10)
     args = parser.parse_args()
@@ -140,6 +143,12 @@ def main() -> None:
         solo(one)                                           # warm-up (allocator, kernels)
         t1 = best(lambda: solo(one))
         print(f"one {model} run: {t1:.2f} s ({intra_op_threads(one, 1)} thread)")
+        if args.threads:
+            for threads in (1, 2):
+                def on_threads():
+                    torch.set_num_threads(threads)
+                    train(one, run_id="solo", emit=lambda e: None)
+                print(f"threads {model}: {best(on_threads):.2f} s on {threads} thread(s)")
         for k in ks:
             cfgs = [base_config(args, model, seed=s) for s in range(k)]
             if "packed" in modes:
