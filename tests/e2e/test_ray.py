@@ -235,3 +235,41 @@ def test_nodes_without_the_files_train_on_the_drivers_copy_put_once(cluster, sto
         [store.get_run(r).reason for r in ids]
     assert list(executor._data_refs) == [("mnist", str((tmp_path / "driver-data").resolve()))]
     assert all(store.get_run(r).config["data_dir"] == "" for r in ids)
+
+
+@pytest.mark.ray_slow
+def test_when_the_driver_dies_its_ray_runs_are_killed_and_recovered_as_interrupted(cluster,
+                                                                                  tmp_path):
+    import sqlite3
+    db = tmp_path / "driver.db"
+    # The test's instance turned Ray's token authentication on in this process's environment
+    # (RAY_AUTH_MODE=token); the driver below inherits it.
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "engine", "--db", str(db), "run", "--ray", cluster.address,
+         "--dataset", "spirals", "--toy-samples", "64", "--batch-size", "16",
+         "--epochs", "5000", "--width", "8", "--quiet"],
+        cwd=ROOT, env={**os.environ, "TRAINLAB_HOME": str(tmp_path)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def rows() -> int:
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                return conn.execute("SELECT count(*) FROM metrics").fetchone()[0]
+        except sqlite3.Error:
+            return 0
+    try:
+        assert wait_until(lambda: rows() > 0 or driver.poll() is not None, timeout=120)
+        assert driver.poll() is None, "the driver ended by itself"
+        assert ray.available_resources().get("CPU", 0) < 2     # its task holds a CPU
+    finally:
+        driver.kill()
+        driver.wait(30)
+    # Ray kills the dead driver's task: its CPU comes back to the cluster.
+    assert wait_until(lambda: ray.available_resources().get("CPU", 0) == 2, timeout=60)
+    store = RunStore(db)         # start-up recovery, as after any crash
+    try:
+        [run] = store.list_runs()
+        assert run.status == RunStatus.INTERRUPTED
+        assert run.device.endswith("@" + ray.util.get_node_ip_address())
+    finally:
+        store.close()
