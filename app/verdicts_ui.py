@@ -137,9 +137,14 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
     by = [f for f in chosen if f != verdicts.EXCEPT_SEED] or [verdicts.EXCEPT_SEED]
     summary = summary_ui(frame, key)
     names = list(verdicts.group_runs(records, by))
-    baseline = st.selectbox("Compare", [ALL_PAIRS] + names, key=f"{key}_baseline",
+    c1, c2 = st.columns([3, 2])
+    baseline = c1.selectbox("Compare", [ALL_PAIRS] + names, key=f"{key}_baseline",
                             format_func=lambda n: n if n == ALL_PAIRS else f"each group with {n}")
-    result = verdicts.verdicts(frame, records, summary, by,
+    interval = c2.radio("95% intervals", verdicts.INTERVALS, key=f"{key}_interval",
+                        horizontal=True, format_func=lambda i: {"t": "t (Welch)"}.get(i, i),
+                        help="Student's t for a mean, Welch's for a difference; or a "
+                             "percentile bootstrap (9999 resamples, fixed seed).")
+    result = verdicts.verdicts(frame, records, summary, by, interval=interval,
                                baseline=None if baseline == ALL_PAIRS else baseline)
     st.session_state[RESULT_KEY] = result
 

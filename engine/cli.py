@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="EMA weight in [0, 1) applied before a target is looked for.")
     compare.add_argument("--baseline", default=None, metavar="GROUP",
                          help="Compare every group against this one (default: all pairs).")
+    compare.add_argument("--interval", default="t", metavar="t|bootstrap",
+                         help="95%% intervals of means and differences: Student's/Welch's t, "
+                         "or a percentile bootstrap (default: t).")
     compare.add_argument("--json", action="store_true", help="Print one JSON object.")
     compare.set_defaults(handler=cmd_compare)
 
@@ -462,6 +465,7 @@ def cmd_compare(args) -> int:
         summary = verdicts.parse_summary(args.summary, smoothing)
         by = [verdicts.EXCEPT_SEED if f == "except-seed" else f for f in args.group_by or []]
         by = verdicts.check_group_by(by)
+        verdicts.check_interval(args.interval)
     except ValueError as error:
         raise CliError(_flag_message(error, args)) from None
     store = _open_store(args)
@@ -482,7 +486,8 @@ def cmd_compare(args) -> int:
         raise CliError(f"--summary: metric {summary.metric!r} has no values in these runs; "
                        "stored: " + (", ".join(sorted(set(frame["name"]))) or "none"))
     try:
-        result = verdicts.verdicts(frame, runs, summary, by, baseline=args.baseline)
+        result = verdicts.verdicts(frame, runs, summary, by, baseline=args.baseline,
+                                   interval=args.interval)
     except ValueError as error:
         raise CliError(_flag_message(error, args)) from None
     print(json.dumps(result.to_dict(), indent=2) if args.json else verdicts.format_text(result))
@@ -529,7 +534,8 @@ def _flag_message(error: ValueError, args) -> str:
     """A verdicts message ('summary: ...') with the flag's name in front ('--summary: ...')."""
     text = str(error)
     for name, flag in (("summary", "--summary"), ("group_by", "--group-by"),
-                       ("baseline", "--baseline"), ("smoothing", "--smoothing")):
+                       ("baseline", "--baseline"), ("smoothing", "--smoothing"),
+                       ("interval", "--interval")):
         if text.startswith(f"{name}:"):
             return flag + text[len(name):]
     if text.startswith("could not convert"):

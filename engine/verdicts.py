@@ -35,6 +35,12 @@ from engine import config, curves, describe
 from engine.events import VAL_ACC, RunStatus, metric_info
 
 CONFIDENCE = 0.95
+# How the 95% intervals of a group mean and of a difference of means are made: Student's t
+# (Welch's for differences), or a percentile bootstrap (scipy.stats.bootstrap; a fixed seed,
+# so the same runs give the same interval every time).
+INTERVALS = ("t", "bootstrap")
+BOOTSTRAP_RESAMPLES = 9999
+BOOTSTRAP_SEED = 0
 ALPHA = 0.05          # a pair "differs" when its Holm-corrected Welch p is below this
 POWER = 0.80          # for the seeds-needed estimate
 EXCEPT_SEED = "everything except the seed"
@@ -343,9 +349,35 @@ class GroupStats:
                 "diverged": len(self.diverged), "note": self.note}
 
 
-def mean_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
-    """The t interval of the mean of `values` (None for fewer than two; a point for zero
-    spread)."""
+def check_interval(interval: str) -> str:
+    if interval not in INTERVALS:
+        raise ValueError(f"interval: {interval!r} is not allowed; allowed: " + ", ".join(INTERVALS))
+    return interval
+
+
+def bootstrap_interval(samples, statistic, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Percentile bootstrap interval of statistic(*samples, axis) (samples resampled
+    independently), BOOTSTRAP_RESAMPLES resamples from BOOTSTRAP_SEED."""
+    from scipy import stats
+    res = stats.bootstrap(tuple(np.asarray(x, dtype="float64") for x in samples), statistic,
+                          n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=confidence,
+                          method="percentile", vectorized=True,
+                          rng=np.random.default_rng(BOOTSTRAP_SEED))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def _mean(x, axis=-1):
+    return np.mean(x, axis=axis)
+
+
+def _mean_difference(a, b, axis=-1):
+    return np.mean(a, axis=axis) - np.mean(b, axis=axis)
+
+
+def mean_interval(values, confidence: float = CONFIDENCE,
+                  interval: str = "t") -> tuple[float, float] | None:
+    """The t (or bootstrap) interval of the mean of `values` (None for fewer than two; a
+    point for zero spread)."""
     from scipy import stats
     x = np.asarray(values, dtype="float64")
     if len(x) < 2:
@@ -353,18 +385,20 @@ def mean_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float]
     m, sem = float(x.mean()), float(stats.sem(x))
     if sem == 0.0:
         return (m, m)
+    if check_interval(interval) == "bootstrap":
+        return bootstrap_interval((x,), _mean, confidence)
     lo, hi = stats.t.interval(confidence, len(x) - 1, loc=m, scale=sem)
     return (float(lo), float(hi))
 
 
-def group_stats(name: str, values: list[RunValue]) -> GroupStats:
+def group_stats(name: str, values: list[RunValue], interval: str = "t") -> GroupStats:
     x = np.array([v.value for v in values if math.isfinite(v.value)], dtype="float64")
     n = len(x)
     missing = len(values) - n
     if n == 0:
         return GroupStats(name, 0, None, None, None, None, None, None, None, list(values),
                           f"no run has a value ({missing} without)")
-    ci = mean_interval(x)
+    ci = mean_interval(x, interval=interval)
     std = float(x.std(ddof=1)) if n > 1 else None
     note = "one run: no interval" if n == 1 else ("no spread: every run gave the same value"
                                                   if std == 0.0 else "")
@@ -493,9 +527,10 @@ def _paired(ga: GroupStats, gb: GroupStats):
 
 
 def compare_pair(ga: GroupStats, gb: GroupStats, detect: float | None = None,
-                 comparisons: int = 1) -> PairComparison:
+                 comparisons: int = 1, interval: str = "t") -> PairComparison:
     """Every number of one pair except p_holm and the verdict (compare_groups adds those);
-    the seeds-needed estimates are for a test at ALPHA / comparisons."""
+    the seeds-needed estimates are for a test at ALPHA / comparisons; the interval of the
+    difference is Welch's or a bootstrap one."""
     from scipy import stats
     a, b = ga.finite, gb.finite
     pair = PairComparison(ga.name, gb.name, len(a), len(b),
@@ -517,6 +552,8 @@ def compare_pair(ga: GroupStats, gb: GroupStats, detect: float | None = None,
             ci = res.confidence_interval(CONFIDENCE)
             pair.p_welch = float(res.pvalue)
             pair.ci_low, pair.ci_high = float(ci.low), float(ci.high)
+            if check_interval(interval) == "bootstrap":
+                pair.ci_low, pair.ci_high = bootstrap_interval((a, b), _mean_difference)
     pa, pb = _paired(ga, gb)
     if len(pa) >= 2:
         d = pa - pb
@@ -549,8 +586,10 @@ def _counts(na: int, nb: int, noun: str) -> str:
     return f"{na} and {nb} {noun}"
 
 
-def verdict_line(pair: PairComparison, summary: Summary, noun: str = "runs") -> str:
+def verdict_line(pair: PairComparison, summary: Summary, noun: str = "runs",
+                 interval: str = "t") -> str:
     """One plain sentence about the pair (uses p_holm to decide)."""
+    ci_name = "95% bootstrap CI" if interval == "bootstrap" else "95% CI"
     unit = summary.unit
     a, b = pair.a, pair.b
     if pair.diff is None:
@@ -579,7 +618,7 @@ def verdict_line(pair: PairComparison, summary: Summary, noun: str = "runs") -> 
                 f"every run ({counts}; no spread, so no test){paired}")
     if pair.p_holm is not None and pair.p_holm < ALPHA:
         return (f"{_sentence(a, b, pair.diff, summary)} by {_amount(abs(pair.diff), unit)} "
-                f"(95% CI {span(pair.ci_low, pair.ci_high)}; {counts})" + paired)
+                f"({ci_name} {span(pair.ci_low, pair.ci_high)}; {counts})" + paired)
     need = ""
     if pair.seeds_needed is not None and pair.detect:
         size = f"{pair.detect:.3g}-point" if unit == "points" else _amount(pair.detect, unit)
@@ -591,7 +630,7 @@ def verdict_line(pair: PairComparison, summary: Summary, noun: str = "runs") -> 
     if paired:
         paired = paired.replace("shared seeds: ", f"shared seeds ({a} - {b}): ")
     return (f"cannot tell {a} and {b} apart with {counts} ({a} - {b} = "
-            f"{_num(pair.diff, unit)}, 95% CI {_num(pair.ci_low, unit)} to "
+            f"{_num(pair.diff, unit)}, {ci_name} {_num(pair.ci_low, unit)} to "
             f"{_num(pair.ci_high, unit)}, Holm p {pair.p_holm:.2g}){need}{paired}")
 
 
@@ -617,13 +656,14 @@ def _better_first(ga: GroupStats, gb: GroupStats, summary: Summary) -> tuple:
 
 
 def compare_groups(groups: list[GroupStats], summary: Summary, *, baseline: str | None = None,
-                   detect: float | None = None, noun: str = "runs") -> list[PairComparison]:
+                   detect: float | None = None, noun: str = "runs",
+                   interval: str = "t") -> list[PairComparison]:
     """All pairs (a is the better of the two by its mean, so lines read "adam ends higher
     than sgd"; group order on a tie or without a mean), or each group against `baseline`
     (then b is the baseline). diff = mean(a) - mean(b). `detect` is the difference the
-    seeds-needed estimate aims at
-    (default: 1 point for accuracy, else the observed difference). Holm corrects the Welch
-    p-values over the pairs compared."""
+    seeds-needed estimate aims at (default: 1 point for accuracy, else the observed
+    difference). Holm corrects the Welch p-values over the pairs compared. `interval`: how
+    the interval of each difference is made (t: Welch's; bootstrap)."""
     names = [g.name for g in groups]
     if baseline is not None and baseline not in names:
         raise ValueError(f"baseline: {baseline!r} is not a group; allowed: "
@@ -636,10 +676,10 @@ def compare_groups(groups: list[GroupStats], summary: Summary, *, baseline: str 
     else:
         todo = [_better_first(groups[i], groups[j], summary) for i in range(len(groups))
                 for j in range(i + 1, len(groups))]
-    pairs = [compare_pair(ga, gb, detect, len(todo)) for ga, gb in todo]
+    pairs = [compare_pair(ga, gb, detect, len(todo), interval) for ga, gb in todo]
     for pair, p in zip(pairs, holm([p.p_welch for p in pairs])):
         pair.p_holm = p
-        pair.verdict = verdict_line(pair, summary, noun)
+        pair.verdict = verdict_line(pair, summary, noun, interval)
     return pairs
 
 
@@ -651,6 +691,7 @@ class Verdicts:
     group_by: tuple
     groups: list[GroupStats]
     pairs: list[PairComparison]
+    interval: str = "t"
 
     def to_dict(self) -> dict:
         """Plain JSON-ready object: summary, group_by, groups (rows + runs), pairs."""
@@ -664,6 +705,7 @@ class Verdicts:
             groups.append(row)
         return {"summary": self.summary.text(), "summary_text": self.summary.describe(),
                 "unit": self.summary.unit, "group_by": list(self.group_by),
+                "interval": self.interval,
                 "seeds_needed_formula": SEEDS_NEEDED_FORMULA, "groups": groups,
                 "pairs": [{k: clean(v) for k, v in p.row().items()} for p in self.pairs]}
 
@@ -676,18 +718,20 @@ class Verdicts:
 
 def verdicts(frame: pd.DataFrame, runs, summary: Summary, group_by=EXCEPT_SEED, *,
              baseline: str | None = None, detect: float | None = None,
-             names: dict | None = None) -> Verdicts:
+             names: dict | None = None, interval: str = "t") -> Verdicts:
     """Summaries of `runs`, grouped by `group_by`, each group's statistics and the pairs."""
     runs = list(runs)
     fields = check_group_by(group_by)
+    check_interval(interval)
     if names is None:
         names = describe.run_labels(runs)
     values = summarize_runs(frame, runs, summary, names)
-    groups = [group_stats(name, [values[_get(r, "id")] for r in members])
+    groups = [group_stats(name, [values[_get(r, "id")] for r in members], interval)
               for name, members in group_runs(runs, fields).items()]
     noun = "seeds" if fields == (EXCEPT_SEED,) else "runs"
-    pairs = compare_groups(groups, summary, baseline=baseline, detect=detect, noun=noun)
-    return Verdicts(summary, fields, groups, pairs)
+    pairs = compare_groups(groups, summary, baseline=baseline, detect=detect, noun=noun,
+                           interval=interval)
+    return Verdicts(summary, fields, groups, pairs, interval)
 
 
 def _fmt(x) -> str:

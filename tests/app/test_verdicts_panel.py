@@ -116,6 +116,9 @@ def test_summary_target_baseline_and_field_grouping(filled):
     at.selectbox(key="verdicts_baseline").set_value("sgd").run()
     lines = [m.value for m in at.markdown if m.value.startswith("- ")]
     assert len(lines) == 2 and lines[0].startswith("- adam ends higher than sgd by 24.1 points")
+    at.radio(key="verdicts_interval").set_value("bootstrap").run()
+    lines = [m.value for m in at.markdown if m.value.startswith("- ")]
+    assert lines[0].startswith("- adam ends higher than sgd by 24.1 points (95% bootstrap CI ")
     at.multiselect(key="verdicts_group_by").set_value(["seed"]).run()
     assert set(group_rows(at)) == {"seed 1", "seed 2", "seed 3"}
     assert at.selectbox(key="verdicts_baseline").value == verdicts_ui_all_pairs()

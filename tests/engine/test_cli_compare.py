@@ -48,6 +48,7 @@ def test_compare_json_matches_the_runs_final_accuracies(cli, grid):
     done = cli("compare", "tag:grid", "--json")
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
+    assert result["interval"] == "t"
     groups = {g["name"]: g for g in result["groups"]}
     assert set(groups) == {"adam", "sgd"} and result["summary"] == "final:val/acc"
     finals = {opt: np.array([v for o, s, v in sorted(grid.values(), key=lambda t: t[1])
@@ -80,6 +81,8 @@ def test_compare_text_by_field_with_baseline_and_ids(cli, grid):
     lines = done.stdout.splitlines()
     assert lines[0] == "best validation accuracy (%) by seed (4 runs, 2 groups)"
     assert any(line.startswith("seed 1 ") for line in lines)
+    boot = cli("compare", *ids, "--group-by", "seed", "--interval", "bootstrap", "--json")
+    assert json.loads(boot.stdout)["interval"] == "bootstrap"
     assert "pairs (Welch p Holm-corrected over 1 comparisons):" in lines
     assert any("seed 2" in line and "seed 1" in line for line in lines[-2:])
 
@@ -101,6 +104,7 @@ def test_time_to_target_names_runs_that_never_reach_it(cli, grid):
     (["--smoothing", "1.5", "--summary", "steps_to:val/acc:50"],
      "--smoothing: 1.5 must be >= 0 and < 1"),
     (["--smoothing", "x"], "--smoothing: 'x' is not a number"),
+    (["--interval", "z"], "--interval: 'z' is not allowed; allowed: t, bootstrap"),
 ])
 def test_bad_flags_exit_2_with_one_line_naming_the_flag(cli, grid, args, message):
     done = cli("compare", "tag:grid", *args)

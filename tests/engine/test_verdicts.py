@@ -59,6 +59,24 @@ def test_identical_values_have_zero_spread_and_no_test():
     assert same.verdict == "a and c gave identical values (3 and 2 runs; no spread)"
 
 
+def test_bootstrap_intervals_are_scipys_percentile_bootstrap():
+    x, y = np.array(A), np.array(B)
+
+    def scipy_ci(data, statistic):
+        res = stats.bootstrap(data, statistic, n_resamples=9999, method="percentile",
+                              rng=np.random.default_rng(0))
+        return pytest.approx((res.confidence_interval.low, res.confidence_interval.high))
+    g = V.group_stats("adam", values("adam", A), "bootstrap")
+    assert (g.ci_low, g.ci_high) == scipy_ci((x,), np.mean)
+    assert g.ci_low >= x.min() and g.ci_high <= x.max()        # means of resamples of x
+    pair = V.compare_groups([group("adam", A), group("sgd", B)], FINAL, interval="bootstrap")[0]
+    assert (pair.ci_low, pair.ci_high) == scipy_ci((x, y), lambda a, b: a.mean() - b.mean())
+    assert pair.p_welch == pytest.approx(stats.ttest_ind(x, y, equal_var=False).pvalue)
+    assert "(95% bootstrap CI " in pair.verdict
+    with pytest.raises(ValueError, match="interval: 'z' is not allowed; allowed: t, bootstrap"):
+        V.group_stats("a", values("a", A), "z")
+
+
 # --- pairs -----------------------------------------------------------------------------------
 
 A = [92.0, 93.5, 91.0]
@@ -266,7 +284,8 @@ def test_parse_summary_and_its_messages():
 # --- grouping and the whole verdict ----------------------------------------------------------
 
 def test_grouping_except_seed_by_fields_and_bad_fields():
-    runs = [run("a1", 1), run("a2", 2), run("s1", 1, optimizer="sgd"), run("s2", 2, optimizer="sgd")]
+    runs = [run("a1", 1), run("a2", 2), run("s1", 1, optimizer="sgd"),
+            run("s2", 2, optimizer="sgd")]
     groups = V.group_runs(runs, V.EXCEPT_SEED)
     assert {k: [r["id"] for r in v] for k, v in groups.items()} == {"adam": ["a1", "a2"],
                                                                     "sgd": ["s1", "s2"]}
