@@ -32,7 +32,8 @@ PAGE_INFO = [("playground", "Playground", ":material/toggle_on:"),
              ("live", "Live", ":material/monitoring:"),
              ("compare", "Compare", ":material/compare_arrows:"),
              ("runs", "Runs", ":material/table_rows:"),
-             ("diagnostics", "Diagnostics", ":material/troubleshoot:")]
+             ("diagnostics", "Diagnostics", ":material/troubleshoot:"),
+             ("experiments", "Experiments", ":material/science:")]
 pages = [st.Page(state.PAGES[key], title=title, icon=icon, url_path=key,
                  default=key == "playground")
          for key, title, icon in PAGE_INFO if state.PAGES[key].is_file()]

@@ -1,0 +1,31 @@
+"""Experiments page: the seed notebooks' experiments as one-click grids. A card per experiment
+(its question, what the notebook found, runs and time, seeds, quick budget, Run), a user's own
+experiment file, and the chosen experiment's charts with the notebook's numbers drawn in, the
+reference table and its claims checked over seeds.
+
+Thin: the pieces are app/experiments_ui.py, the logic engine/experiments.py.
+"""
+
+import streamlit as st
+
+from app import experiments_ui, services
+
+st.title("Experiments")
+st.caption("The course notebooks' experiments with their exact settings, repeated over seeds: "
+           "their printed numbers beside ours, their conclusions checked.")
+store = services.get_store()
+stored = store.list_runs()
+
+with st.expander("Run your own experiment file", icon=":material/upload_file:"):
+    experiments_ui.upload_ui()
+exps = experiments_ui.all_experiments()
+experiments_ui.cards_ui(exps, stored)
+
+st.divider()
+st.subheader("Results")
+ids = list(exps)
+if st.session_state.get(experiments_ui.RESULTS_CHOICE) not in ids:
+    st.session_state[experiments_ui.RESULTS_CHOICE] = ids[0]
+choice = st.selectbox("Experiment", ids, format_func=lambda i: f"{exps[i].title} ({i})",
+                      key=experiments_ui.RESULTS_CHOICE)
+experiments_ui.results_ui(exps[choice], store)
