@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 SHUTDOWN_REASON = "server shut down"
 STOPPED_QUEUED_REASON = "stopped by user before it started"
 MAX_FINISHED = 256    # finished runs whose last live progress is kept in memory
+# Seconds without a new submit before a worker starts a packable run: a grid submitted run by
+# run (the launch page's loop, one stored row each) is then queued whole and packs whole.
+PACK_SETTLE_S = 0.15
 
 
 @dataclass
@@ -114,6 +117,7 @@ class JobManager:
         self._train_fn = train_fn
         # Bytes one pack may use (engine.packs.max_pack_size); None: its own default budget.
         self.pack_budget_bytes: int | None = None
+        self._last_submit = 0.0                     # time.monotonic() of the newest submit
         # Concurrent runs share the CPU cores: torch's intra-op threads are per process, so give
         # each run an equal share. Oversubscribed threads (2 runs x all cores) spin against each
         # other and make tiny models several times slower.
@@ -148,6 +152,7 @@ class JobManager:
             if not self._closing:
                 self._jobs[run_id] = _Job(run_id, cfg)
                 self._queue.append(run_id)
+                self._last_submit = time.monotonic()
                 self._lock.notify()
                 return run_id
         self.store.mark(run_id, RunStatus.INTERRUPTED, SHUTDOWN_REASON)
@@ -171,6 +176,7 @@ class JobManager:
                 for run_id, (cfg, _, _) in zip(ids, runs):
                     self._jobs[run_id] = _Job(run_id, cfg)
                     self._queue.append(run_id)
+                self._last_submit = time.monotonic()
                 self._lock.notify_all()
                 return ids
         for run_id in ids:
@@ -301,8 +307,14 @@ class JobManager:
             with self._lock:
                 while not self._queue and not self._closing:
                     self._lock.wait()
+                while self._queue and not self._closing and self._train_fn is None \
+                        and self._jobs[self._queue[0]].cfg.pack \
+                        and (quiet_s := time.monotonic() - self._last_submit) < PACK_SETTLE_S:
+                    self._lock.wait(PACK_SETTLE_S - quiet_s)   # the grid may still arrive
                 if self._closing:
                     return
+                if not self._queue:
+                    continue                               # another worker took it
                 run_id = self._queue.popleft()
                 job = self._jobs[run_id]
                 job.progress.status = RunStatus.RUNNING   # starting (loading data); not queued
@@ -322,7 +334,8 @@ class JobManager:
         if not packable:
             log.info("run %s trains alone: %s", run_id, why)
             return []
-        key, room = pack_key(job.cfg), max_pack_size(job.cfg, budget_bytes=self.pack_budget_bytes) - 1
+        key = pack_key(job.cfg)
+        room = max_pack_size(job.cfg, budget_bytes=self.pack_budget_bytes) - 1
         mates = [(other, self._jobs[other]) for other in self._queue
                  if self._jobs[other].cfg.pack and not self._jobs[other].progress.paused
                  and pack_key(self._jobs[other].cfg) == key][:room]

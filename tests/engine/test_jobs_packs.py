@@ -173,3 +173,16 @@ def test_cli_grid_refuses_bad_values_before_anything_is_stored(tmp_path, capsys,
     assert main(["--db", str(db), "run", *TOY_FLAGS, *flags]) == 2
     assert message in capsys.readouterr().err
     assert not db.exists()
+
+
+def test_a_grid_submitted_run_by_run_still_trains_as_one_pack(store, manager):
+    # The launch page submits a grid in a loop, one stored row at a time: the workers wait
+    # until submissions pause, so the first run does not start alone.
+    configs = [cfg(seed=s) for s in range(4)]
+    ids = [manager.submit(c) for c in configs]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not all(
+            manager.progress(r).status in RunStatus.TERMINAL for r in ids):
+        time.sleep(0.02)
+    store.flush(5)
+    assert [metric(store, r, PACK_SIZE) for r in ids] == [[4.0]] * 4
