@@ -278,3 +278,41 @@ def test_config_diff_marks_differing_fields(three_runs):
     only = plots.config_diff(runs, only_differing=True)
     assert list(only.index) == ["optimizer"]
     assert "data_dir" not in diff.index
+
+
+# --- readable with many runs (issue 12) -------------------------------------------------------
+
+def test_panels_side_by_side_and_unrelated_datasets_on_separate_axes():
+    runs = [make_run("f1", {"dataset": "fashion-mnist", "lr": 0.1}),
+            make_run("f2", {"dataset": "fashion-mnist", "lr": 0.01}),
+            make_run("s1", {"dataset": "spirals", "lr": 0.1})]
+    series = {r.id: ([1, 2, 3], [0.5, 0.6, 0.7]) for r in runs}
+    frame = pd.concat([make_frame(series), make_frame(series, metric=VAL_LOSS)])
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(metric=VAL_ACC, panels=(VAL_LOSS,)))
+    lines = traces(fig, "line")
+    where = {(t.meta["key"], t.yaxis or "y") for t in lines}
+    # rows: fashion-mnist (axes y, y2), spirals (y3, y4); columns: accuracy, loss
+    assert where == {("f1", "y"), ("f1", "y2"), ("f2", "y"), ("f2", "y2"),
+                     ("s1", "y3"), ("s1", "y4")}
+    assert fig.layout.yaxis.title.text == "validation accuracy (%)"
+    assert fig.layout.yaxis2.title.text == "validation loss"
+    assert sorted(t.name for t in lines if t.showlegend is not False) == \
+        sorted(["lr 0.1 · fashion-mnist", "lr 0.01 · fashion-mnist", "lr 0.1 · spirals"])
+    assert [a.text for a in fig.layout.annotations][:2] == \
+        ["validation accuracy · fashion-mnist", "validation loss · fashion-mnist"]
+
+
+def test_log_axis_labels_its_minor_ticks_in_full(three_runs):
+    frame, runs = three_runs
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(metric=VAL_ACC, log_y=True))
+    assert fig.layout.yaxis.minorloglabels == "complete"     # "0.3", not "3"
+
+
+def test_export_figure_has_a_subtitle_and_room_for_title_and_legend(three_runs):
+    frame, runs = three_runs
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(context=True))
+    assert fig.layout.title.subtitle.text == \
+        "fashion-mnist · mlp 2x20 · 10 epochs · batch 256 · 3 runs"
+    assert fig.layout.margin.t >= plots.TITLE_PX + plots.SUBTITLE_PX
+    plot_px = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
+    assert plot_px >= plots.PANEL_HEIGHT - plots.X_TITLE_PX      # the plot keeps its size
