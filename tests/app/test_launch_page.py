@@ -166,7 +166,7 @@ def test_preset_fills_the_form_and_its_sweep(services):
     at = at.button(key="apply_preset").click().run()
     assert at.selectbox(key="cfg_dataset").value == "cifar10"
     assert at.multiselect(key="sweep_fields").value == ["norm", "weight_scale"]
-    assert any("This launches 10 runs" in m.value for m in at.markdown)
+    assert any("This launches 40 runs" in m.value for m in at.markdown)   # 2 x 20 scales
 
 
 def test_every_preset_is_a_valid_config_or_grid():
