@@ -171,6 +171,9 @@ class RunConfig:
                      group="model")
     weight_scale: float = _opt(0.01, "Standard deviation of weights for init 'normal' (cs231n's "
                                "weight_scale).", low=0.0, high=100.0, low_open=True, group="model")
+    zero_bias: bool = _opt(True, "With an init other than default, set every bias to zero; false "
+                           "keeps torch's default bias init (uniform within 1/sqrt(fan_in)), "
+                           "e.g. Kaiming weights with PyTorch's own biases.", group="model")
     bias: bool = _opt(True, "MLP: linear layers have a bias; false drops it (cs231n's "
                       "barebones net).", group="model")
     input_bn: bool = _opt(False, "MLP: batch-normalize the flattened input before the first "
@@ -307,6 +310,7 @@ _APPLIES = {
     "norm_impl": lambda c: c["norm"] != "none",
     "norm_position": lambda c: c["norm"] != "none",
     "weight_scale": lambda c: c["init"] == "normal",
+    "zero_bias": lambda c: c["init"] != "default",
     "momentum": lambda c: c["optimizer"] in MOMENTUM_OPTIMIZERS,
     "beta1": lambda c: c["optimizer"] in ADAM_OPTIMIZERS,
     "beta2": lambda c: c["optimizer"] in ADAM_OPTIMIZERS,

@@ -236,7 +236,8 @@ CNN_BUILDERS = {"mnist-cnn": build_mnist_cnn, "three-layer-convnet": build_three
 # --- initialization and the entry points ------------------------------------------------------
 
 def initialize(model: nn.Module, cfg: RunConfig) -> None:
-    """Apply cfg.init to every Linear/Conv weight; biases become zero unless init is default."""
+    """Apply cfg.init to every Linear/Conv weight; biases become zero unless init is default
+    or zero_bias is false (then they keep torch's default init)."""
     if cfg.init == "default":
         return                   # torch's own (Kaiming-uniform-like) init, biases included
     for module in model.modules():
@@ -252,7 +253,7 @@ def initialize(model: nn.Module, cfg: RunConfig) -> None:
             nn.init.normal_(weight, mean=0.0, std=cfg.weight_scale)
         elif cfg.init == "zeros":
             nn.init.zeros_(weight)
-        if module.bias is not None:
+        if module.bias is not None and cfg.zero_bias:
             nn.init.zeros_(module.bias)
 
 

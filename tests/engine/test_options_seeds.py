@@ -145,3 +145,21 @@ def test_options_the_pack_loop_lacks_train_alone():
                    {"norm_first_layer": False}, {"bias": False}, {"input_bn": True}):
         ok, why = packs.can_pack([cfg.replace(**change), cfg.replace(seed=1, **change)])
         assert not ok and next(iter(change)) in why
+
+
+def test_zero_bias_false_keeps_torchs_default_biases_under_kaiming():
+    import torch as _torch
+    cfg = RunConfig(dataset="spirals", depth=2, width=[8], init="kaiming")
+    _torch.manual_seed(3)
+    zeroed = models.build_model(cfg, (2,), 3)
+    _torch.manual_seed(3)
+    kept = models.build_model(cfg.replace(zero_bias=False), (2,), 3)
+    _torch.manual_seed(3)
+    default = models.build_model(cfg.replace(init="default"), (2,), 3)
+    linears = lambda m: [x for x in m.modules() if isinstance(x, nn.Linear)]   # noqa: E731
+    assert all(float(x.bias.abs().sum()) == 0.0 for x in linears(zeroed))
+    # the same biases torch's own init draws (the weights are drawn first either way)
+    for a, b in zip(linears(kept), linears(default)):
+        assert _torch.equal(a.bias, b.bias) and not _torch.equal(a.weight, b.weight)
+    assert config.applies("zero_bias", cfg) and not config.applies("zero_bias", cfg.replace(
+        init="default"))
