@@ -213,21 +213,15 @@ def config_form_ui() -> dict:
 # --- sweeps -------------------------------------------------------------------------------------
 
 def parse_sweep_values(name: str, raw) -> list:
-    """The values the user listed for a swept option, as raw values for RunConfig.from_dict.
+    """The values the user listed for a swept option, as raw values for RunConfig.from_dict;
+    ConfigError for the first refused one (all or nothing: `split_sweep_values` keeps the good).
 
     Choices and bools come as lists from a multiselect; numbers as text separated by commas;
     int lists (width, channels) as text separated by ';' ("20; 100; 1024,512")."""
-    if isinstance(raw, (list, tuple)):
-        return list(raw)
-    text = str(raw or "").strip()
-    sep = ";" if kind(name) == "int_list" else ","
-    values = [v.strip() for v in text.split(sep) if v.strip()]
-    out = []
-    for v in values:
-        config.coerce(name, v)         # raises ConfigError naming the field and what is allowed
-        if v not in out:
-            out.append(v)
-    return out
+    good, refused = split_sweep_values(name, raw)
+    if refused:
+        raise refused[0]
+    return good
 
 
 def split_sweep_values(name: str, raw) -> tuple[list, list[ConfigError]]:
