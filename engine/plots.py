@@ -375,17 +375,18 @@ LIVE_NOTE = "Solid: validation; dotted: training. Colours as in the run list."
 
 
 def live_figures(frames: dict, labels: dict, ends: dict | None = None, *, log_y: bool = False,
-                 groups: dict | None = None) -> dict[str, go.Figure]:
+                 groups: dict | None = None, colors: dict | None = None) -> dict[str, go.Figure]:
     """The Live page's figures: {"step_loss", "eval_loss", "accuracy"}.
 
     frames: {run_id: metric frame (step, name, value)}; labels: {run_id: label}; ends:
     {run_id: (status, step, reason)} of finished runs (diverged ones are marked at their
-    diverging step); groups: {run_id: group key} for shades of one hue per group. No
+    diverging step); groups: {run_id: group key} for shades of one hue per group; colors:
+    {run_id: colour} when the page has chosen them over more runs than these. No
     legends: the page's run list, in the same colours, is the key (20 runs would bury three
     small charts in legends). A diverged run does not stretch the loss axis: it is drawn
     off-scale and marked where it leaves the healthy runs' range."""
     ends = ends or {}
-    colors = describe.run_colors(frames, groups)
+    colors = colors or describe.run_colors(frames, groups)
     figs = {k: go.Figure() for k in LIVE_TITLES}
     drawn: dict = {k: {} for k in LIVE_TITLES}
     for rid, frame in frames.items():

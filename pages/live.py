@@ -1,6 +1,7 @@
-"""Live page: the runs the user chose (the latest launch, the running ones, the pinned ones or
-a tag), their loss and accuracy charts first (above the fold at 1280x720), then one row per
-run with its colour, progress, Stop and Pin, redrawn in place every second.
+"""Live page: the runs the user chose (the latest launch with whatever still trains, the
+running ones, the pinned ones or a tag), their loss and accuracy charts first (above the fold
+at 1280x720; one row of charts per dataset, so unrelated runs never share axes), then one row
+per run with its colour, progress, Stop and Pin, redrawn in place every second.
 
 Runs come from the job manager and the store (never from session state), so a refresh or a
 second tab shows the same runs; pins are a "pinned" tag in the store. Labels and colours
@@ -17,7 +18,8 @@ from engine.events import RunStatus
 
 PINNED = "pinned"          # the tag a Pin button sets
 MAX_SHOWN = len(describe.PALETTE)    # more runs than distinct colours would be unreadable
-CHOICES = {"launch": "Latest launch", "active": "Running and queued", "pinned": "Pinned runs"}
+CHOICES = {"launch": "Latest launch and running", "active": "Running and queued",
+           "pinned": "Pinned runs"}
 
 st.title("Live")
 tags = sorted({t for r in services.get_store().list_runs() for t in r.tags} - {PINNED})
@@ -27,14 +29,18 @@ if st.session_state.get("live_show") not in choices:    # a tag that no run has 
 col_show, col_log, _ = st.columns([2, 1, 3], vertical_alignment="bottom")
 show = col_show.selectbox("Show", choices, key="live_show",
                           format_func=lambda c: CHOICES.get(c) or f"Tag: {c[4:]}",
-                          help="The runs launched by the last click (a grid together), every "
-                               "running and queued run, the runs you pinned, or one tag.")
+                          help="The runs launched by the last click (a grid together) and any "
+                               "still training; every running and queued run; the runs you "
+                               "pinned; or one tag.")
 log_y = col_log.toggle("Log-scale loss", key="live_log_y")
 
 
 def chosen(records, active: set) -> list:
     if show == "launch":
-        return describe.launched_together(records)
+        latest = describe.launched_together(records)
+        ids = {r.id for r in latest}
+        return latest + [r for r in records if r.id not in ids and (
+            r.id in active or r.status in RunStatus.ACTIVE)]
     if show == "active":
         return [r for r in records if r.id in active or r.status in RunStatus.ACTIVE]
     tag = PINNED if show == "pinned" else show[4:]
@@ -70,9 +76,16 @@ def live_view():
                                  [r.id for r in shown])
     ends = {r.id: (r.status, r.last_step, r.reason) for r in shown
             if r.status in RunStatus.TERMINAL}
-    figures = plots.live_figures(frames, labels, ends, log_y=log_y, groups=groups)
-    for column, (key, figure) in zip(st.columns(3), figures.items()):
-        column.plotly_chart(figure, key=f"live_{key}", config={"displaylogo": False})
+    datasets = list(dict.fromkeys(describe.full_config(r.config)["dataset"] for r in shown))
+    for dataset in datasets:        # one row of charts per dataset: no shared axes
+        ids = [r.id for r in shown if describe.full_config(r.config)["dataset"] == dataset]
+        if len(datasets) > 1:
+            st.caption(f"**{dataset}**")
+        figures = plots.live_figures({i: frames[i] for i in ids}, labels, ends, log_y=log_y,
+                                     colors=colors)
+        for column, (key, figure) in zip(st.columns(3), figures.items()):
+            column.plotly_chart(figure, key=f"live_{key}_{dataset}",
+                                config={"displaylogo": False})
     st.caption(plots.LIVE_NOTE + ("  \n" + plain("; ".join(notes)) if notes else ""))
 
     for rec in shown:

@@ -92,3 +92,24 @@ def test_live_with_20_runs(services, monkeypatch):
     assert step_loss["layout"]["yaxis"]["range"][1] < 10          # not stretched to 1e5
     assert step_loss["layout"]["showlegend"] is False             # the run list is the key
     assert sum(labels[i] in m.value for m in at.markdown for i in ids) >= 20
+
+
+def test_live_draws_unrelated_datasets_on_separate_axes(services):
+    store, _ = services
+    ids = {}
+    for dataset in ("spirals", "circles"):
+        rid = store.create_run({"dataset": dataset, "toy_samples": 64, "width": [8]},
+                               name=f"on {dataset}")
+        store.record(RunStarted(rid, params=10, device="cpu", total_steps=2, steps_per_epoch=2))
+        for step in (1, 2):
+            store.record(StepLoss(rid, step, step / 2, 1.0 / step))
+        store.record(RunEnded(rid, RunStatus.COMPLETED, 2, ""))
+        ids[dataset] = rid
+    assert store.flush(10)
+    at = AppTest.from_file(str(PAGES / "live.py"), default_timeout=60).run()
+    assert not at.exception, at.exception
+    charts = specs(at)
+    assert len(charts) == 6                                   # three charts per dataset
+    assert [[t["name"] for t in c["data"]] for c in (charts[0], charts[3])] == \
+        [["circles"], ["spirals"]]             # newest first, one run each, labelled by dataset
+    assert {"**circles**", "**spirals**"} <= {c.value for c in at.caption}
