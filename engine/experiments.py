@@ -743,16 +743,17 @@ def wait_for(manager, ids, out, poll_s: float = 0.5) -> None:
     it is a terminal)."""
     import time
     tty = getattr(out, "isatty", lambda: False)()
-    last = ""
+    last, last_done = "", -1
     while True:
         progress = [manager.progress(r) for r in ids]
         done = sum(p is not None and p.status in RunStatus.TERMINAL for p in progress)
         steps = sum(p.step for p in progress if p is not None)
         total = sum(p.total_steps or 0 for p in progress if p is not None)
         line = f"{done}/{len(ids)} runs done, step {steps:,}/{total:,}"
-        if line != last and (tty or done == len(ids) or not last):
+        # a terminal gets the line rewritten in place; a log one line per finished run
+        if line != last and (tty or done != last_done):
             print(("\r" if tty else "") + line, end="" if tty else "\n", file=out, flush=True)
-            last = line
+            last, last_done = line, done
         if done == len(ids):
             if tty:
                 print(file=out)
