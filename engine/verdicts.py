@@ -8,11 +8,14 @@ compare` and the verdict rows of exports:
   seconds to reach a target after smoothing (first crossing). A run without a value (diverged,
   never reached the target, ended before the budget) keeps a reason and is named, not dropped;
 - grouping (`group_runs`): by one or more config fields, or by everything except the seed;
-- group statistics (`group_stats`): n, mean, 95% t interval of the mean, std, median, range;
-- pairwise comparisons (`compare_groups`): difference of means with its 95% Welch interval,
+- group statistics (`group_stats`): n, mean, 95% interval of the mean (t, or a bootstrap where
+  the user picks it), std, median, range;
+- pairwise comparisons (`compare_groups`): difference of means with its 95% Welch (or
+  bootstrap) interval,
   Welch's p and Holm-corrected p, Hedges' g, probability of superiority, a paired t test on
   per-seed differences when the groups share seeds, a seeds-needed estimate, one plain line;
-- the statistics under the bands of grouped curves (`band_stats`).
+- the verdicts as text for the CLI (`format_text`) and the strip plot (`strip_figure`);
+- the edges of the bands around grouped curves (`band_edges`).
 
 Values are in display units (accuracy in percent, so differences of accuracy are percentage
 points). Pure: no Streamlit, no store access, no I/O. Distributions come from scipy.stats,
@@ -569,8 +572,7 @@ def compare_pair(ga: GroupStats, gb: GroupStats, detect: float | None = None,
 
 
 def _num(x: float, unit: str) -> str:
-    text = f"{x:.1f}" if unit == "points" else f"{x:.3g}"
-    return text
+    return f"{x:.1f}" if unit == "points" else f"{x:.3g}"
 
 
 def _amount(x: float, unit: str) -> str:
