@@ -106,8 +106,8 @@ def runs_frame(records) -> pd.DataFrame:
             "device": r.device, "params": r.params, "reason": r.reason,
             "tags": ", ".join(r.tags), "id": r.id,
         })
-    columns = ["status", "name", "label", "config", "created", "duration", "steps", "device", "params",
-               "reason", "tags", "id"]
+    columns = ["status", "name", "label", "config", "created", "duration", "steps", "device",
+               "params", "reason", "tags", "id"]
     return pd.DataFrame(rows, columns=columns)
 
 

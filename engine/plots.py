@@ -139,7 +139,7 @@ def legend_table(runs, options: ChartOptions | None = None) -> pd.DataFrame:
     return pd.DataFrame(table, columns=["key", "run"])
 
 
-# --- the Compare figure ------------------------------------------------------------------------------
+# --- the Compare figure ---------------------------------------------------------------------
 
 def _datasets(runs) -> list[str]:
     return list(dict.fromkeys(describe.full_config(_get(r, "config"))["dataset"] for r in runs))
@@ -367,7 +367,7 @@ def _add_markers(fig, s: pd.DataFrame, run, label, key, color, step_axis: bool,
               "run": _get(run, "id")}), **where)
 
 
-# --- the Live figures -------------------------------------------------------------------------------
+# --- the Live figures -----------------------------------------------------------------------
 
 LIVE_TITLES = {"step_loss": "Training loss (per step)", "eval_loss": "Loss per evaluation",
                "accuracy": "Accuracy per evaluation"}

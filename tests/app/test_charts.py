@@ -22,7 +22,8 @@ def step_trace_color(figures, name):
 
 def test_a_run_keeps_its_colour_whatever_else_is_shown():
     alone = plots.live_figures({"run-b": frame(5)}, {"run-b": "b"})
-    beside = plots.live_figures({"run-a": frame(5), "run-b": frame(5)}, {"run-a": "a", "run-b": "b"})
+    beside = plots.live_figures({"run-a": frame(5), "run-b": frame(5)},
+                                {"run-a": "a", "run-b": "b"})
     assert step_trace_color(alone, "b") == step_trace_color(beside, "b")
 
 

@@ -25,8 +25,8 @@ def ciede2000(lab1, lab2):
     d_l, d_c = L2 - L1, c2p - c1p
     d_h = 2 * np.sqrt(c1p * c2p) * np.sin(np.radians(dh / 2))
     lbar, cbarp, hs = (L1 + L2) / 2, (c1p + c2p) / 2, h1p + h2p
-    hbar = np.where(c1p * c2p == 0, hs, np.where(np.abs(h1p - h2p) <= 180, hs / 2,
-                                                 np.where(hs < 360, (hs + 360) / 2, (hs - 360) / 2)))
+    hbar = np.where(c1p * c2p == 0, hs, np.where(
+        np.abs(h1p - h2p) <= 180, hs / 2, np.where(hs < 360, (hs + 360) / 2, (hs - 360) / 2)))
     t = (1 - 0.17 * np.cos(np.radians(hbar - 30)) + 0.24 * np.cos(np.radians(2 * hbar))
          + 0.32 * np.cos(np.radians(3 * hbar + 6)) - 0.20 * np.cos(np.radians(4 * hbar - 63)))
     rc = 2 * np.sqrt(cbarp ** 7 / (cbarp ** 7 + 25 ** 7))
@@ -114,7 +114,8 @@ def test_label_shows_fields_that_differ_and_apply():
     labels = describe.run_labels([
         run("m", model="mlp", width=[20], norm="batch", norm_impl="course"),
         run("c", model="mnist-cnn", dataset="mnist", width=[64], norm="none")])
-    assert labels == {"m": "mlp · batch norm · fashion-mnist", "c": "mnist-cnn · no norm · mnist"}
+    assert labels == {"m": "mlp · batch norm · fashion-mnist",
+                      "c": "mnist-cnn · no norm · mnist"}
 
 
 def test_label_falls_back_to_name_then_id_and_breaks_ties():
@@ -146,7 +147,8 @@ def test_config_summary_shows_only_what_applies():
         "fashion-mnist · mlp 2x20 · relu · sgd lr 0.001 · batch 256 · 10 ep · seed 0"
     cnn = describe.config_summary({"dataset": "mnist", "model": "mnist-cnn", "residual": "post",
                                    "optimizer": "adam", "train_subset": 500})
-    assert cnn == "mnist[:500] · mnist-cnn · relu · adam lr 0.001 · batch 256 · 10 ep · seed 0"
+    assert cnn == \
+        "mnist[:500] · mnist-cnn · relu · adam lr 0.001 · batch 256 · 10 ep · seed 0"
     assert "2x20" not in cnn and "residual" not in cnn
     assert describe.config_summary({"model": "preact-resnet", "dataset": "cifar10",
                                     "depth": 3, "channels": [8, 16, 32]}).startswith(
