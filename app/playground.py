@@ -2,8 +2,8 @@
 
 This module owns the Playground's knobs (which options, their widgets, one-line explanations
 and hover formulas), its budget for seconds-long runs, the rule "one run per distinct config"
-(a knob change submits one run; a rerun, a reload or a return to an earlier setting submits
-nothing), the trail of tries (run ids in session state, most recent first; the runs themselves
+(a knob change or Train submits one run; a rerun, a reload, an opened link or a return to an
+earlier setting submits nothing and shows the stored run), the trail of tries (run ids in session state, most recent first; the runs themselves
 live in the store, tagged `playground`) with its diff labels, pin and clear, the run controls
 (stop, pause, step one batch, resume) and the shareable link (the knobs as query parameters
 named as the config fields).
@@ -207,21 +207,23 @@ def apply_link(params: dict) -> None:
         for name in LINK_FIELDS:       # widgets take the new values (set before they are drawn)
             st.session_state.pop(state.PG_PREFIX + name, None)
     st.session_state[state.PG_VALUES] = values
-    st.session_state[state.PG_URL_ERROR] = (error, json.dumps(values, sort_keys=True)) \
-        if error else None
+    st.session_state[state.PG_START] = json.dumps(values, sort_keys=True)
+    st.session_state[state.PG_URL_ERROR] = error
+
+
+def at_start(cfg: dict | None) -> bool:
+    """Whether the knobs still hold the values the link (or the base config) set: no knob has
+    been changed since. Opening the page or a link shows a setup; it trains nothing."""
+    return cfg is None or json.dumps(cfg, sort_keys=True) == st.session_state.get(state.PG_START)
 
 
 def refused_link(cfg: dict | None) -> str:
     """The message refusing this session's link while the knobs still hold the values they
     started from; "" (and the refusal forgotten) once a knob has changed."""
-    refusal = st.session_state.get(state.PG_URL_ERROR)
-    if not refusal:
-        return ""
-    message, refused_json = refusal
-    if cfg is None or json.dumps(cfg, sort_keys=True) == refused_json:
-        return message
-    st.session_state[state.PG_URL_ERROR] = None
-    return ""
+    message = st.session_state.get(state.PG_URL_ERROR)
+    if message and not at_start(cfg):
+        st.session_state[state.PG_URL_ERROR] = message = None
+    return message or ""
 
 
 def _widget(name: str, values: dict, explanation: str, formula: str):
@@ -284,14 +286,17 @@ def sync_link(cfg: dict) -> None:
 
 # --- runs -----------------------------------------------------------------------------------------
 
-def ensure_run(store, manager, cfg: dict) -> str:
+def ensure_run(store, manager, cfg: dict, *, launch: bool) -> str | None:
     """The run of this config: the trail's or the store's Playground run with exactly this
-    config, else one new run submitted now. Moves it to the front of the trail."""
+    config, else (when `launch`) one new run submitted now, else None. Moves it to the front
+    of the trail."""
     trail = st.session_state.setdefault(state.PG_TRAIL, [])
     run_id = next((rid for rid in trail if (r := store.get_run(rid)) is not None
                    and same_config(r.config, cfg)), None)
     if run_id is None:
         run_id = find_playground_run(store.list_runs(), cfg)
+    if run_id is None and not launch:
+        return None
     if run_id is None:
         run_id = manager.submit(RunConfig.from_dict(cfg), tags=[TAG])
     if trail[:1] != [run_id]:

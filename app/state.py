@@ -79,6 +79,7 @@ PG_REGIONS = "pg_regions"          # run id -> (step, data) of its newest "regio
 PG_CACHE = "pg_cache"              # run id -> metric cache entry, as LIVE_CACHE
 PG_URL_ERROR = "pg_url_error"      # the message refusing the link's parameters (nothing launched)
 PG_LINK = "pg_link"                # the URL parameters last read or written by the page
+PG_START = "pg_start"              # JSON of the config the link set up (no knob changed since)
 PG_VALUES = "pg_values"            # knob values; kept while a knob is hidden (its widget state is not)
 
 

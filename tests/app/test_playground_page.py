@@ -43,16 +43,25 @@ def labels(at):
             for w in at.get(kind)]
 
 
-def fresh(services, **query):
+def fresh(services, train=True, **query):
+    """A new session on the page (a first visit, a reload or an opened link); with `train`,
+    Train is pressed when the setup has no stored run yet."""
     at = page("playground")
     at.query_params.update(query)
-    return at.run()
+    at.run()
+    if train and any(b.key == "pg_train" for b in at.button):
+        at.button(key="pg_train").click().run()
+    return at
 
 
-def test_first_visit_launches_one_run_and_reruns_launch_nothing(services):
+def test_opening_the_page_trains_nothing_train_launches_once_reruns_nothing(services):
     store, manager = services
-    at = fresh(services)
-    assert not at.exception
+    at = fresh(services, train=False)
+    assert not at.exception and store.list_runs() == []
+    assert "Press Train" in at.info[0].value
+    at.run()
+    assert store.list_runs() == []
+    at.button(key="pg_train").click().run()
     assert len(runs(store)) == 1
     first = runs(store)[0]
     assert first.config == playground.base_config() and first.tags == ["playground"]
@@ -60,8 +69,9 @@ def test_first_visit_launches_one_run_and_reruns_launch_nothing(services):
     at.run()
     at.run()
     assert len(runs(store)) == 1
-    assert fresh(services).exception is None or not fresh(services).exception   # a reload
-    assert len(runs(store)) == 1           # ... finds the stored run instead of launching
+    reloaded = fresh(services, train=False)           # a reload finds the stored run
+    assert not reloaded.exception and len(runs(store)) == 1
+    assert [t[0] for t in loss_traces(reloaded)] == ["current"]
 
 
 def test_changing_a_knob_launches_exactly_one_run_with_that_config(services, fake_trainer):
@@ -163,7 +173,7 @@ def test_query_parameters_set_the_knobs_and_round_trip(services, fake_trainer):
     at.query_params.clear()                               # back via the sidebar: no parameters
     at.run()
     assert at.number_input(key="pg_depth").value == 4 and dict(at.query_params) == forward
-    opened = fresh(services, **{k: v for k, v in at.query_params.items()})   # the shared link
+    opened = fresh(services, train=False, **dict(at.query_params))   # the shared link
     assert not opened.exception and opened.number_input(key="pg_depth").value == 4
     assert len(runs(store)) == 2                          # the same config: nothing new
 
@@ -174,7 +184,7 @@ def test_bad_link_values_are_refused_naming_the_field_and_nothing_runs(services)
                             ({"optimizer": "adamx"}, ["optimizer", "'adamx'", "allowed: sgd"]),
                             ({"depth": "0"}, ["depth", ">= 1"]),
                             ({"bogus": "1"}, ["bogus", "unknown parameter", "lr"])):
-        at = fresh(services, dataset="spirals", **query)
+        at = fresh(services, train=False, dataset="spirals", **query)
         assert not at.exception
         message = at.error[0].value
         assert all(part in message for part in expected), message

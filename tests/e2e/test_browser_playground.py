@@ -1,7 +1,7 @@
 """The Playground in a real browser (Chromium via Playwright) against the real app and trainer:
-the app opens on the Playground, three flipped knobs give three more curves on the same chart
-(each labelled by what changed), and the page's link, opened in a new tab, sets the knobs up
-again without launching anything. Toy data on a budget of about a second per try.
+the app opens on the Playground, Train starts the first curve, three flipped knobs give three
+more curves on the same chart (each labelled by what changed), and the page's link, opened in
+a new tab, sets the knobs up again and shows the stored run without launching anything. Toy data on a budget of about a second per try.
 Screenshots are saved under tmp_path and their paths printed (pytest -s shows them)."""
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def test_flip_three_knobs_see_three_curves_then_open_the_link(server, tmp_path):
 
         page.goto(server.url + "/" + QUICK)
         page.get_by_role("heading", name="Playground").wait_for()   # the landing page
+        page.get_by_role("button", name="Train").click()             # opening trains nothing
         assert wait_curves(page, 1) == ["current"]
 
         # 1: normalization (a radio), 2: optimizer (a select box), 3: depth (a number).
