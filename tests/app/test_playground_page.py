@@ -203,8 +203,12 @@ def test_pause_resume_and_stop_buttons_act_on_the_current_try(services):
     at.button(key="pg_pause").click().run()
     assert manager.progress(run_id).paused
     assert "paused" in at.get("progress")[0].proto.text
+    assert at.button(key="pg_pause").disabled and not at.button(key="pg_resume").disabled
     at.button(key="pg_resume").click().run()
     assert not manager.progress(run_id).paused
+    at.button(key="pg_step").click().run()            # step once: lets one step by, then holds
+    assert manager.progress(run_id).paused
+    at.button(key="pg_resume").click().run()
     at.button(key="pg_stop").click().run()
     wait_idle(manager)
     assert store.get_run(run_id).status == "stopped"
