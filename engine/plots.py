@@ -235,6 +235,7 @@ def _draw_panel(fig, frame, runs, entries, metric, o: ChartOptions, where: dict,
     series = curves.run_series(frame, runs, metric, o.x_axis)
     ids = {_get(r, "id") for r in runs}
     drawn: dict = {}          # key -> (x, y) of the drawn line, for the axis range
+    markers: list = []        # indices in fig.data of this panel's ✕ markers
     for e in entries:
         members = [m for m in e.members if _get(m, "id") in ids]
         present = [series[_get(m, "id")] for m in members if _get(m, "id") in series]
@@ -252,20 +253,27 @@ def _draw_panel(fig, frame, runs, entries, metric, o: ChartOptions, where: dict,
             if s is not None:
                 name = e.label if not o.group_by else \
                     f"{e.label} · {_get(m, 'name', '') or describe.short_id(_get(m, 'id'))}"
-                _add_markers(fig, s, m, name, e.key, e.color, o.x_axis == "step", where)
+                if _add_markers(fig, s, m, name, e.key, e.color, o.x_axis == "step", where):
+                    markers.append(len(fig.data) - 1)
     if o.clip_outliers:
         unhealthy = [e.key for e in entries if any(divergence_step(m) is not None
                                                    for m in e.members)]
-        _clip(fig, drawn, unhealthy, {e.key: e for e in entries}, o.log_y, where)
+        _clip(fig, drawn, unhealthy, {e.key: e for e in entries}, o.log_y, where, markers)
 
 
-def _clip(fig, drawn: dict, unhealthy, entries: dict, log_y: bool, where: dict) -> None:
-    """Fit the y axis to the healthy curves and mark, at the edge, where each outlier leaves."""
+def _clip(fig, drawn: dict, unhealthy, entries: dict, log_y: bool, where: dict,
+          markers=()) -> None:
+    """Fit the y axis to the healthy curves and mark, at the edge, where each outlier leaves;
+    ✕ markers (fig.data indices) beyond the range move onto its edge, so they stay seen."""
     rng, outliers = curves.clip_range({k: y for k, (_, y) in drawn.items()}, log_y=log_y,
                                       unhealthy=unhealthy)
     if rng is None:
         return
     fig.update_yaxes(range=list(rng), autorange=False, **where)
+    low, high = (10 ** v for v in rng) if log_y else rng
+    for i in markers:
+        fig.data[i].y = [min(max(y, low), high) if y is not None and math.isfinite(y) else y
+                         for y in fig.data[i].y]
     for k in outliers:
         x, y = drawn[k]
         hit = curves.leaves_range(x, y, *rng, log_y=log_y)
@@ -351,11 +359,12 @@ def _add_group(fig, st: pd.DataFrame, e: _Entry, o: ChartOptions, metric: str, w
 
 
 def _add_markers(fig, s: pd.DataFrame, run, label, key, color, step_axis: bool,
-                 where: dict) -> None:
+                 where: dict) -> bool:
+    """✕ where the run went wrong (curves.marker_points); True when any was added."""
     div = divergence_step(run)
     points = curves.marker_points(s, div, step_axis)
     if not points:
-        return
+        return False
     xs, ys, texts = zip(*points)
     fig.add_trace(go.Scatter(
         x=list(xs), y=list(ys), mode="markers", name=f"{label} · "
@@ -365,6 +374,7 @@ def _add_markers(fig, s: pd.DataFrame, run, label, key, color, step_axis: bool,
         hovertext=[f"{label}: {t}" for t in texts], hoverinfo="text",
         meta={"kind": "diverged" if div is not None else "nonfinite", "key": str(key),
               "run": _get(run, "id")}), **where)
+    return True
 
 
 # --- the Live figures -----------------------------------------------------------------------
@@ -389,6 +399,7 @@ def live_figures(frames: dict, labels: dict, ends: dict | None = None, *, log_y:
     colors = colors or describe.run_colors(frames, groups)
     figs = {k: go.Figure() for k in LIVE_TITLES}
     drawn: dict = {k: {} for k in LIVE_TITLES}
+    marks: list = []          # indices of the ✕ markers in the step-loss figure
     for rid, frame in frames.items():
         color, name = colors[rid], labels.get(rid, rid)
         x, y = _live_series(frame, STEP_LOSS)
@@ -414,6 +425,7 @@ def live_figures(frames: dict, labels: dict, ends: dict | None = None, *, log_y:
         status, step, reason = ends.get(rid, (None, None, ""))
         if status == RunStatus.DIVERGED:
             _mark_divergence(figs["step_loss"], x, y, step, reason, color, name)
+            marks.append(len(figs["step_loss"].data) - 1)
     diverged = [rid for rid, end in ends.items() if end[0] == RunStatus.DIVERGED]
     entries = {rid: _Entry(rid, labels.get(rid, rid), labels.get(rid, rid), colors[rid], [])
                for rid in frames}
@@ -430,7 +442,8 @@ def live_figures(frames: dict, labels: dict, ends: dict | None = None, *, log_y:
                          automargin=True)
         fig.update_yaxes(title_text=metric_title(VAL_ACC if not is_loss else VAL_LOSS)
                          .replace("validation ", ""), **_y_axis_style(log_y and is_loss))
-        _clip(fig, drawn[key], diverged, entries, log_y and is_loss, {})
+        _clip(fig, drawn[key], diverged, entries, log_y and is_loss, {},
+              marks if key == "step_loss" else ())
     return figs
 
 

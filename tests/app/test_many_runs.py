@@ -89,7 +89,10 @@ def test_live_with_20_runs(services, monkeypatch):
     labels = real([store.get_run(i) for i in ids])
     assert calls and sorted(names) == sorted(labels.values())     # the latest launch: all 20
     assert len({t["line"]["color"] for t in step_loss["data"] if t.get("mode") == "lines"}) == 20
-    assert step_loss["layout"]["yaxis"]["range"][1] < 10          # not stretched to 1e5
+    top = step_loss["layout"]["yaxis"]["range"][1]
+    assert top < 10                                               # not stretched to 1e5
+    (mark,) = [t for t in step_loss["data"] if t["name"].endswith("· diverged")]
+    assert mark["y"] == [top] and mark["cliponaxis"] is False     # on the edge, not cut
     assert step_loss["layout"]["showlegend"] is False             # the run list is the key
     assert sum(labels[i] in m.value for m in at.markdown for i in ids) >= 20
 
