@@ -258,7 +258,11 @@ def knobs_ui(values: dict) -> dict:
         if name == "model" and values["model"] not in model_choices(values["dataset"]):
             values["model"] = model_choices(values["dataset"])[0]   # toy data: MLP only
             st.session_state.pop(state.PG_PREFIX + "model", None)
-        if name in visible_knobs(values):
+        if name == "width" and len(values["width"]) > 1 and name in visible_knobs(values):
+            # One width per layer (from a link): kept as it is; the slider sets one width.
+            st.caption(f"Width per layer: {describe.value_text(values['width'])} (one width "
+                       "for every layer: the Launch page)")
+        elif name in visible_knobs(values):
             values[name] = _widget(name, values, explanation, formula)
     with st.expander("Budget (per try)", expanded=False):
         for name, explanation in BUDGET:

@@ -173,6 +173,10 @@ def test_query_parameters_set_the_knobs_and_round_trip(services, fake_trainer):
     at.query_params.clear()                               # back via the sidebar: no parameters
     at.run()
     assert at.number_input(key="pg_depth").value == 4 and dict(at.query_params) == forward
+    per_layer = fresh(services, train=False, dataset="spirals", depth="2", width="64,32")
+    assert not per_layer.exception and per_layer.query_params["width"] in ("64,32", ["64,32"])
+    assert any("Width per layer: 64-32" in c.value for c in per_layer.caption)
+    assert len(runs(store)) == 2                          # kept as given, nothing launched
     opened = fresh(services, train=False, **dict(at.query_params))   # the shared link
     assert not opened.exception and opened.number_input(key="pg_depth").value == 4
     assert len(runs(store)) == 2                          # the same config: nothing new
