@@ -1,0 +1,98 @@
+"""Readable with many runs, in a real browser (issue 12): the real app on a store holding 20
+finished runs (one diverged to 1e5), Compare with all 20 chosen and Live at 1280x720.
+
+Checked in Chromium's layout, not in the figure's JSON: every run has a legend entry, the
+legend lies below the x-axis title (never over it), the plot area keeps its height, the
+diverged run does not stretch the y axis, and on Live the three charts start above the fold.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from engine.events import (STEP_LOSS, VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted,
+                           RunStatus, StepLoss)
+from engine.store import RunStore
+from tests.e2e.server import ARGS, CHROMIUM, AppServer
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason=f"{CHROMIUM} is missing (install Debian's chromium: make setup)"),
+]
+ACTIVATIONS = ("relu", "tanh", "gelu", "elu", "sigmoid")
+
+
+def fill(db: Path, n: int = 20, steps: int = 40) -> list[str]:
+    store = RunStore(db)
+    ids = []
+    for i in range(n):
+        cfg = {"dataset": "spirals", "toy_samples": 64, "width": [8], "epochs": 4,
+               "batch_size": 16, "activation": ACTIVATIONS[i % 5],
+               "lr": [0.3, 0.1, 0.03, 0.01][i // 5]}
+        rid = store.create_run(cfg, name=f"grid #{i + 1:02d}")
+        store.record(RunStarted(rid, 10, "cpu", steps, 10, epochs=4))
+        for step in range(1, steps + 1):
+            diverging = i == n - 1 and step > 20
+            store.record(StepLoss(rid, step, step / 10, 1e5 * step if diverging
+                                  else 1.1 / step ** 0.5 + 0.01 * i))
+            if diverging:
+                store.record(RunEnded(rid, RunStatus.DIVERGED, step, "loss exploded"))
+                break
+            if step % 10 == 0:
+                store.record(Evaluated(rid, step, step / 10, {VAL_ACC: 0.4 + 0.01 * i + step / 200,
+                                                              VAL_LOSS: 1.0 / step}))
+        else:
+            store.record(RunEnded(rid, RunStatus.COMPLETED, steps, ""))
+        ids.append(rid)
+    store.close()
+    return ids
+
+
+@pytest.fixture
+def server(tmp_path):
+    (tmp_path / "home").mkdir()
+    ids = fill(tmp_path / "home" / "runs.db")
+    srv = AppServer(tmp_path)
+    yield srv, ids
+    srv.stop()
+
+
+def box(locator):
+    b = locator.bounding_box()
+    assert b is not None
+    return b
+
+
+def test_twenty_runs_stay_readable_on_compare_and_live(server):
+    from playwright.sync_api import sync_playwright
+
+    srv, ids = server
+    query = urllib.parse.urlencode([("runs", i) for i in ids] + [("metric", STEP_LOSS)])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(60_000)
+        page.goto(f"{srv.url}/compare?{query}")
+        chart = page.locator(".js-plotly-plot").first
+        chart.locator(".legend .traces").nth(19).wait_for()
+        assert chart.locator(".legend .traces").count() == 20          # every run
+        plot = box(chart.locator(".nsewdrag").first)                   # the plot area
+        assert plot["height"] >= 300                                   # not a sliver
+        x_title = box(chart.locator(".g-xtitle"))
+        legend = box(chart.locator(".legend"))
+        assert legend["y"] >= x_title["y"] + x_title["height"] - 1     # below, never over
+        y_top = page.evaluate("() => document.querySelector('.js-plotly-plot')"
+                              "._fullLayout.yaxis.range[1]")
+        assert y_top < 10                                              # not stretched to 1e5
+
+        page.set_viewport_size({"width": 1280, "height": 720})
+        page.goto(f"{srv.url}/live")
+        page.locator(".js-plotly-plot").nth(2).locator(".main-svg").first.wait_for()
+        for i in range(3):
+            top = box(page.locator(".js-plotly-plot").nth(i))["y"]
+            assert top < 720 - 150, f"live chart {i} starts at {top}px: below the fold"
+        browser.close()
