@@ -337,8 +337,9 @@ class JobManager:
         key = pack_key(job.cfg)
         room = max_pack_size(job.cfg, budget_bytes=self.pack_budget_bytes) - 1
         mates = [(other, self._jobs[other]) for other in self._queue
-                 if self._jobs[other].cfg.pack and not self._jobs[other].progress.paused
-                 and pack_key(self._jobs[other].cfg) == key][:room]
+                 if not self._jobs[other].progress.paused
+                 and pack_key(self._jobs[other].cfg) == key
+                 and can_pack([self._jobs[other].cfg])[0]][:room]   # pack false, solo options
         for other, mate in mates:
             self._queue.remove(other)
             mate.progress.status = RunStatus.RUNNING
