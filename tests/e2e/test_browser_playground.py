@@ -46,6 +46,19 @@ def wait_curves(page, count: int) -> list[str]:
         return names.length >= n ? names : false; }""", arg=count, timeout=60_000).json_value()
 
 
+def choose(page, label: str, option: str) -> None:
+    """Pick an option of a select box; the list is opened again if a rerun closed it."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    for _ in range(5):
+        page.get_by_test_id("stSelectbox").filter(has_text=label).click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=5_000)
+            return
+        except PlaywrightTimeout:
+            settle(page)
+    raise AssertionError(f"could not choose {option} in {label}")
+
+
 def shot(page, tmp_path, name) -> Path:
     settle(page)
     page.wait_for_timeout(700)
@@ -74,8 +87,7 @@ def test_flip_three_knobs_see_three_curves_then_open_the_link(server, tmp_path):
             .get_by_text("batch", exact=True).click()
         settle(page)
         wait_curves(page, 2)
-        page.get_by_test_id("stSelectbox").filter(has_text="Optimizer").click()
-        page.get_by_role("option", name="sgd", exact=True).click()
+        choose(page, "Optimizer", "sgd")
         settle(page)
         wait_curves(page, 3)
         depth = page.get_by_label("Depth", exact=True)
