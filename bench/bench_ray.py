@@ -101,10 +101,10 @@ def main() -> None:
     store.close()
 
     started = time.monotonic()
-    ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
-             log_to_driver=False, runtime_env=executors.ray_runtime_env())
+    context = ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1",
+                       log_to_driver=False, runtime_env=executors.ray_runtime_env())
     try:
-        executor = executors.RayExecutor("local instance")
+        executor = executors.RayExecutor(context.address_info["gcs_address"])
         executor._task = ray.remote(stand_in_remote)
         print(f"ray up in {time.monotonic() - started:.1f} s")
         store = RunStore(folder / "ray.db")

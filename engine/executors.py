@@ -185,8 +185,8 @@ class RayExecutor:
     # --- connection ---------------------------------------------------------------------------
     def _connect(self) -> None:
         ray = self._ray
-        if ray.is_initialized():      # this process is already a driver (e.g. a test's instance)
-            return
+        if ray.is_initialized() and self.address == "auto":
+            return      # this process is already a driver: "auto" means that cluster
         from ray._private import services
         try:
             target = services.canonicalize_bootstrap_address(self.address) \
@@ -207,6 +207,12 @@ class RayExecutor:
             raise ExecutorError(f"Ray cluster at {target} cannot be reached ({error}); is "
                                 "`ray start --head` running there and its port open to this "
                                 "machine?") from None
+        if ray.is_initialized():      # already a driver (a test's instance): only of that one
+            current = ray.get_runtime_context().gcs_address
+            if current != target:
+                raise ExecutorError(f"this process is connected to the Ray cluster at "
+                                    f"{current}; it cannot also use {target}")
+            return
         try:
             # The address as given: Ray turns token authentication on by itself (when a token
             # is there) only for "auto"; for HOST:PORT set RAY_AUTH_MODE=token (README).
