@@ -49,10 +49,9 @@ SHARED_FIELDS = ("dataset", "data_dir", "train_subset", "val_split", "input_norm
                  "toy_samples", "toy_noise", "train_eval_size", "model", "depth", "width",
                  "channels", "activation", "norm", "norm_impl", "norm_position", "residual",
                  "optimizer", "epochs", "max_steps", "batch_size", "drop_last", "eval_every",
-                 "device", "val_from", "val_size")
+                 "device", "val_from", "val_size", "norm_first_layer", "bias", "input_bn")
 # Options the pack loop does not implement: a run that changes one from this value trains alone.
-SOLO_UNLESS = {"shuffle": True, "sample_with_replacement": False, "keep_best": False,
-               "norm_first_layer": True, "bias": True, "input_bn": False}
+SOLO_UNLESS = {"shuffle": True, "sample_with_replacement": False, "keep_best": False}
 
 MAX_PACK_SIZE = 64                 # members; beyond this a pack gains nothing measurable
 CPU_PACK_MEMORY = 1 << 30          # bytes a pack may use on a CPU ($TRAINLAB_PACK_MEMORY_MB)

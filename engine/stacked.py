@@ -137,13 +137,16 @@ class StackedModel:
         if isinstance(module, PER_CHANNEL):
             return module(x)
         if isinstance(module, nn.Linear):
-            weight, bias = self.params[prefix + "weight"], self.params[prefix + "bias"]
+            weight, bias = self.params[prefix + "weight"], self.params.get(prefix + "bias")
             if self._shared:
                 self._shared = False
                 members, width_in, width_out = weight.shape
-                flat = torch.addmm(bias.reshape(-1), x,
-                                   weight.permute(1, 0, 2).reshape(width_in, -1))
+                flat = x @ weight.permute(1, 0, 2).reshape(width_in, -1)
+                if bias is not None:
+                    flat = flat + bias.reshape(-1)
                 return flat.view(len(x), members, width_out).transpose(0, 1).contiguous()
+            if bias is None:                                       # option bias false
+                return torch.bmm(x, weight)
             return torch.baddbmm(bias.unsqueeze(1), x, weight)     # weight is (K, in, out)
         if isinstance(module, ELEMENTWISE):
             return module(x)

@@ -125,6 +125,13 @@ def test_residual_forms(residual):
                              for s in (6, 7)])
 
 
+@pytest.mark.parametrize("options", [
+    dict(norm="batch", norm_impl="course", norm_first_layer=False, depth=3),  # HW8 depth-20 style
+    dict(bias=False, norm="layer"), dict(input_bn=True)])
+def test_model_options_of_the_seed_notebooks(options):
+    check_pack_matches_solo([cfg(seed=s, **options) for s in (22, 23)])
+
+
 def test_dropout_masks_come_from_each_members_own_generator():
     # One member without dropout (its generator draws no masks) beside two with.
     check_pack_matches_solo([cfg(dropout=0.0, seed=8), cfg(dropout=0.3, seed=8),
