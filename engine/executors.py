@@ -351,6 +351,8 @@ class RayExecutor:
             try:
                 batches = ray.get(self._channel.take.remote(DRAIN_WAIT_S),
                                   timeout=DRAIN_WAIT_S + PUSH_TIMEOUT_S)
+            except SystemExit:     # Ray's way of ending a get when this process disconnects
+                return
             except Exception:  # noqa: BLE001 - the channel is gone (shutdown) or slow: retry
                 if self.closed or not ray.is_initialized():
                     return
