@@ -49,9 +49,10 @@ SHARED_FIELDS = ("dataset", "data_dir", "train_subset", "val_split", "input_norm
                  "toy_samples", "toy_noise", "train_eval_size", "model", "depth", "width",
                  "channels", "activation", "norm", "norm_impl", "norm_position", "residual",
                  "optimizer", "epochs", "max_steps", "batch_size", "drop_last", "eval_every",
-                 "device", "val_from", "val_size", "norm_first_layer", "bias", "input_bn")
+                 "device", "val_from", "val_size", "norm_first_layer", "bias", "input_bn",
+                 "shuffle", "sample_with_replacement")
 # Options the pack loop does not implement: a run that changes one from this value trains alone.
-SOLO_UNLESS = {"shuffle": True, "sample_with_replacement": False, "keep_best": False}
+SOLO_UNLESS = {"keep_best": False}
 
 MAX_PACK_SIZE = 64                 # members; beyond this a pack gains nothing measurable
 CPU_PACK_MEMORY = 1 << 30          # bytes a pack may use on a CPU ($TRAINLAB_PACK_MEMORY_MB)
@@ -308,7 +309,9 @@ def _train_pack(members: list[_Member], emit: Emit, end, progress) -> None:
         for member in live:
             member.loss_x_examples, member.examples = 0.0, 0
         # Each member's epoch of batches from its own generator, as train() draws it.
-        epoch_batches = [batch_indices(n_train, first.batch_size, m.generator, drop_last, device)
+        epoch_batches = [batch_indices(n_train, first.batch_size, m.generator, drop_last, device,
+                                       shuffle=first.shuffle,
+                                       replacement=first.sample_with_replacement)
                          for m in live]
         order = {m.run_id: batches for m, batches in zip(live, epoch_batches)}
         for batch_number in range(len(epoch_batches[0])):

@@ -86,10 +86,10 @@ def test_pack_off_trains_each_run_alone_on_todays_path(store, manager):
 
 def test_only_runs_of_one_shape_share_a_pack(store, manager):
     configs = [cfg(seed=1), cfg(seed=1, width=[16]), cfg(seed=2), cfg(seed=2, width=[16]),
-               cfg(seed=3, pack=False), cfg(seed=4, shuffle=False)]
+               cfg(seed=3, pack=False), cfg(seed=4, keep_best=True)]
     ids = run_grid(store, manager, configs)
     sizes = [metric(store, r, PACK_SIZE) for r in ids]
-    # pack false, and an option packs do not implement (shuffle false), train alone.
+    # pack false, and an option packs do not implement (keep_best, same pack key), train alone.
     assert sizes == [[2.0], [2.0], [2.0], [2.0], [1.0], [1.0]]
     assert all(store.get_run(r).status == RunStatus.COMPLETED for r in ids)
     assert [metric(store, r, PACK_MEMBER) for r in ids[:4]] == [[0.0], [0.0], [1.0], [1.0]]

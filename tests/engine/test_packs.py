@@ -127,7 +127,8 @@ def test_residual_forms(residual):
 
 @pytest.mark.parametrize("options", [
     dict(norm="batch", norm_impl="course", norm_first_layer=False, depth=3),  # HW8 depth-20 style
-    dict(bias=False, norm="layer"), dict(input_bn=True)])
+    dict(bias=False, norm="layer"), dict(input_bn=True), dict(shuffle=False),
+    dict(sample_with_replacement=True, batch_size=24)])
 def test_model_options_of_the_seed_notebooks(options):
     check_pack_matches_solo([cfg(seed=s, **options) for s in (22, 23)])
 
