@@ -17,8 +17,8 @@ import torch
 from engine.config import RunConfig
 from engine.events import (EVAL_METRICS, LR, EPOCH_TRAIN_LOSS, Evaluated, RunEnded, RunStarted,
                            RunStatus, StepLoss)
-from engine.packs import (can_pack, intra_op_threads, max_pack_size, member_bytes, pack_key,
-                          train_pack)
+from engine.packs import (MEMBER_FIELDS, SHARED_FIELDS, can_pack, intra_op_threads,
+                          max_pack_size, member_bytes, pack_key, train_pack)
 from engine.trainer import train
 from tests.datafiles import write_idx_dataset
 
@@ -255,6 +255,19 @@ def test_pack_key_and_can_pack_say_which_runs_share_a_step():
         assert not ok and next(iter(change)) in reason
     ok, reason = can_pack([a, b.replace(pack=False)])
     assert not ok and "pack false" in reason
+
+
+def test_every_option_is_either_per_member_or_shared_by_the_pack():
+    # A new config option is shared (members must agree on it) until the pack implements it
+    # per member; this list makes adding one a decision, not an accident.
+    assert set(SHARED_FIELDS) == {
+        "dataset", "data_dir", "train_subset", "val_split", "input_norm", "toy_samples",
+        "toy_noise", "train_eval_size", "val_from", "val_size", "shuffle",
+        "sample_with_replacement", "model", "depth", "width", "channels", "activation", "norm",
+        "norm_impl", "norm_position", "norm_first_layer", "residual", "bias", "input_bn",
+        "optimizer", "epochs", "max_steps", "batch_size", "drop_last", "keep_best",
+        "eval_every", "device"}
+    assert not set(SHARED_FIELDS) & set(MEMBER_FIELDS)
 
 
 def test_max_pack_size_divides_the_memory_budget_by_a_members_estimate():
