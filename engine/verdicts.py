@@ -377,6 +377,19 @@ def _mean_difference(a, b, axis=-1):
     return np.mean(a, axis=axis) - np.mean(b, axis=axis)
 
 
+SPREAD_TOLERANCE = 1e-9   # relative: values equal to 9 digits are equal (float noise, x 100)
+
+
+def no_spread(*samples) -> bool:
+    """Whether the values of every sample are equal to SPREAD_TOLERANCE (relative): float
+    noise such as 0.58 stored two ways is not a spread to test, and scipy warns on it."""
+    for x in samples:
+        x = np.asarray(x, dtype="float64")
+        if len(x) and np.ptp(x) > SPREAD_TOLERANCE * max(1.0, float(np.abs(x).max())):
+            return False
+    return True
+
+
 def mean_interval(values, confidence: float = CONFIDENCE,
                   interval: str = "t") -> tuple[float, float] | None:
     """The t (or bootstrap) interval of the mean of `values` (None for fewer than two; a
@@ -385,9 +398,10 @@ def mean_interval(values, confidence: float = CONFIDENCE,
     x = np.asarray(values, dtype="float64")
     if len(x) < 2:
         return None
-    m, sem = float(x.mean()), float(stats.sem(x))
-    if sem == 0.0:
+    m = float(x.mean())
+    if no_spread(x):
         return (m, m)
+    sem = float(stats.sem(x))
     if check_interval(interval) == "bootstrap":
         return bootstrap_interval((x,), _mean, confidence)
     lo, hi = stats.t.interval(confidence, len(x) - 1, loc=m, scale=sem)
@@ -402,7 +416,7 @@ def group_stats(name: str, values: list[RunValue], interval: str = "t") -> Group
         return GroupStats(name, 0, None, None, None, None, None, None, None, list(values),
                           f"no run has a value ({missing} without)")
     ci = mean_interval(x, interval=interval)
-    std = float(x.std(ddof=1)) if n > 1 else None
+    std = (0.0 if no_spread(x) else float(x.std(ddof=1))) if n > 1 else None
     note = "one run: no interval" if n == 1 else ("no spread: every run gave the same value"
                                                   if std == 0.0 else "")
     if missing:
@@ -460,12 +474,10 @@ def hedges_g(a, b) -> float | None:
     (Hedges' approximation of the small-sample correction). None without spread."""
     a, b = np.asarray(a, dtype="float64"), np.asarray(b, dtype="float64")
     na, nb = len(a), len(b)
-    if na + nb < 3 or min(na, nb) < 1:
+    if na + nb < 3 or min(na, nb) < 1 or no_spread(a, b):
         return None
     pooled = math.sqrt(((na - 1) * a.var(ddof=1 if na > 1 else 0)
                         + (nb - 1) * b.var(ddof=1 if nb > 1 else 0)) / (na + nb - 2))
-    if pooled == 0.0:
-        return None
     return (1 - 3 / (4 * (na + nb) - 9)) * (a.mean() - b.mean()) / pooled
 
 
@@ -498,12 +510,10 @@ def seeds_needed(a, b, detect: float, alpha: float = ALPHA) -> int | None:
     from scipy import stats
     a, b = np.asarray(a, dtype="float64"), np.asarray(b, dtype="float64")
     na, nb = len(a), len(b)
-    if na + nb < 3 or min(na, nb) < 1 or not detect:
+    if na + nb < 3 or min(na, nb) < 1 or not detect or no_spread(a, b):
         return None
     var = ((na - 1) * (a.var(ddof=1) if na > 1 else 0.0)
            + (nb - 1) * (b.var(ddof=1) if nb > 1 else 0.0)) / (na + nb - 2)
-    if var == 0.0:
-        return None
     z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(POWER)
     n = max(2, math.ceil(2 * z * z * var / detect ** 2))
     while t_power(n, abs(detect), math.sqrt(var), alpha) < POWER:
@@ -548,7 +558,7 @@ def compare_pair(ga: GroupStats, gb: GroupStats, detect: float | None = None,
     pair.seeds_needed_observed = seeds_needed(a, b, abs(pair.diff), alpha) if pair.diff \
         else None
     if len(a) >= 2 and len(b) >= 2:
-        if a.var() == 0.0 and b.var() == 0.0:
+        if no_spread(a, b):
             pair.ci_low = pair.ci_high = pair.diff    # no spread: the difference is exact
         else:
             res = stats.ttest_ind(a, b, equal_var=False)
@@ -561,7 +571,7 @@ def compare_pair(ga: GroupStats, gb: GroupStats, detect: float | None = None,
     if len(pa) >= 2:
         d = pa - pb
         pair.paired_n, pair.paired_diff = len(d), float(d.mean())
-        if d.var() == 0.0:
+        if no_spread(d):
             pair.paired_ci_low = pair.paired_ci_high = pair.paired_diff
         else:
             res = stats.ttest_rel(pa, pb)

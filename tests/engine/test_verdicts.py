@@ -377,3 +377,13 @@ def test_zip_export_holds_the_verdict_rows_and_the_strip_plot():
                                            pytest.approx([69.0, 70.0])]
     means = [t for t in strip.data if t.meta["kind"] == "mean"]
     assert means[0].error_y.array[0] == pytest.approx(result.groups[0].ci_high - 91.0)
+
+
+def test_float_noise_is_no_spread():
+    noisy = [0.58 * 100, 58.00000000000001, 0.5 * 100 + 0.01 * 8 * 100]
+    assert np.ptp(noisy) > 0 and V.no_spread(noisy)
+    g = group("a", noisy)
+    assert g.std == 0.0 and g.ci_low == g.ci_high == g.mean
+    pair = V.compare_pair(g, group("b", [50.0, 50.0]))
+    assert pair.p_welch is None and pair.effect_size is None and pair.seeds_needed is None
+    assert not V.no_spread([58.0, 58.001])
