@@ -430,12 +430,14 @@ def _get(run, name, default=None):
 
 
 def matching_runs(exp: Experiment, stored, *, quick: bool = False) -> dict[str, list]:
-    """{label: [stored runs]} of the experiment at this budget (by config, whatever its tags).
+    """{label: [stored runs]} of the experiment at this budget: runs tagged with its tag whose
+    config is the label's (an equal config run for another experiment is that one's).
     Failed, interrupted and stopped runs are left out (their seeds may be run again)."""
     wanted = {identity(exp.config(label, quick=quick).to_dict()): label for label in exp.labels}
     out: dict[str, list] = {label: [] for label in exp.labels}
     for run in stored:
-        if _get(run, "status") in (RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.STOPPED):
+        if _get(run, "status") in (RunStatus.FAILED, RunStatus.INTERRUPTED, RunStatus.STOPPED) \
+                or exp.tag not in (_get(run, "tags") or ()):
             continue
         label = wanted.get(identity(_get(run, "config")))
         if label is not None:

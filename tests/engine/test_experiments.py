@@ -113,7 +113,8 @@ def test_bad_files_name_file_line_and_field():
 def test_plan_adds_seeds_not_yet_run(catalogue):
     exp = catalogue["uoft-zero-init"]
     first = experiments.plan(exp, seeds=2)
-    stored = [{"id": f"r{i}", "config": cfg.to_dict(), "status": status}
+    stored = [{"id": f"r{i}", "config": cfg.to_dict(), "status": status,
+               "tags": ["exp:uoft-zero-init"]}
               for i, ((_, cfg), status) in enumerate(zip(first, ["completed", "failed",
                                                                  "completed", "running"]))]
     again = experiments.plan(exp, seeds=2, stored=stored)
@@ -124,9 +125,12 @@ def test_plan_adds_seeds_not_yet_run(catalogue):
     assert by_label == {"Default init": [1, 2], "All zeros": [2, 3]}
     # a quick run is a different point: it does not count for the full budget
     quick = [{"id": "q", "config": exp.config("All zeros", quick=True).to_dict(),
-              "status": "completed"}]
+              "status": "completed", "tags": ["exp:uoft-zero-init", "quick"]}]
     assert experiments.matching_runs(exp, quick)["All zeros"] == []
     assert len(experiments.matching_runs(exp, quick, quick=True)["All zeros"]) == 1
+    # the same config run for another experiment (its tag) is not this one's
+    other = [{**quick[0], "tags": ["exp:uoft-bn-position", "quick"]}]
+    assert experiments.matching_runs(exp, other, quick=True)["All zeros"] == []
 
 
 # --- shrunken experiments, end to end ------------------------------------------------------
