@@ -26,6 +26,7 @@ HEATMAP_HEIGHT = 360         # px of the heat-map row
 PROFILE_HEIGHT = 320
 REGIONS_SIZE = 460           # px of the square decision-region plot
 THUMB_COLUMNS = 8            # unit thumbnails per row
+MAX_HEAT_COLUMNS = 300       # step columns drawn per heat map at most
 TITLE_CHARS = 110            # characters of run labels over the heat-map panels, shared
 # Class colours: light fills for regions, the same hues dark for the points.
 CLASS_FILL = ("#a6cee3", "#fdbf6f", "#b2df8a", "#fb9a99", "#cab2d6", "#ffff99")
@@ -45,15 +46,25 @@ def diag_quantities(frame: pd.DataFrame) -> list[str]:
 
 def layer_matrix(frame: pd.DataFrame, quantity: str) -> pd.DataFrame:
     """One run's `quantity` as a layer (rows) x step (columns) table of values."""
-    rows = []
-    for step, name, value in zip(frame["step"], frame["name"], frame["value"]):
-        parsed = parse_metric_name(name)
-        if parsed and parsed[0] == quantity:
-            rows.append((parsed[1], int(step), float(value)))
-    if not rows:
+    prefix = f"diag/{quantity}/"
+    rows = frame[frame["name"].str.startswith(prefix)] if len(frame) else frame
+    if not len(rows):
         return pd.DataFrame()
-    table = pd.DataFrame(rows, columns=["layer", "step", "value"])
-    return table.pivot_table(index="layer", columns="step", values="value", aggfunc="last")
+    layers = rows["name"].str.slice(len(prefix))
+    rows = rows[layers.str.isdigit()]
+    table = pd.DataFrame({"layer": layers[layers.str.isdigit()].astype(int),
+                          "step": rows["step"].astype(int), "value": rows["value"].astype(float)})
+    return table.pivot_table(index="layer", columns="step", values="value", aggfunc="last",
+                             dropna=False)
+
+
+def _thin_columns(matrix: pd.DataFrame, most: int) -> pd.DataFrame:
+    """At most `most` step columns, evenly spread, the last one kept (a heat map wider than
+    the screen in pixels shows nothing more and costs the browser)."""
+    if matrix.shape[1] <= most:
+        return matrix
+    keep = np.unique(np.linspace(0, matrix.shape[1] - 1, most).round().astype(int))
+    return matrix.iloc[:, keep]
 
 
 def _shown(values: np.ndarray, quantity: str) -> np.ndarray:
@@ -69,7 +80,8 @@ def heatmap_figure(frames: dict, labels: dict, quantity: str, *,
                    step: int | None = None) -> go.Figure:
     """Layer x step heat maps of `quantity`, one panel per run, all on one colour scale.
     `frames`: run id -> metrics frame; `step` draws a marker line at that step."""
-    matrices = {rid: layer_matrix(frame, quantity) for rid, frame in frames.items()}
+    matrices = {rid: _thin_columns(layer_matrix(frame, quantity), MAX_HEAT_COLUMNS)
+                for rid, frame in frames.items()}
     matrices = {rid: m for rid, m in matrices.items() if not m.empty}
     per_title = TITLE_CHARS // max(1, len(matrices))
     fig = make_subplots(rows=1, cols=max(1, len(matrices)), shared_yaxes=True,
@@ -222,27 +234,38 @@ def _square(fig: go.Figure, bounds, title: str) -> None:
 
 
 def units_figure(data: dict) -> go.Figure:
-    """One small heat map per first-layer unit: its output over the input plane."""
-    units = data.get("units") or []
-    if not units:
+    """One small map per first-layer unit (its output over the input plane), tiled into one
+    heat map with gaps between units: one trace draws fast however many units there are."""
+    units = np.asarray(data.get("units") or [], dtype=float)
+    if not len(units):
         fig = go.Figure()
         _empty(fig, "No hidden layer to show")
         return fig
-    cols = min(THUMB_COLUMNS, len(units))
-    rows = math.ceil(len(units) / cols)
-    fig = make_subplots(rows=rows, cols=cols, horizontal_spacing=0.01, vertical_spacing=0.03,
-                        subplot_titles=[f"unit {i}" for i in range(len(units))])
-    b = data["bounds"]
-    n = len(units[0])
-    xs, ys = np.linspace(b[0], b[1], n), np.linspace(b[2], b[3], n)
+    n_units, size = units.shape[0], units.shape[1]
+    cols = min(THUMB_COLUMNS, n_units)
+    rows = math.ceil(n_units / cols)
+    cell, row_cell = size + 1, size + 4       # blank columns between units, rows for labels
+    mosaic = np.full((rows * row_cell - 4, cols * cell - 1), np.nan)
+    unit_of = np.full(mosaic.shape, -1)
     for i, unit in enumerate(units):
-        fig.add_trace(go.Heatmap(z=unit, x=xs, y=ys, colorscale="RdBu", zmid=0, showscale=False,
-                                 hovertemplate=f"unit {i}: %{{z:.3g}}<extra></extra>"),
-                      row=i // cols + 1, col=i % cols + 1)
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False)
-    fig.update_annotations(font_size=10)
-    fig.update_layout(height=90 * rows + 40, margin=dict(t=40, b=10, l=10, r=10),
+        r, c = divmod(i, cols)
+        # rows of a unit run over y upwards; the mosaic's first unit row is drawn on top
+        top = (rows - 1 - r) * row_cell
+        mosaic[top:top + size, c * cell:c * cell + size] = unit
+        unit_of[top:top + size, c * cell:c * cell + size] = i
+    limit = float(np.nanmax(np.abs(units))) or 1.0
+    fig = go.Figure(go.Heatmap(z=mosaic, customdata=unit_of, colorscale="RdBu", zmin=-limit,
+                               zmax=limit, showscale=False, xgap=0, ygap=0,
+                               hovertemplate="unit %{customdata}: %{z:.3g}<extra></extra>"))
+    for i in range(n_units):
+        r, c = divmod(i, cols)
+        fig.add_annotation(x=c * cell + size / 2 - 0.5, y=(rows - 1 - r) * row_cell + size - 0.5,
+                           text=f"unit {i}", showarrow=False, yanchor="bottom",
+                           font=dict(size=10))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x", scaleratio=1)
+    fig.update_layout(height=95 * rows + 50, margin=dict(t=40, b=10, l=10, r=10),
+                      plot_bgcolor="white",
                       title=dict(text="First-layer units (blue: positive output)",
                                  font=dict(size=13)))
     return fig

@@ -67,6 +67,7 @@ REGION_GRID = 48              # decision-region grid, points per side
 THUMB_GRID = 16               # per-unit thumbnail grid, points per side
 MAX_THUMB_UNITS = 32          # thumbnails for at most this many first-layer units (~100 KB)
 REGION_MARGIN = 0.15          # grid bounds: data range widened by this fraction on each side
+MAX_REGION_SNAPSHOTS = 100    # decision-region snapshots per run at most (evenly spread)
 
 
 def metric_name(quantity: str, layer: int) -> str:
@@ -383,7 +384,20 @@ def unit_thumbnails(model: nn.Module, bounds, resolution: int = THUMB_GRID,
     out = children[1](children[0](points))
     model.train(was_training)
     out = out[:, :max_units].T.reshape(-1, resolution, resolution)
-    return [[[round(v, 4) for v in row] for row in unit] for unit in out.float().tolist()]
+    return [[[round(v, 3) for v in row] for row in unit] for unit in out.float().tolist()]
+
+
+def regions_due(cfg: RunConfig, step: int, steps_per_epoch: int, total_steps: int) -> bool:
+    """Whether the evaluation at `step` of a toy run stores its decision regions: the first
+    evaluations, the last, and then at most MAX_REGION_SNAPSHOTS spread evenly over the run
+    (a snapshot is ~60 KB; a 3,000-epoch run must not store 3,000 of them)."""
+    if not is_toy(cfg):
+        return False
+    interval = cfg.eval_every or steps_per_epoch          # steps between evaluations
+    if step == total_steps or step <= interval:
+        return True
+    per_slot = total_steps / MAX_REGION_SNAPSHOTS
+    return math.floor(step / per_slot) > math.floor((step - interval) / per_slot)
 
 
 def regions_snapshot(run_id: str, step: int, model: nn.Module, points) -> Snapshot:

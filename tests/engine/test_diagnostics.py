@@ -173,6 +173,15 @@ def test_toy_run_emits_regions_with_unit_thumbnails_at_each_evaluation():
     assert len(json.dumps(data)) < 200_000
 
 
+def test_a_long_toy_run_stores_at_most_a_hundred_region_snapshots_spread_over_it():
+    cfg = RunConfig(**{**TOY, "epochs": 3000})               # 4 steps per epoch, 12,000 steps
+    due = [s for s in range(4, 12_001, 4) if diag.regions_due(cfg, s, 4, 12_000)]
+    assert due[:2] == [4, 120] and due[-1] == 12_000 and 95 <= len(due) <= 101
+    assert max(np.diff(due)) <= 120                          # evenly spread
+    assert not diag.regions_due(RunConfig(**{**TOY, "dataset": "mnist", "model": "mlp"}),
+                                4, 4, 8)                     # image sets: never
+
+
 # --- the trainer hook ----------------------------------------------------------------------------
 
 def test_diagnostics_are_collected_every_diag_every_steps_and_at_evaluations():
