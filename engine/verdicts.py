@@ -785,6 +785,7 @@ def strip_figure(result: Verdicts) -> go.Figure:
     """Every run as a dot above its group's name (spread sideways so equal values stay
     visible), and each group's mean with its 95% interval as a bar beside the dots."""
     fig = go.Figure()
+    ci_name = "95% bootstrap CI" if result.interval == "bootstrap" else "95% CI"
     colors = describe.palette_colors([g.name for g in result.groups])
     for i, g in enumerate(result.groups):
         runs = [v for v in g.values if math.isfinite(v.value)]
@@ -808,12 +809,12 @@ def strip_figure(result: Verdicts) -> go.Figure:
                              arrayminus=[g.mean - g.ci_low] if has_ci else [0],
                              visible=has_ci, color=colors[g.name], thickness=2, width=6),
                 hovertext=[f"{g.name}: mean {g.mean:.4g}" + (
-                    f", 95% CI {g.ci_low:.4g} to {g.ci_high:.4g}" if has_ci else
+                    f", {ci_name} {g.ci_low:.4g} to {g.ci_high:.4g}" if has_ci else
                     " (one run: no interval)") + f", n {g.n}"], hoverinfo="text",
                 meta={"kind": "mean", "group": g.name}))
     fig.update_layout(
         template="plotly_white", height=380, margin=dict(l=10, r=10, t=40, b=10),
-        title=dict(text=f"{result.summary.describe()}: every run a dot, mean ± 95% CI", x=0),
+        title=dict(text=f"{result.summary.describe()}: every run a dot, mean ± {ci_name}", x=0),
         showlegend=False)
     fig.update_xaxes(tickvals=list(range(len(result.groups))),
                      ticktext=[g.name for g in result.groups],

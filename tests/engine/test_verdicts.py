@@ -377,6 +377,9 @@ def test_zip_export_holds_the_verdict_rows_and_the_strip_plot():
                                            pytest.approx([69.0, 70.0])]
     means = [t for t in strip.data if t.meta["kind"] == "mean"]
     assert means[0].error_y.array[0] == pytest.approx(result.groups[0].ci_high - 91.0)
+    assert strip.layout.title.text.endswith("every run a dot, mean ± 95% CI")
+    boot = V.strip_figure(V.verdicts(frame, runs, FINAL, interval="bootstrap"))
+    assert boot.layout.title.text.endswith("mean ± 95% bootstrap CI")
 
 
 def test_float_noise_is_no_spread():
