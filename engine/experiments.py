@@ -574,6 +574,10 @@ def evaluate(exp: Experiment, stored, frame, *, quick: bool = False) -> Result:
         values = group_values(exp, groups, frame, ref.metric, "final", ref.epoch)[ref.run]
         x = values.finite
         interval = prediction_interval(x)
+        if interval is not None:
+            # the notebook printed a rounded value: widen by half its last printed digit
+            half_digit = 0.5 * 10.0 ** -_decimals(ref.value)
+            interval = (interval[0] - half_digit, interval[1] + half_digit)
         row = {"run": ref.run, "metric": ref.metric,
                "at": "final" if ref.epoch is None else f"epoch {ref.epoch:g}",
                "notebook": ref.value, "mean": float(x.mean()) if len(x) else None,
@@ -588,6 +592,16 @@ def evaluate(exp: Experiment, stored, frame, *, quick: bool = False) -> Result:
         result.claims.append(judge(claim, group_values(exp, groups, frame, claim.metric,
                                                        claim.summary), exp.classes))
     return result
+
+
+def _decimals(value: float) -> int:
+    """Digits after the point as the value was written (Python's shortest repr: 61.8 -> 1,
+    1.1504 -> 4, 10.0 -> 1)."""
+    text = repr(float(value))
+    if "e" in text:
+        mantissa, exponent = text.split("e")
+        return max(0, len(mantissa.partition(".")[2].rstrip("0")) - int(exponent))
+    return len(text.partition(".")[2])
 
 
 def _epochs(cfg: RunConfig) -> int:

@@ -280,3 +280,22 @@ def test_prediction_interval_by_hand():
     half = stats.t.ppf(0.975, 2) * 2.0 * math.sqrt(1 + 1 / 3)
     assert experiments.prediction_interval(x) == pytest.approx((62 - half, 62 + half))
     assert experiments.prediction_interval(np.array([1.0])) is None
+
+
+def test_reference_inside_allows_for_the_notebooks_rounding(catalogue, tmp_path):
+    import pandas as pd
+    exp = catalogue["hw8-depth20"]
+    # three seeds that all end at exactly 10.0% (no spread): the printed 10.0% is inside
+    runs, rows = [], []
+    for seed in range(3):
+        cfg = exp.config("Plain", seed=seed).to_dict()
+        runs.append({"id": f"p{seed}", "config": cfg, "status": "completed",
+                     "tags": [exp.tag], "started_at": 0.0})
+        rows.append({"id": seed, "run": f"p{seed}", "step": 2350, "epoch": 10.0,
+                     "name": "val/acc", "value": 0.1 + 1e-12 * seed, "time": 1.0})
+    result = experiments.evaluate(exp, runs, pd.DataFrame(rows))
+    plain = next(r for r in result.references if r["run"] == "Plain" and r["at"] == "epoch 10"
+                 and r["metric"] == "val/acc")
+    assert plain["inside"] is True and plain["n"] == 3
+    assert experiments._decimals(61.8) == 1 and experiments._decimals(1.1504) == 4
+    assert experiments._decimals(1e-7) == 7
