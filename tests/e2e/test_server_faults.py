@@ -35,7 +35,7 @@ def launch_long_toy_run(server: AppServer, min_rows: int = 200) -> None:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page()
         page.set_default_timeout(30_000)
-        page.goto(server.url)
+        page.goto(f"{server.url}/launch")   # the Playground is the landing page
         page.get_by_role("button", name="Launch 1 run").wait_for()
         page.get_by_test_id("stSelectbox").filter(has_text="Preset").click()
         page.get_by_role("option", name="toy spirals quick").click()
