@@ -45,7 +45,6 @@ CLONE_CONFIG = "clone_config"        # set by the Runs page: a config dict to fi
 
 # --- live view --------------------------------------------------------------------------------
 LIVE_CACHE = "live_cache"            # run id -> {"after": metric id, "frame": DataFrame}
-LIVE_RECENT = "live_recent"          # how many finished runs the live view keeps showing
 
 # --- runs page --------------------------------------------------------------------------------
 RUNS_TABLE = "runs_table"            # dataframe selection

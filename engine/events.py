@@ -132,15 +132,6 @@ class Evaluated:
     metrics: dict = field(default_factory=dict)   # metric name -> float: every number,
     #                                                 throughput and elapsed time included
 
-    # Read-only views for readers written before throughput moved into `metrics`.
-    @property
-    def examples_per_s(self) -> float:
-        return float(self.metrics.get(EXAMPLES_PER_S, 0.0))
-
-    @property
-    def elapsed_s(self) -> float:
-        return float(self.metrics.get(ELAPSED_S, 0.0))
-
 
 @dataclass(frozen=True)
 class RunEnded:

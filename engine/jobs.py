@@ -518,7 +518,6 @@ def _update(job: _Job, event) -> None:
     elif isinstance(event, Evaluated):
         p.step, p.epoch = int(event.step), float(event.epoch)
         p.metrics.update({k: float(v) for k, v in event.metrics.items()})
-        p.metrics[EXAMPLES_PER_S] = float(event.examples_per_s)
     elif isinstance(event, RunEnded):
         p.status, p.reason, p.step = event.status, event.reason, int(event.step)
     if job.started_at is not None:

@@ -25,7 +25,7 @@ from plotly.subplots import make_subplots
 from engine import config, curves, describe, verdicts
 from engine.curves import (divergence_step, downsample_minmax, drawable, group_stats,  # noqa: F401
                            smooth_ema)
-from engine.describe import IGNORED_FIELDS, format_field, rgba, value_text  # noqa: F401
+from engine.describe import IGNORED_FIELDS, rgba, value_text
 from engine.events import (STEP_LOSS, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, RunStatus,
                            metric_info)
 
@@ -85,12 +85,6 @@ def metric_title(metric: str) -> str:
 
 def metric_higher_is_better(metric: str) -> bool:
     return metric_info(metric).higher_is_better is not False
-
-
-def legend_labels(configs: dict, names: dict | None = None) -> dict:
-    """{key: label} of configs shown together: describe.labels_from_configs (kept under this
-    name for engine/verdicts.py)."""
-    return describe.labels_from_configs(configs, names)
 
 
 def _get(run, name, default=None):

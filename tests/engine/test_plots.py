@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from engine import curves, describe, plots
+from engine import describe, curves, describe, plots
 from engine.events import STEP_LOSS, VAL_ACC, VAL_LOSS, RunStatus
 
 T0 = 1_700_000_000.0
@@ -94,11 +94,11 @@ def test_downsample_keeps_gaps_and_short_series_untouched():
 # --- labels and colours ----------------------------------------------------------------------
 
 def test_legend_labels_show_only_differing_fields():
-    labels = plots.legend_labels({
+    labels = describe.labels_from_configs({
         "a": {"optimizer": "adam", "norm": "layer", "lr": 0.01, "seed": 0},
         "b": {"optimizer": "sgd", "norm": "none", "lr": 0.01, "seed": 0}})
     assert labels == {"a": "adam · layer norm", "b": "sgd · no norm"}
-    labels = plots.legend_labels({"a": {"lr": 0.01, "depth": 20},
+    labels = describe.labels_from_configs({"a": {"lr": 0.01, "depth": 20},
                                   "b": {"lr": 0.001, "depth": 5}})
     assert labels == {"a": "lr 0.01 · depth 20", "b": "lr 0.001 · depth 5"}
 
@@ -106,10 +106,10 @@ def test_legend_labels_show_only_differing_fields():
 def test_legend_labels_ignore_paths_and_fall_back_to_names():
     configs = {"r1": {"data_dir": "/x", "device": "cpu"}, "r2": {"data_dir": "/y",
                                                                  "device": "cuda"}}
-    assert plots.legend_labels(configs, {"r1": "first", "r2": "second"}) == \
+    assert describe.labels_from_configs(configs, {"r1": "first", "r2": "second"}) == \
         {"r1": "first", "r2": "second"}
     # equal configs where some runs still differ: duplicates get a short id to tell them apart
-    labels = plots.legend_labels({"run-aaaaaa": {"lr": 0.1}, "run-bbbbbb": {"lr": 0.1},
+    labels = describe.labels_from_configs({"run-aaaaaa": {"lr": 0.1}, "run-bbbbbb": {"lr": 0.1},
                                   "run-cccccc": {"lr": 0.2}})
     assert labels["run-cccccc"] == "lr 0.2"
     assert labels["run-aaaaaa"] != labels["run-bbbbbb"] and "aaaaaa" in labels["run-aaaaaa"]

@@ -45,7 +45,7 @@ def test_completed_run_emits_started_losses_evaluations_and_one_end():
         assert set(ev.EVAL_METRICS) <= e.metrics.keys()
         assert 0.0 <= e.metrics[ev.VAL_ACC] <= 1.0
         assert e.metrics[ev.LR] == 0.05
-        assert e.examples_per_s > 0 and e.elapsed_s > 0
+        assert e.metrics[ev.EXAMPLES_PER_S] > 0 and e.metrics[ev.ELAPSED_S] > 0
         # the seed's "Train Loss": the mean step loss over the epoch
         assert ev.EPOCH_TRAIN_LOSS in e.metrics
     assert len(of(seen, ev.RunEnded)) == 1
