@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from engine import describe, curves, describe, plots
+from engine import curves, describe, plots
 from engine.events import STEP_LOSS, VAL_ACC, VAL_LOSS, RunStatus
 
 T0 = 1_700_000_000.0
