@@ -66,8 +66,10 @@ with st.container(border=True):
         else:
             manager = services.get_manager()
             try:
-                ids = [manager.submit(cfg, name=run_name, tags=launch.tags)
-                       for cfg, run_name in zip(launch.configs, launch.names)]
+                # One grid: every run enters the queue at once, so runs that share a shape
+                # train together as a pack (engine/packs.py).
+                ids = manager.submit_many([(cfg, run_name, launch.tags) for cfg, run_name
+                                           in zip(launch.configs, launch.names)])
             except (ValueError, RuntimeError) as error:
                 st.error(plain(f"Could not launch: {error}"))
             else:
