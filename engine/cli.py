@@ -510,7 +510,7 @@ def cmd_experiment(args) -> int:
         for _, cfg in planned:
             _check_data(cfg)
         from engine.jobs import JobManager
-        manager = JobManager(store, max_concurrent=1)
+        manager = JobManager(store)        # as a grid: runs and packs side by side
         ids = manager.submit_many([(cfg, experiments.run_name(exp, label, cfg),
                                     experiments.run_tags(exp, args.quick))
                                    for label, cfg in planned])

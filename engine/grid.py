@@ -67,7 +67,10 @@ def run_grid(configs: list[RunConfig], *, store, name: str, tags) -> int:
     from engine.events import RunStatus
     from engine.jobs import JobManager
 
-    manager = JobManager(store, max_concurrent=1)
+    # The default concurrency (one run or pack per core, or per cluster CPU on Ray): a grid's
+    # packs and lone runs train side by side. Each run's thread count does not depend on it,
+    # so its curve is the same as from the dashboard.
+    manager = JobManager(store)
     ids = manager.submit_many([(c, f"{name} {i}".strip() if name else "", tags)
                                for i, c in enumerate(configs)])
     print(f"grid of {len(ids)} runs: {', '.join(ids)}", file=sys.stderr)
