@@ -13,7 +13,7 @@ ifneq ($(wildcard ../shared/data),)
 export TRAINLAB_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: run test setup system-deps bench soak
+.PHONY: run test setup system-deps bench soak ray-test
 
 setup: $(STAMP) system-deps
 
@@ -42,3 +42,8 @@ bench: setup
 # The long soak (minutes): run by hand, not in CI.
 soak: setup
 	$(PY) -m pytest -m soak -p no:cacheprovider tests/engine/test_soak.py
+
+# The slow Ray tests (a local Ray instance per test: killed workers, a killed driver, data
+# through the object store): run by hand, not in CI.
+ray-test: setup
+	$(PY) -m pytest -m ray_slow -p no:cacheprovider tests/e2e/test_ray.py
