@@ -63,7 +63,9 @@ def progress_line(p) -> tuple[float, str]:
                                                        and p.epoch < p.epochs else 0))
     parts = [f"epoch {max(epoch, 0)}/{p.epochs}" if p.epochs else None,
              f"step {p.step}/{total}" if total else f"step {p.step}"]
-    if p.status == RunStatus.RUNNING:
+    if p.status == RunStatus.RUNNING and getattr(p, "paused", False):
+        parts.append("paused")       # no time left while it waits: it is not training
+    elif p.status == RunStatus.RUNNING:
         parts.append(f"{format_duration(p.eta_s)} left" if p.eta_s is not None
                      else "time left: estimating")
     else:
