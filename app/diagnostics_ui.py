@@ -22,7 +22,7 @@ from engine.config import ConfigError, RunConfig
 RUNS_KEY = "diag_runs"
 QUANTITY_KEY = "diag_quantity"
 STEP_KEY = "diag_step"
-STEP_NEWEST_KEY = "diag_step_newest"   # the newest step when the slider was last drawn
+FOLLOW_KEY = "diag_follow"        # keep the step slider at the newest step
 CACHE_KEY = "diag_cache"          # run id -> {"after": metric id, "frame": DataFrame}
 REGIONS_CACHE_KEY = "diag_regions_cache"   # run id -> [(step, regions snapshot data)]
 DEFAULT_RUNS = 3                  # runs preselected: the newest ones
@@ -88,24 +88,32 @@ def quantity_ui(frames: dict) -> str | None:
                         format_func=lambda q: dplots.QUANTITY_LABELS.get(q, q))
 
 
-def step_ui(steps: list[int]) -> int:
-    """A slider over the collection steps; it follows the newest step until moved."""
+def step_ui(steps: list[int], training: bool) -> int:
+    """A slider over the collection steps, and "Follow training" (on by default while a
+    shown run trains): while on, the slider stays at the newest step as runs go on."""
     if len(steps) == 1:
         st.session_state[STEP_KEY] = steps[0]
         st.caption(f"One collection so far, at step {steps[0]}.")
         return steps[0]
-    value, newest = st.session_state.get(STEP_KEY), st.session_state.get(STEP_NEWEST_KEY)
-    if value not in steps or value == newest:   # at the newest step: stay there as runs train
+    if FOLLOW_KEY not in st.session_state:
+        st.session_state[FOLLOW_KEY] = training
+    # Set before the widget on every tick, not only when it was at the newest step: a redraw
+    # cut short by the next tick hands the browser's older slider value back.
+    if st.session_state[FOLLOW_KEY] or st.session_state.get(STEP_KEY) not in steps:
         st.session_state[STEP_KEY] = steps[-1]
-    st.session_state[STEP_NEWEST_KEY] = steps[-1]
-    return st.select_slider("Step", steps, key=STEP_KEY,
-                            help="Scrub through training: the per-layer profile below and the "
-                                 "line on the heat maps follow it.")
+    slider, follow = st.columns([6, 1], vertical_alignment="bottom")
+    follow.toggle("Follow training", key=FOLLOW_KEY,
+                  help="Keep the slider at the newest step while runs train; turn off to scrub.")
+    return slider.select_slider("Step", steps, key=STEP_KEY,
+                                disabled=st.session_state[FOLLOW_KEY],
+                                help="Scrub through training: the per-layer profile below and "
+                                     "the line on the heat maps follow it.")
 
 
 def go_to_step(step: int, quantity: str | None = None) -> None:
     """Button callback: move the slider (and the quantity) to a warning's evidence."""
     st.session_state[STEP_KEY] = step
+    st.session_state[FOLLOW_KEY] = False
     if quantity:
         st.session_state[QUANTITY_KEY] = quantity
 

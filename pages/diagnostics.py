@@ -13,6 +13,7 @@ from app import diagnostics_ui as ui
 from app import services
 from engine import describe
 from engine import diagnostic_plots as dplots
+from engine.events import RunStatus
 
 st.title("Diagnostics")
 st.caption("Why a run learns or fails, layer by layer: gradient and weight norms, the update "
@@ -45,7 +46,7 @@ def live_diagnostics():
         ui.regions_ui(store, fresh, run_ids, labels, None)
         return
     steps = dplots.steps_of(frames, quantity)
-    step = ui.step_ui(steps)
+    step = ui.step_ui(steps, any(fresh[rid].status in RunStatus.ACTIVE for rid in run_ids))
     st.plotly_chart(dplots.heatmap_figure(frames, labels, quantity, step=step),
                     key="diag_heatmap", config={"displaylogo": False})
     st.plotly_chart(dplots.profile_figure(frames, labels, quantity, step),

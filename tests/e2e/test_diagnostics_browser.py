@@ -1,0 +1,75 @@
+"""End to end in a real browser: a spirals run trained by the CLI (its own process) while the
+app's Diagnostics page is open; the page's decision regions move on to later steps by
+themselves (live), beside the heat map and the warnings. A screenshot is saved under tmp_path.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.server import ARGS, CHROMIUM, ROOT, AppServer
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                       reason=f"{CHROMIUM} is missing (install Debian's chromium: make setup)"),
+]
+
+
+def regions_step(page) -> int:
+    """The step in the decision-region chart's title ("<run> · step N"), 0 when not drawn.
+    While a redraw replaces the chart the old one may briefly remain: the newest counts."""
+    titles = page.evaluate("""() => Array.from(document.querySelectorAll('.js-plotly-plot'))
+        .map(p => (p._fullLayout && p._fullLayout.title && p._fullLayout.title.text) || '')""")
+    steps = [int(m.group(1)) for t in titles
+             if (m := re.search(r" · step (\d+)(</b>)*$", t))]   # Streamlit bolds titles
+    return max(steps, default=0)
+
+
+def test_decision_regions_form_live_while_the_cli_trains(tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    server = AppServer(tmp_path)
+    trainer = None
+    try:
+        # ~8 steps per epoch, an evaluation (and a regions snapshot) after each
+        trainer = subprocess.Popen(
+            [sys.executable, "-m", "engine", "--db", str(server.db), "run", "--dataset",
+             "spirals", "--toy-samples", "200", "--width", "16", "--batch-size", "20",
+             "--epochs", "3000", "--optimizer", "adam", "--lr", "0.01", "--device", "cpu",
+             "--name", "e2e spirals", "--quiet"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert trainer.stderr.readline().startswith("run "), "the CLI did not start its run"
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            page.goto(f"{server.url}/diagnostics")
+            page.get_by_text("Decision regions").wait_for(timeout=60_000)
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot')"
+                                   ".length >= 4", timeout=60_000)
+            seen = []                            # the live fragment redraws every 2 s
+            for _ in range(100):
+                step = regions_step(page)
+                if step and (not seen or step != seen[-1]):
+                    seen.append(step)
+                if len(seen) >= 3:
+                    break
+                page.wait_for_timeout(300)
+            assert len(seen) >= 3 and seen == sorted(seen), seen   # later steps, in order
+            # heat map, profile, regions, units, signal: redraws replace, they do not pile up
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot')"
+                                   ".length === 5", timeout=20_000)
+            page.get_by_text("gradient norm per layer over training").wait_for()
+            page.screenshot(path=str(tmp_path / "diagnostics.png"), full_page=True)
+            print(f"screenshot: {tmp_path / 'diagnostics.png'}")
+            browser.close()
+    finally:
+        if trainer is not None and trainer.poll() is None:
+            trainer.terminate()
+            trainer.wait(15)
+        server.stop()
