@@ -135,14 +135,15 @@ def group_runs(runs, group_by: str) -> dict[str, list]:
 
 
 def group_stats(series: list[pd.DataFrame], x_axis: str) -> pd.DataFrame:
-    """Mean, std (over members, ddof 0), min, max and member count n per step of a group's
+    """Mean, std (the sample std over members, ddof 1, as the verdict table gives it; nan
+    for one member), min, max and member count n per step of a group's
     series. Members are aligned on step; x is the step, the members' mean epoch or their mean
     seconds since start. Non-finite values are left out of the statistics. The band drawn
     around the mean comes from these columns: engine.verdicts.band_edges."""
     stacked = pd.concat([s.assign(member=i) for i, s in enumerate(series)], ignore_index=True)
     stacked = stacked.assign(y=stacked["y"].where(np.isfinite(stacked["y"])))
     g = stacked.groupby("step", sort=True)
-    stats = pd.DataFrame({"mean": g["y"].mean(), "std": g["y"].std(ddof=0), "min": g["y"].min(),
+    stats = pd.DataFrame({"mean": g["y"].mean(), "std": g["y"].std(ddof=1), "min": g["y"].min(),
                           "max": g["y"].max(), "n": g["y"].count(), "x": g["x"].mean()})
     stats = stats.reset_index()
     if x_axis == "step":

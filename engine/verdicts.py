@@ -828,7 +828,7 @@ def strip_figure(result: Verdicts) -> go.Figure:
 def band_edges(group: pd.DataFrame, band: str = "std") -> tuple[np.ndarray, np.ndarray]:
     """Lower and upper edge of the band around a group's mean curve, per point of `group`
     (columns mean, n, std, min, max as curves.group_stats gives them: n members with a finite
-    value there, std over them with ddof 0): std -> mean ± 1 std of the runs, minmax -> min
+    value there, their sample std, ddof 1): std -> mean ± 1 std of the runs, minmax -> min
     and max, ci -> 95% t interval of the mean. nan where fewer than two runs have a value,
     so a band starts only where there is a spread to show."""
     from scipy import stats
@@ -842,8 +842,8 @@ def band_edges(group: pd.DataFrame, band: str = "std") -> tuple[np.ndarray, np.n
     elif band == "minmax":
         low, high = group["min"].to_numpy(dtype="float64"), group["max"].to_numpy(dtype="float64")
     else:
-        # sem = sample std (ddof 1) / sqrt(n) = std (ddof 0) / sqrt(n - 1)
+        # standard error of the mean = sample std (ddof 1) / sqrt(n)
         m = np.where(two, n, 2.0)
-        half = stats.t.ppf(0.5 + CONFIDENCE / 2, m - 1) * std / np.sqrt(m - 1)
+        half = stats.t.ppf(0.5 + CONFIDENCE / 2, m - 1) * std / np.sqrt(m)
         low, high = mean - half, mean + half
     return np.where(two, low, np.nan), np.where(two, high, np.nan)

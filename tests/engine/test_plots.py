@@ -222,7 +222,8 @@ def test_grouping_over_seeds_gives_mean_and_band():
     expected = (0.2 + 0.1 + 0.01 * steps) * 100           # mean over seeds 0, 1, 2, in %
     np.testing.assert_allclose(means[0].y, expected)
     np.testing.assert_allclose(means[0].x, steps)
-    sd = np.std([0.0, 10.0, 20.0])                        # seeds add 0, 10, 20 points of %
+    # seeds add 0, 10, 20 points of %; the band's std is the sample std, as in the verdicts
+    sd = np.std([0.0, 10.0, 20.0], ddof=1)
     np.testing.assert_allclose(bands[0].y, np.concatenate([expected + sd, (expected - sd)[::-1]]))
     fig = plots.build_figure(frame, runs, plots.ChartOptions(group_by="seed", band="minmax"))
     band = traces(fig, "band")[0]

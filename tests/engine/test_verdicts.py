@@ -327,7 +327,7 @@ def test_band_edges_count_runs_per_step_and_start_at_two():
     x = np.array([2.0, 4.0, 3.0])
     assert (lo[1], hi[1]) == pytest.approx(stats.t.interval(0.95, 2, loc=x.mean(),
                                                             scale=stats.sem(x)))
-    assert V.band_edges(st, "std")[1][1] == pytest.approx(3.0 + x.std())
+    assert V.band_edges(st, "std")[1][1] == pytest.approx(3.0 + x.std(ddof=1))   # sample std
     assert [v[1] for v in V.band_edges(st, "minmax")] == [2.0, 4.0]
     with pytest.raises(ValueError, match="band: 'iqr' is not allowed"):
         V.band_edges(st, "iqr")
