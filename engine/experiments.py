@@ -57,6 +57,10 @@ MAX_SEEDS = 20
 # multiply-adds per second one run achieves here (a 2x20 MLP epoch of Fashion-MNIST takes
 # about 0.3 s on one core: 60,000 x 16,330 params x 3 (forward + backward) / 0.3 s).
 ROUGH_MACS_PER_S = 1e10
+ROUGH_STEP_S = 0.002          # per optimizer step beyond its arithmetic (measured order)
+ROUGH_RUN_S = 3.0             # per run: start, data, evaluations of a small model
+# multiply-adds per example of one forward pass of the CNNs (their weights say little)
+CNN_MACS = {"mnist-cnn": 3e5, "three-layer-convnet": 1.2e7, "preact-resnet": 4e7}
 
 
 class ExperimentError(ValueError):
@@ -404,7 +408,8 @@ def load_file(path: str | Path) -> Experiment:
 
 
 def catalogue(folder: str | Path | None = None) -> dict[str, Experiment]:
-    """Every experiment file in the folder (assets/experiments), by id, in file-name order."""
+    """Every experiment file in the folder (assets/experiments), by id, in the order of their
+    notebooks (Homework 8 first), then of their file names."""
     out: dict[str, Experiment] = {}
     for path in sorted(Path(folder or CATALOGUE_DIR).glob("*.yaml")):
         exp = load_file(path)
@@ -412,7 +417,7 @@ def catalogue(folder: str | Path | None = None) -> dict[str, Experiment]:
             raise ExperimentError(path.name, 1, "id", f"{exp.id!r} is also the id of "
                                   f"{out[exp.id].filename}")
         out[exp.id] = exp
-    return out
+    return dict(sorted(out.items(), key=lambda item: (item[1].notebook, item[1].filename)))
 
 
 # --- planning and matching runs --------------------------------------------------------------
@@ -497,10 +502,11 @@ def estimate_seconds(exp: Experiment, *, seeds: int | None = None, quick: bool =
         from engine.trainer import plan_steps
         n_train = config_module.train_size(cfg)
         _, epochs, steps = plan_steps(cfg, n_train)
-        # CNN parameter counts say little about their work; count them as a 200k-weight MLP
-        params = config_module.estimate_parameters(cfg) if cfg.model == "mlp" else 200_000
+        macs = config_module.estimate_parameters(cfg) if cfg.model == "mlp" \
+            else CNN_MACS.get(cfg.model, 1e7)
         evaluated = epochs * (cfg.train_eval_size + 10_000)       # forward passes only
-        total += count * params * (3 * steps * cfg.batch_size + evaluated) / ROUGH_MACS_PER_S
+        total += count * (macs * (3 * steps * cfg.batch_size + evaluated) / ROUGH_MACS_PER_S
+                          + steps * ROUGH_STEP_S + ROUGH_RUN_S)
     return total
 
 
