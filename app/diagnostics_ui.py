@@ -101,7 +101,7 @@ def step_ui(steps: list[int], training: bool) -> int:
     # cut short by the next tick hands the browser's older slider value back.
     if st.session_state[FOLLOW_KEY] or st.session_state.get(STEP_KEY) not in steps:
         st.session_state[STEP_KEY] = steps[-1]
-    slider, follow = st.columns([6, 1], vertical_alignment="bottom")
+    slider, follow = st.columns([5, 2], vertical_alignment="bottom")
     follow.toggle("Follow training", key=FOLLOW_KEY,
                   help="Keep the slider at the newest step while runs train; turn off to scrub.")
     return slider.select_slider("Step", steps, key=STEP_KEY,
