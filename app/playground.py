@@ -246,7 +246,9 @@ def _widget(name: str, values: dict, explanation: str, formula: str):
         out = st.select_slider(label, options, key=key, help=help_text,
                                format_func=lambda v: f"{v:g}")
     else:
-        out = st.number_input(label, min_value=int(s["low"]), step=1, key=key, help=help_text)
+        # Unbounded in the browser (a bounded field keeps a typed value on screen but sends
+        # the old one): the config check names a value out of range and nothing launches.
+        out = st.number_input(label, step=1, key=key, help=help_text)
     st.caption(explanation)
     return [int(out)] if name == "width" else out
 

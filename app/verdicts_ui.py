@@ -64,9 +64,12 @@ def summary_ui(frame: pd.DataFrame, key: str) -> verdicts.Summary:
     at, smoothing = None, 0.0
     if kind in verdicts.BUDGET_KINDS:
         unit = verdicts.BUDGET_KINDS[kind]
-        at = c3.number_input(f"Budget ({unit})", min_value=0.0,
+        # Unbounded in the browser (a bounded field keeps a typed value on screen but sends
+        # the old one); checked below, by name, instead.
+        at = c3.number_input(f"Budget ({unit})",
                              value=_default_at(frame, metric, kind), key=f"{key}_at_{kind}",
-                             help="The value of each run at its last point at or before this.")
+                             help="The value of each run at its last point at or before this "
+                                  "(0 or more).")
     elif kind in verdicts.TARGET_KINDS:
         unit = metric_info(metric).unit
         at = c3.number_input(f"Target ({unit or 'value'})",
@@ -77,6 +80,9 @@ def summary_ui(frame: pd.DataFrame, key: str) -> verdicts.Summary:
         smoothing = c4.slider("Smoothing", 0.0, 0.99, 0.0, 0.01, key=f"{key}_smooth",
                               help="EMA weight applied before the target is looked for.")
     return verdicts.Summary(kind, metric, at, smoothing)
+
+
+MAX_TWIN_SEEDS = 20
 
 
 def twin_launch_ui(records, *, key: str = "verdicts_twin") -> list[str]:
@@ -95,9 +101,15 @@ def twin_launch_ui(records, *, key: str = "verdicts_twin") -> list[str]:
         field = st.selectbox("Option", sorted(fields), key=f"{key}_field")
         text = st.text_input(f"New value (now {describe.value_text(cfg.get(field))})",
                              key=f"{key}_value")
-        seeds = st.number_input("Seeds", 1, 20, 1, key=f"{key}_seeds",
-                                help=f"Counting up from the run's seed {cfg.get('seed')}.")
-        if not st.button("Launch the twin", key=f"{key}_go", disabled=not text.strip()):
+        seeds = st.number_input("Seeds", value=1, step=1, key=f"{key}_seeds",
+                                help=f"1 to {MAX_TWIN_SEEDS}, counting up from the run's seed "
+                                     f"{cfg.get('seed')}.")
+        bad_seeds = not 1 <= seeds <= MAX_TWIN_SEEDS
+        if bad_seeds:
+            st.error(f"Seeds: {seeds:g} is not allowed; must be a whole number 1 to "
+                     f"{MAX_TWIN_SEEDS}. Nothing is launched.", icon=":material/error:")
+        if not st.button("Launch the twin", key=f"{key}_go",
+                         disabled=not text.strip() or bad_seeds) or bad_seeds:
             return []
         try:
             value = config.check_value(field, text.strip())
@@ -136,6 +148,10 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
              "gathers each configuration's seeds; choosing fields replaces it.")
     by = [f for f in chosen if f != verdicts.EXCEPT_SEED] or [verdicts.EXCEPT_SEED]
     summary = summary_ui(frame, key)
+    if summary.kind in verdicts.BUDGET_KINDS and summary.at is not None and summary.at < 0:
+        st.error(f"Budget: {summary.at:g} is not allowed; must be 0 or more.",
+                 icon=":material/error:")
+        return None
     names = list(verdicts.group_runs(records, by))
     c1, c2 = st.columns([3, 2])
     baseline = c1.selectbox("Compare", [ALL_PAIRS] + names, key=f"{key}_baseline",

@@ -260,3 +260,16 @@ def test_image_data_shows_a_strip_of_predictions_green_right_red_wrong(services)
     marks = [m.value for m in at.markdown if m.value.startswith((":green[", ":red["))]
     assert marks == [":green[✓ T-shirt]", ":red[✗ Pullover]  \n:gray[true: Trouser]",
                      ":green[✓ Pullover]"]
+
+
+def test_a_typed_out_of_range_number_is_named_and_launches_nothing(services):
+    # A bounded number field keeps a typed value on screen and sends the old one; the
+    # Playground's are unbounded, so the typed value is the one the config check refuses.
+    store, _ = services
+    at = fresh(services)
+    assert len(runs(store)) == 1
+    at.number_input(key="pg_seed").set_value(-3).run()
+    assert not at.exception
+    shown = " ".join(e.value for e in at.error)
+    assert "seed" in shown and "-3" in shown and ">= 0" in shown
+    assert len(runs(store)) == 1

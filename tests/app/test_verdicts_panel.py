@@ -175,3 +175,17 @@ def test_change_one_thing_launches_twins_with_the_same_seed(services, fake_train
                    key=lambda c: c["seed"])
     changed = [{k: v for k, v in t.items() if v != base[k]} for t in twins]
     assert changed == [{"optimizer": "momentum"}, {"optimizer": "momentum", "seed": 6}]
+
+
+def test_twin_seeds_out_of_range_are_named_and_launch_nothing(services):
+    store, _ = services
+    add_run(store, "adam", 5, 0.9)
+    add_run(store, "sgd", 5, 0.7)
+    store.flush(10)
+    at = run_panel()
+    at.text_input(key="verdicts_twin_value").set_value("momentum").run()
+    at.number_input(key="verdicts_twin_seeds").set_value(0).run()
+    assert not at.exception
+    assert any("Seeds: 0 is not allowed" in e.value for e in at.error)
+    assert at.button(key="verdicts_twin_go").disabled
+    assert len(store.list_runs()) == 2
