@@ -142,6 +142,9 @@ def results_ui(exp, store) -> None:
             else:
                 figure = experiments.curve_figure(exp, plot, frame, groups, quick=quick)
             st.plotly_chart(figure, key=f"exp_plot_{exp.id}_{i}", width="stretch")
+        if len(exp.runs) > 2:
+            st.plotly_chart(experiments.parallel_figure(exp, frame, groups),
+                            key=f"exp_parallel_{exp.id}", width="stretch")
     if result.references:
         st.markdown("**The notebook's numbers beside ours** (inside: within the 95% "
                     "prediction interval of one run from our seeds)")

@@ -897,3 +897,41 @@ def sweep_figure(exp: Experiment, plot: Plot, frame, groups: dict):
     if plot.log_x:
         fig.update_xaxes(type="log")
     return fig
+
+
+def parallel_figure(exp: Experiment, frame, groups: dict, metric: str = VAL_ACC,
+                    summary: str = "final"):
+    """Parallel coordinates over the experiment's runs: one axis per option its runs vary
+    (text values as categories, numbers on their own scale, log10 where they span decades),
+    and a last axis for the run summary; one line per stored run, coloured by the summary."""
+    import plotly.graph_objects as go
+    per_label = group_values(exp, groups, frame, metric, summary)
+    varied = [name for name in dict.fromkeys(k for _, o in exp.runs for k in o)
+              if len({_value_text(exp.config(label).to_dict()[name])
+                      for label in exp.labels}) > 1]
+    rows = []
+    for label in exp.labels:
+        cfg = exp.config(label).to_dict()
+        for value in per_label[label].values:
+            if math.isfinite(value.value):
+                rows.append(({name: cfg[name] for name in varied}, value.value))
+    dimensions = []
+    for name in varied:
+        values = [r[0][name] for r in rows]
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            positive = all(v > 0 for v in values)
+            spans = positive and max(values) / min(values) >= 100
+            dimensions.append(dict(label=f"log10 {name}" if spans else name,
+                                   values=[math.log10(v) if spans else v for v in values]))
+        else:
+            texts = [_value_text(v) for v in values]
+            order = list(dict.fromkeys(texts))
+            dimensions.append(dict(label=name, values=[order.index(t) for t in texts],
+                                   tickvals=list(range(len(order))), ticktext=order))
+    scores = [r[1] for r in rows]
+    what = f"{summary} {metric_info(metric).label}"
+    dimensions.append(dict(label=what, values=scores))
+    fig = go.Figure(go.Parcoords(line=dict(color=scores, colorscale="Viridis", showscale=True),
+                                 dimensions=dimensions))
+    fig.update_layout(title=f"Every run: the options it varies and its {what}", height=420)
+    return fig

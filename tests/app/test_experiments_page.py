@@ -98,7 +98,7 @@ def test_results_draw_the_notebooks_values_and_claims(services):
     at.run()
     assert not at.exception, at.exception
     charts = [c for c in at.get("plotly_chart")]
-    assert len(charts) == len(exp.plots)
+    assert len(charts) == len(exp.plots) + 1          # and the parallel coordinates
     spec = charts[0].proto.spec
     assert "notebook · Plain" in spec and "notebook · Residual" in spec
     frames = [d for d in at.dataframe]
@@ -126,6 +126,10 @@ def test_sweep_experiment_draws_its_summary_chart(services):
     sweep = next(s for s in specs if "vs batch_size" in s)
     assert '"type":"log"' in sweep.replace(" ", "")
     assert "norm=batch" in sweep and "norm=layer" in sweep and "norm=none" in sweep
+    # parallel coordinates over the grid: an axis per varied option, one for the summary
+    parallel = next(s for s in specs if "Every run: the options it varies" in s)
+    assert '"label":"norm"' in parallel.replace(" ", "") and "batch_size" in parallel
+    assert "final validation accuracy" in parallel
 
 
 GOOD = b"""id: mine
