@@ -349,3 +349,16 @@ def launched_together(records, gap_s: float = 5.0) -> list:
             break
         batch.append(r)
     return batch
+
+
+def plotly_text(text) -> str:
+    """User text (a run name, a label built from one) as Plotly draws it: Plotly renders a
+    subset of HTML in trace names, hovers and tick labels (<b>, <a href>, <br>), so a name is
+    escaped to show exactly as typed. A tag needs "<", so "&" and "<" are escaped and ">"
+    is left alone (diff labels read "lr 0.01 -> 0.1"). Every figure escapes its labels
+    through this."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;")
+
+
+def plotly_labels(labels: dict) -> dict:
+    return {k: plotly_text(v) for k, v in labels.items()}

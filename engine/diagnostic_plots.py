@@ -80,6 +80,7 @@ def heatmap_figure(frames: dict, labels: dict, quantity: str, *,
                    step: int | None = None) -> go.Figure:
     """Layer x step heat maps of `quantity`, one panel per run, all on one colour scale.
     `frames`: run id -> metrics frame; `step` draws a marker line at that step."""
+    labels = describe.plotly_labels(labels)
     matrices = {rid: _thin_columns(layer_matrix(frame, quantity), MAX_HEAT_COLUMNS)
                 for rid, frame in frames.items()}
     matrices = {rid: m for rid, m in matrices.items() if not m.empty}
@@ -133,6 +134,7 @@ def profile_at(frame: pd.DataFrame, quantity: str, step: int) -> tuple[int | Non
 
 def profile_figure(frames: dict, labels: dict, quantity: str, step: int) -> go.Figure:
     """`quantity` per layer at `step` (each run's last collection at or before it)."""
+    labels = describe.plotly_labels(labels)
     fig = go.Figure()
     colors = describe.run_colors(list(frames))
     for rid, frame in frames.items():

@@ -120,6 +120,7 @@ def _entries(runs, o: ChartOptions) -> tuple[list[_Entry], list]:
         labels = describe.run_labels(runs)
         colors = describe.run_colors(labels, describe.seed_groups(runs))
         members = {_get(r, "id"): [r] for r in runs}
+    labels = describe.plotly_labels(labels)      # names drawn as typed, never as markup
     shown, table = describe.legend_key(labels, EXPORT_LABEL_CHARS if o.context
                                        else describe.LEGEND_MAX_CHARS)
     return [_Entry(k, labels[k], shown[k], colors[k], members[k],
@@ -391,6 +392,7 @@ def live_figures(frames: dict, labels: dict, ends: dict | None = None, *, log_y:
     off-scale and marked where it leaves the healthy runs' range."""
     ends = ends or {}
     colors = colors or describe.run_colors(frames, groups)
+    labels = describe.plotly_labels(labels)
     figs = {k: go.Figure() for k in LIVE_TITLES}
     drawn: dict = {k: {} for k in LIVE_TITLES}
     marks: list = []          # indices of the ✕ markers in the step-loss figure
@@ -475,6 +477,7 @@ def trail_figure(frames: dict, labels: dict, metric: str, *, current: str | None
     keeps that order); labels: {run_id: legend text}. The `current` run is drawn bold and on
     top, `pinned` runs at full strength, every other try faded."""
     colors = describe.run_colors(frames)
+    labels = describe.plotly_labels(labels)
     fig = go.Figure()
     order = [rid for rid in frames if rid != current] + ([current] if current in frames else [])
     for rid in order:          # drawn oldest first and the current last, so it lies on top

@@ -317,3 +317,20 @@ def test_export_figure_has_a_subtitle_and_room_for_title_and_legend(three_runs):
     assert fig.layout.margin.t >= plots.TITLE_PX + plots.SUBTITLE_PX
     plot_px = fig.layout.height - fig.layout.margin.t - fig.layout.margin.b
     assert plot_px >= plots.PANEL_HEIGHT - plots.X_TITLE_PX      # the plot keeps its size
+
+
+def test_markup_in_a_run_name_is_drawn_as_text_in_every_figure():
+    # Plotly renders <b>, <a href>, <br> in names and hovers: a name must show as typed.
+    name = '<b>bold</b> <a href="http://x">link</a>'
+    runs = [make_run("r1", {"lr": 0.1}, name=name), make_run("r2", {"lr": 0.1}, name="plain")]
+    frame = make_frame({"r1": ([1, 2], [0.5, 0.6]), "r2": ([1, 2], [0.4, 0.5])})
+    compare = plots.build_figure(frame, runs, plots.ChartOptions())
+    live = plots.live_figures({r: frame[frame["run"] == r] for r in ("r1", "r2")},
+                              {"r1": name, "r2": "plain"})
+    trail = plots.trail_figure({r: frame[frame["run"] == r] for r in ("r1", "r2")},
+                               {"r1": name, "r2": "plain"}, VAL_ACC)
+    texts = [str(t.name) + str(t.hovertemplate) + str(t.hovertext)
+             for fig in (compare, trail, *live.values()) for t in fig.data]
+    # (hover templates add their own <b>...</b> around a label: that markup is ours)
+    assert texts and not any("<b>bold" in t or "<a href" in t for t in texts)
+    assert any("&lt;b>bold&lt;/b>" in t for t in texts)
