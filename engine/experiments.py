@@ -920,7 +920,7 @@ def parallel_figure(exp: Experiment, frame, groups: dict, metric: str = VAL_ACC,
         values = [r[0][name] for r in rows]
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             positive = all(v > 0 for v in values)
-            spans = positive and max(values) / min(values) >= 100
+            spans = bool(values) and positive and max(values) / min(values) >= 100
             dimensions.append(dict(label=f"log10 {name}" if spans else name,
                                    values=[math.log10(v) if spans else v for v in values]))
         else:

@@ -82,6 +82,17 @@ def services(tmp_path, monkeypatch, fake_trainer):
     store.close()
 
 
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A real RunStore on tmp_path returned by app.services.get_store (no job manager)."""
+    import app.services as app_services
+
+    s = RunStore(tmp_path / "runs.db")
+    monkeypatch.setattr(app_services, "get_store", lambda: s)
+    yield s
+    s.close()
+
+
 def wait_for(predicate, timeout=10.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -13,20 +13,9 @@ from streamlit.testing.v1 import AppTest
 from engine import export
 from engine.events import (STEP_LOSS, VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted,
                            RunStatus, StepLoss)
-from engine.store import RunStore
 
 PAGE = Path(__file__).resolve().parents[2] / "pages" / "compare.py"
 HAVE_BROWSER = export.browser_path() is not None
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    import app.services as app_services
-
-    s = RunStore(tmp_path / "runs.db")
-    monkeypatch.setattr(app_services, "get_store", lambda: s)
-    yield s
-    s.close()
 
 
 def add_run(store, *, optimizer, seed, acc0, status=RunStatus.COMPLETED, diverge_at=None,

@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 from app import state
 from engine import comparisons, config
 from engine.events import STEP_LOSS, VAL_ACC, VAL_LOSS, RunStatus
-from tests.app.test_compare_page import PAGE, filled, store  # noqa: F401 (fixtures)
+from tests.app.test_compare_page import PAGE, filled  # noqa: F401 (fixtures)
 
 FIELDS = config.field_names()
 ALLOWED = {"runs": ["r1", "r2", "r3"], "status": list(RunStatus.ALL), "tag": ["sweep"],

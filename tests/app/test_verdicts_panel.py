@@ -12,22 +12,11 @@ from streamlit.testing.v1 import AppTest
 
 from engine import verdicts
 from engine.events import VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted, RunStatus, StepLoss
-from engine.store import RunStore
 from tests.app.conftest import wait_idle
 
 # final validation accuracy (fraction) of each (optimizer, seed); seeds shared by both
 FINALS = {("adam", 1): 0.92, ("adam", 2): 0.93, ("adam", 3): 0.941,
           ("sgd", 1): 0.68, ("sgd", 2): 0.69, ("sgd", 3): 0.698}
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    import app.services as app_services
-
-    s = RunStore(tmp_path / "runs.db")
-    monkeypatch.setattr(app_services, "get_store", lambda: s)
-    yield s
-    s.close()
 
 
 def add_run(store, optimizer, seed, final, *, diverge_at=None):

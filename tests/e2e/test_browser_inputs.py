@@ -26,13 +26,6 @@ pytestmark = [
 MARKUP_NAME = "<img src=x onerror=\"window.injected=1\">**bold** e2e"
 
 
-@pytest.fixture
-def server(tmp_path):
-    server = AppServer(tmp_path)
-    yield server
-    server.stop()
-
-
 def stored_runs(server):
     if not server.db.exists():
         return []

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import ARGS, CHROMIUM, AppServer
+from tests.e2e.server import ARGS, CHROMIUM
 
 pytestmark = [
     pytest.mark.e2e,
@@ -20,13 +20,6 @@ pytestmark = [
 
 # A link with a tiny budget: 200 spirals points, 3 epochs, batch 32 (15 steps a try).
 QUICK = "?dataset=spirals&toy_samples=200&epochs=3"
-
-
-@pytest.fixture
-def server(tmp_path):
-    app = AppServer(tmp_path)
-    yield app
-    app.stop()
 
 
 def settle(page):

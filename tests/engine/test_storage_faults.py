@@ -20,20 +20,11 @@ from engine.events import (EPOCH_TRAIN_LOSS, Evaluated, RunEnded, RunStarted, Ru
                            Snapshot, StepLoss)
 from engine.jobs import JobManager
 from engine.store import RunStore, StoreError
+from tests.app.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 TOY = dict(dataset="spirals", toy_samples=400, width=[8], batch_size=4, epochs=40,
            optimizer="adam", lr=0.01, device="cpu")
-
-
-def wait_for(predicate, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def steps_of(store, rid):
@@ -81,7 +72,7 @@ def test_past_the_memory_bound_the_run_fails_with_the_reason(tmp_path):
         try:
             for step in range(1, 1001):
                 store.record(StepLoss(rid, step, 0.0, 1.0))
-            wait_for(lambda: store.failure(rid), what="the run to fail")
+            wait_for(lambda: store.failure(rid), timeout=30, what="the run to fail")
         finally:
             locker.execute("ROLLBACK")
             locker.close()
@@ -116,9 +107,10 @@ def test_disk_full_mid_run_fails_the_run_and_stops_training(tmp_path):
     manager = JobManager(store, max_concurrent=1)
     try:
         rid = manager.submit(RunConfig(**TOY))
-        wait_for(lambda: len(steps_of(store, rid)) >= 20, what="some stored steps")
+        wait_for(lambda: len(steps_of(store, rid)) >= 20, timeout=30, what="some stored steps")
         disk_full_hook(store, after_rows=0)
-        wait_for(lambda: manager.progress(rid).status in RunStatus.TERMINAL, what="the end")
+        wait_for(lambda: manager.progress(rid).status in RunStatus.TERMINAL, timeout=30,
+                 what="the end")
         progress = manager.progress(rid)
         assert progress.status == RunStatus.FAILED
         assert progress.reason.startswith("could not store metrics: disk full at step ")
@@ -244,9 +236,10 @@ def test_a_database_deleted_mid_run_fails_the_run(tmp_path):
     manager = JobManager(store, max_concurrent=1)
     try:
         rid = manager.submit(RunConfig(**TOY))
-        wait_for(lambda: len(steps_of(store, rid)) >= 20, what="some stored steps")
+        wait_for(lambda: len(steps_of(store, rid)) >= 20, timeout=30, what="some stored steps")
         db.unlink()
-        wait_for(lambda: manager.progress(rid).status in RunStatus.TERMINAL, what="the end")
+        wait_for(lambda: manager.progress(rid).status in RunStatus.TERMINAL, timeout=30,
+                 what="the end")
         progress = manager.progress(rid)
         assert progress.status == RunStatus.FAILED
         assert "runs.db was deleted or replaced" in progress.reason
