@@ -78,9 +78,16 @@ def card_ui(exp, stored) -> None:
         if exp.found:
             st.caption("Notebook: " + plain(exp.found))
         left, middle, right = st.columns([1, 1, 1], vertical_alignment="bottom")
-        seeds = left.number_input("Seeds", min_value=1, max_value=experiments.MAX_SEEDS,
-                                  value=exp.seeds, key=f"exp_seeds_{exp.id}",
-                                  help="New seeds per run: seeds already run are not repeated.")
+        # Unbounded in the browser (a bounded field keeps a typed value on screen but sends
+        # the old one); checked here, by name, and Run stays disabled until it is fixed.
+        seeds = left.number_input("Seeds", value=exp.seeds, step=1, key=f"exp_seeds_{exp.id}",
+                                  help=f"New seeds per run (1 to {experiments.MAX_SEEDS}): "
+                                       "seeds already run are not repeated.")
+        bad_seeds = not 1 <= seeds <= experiments.MAX_SEEDS
+        if bad_seeds:
+            st.error(f"Seeds: {seeds:g} is not allowed; must be a whole number 1 to "
+                     f"{experiments.MAX_SEEDS}. Nothing is launched.", icon=":material/error:")
+            seeds = exp.seeds           # the estimate below, never a launch
         quick = middle.toggle("Quick", key=f"exp_quick_{exp.id}",
                               help="The scaled-down budget, for a first look: "
                                    + plain(", ".join(f"{k} {v}" for k, v in exp.quick.items())))
@@ -89,7 +96,8 @@ def card_ui(exp, stored) -> None:
         st.caption(f"{len(exp.runs)} runs × {int(seeds)} seeds = {len(exp.runs) * int(seeds)} "
                    f"runs · about {_duration(seconds)} of training here · "
                    f"{plain(exp.notebook or 'no notebook')}")
-        if right.button("Run", key=f"exp_run_{exp.id}", icon=":material/play_arrow:"):
+        if right.button("Run", key=f"exp_run_{exp.id}", icon=":material/play_arrow:",
+                        disabled=bad_seeds) and not bad_seeds:
             missing = data.missing_files(exp.config(exp.labels[0], quick=quick))
             if missing:
                 st.error(plain(missing), icon=":material/folder_off:")

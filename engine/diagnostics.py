@@ -388,11 +388,15 @@ def unit_thumbnails(model: nn.Module, bounds, resolution: int = THUMB_GRID,
 
 
 def regions_due(cfg: RunConfig, step: int, steps_per_epoch: int, total_steps: int) -> bool:
-    """Whether the evaluation at `step` of a toy run stores its decision regions: the first
-    evaluations, the last, and then at most MAX_REGION_SNAPSHOTS spread evenly over the run
-    (a snapshot is ~60 KB; a 3,000-epoch run must not store 3,000 of them)."""
-    if not is_toy(cfg):
-        return False
+    """Whether the evaluation at `step` of a toy run stores its decision regions."""
+    return is_toy(cfg) and snapshot_due(cfg, step, steps_per_epoch, total_steps)
+
+
+def snapshot_due(cfg: RunConfig, step: int, steps_per_epoch: int, total_steps: int) -> bool:
+    """Whether the evaluation at `step` stores a snapshot (decision regions of a toy run, the
+    prediction strip of an image run): the first evaluations, the last, and then at most
+    MAX_REGION_SNAPSHOTS spread evenly over the run (a regions snapshot is ~60 KB; a
+    3,000-epoch run must not store 3,000 of them)."""
     interval = cfg.eval_every or steps_per_epoch          # steps between evaluations
     if step == total_steps or step <= interval:
         return True
@@ -408,6 +412,32 @@ def regions_snapshot(run_id: str, step: int, model: nn.Module, points) -> Snapsh
     data["units"] = unit_thumbnails(model, bounds)
     data["thumb_grid"] = THUMB_GRID
     return Snapshot(run=run_id, step=step, kind="regions", data=data)
+
+
+PREDICTION_IMAGES = 8     # validation images in the Playground's prediction strip
+
+
+@torch.no_grad()
+def predictions_snapshot(run_id: str, step: int, model: nn.Module, x_val, y_val,
+                         classes) -> Snapshot:
+    """The Snapshot (kind "predictions") of an image run at an evaluation: the first
+    PREDICTION_IMAGES validation images (the same ones at every step), each rescaled to
+    [0, 1] for display (inputs are standardized), with the true and the predicted class."""
+    n = min(PREDICTION_IMAGES, len(y_val))
+    x = x_val[:n]
+    was_training = model.training
+    model.eval()
+    predicted = model(x).argmax(1).tolist()
+    model.train(was_training)
+    images = x.detach().float().cpu()
+    low = images.amin(dim=(1, 2, 3), keepdim=True)
+    high = images.amax(dim=(1, 2, 3), keepdim=True)
+    images = (images - low) / (high - low).clamp_min(1e-12)
+    # (C, H, W) -> H x W for grey, H x W x 3 for colour; 2 decimals keep it ~30 KB
+    images = images[:, 0] if images.shape[1] == 1 else images.permute(0, 2, 3, 1)
+    return Snapshot(run=run_id, step=step, kind="predictions", data={
+        "images": images.double().mul(100).round().div(100).tolist(),
+        "labels": y_val[:n].tolist(), "predicted": predicted, "classes": list(classes)})
 
 
 def is_toy(cfg) -> bool:

@@ -240,9 +240,11 @@ def _report(cfg, run_id, emit, model, data, optimizer, step, steps_per_epoch, st
                EXAMPLES_PER_S: examples_since_eval / max(now - last_eval_time, 1e-9),
                ELAPSED_S: now - started, **extra}
     emit(Evaluated(run=run_id, step=step, epoch=step / steps_per_epoch, metrics=metrics))
-    if cfg.diagnostics and diagnostics.regions_due(
+    if cfg.diagnostics and diagnostics.snapshot_due(
             cfg, step, steps_per_epoch, plan_steps(cfg, len(data.y_train))[2]):
-        emit(diagnostics.regions_snapshot(run_id, step, model, data.x_train))
+        emit(diagnostics.regions_snapshot(run_id, step, model, data.x_train)
+             if diagnostics.is_toy(cfg) else diagnostics.predictions_snapshot(
+                 run_id, step, model, data.x_val, data.y_val, data.classes))
     if not math.isfinite(val_loss) or not math.isfinite(train_loss):
         raise _Diverged(step, f"evaluation loss is {min(val_loss, train_loss)} at step {step}")
     # Evaluation time is not training time: start the next throughput window after it.

@@ -119,3 +119,21 @@ def _no_probe_cache():
     from app import diagnostics_ui
     diagnostics_ui._probe.clear()
     yield
+
+
+def test_runs_trained_in_a_pack_say_why_they_have_no_diagnostics(services):
+    from engine.jobs import JobManager
+    from tests.app.conftest import wait_idle
+    store, _ = services
+    manager = JobManager(store, max_concurrent=1)          # the real trainer: it packs
+    try:
+        manager.submit_many([(RunConfig(**{**TOY, "seed": seed}), f"member {seed}", ())
+                             for seed in (0, 1)])
+        wait_idle(manager, 60)
+    finally:
+        manager.shutdown(5)
+    at = page("diagnostics").run()
+    assert not at.exception
+    note = " ".join(i.value for i in at.info)
+    assert "Trained in a pack, so no per-layer diagnostics" in note
+    assert "seed 0" in note and "seed 1" in note and "--no-pack" in note   # run labels

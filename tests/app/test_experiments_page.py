@@ -159,3 +159,14 @@ def test_upload_adds_a_card_and_a_bad_file_names_line_and_field(services):
     card_button(at, "mine").click()
     at.run()
     assert len([r for r in store.list_runs() if "exp:mine" in r.tags]) == 2
+
+
+def test_typed_seeds_out_of_range_are_named_and_launch_nothing(services):
+    store, _ = services
+    at = run_page()
+    next(n for n in at.number_input if n.key == "exp_seeds_hw8-optimizers").set_value(0)
+    at.run()
+    assert not at.exception
+    assert any("Seeds: 0 is not allowed" in e.value for e in at.error)
+    assert card_button(at, "hw8-optimizers").disabled
+    assert store.list_runs() == []

@@ -356,3 +356,23 @@ def test_toy_points_are_the_trainers_split_and_the_animation_has_a_frame_per_sna
     fig = dplots.regions_animation(history, (train_xy, train_y, test_xy, test_y))
     assert [f.name for f in fig.frames] == [str(step) for step, _ in history]
     assert [t.name for t in fig.data[1:]] == ["train", "test"]
+
+
+def test_an_image_run_stores_its_prediction_strip(tmp_path):
+    # What the Playground's strip draws: 8 validation images in [0, 1], true and predicted class.
+    from tests.datafiles import write_idx_dataset
+    write_idx_dataset(tmp_path, "mnist", n_train=64, n_test=32)
+    cfg = RunConfig(dataset="mnist", data_dir=str(tmp_path), width=[8], batch_size=16,
+                    epochs=2, device="cpu")
+    seen = []
+    end = train(cfg, run_id="r", emit=seen.append)
+    assert end.status == ev.RunStatus.COMPLETED
+    strips = [e for e in seen if isinstance(e, ev.Snapshot) and e.kind == "predictions"]
+    assert [s.step for s in strips] == [4, 8]              # one per evaluation here
+    data = strips[-1].data
+    images = np.array(data["images"])
+    assert images.shape == (8, 28, 28) and images.min() >= 0 and images.max() <= 1
+    assert len(data["labels"]) == len(data["predicted"]) == 8
+    assert all(0 <= p < 10 for p in data["predicted"]) and len(data["classes"]) == 10
+    assert len(json.dumps(data)) < 60_000
+    assert not [e for e in seen if isinstance(e, ev.Snapshot) and e.kind == "regions"]
