@@ -91,7 +91,9 @@ def drawable(y) -> np.ndarray:
 
 def run_series(frame: pd.DataFrame, runs, metric: str, x_axis: str = "step") -> dict:
     """{run_id: DataFrame(step, x, y)} of one metric, sorted by step, y in display units
-    (metric_info's scale: accuracy in %), x by step, epoch or seconds since the run started."""
+    (metric_info's scale: accuracy in %), x by step, epoch, examples seen (epochs x the run's
+    training examples: runs of different batch sizes or subsets line up on the data they have
+    seen) or seconds since the run started."""
     ids = [_get(r, "id") for r in runs]
     out: dict = {}
     if frame is None or not len(frame):
@@ -116,11 +118,19 @@ def run_series(frame: pd.DataFrame, runs, metric: str, x_axis: str = "step") -> 
             x = steps[a:b]
         elif x_axis == "epoch":
             x = epochs[a:b]
+        elif x_axis == "examples":
+            x = epochs[a:b] * _train_examples(_get(by_id[rid], "config") or {})
         else:
             start = _get(by_id[rid], "started_at")
             x = times[a:b] - (start if start else times[a:b].min())
         out[rid] = pd.DataFrame({"step": steps[a:b], "x": x, "y": values[a:b]})
     return out
+
+
+def _train_examples(cfg: dict) -> int:
+    """Training examples one epoch of this stored config passes over."""
+    from engine.config import RunConfig, train_size
+    return train_size(RunConfig.from_dict(describe.full_config(cfg)))
 
 
 # --- groups and bands ----------------------------------------------------------------------------

@@ -29,7 +29,8 @@ from engine.describe import IGNORED_FIELDS, rgba, value_text
 from engine.events import (STEP_LOSS, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, RunStatus,
                            metric_info)
 
-X_AXES = {"step": "step", "epoch": "epoch", "time": "wall time (s)"}
+X_AXES = {"step": "step", "epoch": "epoch", "examples": "examples seen",
+          "time": "wall time (s)"}
 BANDS = ("std", "minmax", "ci")    # the edges and their legend text: engine/verdicts.py
 GL_THRESHOLD = 1000       # points in a trace from which it is drawn with WebGL (Scattergl)
 PANEL_HEIGHT = 420        # px of one row of panels, axes included: the plot's minimum size
@@ -48,7 +49,8 @@ LIVE_HEIGHT = 270         # px of one live chart: three fit beside each other ab
 @dataclass
 class ChartOptions:
     metric: str = VAL_ACC
-    x_axis: str = "step"            # "step" | "epoch" | "time" (seconds since the run started)
+    x_axis: str = "step"            # "step" | "epoch" | "examples" (seen) | "time" (seconds
+    #                                 since the run started: each run's own clock)
     log_y: bool = False
     smoothing: float = 0.0          # EMA weight in [0, 1); 0 draws the raw curve only
     group_by: str | None = None     # config field to average over (e.g. "seed"); None = per run

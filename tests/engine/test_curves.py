@@ -7,6 +7,7 @@ import math
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 
 from engine import curves
 from engine.events import RunStatus
@@ -55,3 +56,18 @@ def test_divergence_step_is_the_stored_step_never_parsed_from_the_reason():
     assert curves.divergence_step(run) == 12
     assert curves.divergence_step(SimpleNamespace(status=RunStatus.COMPLETED, last_step=5)) \
         is None
+
+
+def test_examples_seen_axis_lines_up_runs_of_different_batch_and_subset():
+    from types import SimpleNamespace
+    runs = [SimpleNamespace(id="a", config={"dataset": "spirals", "toy_samples": 100,
+                                            "batch_size": 10}, started_at=0.0),
+            SimpleNamespace(id="b", config={"dataset": "spirals", "toy_samples": 200,
+                                            "batch_size": 40}, started_at=0.0)]
+    frame = pd.DataFrame({"id": [1, 2, 3, 4], "run": ["a", "a", "b", "b"], "step": [8, 16, 4, 8],
+                          "epoch": [1.0, 2.0, 1.0, 2.0], "name": "val/acc",
+                          "value": [0.5, 0.6, 0.5, 0.7], "time": [1.0, 2.0, 1.0, 2.0]})
+    series = curves.run_series(frame, runs, "val/acc", "examples")
+    # toy sets hold out 20%: 80 and 160 training examples per epoch
+    assert series["a"]["x"].tolist() == [80.0, 160.0]
+    assert series["b"]["x"].tolist() == [160.0, 320.0]
