@@ -37,7 +37,7 @@ def test_empty_choices_are_left_out_of_the_url():
     ("runs", ["r1", "zz9"], "URL parameter runs: 'zz9' is not allowed; allowed: r1, r2, r3",
      {"runs": ["r1"]}),
     ("status", "finished", "status: 'finished' is not allowed; allowed: queued", {}),
-    ("x", "minutes", "x: 'minutes' is not allowed; allowed: step, epoch, examples, time", {}),
+    ("x", "minutes", "x: 'minutes' is not allowed; allowed: step, epoch, time", {}),
     ("smoothing", "1.5", "smoothing: '1.5' is not allowed; must be a number from 0 to 0.99", {}),
     ("smoothing", "nan", "smoothing: 'nan'", {}),
     ("log_y", "maybe", "log_y: 'maybe' is not allowed; allowed: true, false", {}),
