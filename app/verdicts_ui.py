@@ -15,7 +15,7 @@ import pandas as pd
 import streamlit as st
 
 from app import services
-from engine import config, describe, export, verdicts
+from engine import config, describe, export, plots, verdicts
 from engine.config import ConfigError, RunConfig
 from engine.events import ALL_METRICS, VAL_ACC, metric_info
 from engine.grid import expand_grid
@@ -172,7 +172,7 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
         **{c: st.column_config.NumberColumn(c.replace("_", " "), format="%.4g")
            for c in ("mean", "ci_low", "ci_high", "std", "median", "min", "max")},
         "without_value": "without a value (why)"})
-    st.plotly_chart(verdicts.strip_figure(result), key=f"{key}_strip",
+    st.plotly_chart(plots.strip_figure(result), key=f"{key}_strip",
                     config={"displaylogo": False})
     for g in result.groups:
         for v in g.missing:

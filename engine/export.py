@@ -374,7 +374,7 @@ def zip_bytes(fig, frame: pd.DataFrame, runs, *, base: str = "trainlab-compare",
     images = dict(images or {})
     missing = [f for f in STATIC_FORMATS if f not in images]
     if verdicts is not None:
-        from engine.verdicts import strip_figure
+        from engine.plots import strip_figure
         strip = strip_figure(verdicts)
         members.update({f"{base}-verdicts.csv": verdicts_csv(verdicts),
                         f"{base}-verdicts.json": verdicts_json(verdicts),

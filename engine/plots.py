@@ -556,3 +556,49 @@ def config_diff(runs, labels: dict | None = None, *, only_differing: bool = Fals
     if only_differing:
         table = table[table["differs"]]
     return table
+
+
+# --- verdicts over seeds ------------------------------------------------------------------------
+
+def strip_figure(result: "verdicts.Verdicts") -> go.Figure:
+    """Every run as a dot above its group's name (spread sideways so equal values stay
+    visible), and each group's mean with its 95% interval as a bar beside the dots."""
+    fig = go.Figure()
+    ci_name = "95% bootstrap CI" if result.interval == "bootstrap" else "95% CI"
+    colors = describe.palette_colors([g.name for g in result.groups])
+    for i, g in enumerate(result.groups):
+        runs = [v for v in g.values if math.isfinite(v.value)]
+        # fixed sideways offsets in [-0.2, 0.2], the same on every redraw
+        offsets = np.linspace(-0.2, 0.2, len(runs)) if len(runs) > 1 else np.zeros(len(runs))
+        fig.add_trace(go.Scatter(
+            x=i + offsets, y=[v.value for v in runs], mode="markers",
+            name=describe.plotly_text(g.name),
+            marker=dict(color=colors[g.name], size=10, opacity=0.8,
+                        line=dict(width=1, color="white")),
+            hovertext=[describe.plotly_text(f"{v.name}: {v.value:.4g}") for v in runs],
+            hoverinfo="text", meta={"kind": "runs", "group": g.name}))
+        if g.mean is not None:
+            has_ci = g.ci_low is not None
+            fig.add_trace(go.Scatter(
+                x=[i + 0.32], y=[g.mean], mode="markers", showlegend=False,
+                name=describe.plotly_text(f"{g.name} mean"),
+                marker=dict(color=colors[g.name], size=12,
+                                                    symbol="line-ew-open",
+                                                    line=dict(width=3, color=colors[g.name])),
+                error_y=dict(type="data", symmetric=False,
+                             array=[g.ci_high - g.mean] if has_ci else [0],
+                             arrayminus=[g.mean - g.ci_low] if has_ci else [0],
+                             visible=has_ci, color=colors[g.name], thickness=2, width=6),
+                hovertext=[describe.plotly_text(f"{g.name}: mean {g.mean:.4g}") + (
+                    f", {ci_name} {g.ci_low:.4g} to {g.ci_high:.4g}" if has_ci else
+                    " (one run: no interval)") + f", n {g.n}"], hoverinfo="text",
+                meta={"kind": "mean", "group": g.name}))
+    fig.update_layout(
+        template="plotly_white", height=380, margin=dict(l=10, r=10, t=40, b=10),
+        title=dict(text=f"{result.summary.describe()}: every run a dot, mean ± {ci_name}", x=0),
+        showlegend=False)
+    fig.update_xaxes(tickvals=list(range(len(result.groups))),
+                     ticktext=[describe.plotly_text(g.name) for g in result.groups],
+                     range=[-0.6, len(result.groups) - 0.4])
+    fig.update_yaxes(title_text=result.summary.describe())
+    return fig

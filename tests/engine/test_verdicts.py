@@ -371,14 +371,14 @@ def test_zip_export_holds_the_verdict_rows_and_the_strip_plot():
     names = set(zipfile.ZipFile(io.BytesIO(data)).namelist())
     assert {"cmp-verdicts.csv", "cmp-verdicts.json", "cmp-strip.html"} <= names
     assert ({"cmp-strip.png", "cmp-strip.svg"} <= names) == export.static_export_available()
-    strip = V.strip_figure(result)
+    strip = plots.strip_figure(result)
     dots = [t for t in strip.data if t.meta["kind"] == "runs"]
     assert [sorted(t.y) for t in dots] == [pytest.approx([90.0, 92.0]),
                                            pytest.approx([69.0, 70.0])]
     means = [t for t in strip.data if t.meta["kind"] == "mean"]
     assert means[0].error_y.array[0] == pytest.approx(result.groups[0].ci_high - 91.0)
     assert strip.layout.title.text.endswith("every run a dot, mean ± 95% CI")
-    boot = V.strip_figure(V.verdicts(frame, runs, FINAL, interval="bootstrap"))
+    boot = plots.strip_figure(V.verdicts(frame, runs, FINAL, interval="bootstrap"))
     assert boot.layout.title.text.endswith("mean ± 95% bootstrap CI")
 
 
