@@ -14,7 +14,7 @@ import streamlit as st
 
 from app import services
 from app.text import plain
-from engine import data, experiments
+from engine import data, experiments, plots
 from engine.config import ConfigError
 from engine.events import RunStatus
 
@@ -146,12 +146,12 @@ def results_ui(exp, store) -> None:
     else:
         for i, plot in enumerate(exp.plots):
             if plot.sweep:
-                figure = experiments.sweep_figure(exp, plot, frame, groups)
+                figure = plots.sweep_figure(exp, plot, frame, groups)
             else:
-                figure = experiments.curve_figure(exp, plot, frame, groups, quick=quick)
+                figure = plots.curve_figure(exp, plot, frame, groups, quick=quick)
             st.plotly_chart(figure, key=f"exp_plot_{exp.id}_{i}", width="stretch")
         if len(exp.runs) > 2:
-            st.plotly_chart(experiments.parallel_figure(exp, frame, groups),
+            st.plotly_chart(plots.parallel_figure(exp, frame, groups),
                             key=f"exp_parallel_{exp.id}", width="stretch")
     if result.references:
         st.markdown("**The notebook's numbers beside ours** (inside: within the 95% "

@@ -792,7 +792,7 @@ def results(exp: Experiment, store, *, quick: bool = False) -> Result:
     return evaluate(exp, stored, frame, quick=quick)
 
 
-# --- figures: curves with the notebook's values, sweep summaries ------------------------------
+# --- what the figures draw (engine/plots.py: curve_figure, sweep_figure, parallel_figure) ----
 
 def labelled_runs(exp: Experiment, groups: dict) -> list[dict]:
     """The experiment's stored runs as dicts named by their experiment label (so the charts'
@@ -809,42 +809,6 @@ def label_colors(exp: Experiment, runs: list[dict]) -> dict[str, str]:
     grouped = curves.group_runs(runs, "seed")
     colors = describe.palette_colors(grouped)
     return {members[0]["name"]: colors[key] for key, members in grouped.items()}
-
-
-def curve_figure(exp: Experiment, plot: Plot, frame, groups: dict, *, quick: bool = False):
-    """One of the experiment's curve plots (mean and band over seeds per run) with the
-    notebook's values of that metric as diamonds in the matching run's colour: at their epoch
-    (x axis epoch) or, for final values, at the run's last epoch or step."""
-    import plotly.graph_objects as go
-
-    from engine import plots
-    runs = labelled_runs(exp, groups)
-    fig = plots.build_figure(frame, runs, plots.ChartOptions(
-        metric=plot.metric, x_axis=plot.x, log_y=plot.log_y, group_by="seed",
-        title=f"{metric_info(plot.metric).label} · {exp.title}"))
-    colors = label_colors(exp, runs)     # reference values are in display units, as y is
-    for ref in exp.references:
-        if ref.metric != plot.metric or ref.run not in colors:
-            continue
-        cfg = exp.config(ref.run, quick=quick)
-        if ref.epoch is None:
-            from engine.trainer import plan_steps
-            _, epochs, steps = plan_steps(cfg, config_module.train_size(cfg))
-            x = epochs if plot.x == "epoch" else steps
-        elif plot.x == "epoch":
-            x = ref.epoch
-        else:
-            continue       # a per-epoch value has no exact step on a step axis
-        if quick and ref.epoch is not None and ref.epoch > _epochs(cfg):
-            continue
-        fig.add_trace(go.Scatter(
-            x=[x], y=[ref.value], mode="markers", name=f"notebook · {ref.run}",
-            legendgroup="notebook", showlegend=False,
-            marker=dict(symbol="diamond-open", size=12, line=dict(width=2),
-                        color=colors[ref.run]),
-            hovertemplate=f"notebook · {ref.run}<br>%{{y:.4g}} at {plot.x} %{{x}}<br>"
-                          f"{ref.source[:80]}<extra></extra>"))
-    return fig
 
 
 def sweep_table(exp: Experiment, plot: Plot, frame, groups: dict):
@@ -866,72 +830,3 @@ def sweep_table(exp: Experiment, plot: Plot, frame, groups: dict):
         rows.append({"group": group, "x": value, "mean": float(x.mean()),
                      "low": float(x.mean()) - std, "high": float(x.mean()) + std, "n": len(x)})
     return pd.DataFrame(rows, columns=["group", "x", "mean", "low", "high", "n"])
-
-
-def sweep_figure(exp: Experiment, plot: Plot, frame, groups: dict):
-    """A run summary (final or best of a metric) against the swept option: one line per
-    group with a band of ±1 std over seeds, log x axis where the plot says so."""
-    import plotly.graph_objects as go
-
-    from engine import describe
-    table = sweep_table(exp, plot, frame, groups).sort_values("x")
-    colors = describe.palette_colors(list(dict.fromkeys(table["group"])))
-    fig = go.Figure()
-    for group, part in table.groupby("group", sort=False):
-        color = colors[group]
-        if (part["n"] > 1).any():
-            fig.add_trace(go.Scatter(
-                x=list(part["x"]) + list(part["x"])[::-1],
-                y=list(part["high"]) + list(part["low"])[::-1], fill="toself",
-                fillcolor=describe.rgba(color, 0.18), line=dict(width=0), hoverinfo="skip",
-                showlegend=False, legendgroup=group))
-        fig.add_trace(go.Scatter(
-            x=part["x"], y=part["mean"], mode="lines+markers", name=group, legendgroup=group,
-            line=dict(color=color), customdata=part["n"],
-            hovertemplate=f"{group}<br>{plot.sweep} %{{x:.3g}}<br>%{{y:.4g}} "
-                          f"(mean of %{{customdata}})<extra></extra>"))
-    what = f"{plot.summary} {metric_info(plot.metric).label}"
-    fig.update_layout(title=f"{what[0].upper() + what[1:]} vs {plot.sweep} · band ±1 std over "
-                            "seeds", xaxis_title=plot.sweep, yaxis_title=what,
-                      legend=dict(orientation="h", y=-0.2), height=420)
-    if plot.log_x:
-        fig.update_xaxes(type="log")
-    return fig
-
-
-def parallel_figure(exp: Experiment, frame, groups: dict, metric: str = VAL_ACC,
-                    summary: str = "final"):
-    """Parallel coordinates over the experiment's runs: one axis per option its runs vary
-    (text values as categories, numbers on their own scale, log10 where they span decades),
-    and a last axis for the run summary; one line per stored run, coloured by the summary."""
-    import plotly.graph_objects as go
-    per_label = group_values(exp, groups, frame, metric, summary)
-    varied = [name for name in dict.fromkeys(k for _, o in exp.runs for k in o)
-              if len({_value_text(exp.config(label).to_dict()[name])
-                      for label in exp.labels}) > 1]
-    rows = []
-    for label in exp.labels:
-        cfg = exp.config(label).to_dict()
-        for value in per_label[label].values:
-            if math.isfinite(value.value):
-                rows.append(({name: cfg[name] for name in varied}, value.value))
-    dimensions = []
-    for name in varied:
-        values = [r[0][name] for r in rows]
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            positive = all(v > 0 for v in values)
-            spans = bool(values) and positive and max(values) / min(values) >= 100
-            dimensions.append(dict(label=f"log10 {name}" if spans else name,
-                                   values=[math.log10(v) if spans else v for v in values]))
-        else:
-            texts = [_value_text(v) for v in values]
-            order = list(dict.fromkeys(texts))
-            dimensions.append(dict(label=name, values=[order.index(t) for t in texts],
-                                   tickvals=list(range(len(order))), ticktext=order))
-    scores = [r[1] for r in rows]
-    what = f"{summary} {metric_info(metric).label}"
-    dimensions.append(dict(label=what, values=scores))
-    fig = go.Figure(go.Parcoords(line=dict(color=scores, colorscale="Viridis", showscale=True),
-                                 dimensions=dimensions))
-    fig.update_layout(title=f"Every run: the options it varies and its {what}", height=420)
-    return fig
