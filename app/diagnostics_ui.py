@@ -35,7 +35,7 @@ MAX_REGION_RUNS = 4               # toy runs whose decision regions are drawn si
 
 def pick_runs_ui(records) -> list[str]:
     """Multiselect of stored runs (newest first), the newest DEFAULT_RUNS preselected."""
-    labels = describe.run_labels(records)
+    labels = describe.picker_labels(records)
     ids = [r.id for r in records]
     if RUNS_KEY not in st.session_state:
         st.session_state[RUNS_KEY] = ids[:DEFAULT_RUNS]

@@ -132,6 +132,20 @@ def run_labels(runs) -> dict:
                                {_get(r, "id"): _get(r, "name", "") or "" for r in runs})
 
 
+def picker_labels(runs) -> dict:
+    """{run id: label} for a list to pick runs from, where many unlike runs sit together: the
+    dataset first (when several appear), then run_labels among the runs of that dataset, so
+    mixing spirals and Fashion-MNIST runs does not drag every other field into every label."""
+    by_dataset: dict = {}
+    for r in runs:
+        by_dataset.setdefault(full_config(_get(r, "config"))["dataset"], []).append(r)
+    out: dict = {}
+    for dataset, group in by_dataset.items():
+        prefix = f"{dataset} · " if len(by_dataset) > 1 else ""
+        out.update({rid: prefix + label for rid, label in run_labels(group).items()})
+    return out
+
+
 def short_id(run_id) -> str:
     return str(run_id)[-6:]
 

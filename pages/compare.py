@@ -66,7 +66,7 @@ st.session_state[RUNS_KEY] = state.narrow_selection(
     st.session_state.get(RUNS_KEY), list(by_id), fresh=DEFAULT_RUNS,
     filters_changed=fresh or signature != st.session_state.get("compare_filters_seen", signature))
 st.session_state["compare_filters_seen"] = signature
-names = describe.run_labels(shown)
+names = describe.picker_labels(shown)
 chosen_ids = st.multiselect(
     f"Runs to compare ({len(shown)} of {len(records)} match the filters)", list(by_id),
     key=RUNS_KEY, format_func=lambda i: f"{names[i]} · {by_id[i].status}"

@@ -169,3 +169,14 @@ def test_launched_together_is_the_newest_batch():
             (("old", 100.0), ("a", 200.0), ("b", 201.0), ("c", 203.5))]
     assert [r["id"] for r in describe.launched_together(recs)] == ["c", "b", "a"]
     assert describe.launched_together([]) == []
+
+
+def test_picker_labels_compare_runs_within_their_dataset():
+    runs = [{"id": "s1", "config": {"dataset": "spirals", "optimizer": "sgd", "width": [32]}},
+            {"id": "s2", "config": {"dataset": "spirals", "optimizer": "adam", "width": [32]}},
+            {"id": "f1", "config": {"dataset": "fashion-mnist", "optimizer": "adam", "depth": 20}},
+            {"id": "f2", "config": {"dataset": "fashion-mnist", "optimizer": "adam", "depth": 2}}]
+    labels = describe.picker_labels(runs)
+    assert labels["s1"] == "spirals · sgd" and labels["s2"] == "spirals · adam"
+    assert labels["f1"] == "fashion-mnist · depth 20"      # width and optimizer not dragged in
+    assert describe.picker_labels(runs[:2]) == {"s1": "sgd", "s2": "adam"}
