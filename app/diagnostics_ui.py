@@ -4,16 +4,17 @@ This module owns what the Diagnostics page draws: the run picker (newest runs fi
 incremental read of each run's metrics (only rows newer than the last seen, per session), the
 heat maps, the step slider and the per-layer profile, the warnings with a jump to their step,
 decision regions of toy runs with their downloads, and the probe at init (cached per config).
-Figures come from engine/diagnostic_plots.py, numbers and warnings from engine/diagnostics.py.
+Figures come from engine/diagnostic_plots.py, probes from engine/diagnostics.py, warnings from
+engine/run_warnings.py.
 """
 
 from __future__ import annotations
 
-import threading
 
 import pandas as pd
 import streamlit as st
 
+from app import services
 from app.text import plain
 from engine import describe, export
 from engine import diagnostic_plots as dplots
@@ -139,7 +140,7 @@ WARNING_QUANTITY = {"vanishing": "grad_norm", "exploding": "grad_norm",
 
 def warnings_ui(records: dict, frames: dict, labels: dict, steps: list[int]) -> None:
     """Each run's warnings in plain words, with a button that jumps to the step."""
-    from engine.diagnostics import warnings_for
+    from engine.run_warnings import warnings_for
     any_shown = False
     for rid, frame in frames.items():
         for i, w in enumerate(warnings_for(frame, records[rid].config)):
@@ -163,7 +164,7 @@ def warnings_ui(records: dict, frames: dict, labels: dict, steps: list[int]) -> 
 def regions_ui(store, records: dict, run_ids, labels: dict, step: int | None) -> None:
     """Decision regions at `step` (each run's last snapshot at or before it) for toy runs,
     the first layer's unit thumbnails, and PNG/SVG/HTML downloads."""
-    from engine.diagnostics import is_toy
+    from engine.run_warnings import is_toy
     toy = [rid for rid in run_ids if is_toy(records[rid].config)][:MAX_REGION_RUNS]
     if not toy:
         return
@@ -217,7 +218,7 @@ def probe_config(values: dict) -> tuple[list[dict] | None, str]:
         cfg = RunConfig.from_dict(dict(values))
     except (ConfigError, TypeError, ValueError) as error:
         return None, f"the settings are not valid yet ({error})"
-    from engine.data import missing_files
+    from engine.datafiles import missing_files
     if missing_files(cfg):
         return None, f"the {cfg.dataset} files are not in the data folder"
     try:
@@ -226,16 +227,11 @@ def probe_config(values: dict) -> tuple[list[dict] | None, str]:
         return None, f"the probe failed ({error})"
 
 
-def _engine_loading() -> bool:
-    """True while app.services still imports torch in the background (first seconds)."""
-    return any(t.name == "trainlab-torch-import" and t.is_alive() for t in threading.enumerate())
-
-
 def signal_line_ui(values: dict) -> None:
     """One line under the launch form: how the gradient reaches the first layer at init with
     these settings ("the gradient at the first layer is 10^-9 of the last layer's")."""
-    from engine.diagnostics import describe_ratio, gradient_ratio
-    if _engine_loading():
+    from engine.run_warnings import describe_ratio, gradient_ratio
+    if not services.engine_ready():
         st.caption("Signal propagation at init: available once the engine has loaded (a few "
                    "seconds); change any setting to see it.")
         return
@@ -261,7 +257,7 @@ def signal_ui(records: dict, run_ids, labels: dict) -> None:
     if profiles:
         st.plotly_chart(dplots.signal_figure(profiles), key="diag_signal",
                         config={"displaylogo": False})
-        from engine.diagnostics import describe_ratio, gradient_ratio
+        from engine.run_warnings import describe_ratio, gradient_ratio
         st.caption("  \n".join(f"**{plain(label)}**: {describe_ratio(gradient_ratio(p))}"
                                for label, p in profiles.items()))
     for problem in problems:

@@ -14,7 +14,7 @@ import streamlit as st
 
 from app import services
 from app.text import plain
-from engine import data, experiments, plots
+from engine import datafiles, experiments, plots
 from engine.config import ConfigError
 from engine.events import RunStatus
 
@@ -98,7 +98,7 @@ def card_ui(exp, stored) -> None:
                    f"{plain(exp.notebook or 'no notebook')}")
         if right.button("Run", key=f"exp_run_{exp.id}", icon=":material/play_arrow:",
                         disabled=bad_seeds) and not bad_seeds:
-            missing = data.missing_files(exp.config(exp.labels[0], quick=quick))
+            missing = datafiles.missing_files(exp.config(exp.labels[0], quick=quick))
             if missing:
                 st.error(plain(missing), icon=":material/folder_off:")
                 return

@@ -71,3 +71,5 @@ except StoreError as error:
     storage_fault_page(error)
 except cluster_ui.ExecutorError as error:    # Ray chosen but unreachable: one message
     cluster_ui.executor_fault_ui(error)
+finally:
+    services.warm_engine()     # torch loads once the first page is drawn, not against it

@@ -22,7 +22,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import charts, state, widgets
+from app import charts, services, state, widgets
 from app.text import plain
 from engine import config, describe, diagnostic_plots, plots
 from engine.config import ConfigError, RunConfig
@@ -292,10 +292,11 @@ def sync_link(cfg: dict) -> None:
 
 # --- runs -----------------------------------------------------------------------------------------
 
-def ensure_run(store, manager, cfg: dict, *, launch: bool) -> str | None:
+def ensure_run(store, cfg: dict, *, launch: bool) -> str | None:
     """The run of this config: the trail's or the store's Playground run with exactly this
     config, else (when `launch`) one new run submitted now, else None. Moves it to the front
-    of the trail."""
+    of the trail. The job manager (and with it torch) is started only to submit, so the first
+    open of the landing page does not wait for it."""
     trail = st.session_state.setdefault(state.PG_TRAIL, [])
     run_id = next((rid for rid in trail if (r := store.get_run(rid)) is not None
                    and same_config(r.config, cfg)), None)
@@ -304,7 +305,7 @@ def ensure_run(store, manager, cfg: dict, *, launch: bool) -> str | None:
     if run_id is None and not launch:
         return None
     if run_id is None:
-        run_id = manager.submit(RunConfig.from_dict(cfg), tags=[TAG])
+        run_id = services.get_manager().submit(RunConfig.from_dict(cfg), tags=[TAG])
     if trail[:1] != [run_id]:
         trail[:] = [run_id] + [rid for rid in trail if rid != run_id]
         _trim(store, trail)
@@ -391,7 +392,6 @@ def tries_ui(current: str) -> None:
     """Redrawn in place every REFRESH_S: the current try's controls and progress, loss and
     accuracy of every try on the trail (read incrementally from the store), the toy data, and
     the list of tries with Pin and Clear."""
-    from app import services
     store = services.get_store()
     controls_ui(services.get_manager(), current)
     trail = [rid for rid in st.session_state.get(state.PG_TRAIL, []) if rid]

@@ -9,6 +9,7 @@ interrupted and the store flushes its queue, so nothing committed is lost.
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import streamlit as st
@@ -18,15 +19,36 @@ from engine.jobs import JobManager
 from engine.store import RunStore
 
 
+_torch_imported = threading.Event()
+_warm_lock = threading.Lock()
+_warm_started = False
+
+
 def _import_torch() -> None:
     import torch  # noqa: F401
+    _torch_imported.set()
 
 
-# Importing torch takes about 3 s here. The first page does not need it, the job manager
-# does: import it on a background thread as the server starts, so the first page shows at
-# once and the first launch does not wait. (Python's import lock makes a later `import
-# torch` in a script thread wait for this one instead of importing twice.)
-threading.Thread(target=_import_torch, name="trainlab-torch-import", daemon=True).start()
+def warm_engine() -> None:
+    """Import torch on a background thread, once per process (about 3 s here).
+
+    The pages do not need torch to draw, the job manager's workers do. app/main.py calls
+    this after the first page has been drawn: started at server start instead, the import
+    held the GIL against the first page's script and made it 2-3x slower. (Python's import
+    lock makes a later `import torch` in a script thread wait for this one.)"""
+    global _warm_started
+    with _warm_lock:
+        if _warm_started:
+            return
+        _warm_started = True
+    threading.Thread(target=_import_torch, name="trainlab-torch-import", daemon=True).start()
+
+
+def engine_ready() -> bool:
+    """True once torch is imported: a page may then probe a model without a pause."""
+    if not _torch_imported.is_set() and "torch" in sys.modules and not _warm_started:
+        _torch_imported.set()      # imported by someone else (tests, the CLI in-process)
+    return _torch_imported.is_set()
 
 
 @st.cache_resource(show_spinner=False)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from app.playground import BASE  # noqa: E402  (imports streamlit, does not start it)
-from engine import data  # noqa: E402
+from engine import datafiles  # noqa: E402
 from engine.config import RunConfig  # noqa: E402
 from engine.events import STEP_LOSS, VAL_ACC, RunStatus  # noqa: E402
 from engine.jobs import JobManager  # noqa: E402
@@ -90,7 +90,7 @@ def main() -> None:
               store, manager, spirals, args.repeats)
         fashion = RunConfig.from_dict({**base, "dataset": "fashion-mnist", "device": "cpu",
                                        "data_dir": args.data_dir})
-        missing = data.missing_files(fashion)
+        missing = datafiles.missing_files(fashion)
         if missing:
             print(f"fashion-mnist skipped: {missing}")
         else:

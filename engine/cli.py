@@ -296,8 +296,8 @@ def cmd_run(args) -> int:
 
 def _check_data(cfg: RunConfig) -> None:
     """Fail fast, before a run is stored, when an image set's files are missing."""
-    from engine import data
-    missing = data.missing_files(cfg)
+    from engine import datafiles
+    missing = datafiles.missing_files(cfg)
     if missing:
         raise CliError(missing, EXIT_NO_DATA)
 
@@ -388,7 +388,7 @@ def cmd_runs(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from engine.diagnostics import warnings_for   # computed on read from the stored metrics
+    from engine.run_warnings import warnings_for   # computed on read from the stored metrics
     store = _open_store(args)
     record = _find_run(store, args.run)
     frame = store.read_metrics([record.id])
@@ -413,7 +413,8 @@ def cmd_probe(args) -> int:
         raise CliError(f"probe-batch: {args.probe_batch} is not allowed; must be a whole "
                        "number >= 2")
     _check_data(cfg)
-    from engine.diagnostics import describe_ratio, gradient_ratio, probe
+    from engine.diagnostics import probe
+    from engine.run_warnings import describe_ratio, gradient_ratio
     from engine.jobs import check_device
     check_device(cfg.device)
     profile = probe(cfg, batch=args.probe_batch)

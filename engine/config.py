@@ -583,6 +583,23 @@ def split_sizes(cfg: RunConfig, pool: int | None = None) -> tuple[int, int]:
     return pool - n_val, n_val
 
 
+def drops_last_batch(cfg: RunConfig, n_train: int) -> bool:
+    """drop_last, or a last batch of one example under batch norm (whose variance over one
+    example is undefined: torch raises, the course formula gives nan), which is skipped."""
+    return cfg.drop_last or (cfg.norm == "batch" and n_train % cfg.batch_size == 1)
+
+
+def plan_steps(cfg: RunConfig, n_train: int) -> tuple[int, int, int]:
+    """(steps per epoch, epochs to run, total optimizer steps) for a training set of n_train."""
+    steps_per_epoch = n_train // cfg.batch_size if drops_last_batch(cfg, n_train) \
+        else math.ceil(n_train / cfg.batch_size)
+    steps_per_epoch = max(steps_per_epoch, 1)
+    total = steps_per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total = cfg.max_steps   # the UvA practical counts steps; epochs then follow from them
+    return steps_per_epoch, math.ceil(total / steps_per_epoch), total
+
+
 def train_size(cfg: RunConfig) -> int:
     """Training examples a run will see: after the subset and the validation split."""
     return split_sizes(cfg)[0]

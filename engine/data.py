@@ -14,7 +14,6 @@ per-sample DataLoader.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import zlib
 import io
@@ -28,7 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine import config, paths
+from engine import config, datafiles, paths
+from engine.datafiles import (CIFAR_ARCHIVE, CIFAR_FOLDER, CIFAR_TEST_BATCH,
+                              CIFAR_TRAIN_BATCHES, IDX_FILES, idx_path)
 
 
 class DataMissingError(RuntimeError):
@@ -61,19 +62,8 @@ class PreparedData:
 
 # --- dataset facts ---------------------------------------------------------------------------
 
-IDX_FOLDERS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
-IDX_FILES = {  # role -> file name without .gz (the archives come as .gz; plain files work too)
-    "train_images": "train-images-idx3-ubyte",
-    "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte",
-    "test_labels": "t10k-labels-idx1-ubyte",
-}
 IDX_IMAGE_MAGIC = 0x00000803   # unsigned bytes, 3 dimensions (N, rows, cols)
 IDX_LABEL_MAGIC = 0x00000801   # unsigned bytes, 1 dimension (N,)
-CIFAR_ARCHIVE = "cifar-10-python.tar.gz"
-CIFAR_FOLDER = "cifar-10-batches-py"
-CIFAR_TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
-CIFAR_TEST_BATCH = "test_batch"
 
 CLASSES = {
     "mnist": ["0 - zero", "1 - one", "2 - two", "3 - three", "4 - four", "5 - five",
@@ -199,11 +189,11 @@ def _load_images(cfg, device):
         arrays = reader(cfg.dataset, folder)
     except FileNotFoundError as missing:
         try:
-            if not _try_download(cfg.dataset, folder):
+            if not datafiles.try_download(cfg.dataset, folder):
                 raise missing
             arrays = reader(cfg.dataset, folder)
         except FileNotFoundError as still_missing:
-            raise DataMissingError(_missing_message(cfg.dataset, folder, still_missing)) \
+            raise DataMissingError(datafiles.missing_message(cfg.dataset, folder, still_missing)) \
                 from None
     x_train, y_train, x_test, y_test = arrays
     mean, std = NORM_CONSTANTS[cfg.dataset]
@@ -232,70 +222,8 @@ def _to_device(images: np.ndarray, labels: np.ndarray, device, input_norm, mean,
     return x, y
 
 
-def _missing_message(dataset: str, folder: Path, missing: FileNotFoundError) -> str:
-    if dataset == "cifar10":
-        where = (f"put {CIFAR_ARCHIVE} (or its extracted folder {CIFAR_FOLDER}/ with "
-                 f"{', '.join(CIFAR_TRAIN_BATCHES)}, {CIFAR_TEST_BATCH}) in {folder}/")
-    else:
-        raw = folder / IDX_FOLDERS[dataset] / "raw"
-        names = ", ".join(f"{name}.gz" for name in IDX_FILES.values())
-        where = f"put these 4 files (gzipped or not) in {raw}/: {names}"
-    return (f"{dataset} data not found ({missing} is missing) and could not be downloaded "
-            f"(no network?): {where}. "
-            f"To use another folder, set TRAINLAB_DATA_DIR or pass --data-dir "
-            f"(the run's data_dir option).")
-
-
-def missing_files(cfg: config.RunConfig) -> str | None:
-    """None when the run's dataset files are there (or could be fetched); else the message
-    of the DataMissingError a run would end with. Cheap: looks for files, reads none."""
-    if cfg.dataset in config.TOY_DATASETS:
-        return None
-    folder = paths.data_dir(cfg.data_dir)
-    try:
-        if cfg.dataset == "cifar10":
-            wanted = CIFAR_TRAIN_BATCHES + (CIFAR_TEST_BATCH,)
-            absent = [n for n in wanted if not (folder / CIFAR_FOLDER / n).is_file()]
-            if absent and not (folder / CIFAR_ARCHIVE).is_file():
-                # A partly extracted folder is as good as none: name what is missing.
-                raise FileNotFoundError(str(folder / CIFAR_FOLDER / absent[0])
-                                        if len(absent) < len(wanted)
-                                        else str(folder / CIFAR_ARCHIVE))
-        else:
-            for name in IDX_FILES.values():
-                _idx_path(folder, cfg.dataset, name)
-    except FileNotFoundError as missing:
-        if _try_download(cfg.dataset, folder):
-            return None
-        return _missing_message(cfg.dataset, folder, missing)
-    return None
-
-
-def _try_download(dataset: str, folder: Path) -> bool:
-    """Let torchvision fetch the archives into the data folder; False when it cannot."""
-    try:
-        from torchvision import datasets
-        cls = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST,
-               "cifar10": datasets.CIFAR10}[dataset]
-        # torchvision prints each failed mirror to stdout; our own message says it better.
-        with contextlib.redirect_stdout(io.StringIO()):
-            cls(root=str(folder), train=True, download=True)
-            cls(root=str(folder), train=False, download=True)
-        return True
-    except Exception:   # no network, read-only folder, bad mirror: report the files instead
-        return False
-
-
-def _idx_path(folder: Path, dataset: str, name: str) -> Path:
-    raw = folder / IDX_FOLDERS[dataset] / "raw"
-    for candidate in (raw / f"{name}.gz", raw / name):
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(str(raw / f"{name}.gz"))
-
-
 def _read_idx_dataset(dataset: str, folder: Path):
-    found = {role: _idx_path(folder, dataset, name) for role, name in IDX_FILES.items()}
+    found = {role: idx_path(folder, dataset, name) for role, name in IDX_FILES.items()}
     x_train = read_idx(found["train_images"], IDX_IMAGE_MAGIC)
     y_train = read_idx(found["train_labels"], IDX_LABEL_MAGIC)
     x_test = read_idx(found["test_images"], IDX_IMAGE_MAGIC)

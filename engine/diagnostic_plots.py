@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 
 from engine import config as config_module
 from engine import describe
-from engine.diagnostics import LOG_QUANTITIES, QUANTITY_LABELS, parse_metric_name
+from engine.run_warnings import LOG_QUANTITIES, QUANTITY_LABELS, parse_metric_name
 
 HEATMAP_HEIGHT = 360         # px of the heat-map row
 PROFILE_HEIGHT = 320

@@ -433,17 +433,17 @@ def _node_data_dir() -> str:
 def dataset_files(dataset: str, folder: Path) -> list[str]:
     """The files (paths relative to the data folder) a node needs to train on `dataset`, as
     this machine has them; [] when it lacks any."""
-    from engine import data
+    from engine import datafiles
     try:
         if dataset == "cifar10":
-            extracted = [Path(data.CIFAR_FOLDER) / n
-                         for n in data.CIFAR_TRAIN_BATCHES + (data.CIFAR_TEST_BATCH,)]
+            extracted = [Path(datafiles.CIFAR_FOLDER) / n
+                         for n in datafiles.CIFAR_TRAIN_BATCHES + (datafiles.CIFAR_TEST_BATCH,)]
             if all((folder / p).is_file() for p in extracted):
                 return [str(p) for p in extracted]
-            archive = folder / data.CIFAR_ARCHIVE
-            return [data.CIFAR_ARCHIVE] if archive.is_file() else []
-        return [str(data._idx_path(folder, dataset, name).relative_to(folder))
-                for name in data.IDX_FILES.values()]
+            archive = folder / datafiles.CIFAR_ARCHIVE
+            return [datafiles.CIFAR_ARCHIVE] if archive.is_file() else []
+        return [str(datafiles.idx_path(folder, dataset, name).relative_to(folder))
+                for name in datafiles.IDX_FILES.values()]
     except (FileNotFoundError, KeyError):
         return []
 

@@ -499,9 +499,8 @@ def estimate_seconds(exp: Experiment, *, seeds: int | None = None, quick: bool =
             total += count * float(np.mean(done))
             continue
         cfg = exp.config(label, quick=quick)
-        from engine.trainer import plan_steps
         n_train = config_module.train_size(cfg)
-        _, epochs, steps = plan_steps(cfg, n_train)
+        _, epochs, steps = config_module.plan_steps(cfg, n_train)
         macs = config_module.estimate_parameters(cfg) if cfg.model == "mlp" \
             else CNN_MACS.get(cfg.model, 1e7)
         evaluated = epochs * (cfg.train_eval_size + 10_000)       # forward passes only
@@ -611,8 +610,7 @@ def _decimals(value: float) -> int:
 
 
 def _epochs(cfg: RunConfig) -> int:
-    from engine.trainer import plan_steps
-    return plan_steps(cfg, config_module.train_size(cfg))[1]
+    return config_module.plan_steps(cfg, config_module.train_size(cfg))[1]
 
 
 def _unit(metric: str) -> str:

@@ -30,16 +30,15 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from engine.config import (CNN_MODELS, IMAGE_SHAPES, NUM_CLASSES, RunConfig,
-                           estimate_parameters, input_size)
+from engine.config import (CNN_MODELS, IMAGE_SHAPES, NUM_CLASSES, RunConfig, drops_last_batch,
+                           estimate_parameters, input_size, plan_steps)
 from engine.config import fields as config_fields
 from engine.models import DEFAULT_CHANNELS
 from engine.events import (ELAPSED_S, EPOCH_TRAIN_LOSS, EXAMPLES_PER_S, LR, TRAIN_ACC,
                            TRAIN_LOSS, VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted,
                            RunStatus, StepLoss)
 from engine.trainer import (_GLOBAL_RNG_LOCK, EVAL_CHUNK, _check_divergence, _describe,
-                            _Diverged, _release_memory, drops_last_batch, plan_steps,
-                            resolve_device)
+                            _Diverged, _release_memory, resolve_device)
 
 Emit = Callable[[object], None]
 

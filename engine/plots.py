@@ -624,8 +624,7 @@ def curve_figure(exp: "experiments.Experiment", plot: "experiments.Plot", frame,
         if ref.metric != plot.metric or ref.run not in colors:
             continue
         cfg = exp.config(ref.run, quick=quick)
-        from engine.trainer import plan_steps
-        _, epochs, steps = plan_steps(cfg, config.train_size(cfg))
+        _, epochs, steps = config.plan_steps(cfg, config.train_size(cfg))
         if ref.epoch is None:
             x = epochs if plot.x == "epoch" else steps
         elif plot.x == "epoch":

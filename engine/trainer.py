@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engine import diagnostics
-from engine.config import RunConfig
+from engine.config import RunConfig, drops_last_batch, plan_steps
 from engine.events import (ELAPSED_S, EPOCH_TRAIN_LOSS, EXAMPLES_PER_S, LR, TRAIN_ACC,
                            TRAIN_LOSS, VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted,
                            RunStatus, StepLoss)
@@ -106,23 +106,6 @@ def available_devices() -> list[str]:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         names.append("mps")
     return names
-
-
-def drops_last_batch(cfg: RunConfig, n_train: int) -> bool:
-    """drop_last, or a last batch of one example under batch norm (whose variance over one
-    example is undefined: torch raises, the course formula gives nan), which is skipped."""
-    return cfg.drop_last or (cfg.norm == "batch" and n_train % cfg.batch_size == 1)
-
-
-def plan_steps(cfg: RunConfig, n_train: int) -> tuple[int, int, int]:
-    """(steps per epoch, epochs to run, total optimizer steps) for a training set of n_train."""
-    steps_per_epoch = n_train // cfg.batch_size if drops_last_batch(cfg, n_train) \
-        else math.ceil(n_train / cfg.batch_size)
-    steps_per_epoch = max(steps_per_epoch, 1)
-    total = steps_per_epoch * cfg.epochs
-    if cfg.max_steps:
-        total = cfg.max_steps   # the UvA practical counts steps; epochs then follow from them
-    return steps_per_epoch, math.ceil(total / steps_per_epoch), total
 
 
 # ----------------------------------------------------------------------------------------------

@@ -26,14 +26,13 @@ with right:
     if cfg is None or refused:
         st.error(refused or problem, icon=":material/block:")
     else:
-        store, manager = services.get_store(), services.get_manager()
+        store = services.get_store()
         # A knob change trains; opening the page or a link shows the setup (and its run if
         # one is stored) until Train is pressed or a knob is flipped.
-        current = playground.ensure_run(store, manager, cfg,
-                                        launch=not playground.at_start(cfg))
+        current = playground.ensure_run(store, cfg, launch=not playground.at_start(cfg))
         if current is None and st.button("Train", icon=":material/play_arrow:",
                                           key="pg_train", type="primary"):
-            current = playground.ensure_run(store, manager, cfg, launch=True)
+            current = playground.ensure_run(store, cfg, launch=True)
         playground.sync_link(cfg)
         st.caption(playground.budget_text(cfg) + " Change it under Budget.")
         if current is None:

@@ -80,7 +80,7 @@ def test_card_launches_its_runs_and_a_second_press_adds_seeds(services, data_dir
 def test_missing_data_refuses_and_launches_nothing(services, tmp_path, monkeypatch):
     store, _ = services
     monkeypatch.setenv("TRAINLAB_DATA_DIR", str(tmp_path / "nothing"))
-    monkeypatch.setattr("engine.data._try_download", lambda *a: False)
+    monkeypatch.setattr("engine.datafiles.try_download", lambda *a: False)
     at = run_page()
     card_button(at, "uoft-zero-init").click()
     at.run()

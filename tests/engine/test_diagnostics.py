@@ -17,6 +17,7 @@ from torch import nn
 
 from engine import cli
 from engine import diagnostics as diag
+from engine import run_warnings
 from engine import events as ev
 from engine.config import RunConfig
 from engine.trainer import train
@@ -129,14 +130,14 @@ def test_tanh_saturation_is_the_fraction_of_outputs_near_the_bounds():
 def test_plain_depth_20_relu_mlp_first_layer_gradient_is_orders_of_magnitude_below_last():
     profile = diag.probe(RunConfig(**DEEP))
     assert [row["layer"] for row in profile] == list(range(21))     # 20 hidden + output
-    assert diag.gradient_ratio(profile) < 1e-4
-    assert "10^-" in diag.describe_ratio(diag.gradient_ratio(profile))
+    assert run_warnings.gradient_ratio(profile) < 1e-4
+    assert "10^-" in run_warnings.describe_ratio(run_warnings.gradient_ratio(profile))
 
 
 @pytest.mark.parametrize("change", [dict(norm="layer"), dict(norm="batch"),
                                     dict(residual="post"), dict(residual="pre")])
 def test_normalization_or_residuals_keep_the_first_layer_gradient_alive(change):
-    ratio = diag.gradient_ratio(diag.probe(RunConfig(**DEEP, **change)))
+    ratio = run_warnings.gradient_ratio(diag.probe(RunConfig(**DEEP, **change)))
     assert 1e-3 < ratio < 1e3, ratio
 
 
@@ -240,7 +241,7 @@ def healthy_rows(loss=None, val=None, layers=None) -> list[tuple]:
 
 
 def warnings_of(rows, config=None):
-    return diag.warnings_for(pd.DataFrame(rows, columns=["step", "name", "value"]), config)
+    return run_warnings.warnings_for(pd.DataFrame(rows, columns=["step", "name", "value"]), config)
 
 
 def test_a_healthy_run_gets_no_warning():
@@ -301,10 +302,10 @@ def test_zero_initialization_leaves_identical_units_and_the_warning_says_so():
     frame = metric_frame(seen)
     spreads = frame[frame["name"] == "diag/unit_spread/0"]["value"]
     assert len(spreads) and (spreads == 0).all()
-    warnings = diag.warnings_for(frame, {"init": "zeros"})
+    warnings = run_warnings.warnings_for(frame, {"init": "zeros"})
     w = next(w for w in warnings if w.kind == "symmetry")
     assert w.layer == 0 and "Identical units" in w.message and "zeros" in w.message
-    assert not any(w.kind == "symmetry" for w in diag.warnings_for(metric_frame(run_events())))
+    assert not any(w.kind == "symmetry" for w in run_warnings.warnings_for(metric_frame(run_events())))
 
 
 # --- the CLI -------------------------------------------------------------------------------------

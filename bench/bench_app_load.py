@@ -1,0 +1,124 @@
+"""Benchmark: how long each page of the real app takes to appear in a real browser.
+
+For every page, a fresh server (`streamlit run app/main.py`, its own empty home) and a fresh
+Chromium tab (Debian's, headless), then:
+- first load: from navigation to the page drawn (its title is on screen and nothing on it
+  has changed for QUIET_MS; the time is that of its last change) on a server that has drawn
+  nothing yet;
+- second load: the same in a second tab once the first has finished (modules imported,
+  caches warm).
+The median of --repeats fresh servers per page is printed, with the range. Asserts nothing.
+
+Usage: python bench/bench_app_load.py [--repeats 3] [--pages playground launch ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+PAGES = {"playground": "Playground", "launch": "Launch runs", "live": "Live",
+         "compare": "Compare", "runs": "Runs", "diagnostics": "Diagnostics",
+         "experiments": "Experiments"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(home: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = {**os.environ, "TRAINLAB_HOME": str(home), "TRAINLAB_DB": str(home / "runs.db")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
+         "--server.port", str(port), "--server.address", "127.0.0.1",
+         "--server.headless", "true"], env=env, cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=1).read() == b"ok":
+                return process, url
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise SystemExit("the app did not start within 60 s")
+
+
+QUIET_MS = 1500     # the page counts as drawn once its main area has not changed for this long
+
+# Records, in the page, when its main area last changed (Streamlit draws a page element by
+# element over a websocket, so there is no load event that means "all drawn").
+WATCH_JS = """() => {
+    window.__lastChange = performance.now();
+    const inSidebar = (node) => node.parentElement !== null &&
+        node.parentElement.closest('[data-testid="stSidebar"]') !== null;
+    // the sidebar's run counts redraw every 2 s on every page: only the page itself counts
+    new MutationObserver((changes) => {
+        if (changes.some((c) => !inSidebar(c.target))) window.__lastChange = performance.now();
+    })
+        .observe(document, {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def load_once(browser, url: str, title: str) -> float:
+    """Seconds from navigation to the last change of the page before it went quiet."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.add_init_script(f"({WATCH_JS})()")
+    page.goto(url)
+    page.get_by_role("heading", name=title).first.wait_for(timeout=120_000)
+    page.wait_for_function(f"() => performance.now() - window.__lastChange > {QUIET_MS}",
+                           timeout=120_000, polling=100)
+    # performance.now() counts from the navigation's start
+    took = page.evaluate("() => window.__lastChange") / 1000
+    page.close()
+    return took
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pages", nargs="*", default=list(PAGES), choices=list(PAGES))
+    args = parser.parse_args()
+    if not Path(CHROMIUM).exists():
+        raise SystemExit(f"{CHROMIUM} is missing (make setup installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    print(f"page load in Chromium, {args.repeats} fresh servers per page, "
+          f"{os.cpu_count()} CPU cores; median [min-max] seconds")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        for key in args.pages:
+            firsts, seconds = [], []
+            for _ in range(args.repeats):
+                with tempfile.TemporaryDirectory() as home:
+                    process, url = start_server(Path(home))
+                    try:
+                        firsts.append(load_once(browser, f"{url}/{key}", PAGES[key]))
+                        seconds.append(load_once(browser, f"{url}/{key}", PAGES[key]))
+                    finally:
+                        process.terminate()
+                        process.wait(30)
+            print(f"{key:12s} first load {statistics.median(firsts):5.2f} "
+                  f"[{min(firsts):.2f}-{max(firsts):.2f}]   second load "
+                  f"{statistics.median(seconds):5.2f} [{min(seconds):.2f}-{max(seconds):.2f}]")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main()
