@@ -177,6 +177,19 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
     for g in result.groups:
         for v in g.missing:
             st.caption(f"{g.name}: {v.name} has no value: {v.reason}")
+    # Run by run (a plain table: the panel itself sits in an expander on Compare)
+    st.markdown("**Time to target, run by run**" if summary.kind in verdicts.TARGET_KINDS
+                else "**Run by run**")
+    st.dataframe(result.run_table(), hide_index=True, key=f"{key}_runs", column_config={
+        "value": st.column_config.NumberColumn(summary.describe(), format="%.4g"),
+        "without_value": "without a value (why)",
+        "steps": st.column_config.NumberColumn("steps", format="%d",
+                                               help="optimizer steps to the target"),
+        "epochs": st.column_config.NumberColumn("epochs", format="%.3g"),
+        "examples": st.column_config.NumberColumn(
+            "examples", format="%d", help="examples seen: steps x batch size"),
+        "seconds": st.column_config.NumberColumn(
+            "seconds", format="%.3g", help="wall-clock seconds since the run started")})
     if not result.pairs:
         st.caption("One group only: nothing to compare. Group by another field.")
     for p in result.pairs:

@@ -203,11 +203,14 @@ def configs_json(runs) -> bytes:
 def verdicts_csv(result) -> bytes:
     """The verdict table of an engine.verdicts.Verdicts: one row per group (kind "group":
     n, mean, 95% CI, std, median, range, runs without a value), then one per pair (kind
-    "pair": diff, 95% CI, Welch and Holm p, Hedges' g, P(A>B), paired test, verdict line).
-    Values in display units (accuracy in %)."""
+    "pair": diff, 95% CI, Welch and Holm p, Hedges' g, P(A>B), paired test, verdict line),
+    then one per run (kind "run": its group, value or why none, and for a time-to-target
+    summary its steps, epochs, examples and seconds to the target). Values in display units
+    (accuracy in %)."""
     meta = {"summary": result.summary.text(), "group_by": " · ".join(result.group_by)}
     rows = [{"kind": "group", **meta, **g.row()} for g in result.groups]
     rows += [{"kind": "pair", **meta, **p.row()} for p in result.pairs]
+    rows += [{"kind": "run", **meta, **r} for r in result.run_table().to_dict("records")]
     return pd.DataFrame(rows).to_csv(index=False, lineterminator="\n").encode()
 
 

@@ -158,6 +158,9 @@ class RunValue:
     reason: str = ""
     seed: int | None = None
     diverged: bool = False
+    # time-to-target summaries: the first crossing in every unit (steps, epochs, examples,
+    # seconds), so the run table shows them all whichever one is the summary; else None
+    to_target: dict | None = field(default=None, compare=False)
 
 
 def _get(run, name, default=None):
@@ -196,8 +199,8 @@ def summarize_run(points: pd.DataFrame, run, summary: Summary, name: str = "") -
     def none(reason):
         return RunValue(rid, name, math.nan, reason, seed, diverged)
 
-    def value(v):
-        return RunValue(rid, name, float(v), "", seed, diverged)
+    def value(v, to_target=None):
+        return RunValue(rid, name, float(v), "", seed, diverged, to_target)
 
     y = points["y"].to_numpy(dtype="float64")
     finite = np.isfinite(y)
@@ -244,15 +247,11 @@ def summarize_run(points: pd.DataFrame, run, summary: Summary, name: str = "") -
         return none(f"never reached {_target_text(summary)} (best {best:.4g})")
     i = int(np.argmax(crossed))
     step = float(points["step"].iloc[i])
-    if summary.kind == "steps_to":
-        return value(step)
-    if summary.kind == "epochs_to":
-        return value(points["epoch"].iloc[i])
-    if summary.kind == "examples_to":
-        # examples seen = steps x batch size (a short last batch per epoch counts as full)
-        batch = (_get(run, "config") or {}).get("batch_size") or config.RunConfig().batch_size
-        return value(step * batch)
-    return value(points["seconds"].iloc[i])
+    # examples seen = steps x batch size (a short last batch per epoch counts as full)
+    batch = (_get(run, "config") or {}).get("batch_size") or config.RunConfig().batch_size
+    reached = {"steps_to": step, "epochs_to": float(points["epoch"].iloc[i]),
+               "examples_to": step * batch, "seconds_to": float(points["seconds"].iloc[i])}
+    return value(reached[summary.kind], reached)
 
 
 def summarize_runs(frame: pd.DataFrame, runs, summary: Summary,
@@ -712,7 +711,9 @@ class Verdicts:
         for g in self.groups:
             row = {k: clean(v) for k, v in g.row().items()}
             row["runs"] = [{"id": v.run_id, "name": v.name, "value": clean(v.value),
-                            "seed": v.seed, "reason": v.reason} for v in g.values]
+                            "seed": v.seed, "reason": v.reason,
+                            **({"to_target": v.to_target} if v.to_target else {})}
+                           for v in g.values]
             groups.append(row)
         return {"summary": self.summary.text(), "summary_text": self.summary.describe(),
                 "unit": self.summary.unit, "group_by": list(self.group_by),
@@ -722,6 +723,22 @@ class Verdicts:
 
     def group_table(self) -> pd.DataFrame:
         return pd.DataFrame([g.row() for g in self.groups])
+
+    def run_table(self) -> pd.DataFrame:
+        """One row per run: group, run, seed, its summary value or why it has none; for a
+        time-to-target summary also the steps, epochs, examples and seconds to the target."""
+        rows = []
+        for g in self.groups:
+            for v in g.values:
+                row = {"group": g.name, "run": v.name, "seed": v.seed,
+                       "value": v.value if math.isfinite(v.value) else None,
+                       "without_value": v.reason}
+                if self.summary.kind in TARGET_KINDS:
+                    reached = v.to_target or {}
+                    row.update({TARGET_KINDS[k] if k != "seconds_to" else "seconds":
+                                reached.get(k) for k in TARGET_KINDS})
+                rows.append(row)
+        return pd.DataFrame(rows)
 
     def pair_table(self) -> pd.DataFrame:
         return pd.DataFrame([p.row() for p in self.pairs])
@@ -767,6 +784,12 @@ def format_text(result: Verdicts) -> str:
                      + (f"  ({g.note})" if g.note else ""))
         for v in g.missing:
             lines.append(f"{'':<{width}}  without a value: {v.name}: {v.reason}")
+        for v in g.values:
+            if v.to_target:
+                t = v.to_target
+                lines.append(f"{'':<{width}}  {v.name}: reached at step {t['steps_to']:.0f}, "
+                             f"epoch {t['epochs_to']:.3g}, {t['examples_to']:,.0f} examples, "
+                             f"{t['seconds_to']:.3g} s")
     if result.pairs:
         lines.append(f"pairs (Welch p Holm-corrected over {len(result.pairs)} comparisons):")
     for p in result.pairs:

@@ -11,12 +11,14 @@ from scipy import stats
 from streamlit.testing.v1 import AppTest
 
 from engine import verdicts
+from engine.config import RunConfig
 from engine.events import VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted, RunStatus, StepLoss
 from tests.app.conftest import wait_idle
 
 # final validation accuracy (fraction) of each (optimizer, seed); seeds shared by both
 FINALS = {("adam", 1): 0.92, ("adam", 2): 0.93, ("adam", 3): 0.941,
           ("sgd", 1): 0.68, ("sgd", 2): 0.69, ("sgd", 3): 0.698}
+BATCH = RunConfig().batch_size   # the runs' configs leave the batch size at its default
 
 
 def add_run(store, optimizer, seed, final, *, diverge_at=None):
@@ -101,6 +103,12 @@ def test_summary_target_baseline_and_field_grouping(filled):
     assert rows["adam"]["n"] == 3 and rows["adam"]["mean"] == 8.0     # crosses 90% at step 8
     assert rows["sgd"]["n"] == 0
     assert "never reached 90% (best 69.8)" in rows["sgd"]["without_value"]
+    # the run by run table: each adam run's step, epoch, examples and seconds to 90%
+    runs = next(d.value for d in at.dataframe if "steps" in d.value.columns)
+    adam = runs[runs["group"] == "adam"]
+    assert len(adam) == 3 and adam["steps"].tolist() == [8.0, 8.0, 8.0]
+    assert (adam["examples"] == adam["steps"] * BATCH).all()
+    assert runs[runs["group"] == "sgd"]["steps"].isna().all()
     at.selectbox(key="verdicts_kind").set_value("final").run()
     at.selectbox(key="verdicts_baseline").set_value("sgd").run()
     lines = [m.value for m in at.markdown if m.value.startswith("- ")]

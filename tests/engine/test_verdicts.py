@@ -269,6 +269,35 @@ def test_time_to_target_first_crossing_after_smoothing_and_never_reaching_runs_n
     assert smooth["r1"].value == 3.0
 
 
+def test_run_table_gives_time_to_target_in_every_unit_and_names_runs_that_never_reach_it():
+    import io
+
+    from engine import export
+    result = V.verdicts(FRAME, RUNS, V.Summary("epochs_to", VAL_ACC, 65.0), group_by=["seed"],
+                        names={r["id"]: r["id"] for r in RUNS})
+    table = result.run_table().set_index("run")
+    # r1 crosses 65% at step 2: epoch 1 (step / 2), 2 x batch 16 examples, 20 s (10 s a step)
+    assert table.loc["r1", ["value", "steps", "epochs", "examples", "seconds"]].tolist() == \
+        [1.0, 2.0, 1.0, 32.0, 20.0]
+    assert table.loc["r2", ["steps", "epochs", "examples", "seconds"]].tolist() == \
+        [3.0, 1.5, 48.0, 30.0]
+    assert table.loc["r3", "value"] is None or math.isnan(table.loc["r3", "value"])
+    assert table.loc["r3", "without_value"] == "diverged at step 3 before reaching 65% (best 50)"
+    assert all(table.loc["r3", c] is None or math.isnan(table.loc["r3", c])
+               for c in ("steps", "epochs", "examples", "seconds"))
+    text = V.format_text(result)
+    assert "r1: reached at step 2, epoch 1, 32 examples, 20 s" in text
+    assert "r3: reached" not in text
+    rows = pd.read_csv(io.BytesIO(export.verdicts_csv(result)))
+    runs = rows[rows["kind"] == "run"].set_index("run")
+    assert runs.loc["r2", ["steps", "examples", "seconds"]].tolist() == [3.0, 48.0, 30.0]
+    as_json = result.to_dict()["groups"]
+    assert as_json[0]["runs"][0]["to_target"] == {"steps_to": 2.0, "epochs_to": 1.0,
+                                                  "examples_to": 32.0, "seconds_to": 20.0}
+    # other summaries have no time-to-target columns
+    assert "steps" not in V.verdicts(FRAME, RUNS, FINAL).run_table()
+
+
 def test_parse_summary_and_its_messages():
     assert V.parse_summary("final:val/acc") == V.Summary("final", VAL_ACC)
     assert V.parse_summary("steps_to:val/loss:0.3") == V.Summary("steps_to", VAL_LOSS, 0.3)
@@ -362,9 +391,12 @@ def test_zip_export_holds_the_verdict_rows_and_the_strip_plot():
     frame = frame_of({"a1": [(4, 0.9)], "a2": [(4, 0.92)], "s1": [(4, 0.7)], "s2": [(4, 0.69)]})
     result = V.verdicts(frame, runs, FINAL)
     table = pd.read_csv(io.BytesIO(export.verdicts_csv(result)))
-    assert table["kind"].tolist() == ["group", "group", "pair"]
+    assert table["kind"].tolist() == ["group", "group", "pair", "run", "run", "run", "run"]
     assert table["mean"][:2].tolist() == pytest.approx([91.0, 69.5])
     assert table["verdict"][2] == result.pairs[0].verdict
+    assert table["run"][3:].tolist() == ["adam · seed 1", "adam · seed 2", "sgd · seed 1",
+                                         "sgd · seed 2"]
+    assert table["value"][3:].tolist() == pytest.approx([90.0, 92.0, 70.0, 69.0])
     fig = plots.build_figure(frame, runs)
     data = export.zip_bytes(fig, frame, runs, base="cmp", images={"png": b"p", "svg": b"s"},
                             verdicts=result)
