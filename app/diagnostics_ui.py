@@ -11,10 +11,12 @@ engine/run_warnings.py.
 from __future__ import annotations
 
 
+import time
+
 import pandas as pd
 import streamlit as st
 
-from app import services
+from app import services, state
 from app.text import plain
 from engine import describe, export
 from engine import diagnostic_plots as dplots
@@ -114,8 +116,11 @@ def step_ui(steps: list[int], training: bool) -> int:
         st.session_state[FOLLOW_KEY] = training
     # Set before the widget on every tick, not only when it was at the newest step: a redraw
     # cut short by the next tick hands the browser's older slider value back.
-    if st.session_state[FOLLOW_KEY] or st.session_state.get(STEP_KEY) not in steps:
+    wanted = st.session_state.get(STEP_KEY)
+    if st.session_state[FOLLOW_KEY] or wanted is None:
         st.session_state[STEP_KEY] = steps[-1]
+    elif wanted not in steps:      # a warning's step (from Live): the nearest collection
+        st.session_state[STEP_KEY] = min(steps, key=lambda s: abs(s - wanted))
     slider, follow = st.columns([5, 2], vertical_alignment="bottom")
     follow.toggle("Follow training", key=FOLLOW_KEY,
                   help="Keep the slider at the newest step while runs train; turn off to scrub.")
@@ -136,6 +141,46 @@ def go_to_step(step: int, quantity: str | None = None) -> None:
 WARNING_QUANTITY = {"vanishing": "grad_norm", "exploding": "grad_norm",
                     "update_ratio": "update_ratio", "dead_units": "dead_frac",
                     "symmetry": "unit_spread"}
+
+
+WARNINGS_CACHE_KEY = "run_warnings_cache"   # run id -> {"status", "at", "warnings"}
+WARNINGS_REFRESH_S = 5.0      # a training run's warnings are recomputed at most this often
+
+
+def run_warnings(store, record) -> list:
+    """The warnings of one stored run (engine/run_warnings.py), for its row on the Live page:
+    computed once for a finished run, at most every WARNINGS_REFRESH_S while it trains (they
+    read every stored metric of the run, diagnostics included)."""
+    from engine.events import RunStatus
+    from engine.run_warnings import warnings_for
+    cache = st.session_state.setdefault(WARNINGS_CACHE_KEY, {})
+    entry, now = cache.get(record.id), time.monotonic()
+    if entry and entry["status"] == record.status and (
+            record.status in RunStatus.TERMINAL or now - entry["at"] < WARNINGS_REFRESH_S):
+        return entry["warnings"]
+    found = warnings_for(store.read_metrics(record.id), record.config)
+    cache[record.id] = {"status": record.status, "at": now, "warnings": found}
+    return found
+
+
+def open_at_warning(run_id: str, warning) -> None:
+    """Show `run_id` on the Diagnostics page at the warning's step and quantity."""
+    st.session_state[RUNS_KEY] = [run_id]
+    go_to_step(warning.step, WARNING_QUANTITY.get(warning.kind))
+    state.switch_to("diagnostics")
+
+
+def warning_line_ui(container, run_id: str, found: list) -> None:
+    """A run row's warnings (Live page): the first in plain words, how many more, and a
+    link to the Diagnostics page at its step."""
+    if not found:
+        return
+    first = found[0]
+    more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
+    container.markdown(f":orange[:material/warning: {plain(first.message)}{more}]")
+    if container.button("Why? Open Diagnostics at this step", key=f"why_{run_id}",
+                        type="tertiary", icon=":material/troubleshoot:"):
+        open_at_warning(run_id, first)
 
 
 def warnings_ui(records: dict, frames: dict, labels: dict, steps: list[int]) -> None:

@@ -61,7 +61,7 @@ def sweep_key(field_name: str) -> str:
 
 
 def switch_to(page: str) -> None:
-    """Go to another page (by short name: launch, live, compare, runs)."""
+    """Go to another page (by short name, a key of PAGES)."""
     st.switch_page(str(PAGES[page]))
 
 

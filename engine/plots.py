@@ -382,17 +382,21 @@ def _add_markers(fig, s: pd.DataFrame, run, label, key, color, step_axis: bool,
 
 LIVE_TITLES = {"step_loss": "Training loss (per step)", "eval_loss": "Loss per evaluation",
                "accuracy": "Accuracy per evaluation"}
-LIVE_NOTE = "Solid: validation; dotted: training. Colours as in the run list."
+LIVE_NOTE = ("Solid: validation; dotted: training. Colours as in the run list. ▲ a warning "
+             "(hover it), ✕ where a run diverged.")
 
 
 def live_figures(frames: dict, labels: dict, ends: dict | None = None, *, log_y: bool = False,
-                 groups: dict | None = None, colors: dict | None = None) -> dict[str, go.Figure]:
+                 groups: dict | None = None, colors: dict | None = None,
+                 warnings: dict | None = None) -> dict[str, go.Figure]:
     """The Live page's figures: {"step_loss", "eval_loss", "accuracy"}.
 
     frames: {run_id: metric frame (step, name, value)}; labels: {run_id: label}; ends:
     {run_id: (status, step, reason)} of finished runs (diverged ones are marked at their
     diverging step); groups: {run_id: group key} for shades of one hue per group; colors:
-    {run_id: colour} when the page has chosen them over more runs than these. No
+    {run_id: colour} when the page has chosen them over more runs than these; warnings:
+    {run_id: [engine.run_warnings.RunWarning]}, each marked ▲ on the step loss at its step
+    with its sentence on hover (divergence has its own ✕). No
     legends: the page's run list, in the same colours, is the key (20 runs would bury three
     small charts in legends). A diverged run does not stretch the loss axis: it is drawn
     off-scale and marked where it leaves the healthy runs' range."""
@@ -428,6 +432,9 @@ def live_figures(frames: dict, labels: dict, ends: dict | None = None, *, log_y:
         if status == RunStatus.DIVERGED:
             _mark_divergence(figs["step_loss"], x, y, step, reason, color, name)
             marks.append(len(figs["step_loss"].data) - 1)
+        run_warnings = [w for w in (warnings or {}).get(rid, ()) if w.kind != "divergence"]
+        if run_warnings:
+            _mark_warnings(figs["step_loss"], x, y, run_warnings, color, name)
     diverged = [rid for rid, end in ends.items() if end[0] == RunStatus.DIVERGED]
     entries = {rid: _Entry(rid, labels.get(rid, rid), labels.get(rid, rid), colors[rid], [])
                for rid in frames}
@@ -473,6 +480,30 @@ def _mark_divergence(fig, x, y, step, reason, color, name) -> None:
         x=[step], y=[y_at], mode="markers", name=f"{name} · diverged", cliponaxis=False,
         marker=dict(symbol="x", size=14, color="#d62728", line=dict(width=2, color=color)),
         hovertext=[text], hoverinfo="text", showlegend=False))
+
+
+MAX_WARNING_MARKS = 20     # per run: a run with 300 spikes says so on its row, not in 300 ▲
+
+
+def _mark_warnings(fig, x, y, run_warnings, color, name) -> None:
+    """A ▲ per warning on the run's step-loss curve at the warning's step (its nearest drawn
+    point), the warning's sentence on hover."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if not len(x):
+        return
+    xs, ys, texts = [], [], []
+    for w in run_warnings[:MAX_WARNING_MARKS]:
+        i = min(int(np.searchsorted(x, w.step)), len(x) - 1)
+        if not math.isfinite(y[i]):
+            continue
+        xs.append(x[i])
+        ys.append(y[i])
+        texts.append(f"{name}: {describe.plotly_text(w.message)}")   # name: escaped already
+    fig.add_trace(go.Scatter(
+        x=xs, y=ys, mode="markers", name=f"{name} · warnings", cliponaxis=False,
+        marker=dict(symbol="triangle-up", size=11, color="#ff9f1c",
+                    line=dict(width=1.5, color=color)),
+        hovertext=texts, hoverinfo="text", showlegend=False, meta={"kind": "warnings"}))
 
 
 def trail_figure(frames: dict, labels: dict, metric: str, *, current: str | None = None,

@@ -11,7 +11,7 @@ metric rows (app/charts.py).
 
 import streamlit as st
 
-from app import charts, services, state, widgets
+from app import charts, diagnostics_ui, services, state, widgets
 from app.text import plain
 from engine import describe, plots
 from engine.events import RunStatus
@@ -76,13 +76,14 @@ def live_view():
                                  [r.id for r in shown])
     ends = {r.id: (r.status, r.last_step, r.reason) for r in shown
             if r.status in RunStatus.TERMINAL}
+    warnings = {r.id: diagnostics_ui.run_warnings(store, r) for r in shown}
     datasets = list(dict.fromkeys(describe.full_config(r.config)["dataset"] for r in shown))
     for dataset in datasets:        # one row of charts per dataset: no shared axes
         ids = [r.id for r in shown if describe.full_config(r.config)["dataset"] == dataset]
         if len(datasets) > 1:
             st.caption(f"**{dataset}**")
         figures = plots.live_figures({i: frames[i] for i in ids}, labels, ends, log_y=log_y,
-                                     colors=colors)
+                                     colors=colors, warnings=warnings)
         for column, (key, figure) in zip(st.columns(3), figures.items()):
             column.plotly_chart(figure, key=f"live_{key}_{dataset}",
                                 config={"displaylogo": False})
@@ -101,6 +102,7 @@ def live_view():
         reason = (progress.reason if progress else "") or rec.reason
         if reason:
             c_bar.caption(plain(f"{status}: {reason}"))
+        diagnostics_ui.warning_line_ui(c_bar, rid, warnings[rid])
         if status in RunStatus.ACTIVE and c_stop.button("Stop", key=f"stop_{rid}",
                                                          icon=":material/stop_circle:"):
             manager.stop(rid)

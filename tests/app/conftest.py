@@ -114,6 +114,22 @@ def stored_configs(store):
     return [r.config for r in reversed(store.list_runs())]
 
 
+DIAG_TOY = dict(dataset="spirals", toy_samples=64, width=[8], depth=2, batch_size=16, epochs=3,
+                device="cpu", diag_every=2)
+
+
+def store_real_run(store, name, **options) -> str:
+    """Train a real tiny spirals run (DIAG_TOY and `options`) straight into the store, with
+    its diagnostics (no job manager needed)."""
+    from engine.config import RunConfig
+    from engine.trainer import train
+    cfg = RunConfig(**{**DIAG_TOY, **options})
+    run_id = store.create_run(cfg.to_dict(), name=name)
+    train(cfg, run_id=run_id, emit=store.record)
+    store.flush(10)
+    return run_id
+
+
 def page(name: str):
     from streamlit.testing.v1 import AppTest
     return AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=30)

@@ -9,18 +9,8 @@ import pytest
 from engine.config import RunConfig
 from engine.trainer import train
 from tests.app.conftest import page
-
-TOY = dict(dataset="spirals", toy_samples=64, width=[8], depth=2, batch_size=16, epochs=3,
-           device="cpu", diag_every=2)
-
-
-def store_run(store, name, **options) -> str:
-    """Train a real tiny run straight into the store (no job manager needed)."""
-    cfg = RunConfig(**{**TOY, **options})
-    run_id = store.create_run(cfg.to_dict(), name=name)
-    train(cfg, run_id=run_id, emit=store.record)
-    store.flush(10)
-    return run_id
+from tests.app.conftest import DIAG_TOY as TOY
+from tests.app.conftest import store_real_run as store_run
 
 
 def chart_specs(at):

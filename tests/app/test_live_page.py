@@ -117,3 +117,29 @@ def test_a_new_session_sees_the_same_runs(services):
     for at in (first, second):
         assert any("shared" in m.value for m in at.markdown)
         assert "completed" in progress_texts(at)[0]
+
+
+def test_a_runs_warning_is_on_its_row_and_its_curve_and_opens_diagnostics_at_its_step(services):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.conftest import ROOT, store_real_run
+    store, _ = services
+    run_id = store_real_run(store, "zeros", init="zeros")
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=30).run()
+    at = at.switch_page("../pages/live.py").run()
+    assert not at.exception
+    # on the run's row: its first warning in words, how many more, a link to the evidence
+    rows = [m.value for m in at.markdown if "units are dead" in m.value]
+    assert rows and rows[0].endswith("(+1 more)]"), [m.value for m in at.markdown]
+    # on the step-loss chart: a ▲ per warning at its step, its sentence on hover
+    marks = [t for t in chart_specs(at)[0]["data"] if t.get("name") == "zeros · warnings"]
+    assert marks and values(marks[0]["x"]) == [2, 12]
+    assert "units are dead at step 2" in marks[0]["hovertext"][0]
+    assert "Identical units" in marks[0]["hovertext"][1]
+    at = at.button(key=f"why_{run_id}").click().run()
+    assert not at.exception
+    # the Diagnostics page, on this run, at the first warning's step and quantity
+    assert at.multiselect(key="diag_runs").value == [run_id]
+    assert at.selectbox(key="diag_quantity").value == "dead_frac"
+    assert at.select_slider(key="diag_step").value == 2
+    assert at.toggle(key="diag_follow").value is False

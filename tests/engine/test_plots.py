@@ -334,3 +334,20 @@ def test_markup_in_a_run_name_is_drawn_as_text_in_every_figure():
     # (hover templates add their own <b>...</b> around a label: that markup is ours)
     assert texts and not any("<b>bold" in t or "<a href" in t for t in texts)
     assert any("&lt;b>bold&lt;/b>" in t for t in texts)
+
+
+def test_live_warnings_are_marked_on_the_step_loss_at_their_step_with_their_sentence():
+    from engine.run_warnings import RunWarning
+    frame = pd.DataFrame({"step": [1, 2, 3, 4], "name": [STEP_LOSS] * 4,
+                          "value": [2.0, 1.5, 9.0, 1.0]})
+    spike = RunWarning("spike", 3, None, "Loss spike at step 3: 9 is 5x the <smoothed> loss")
+    diverged = RunWarning("divergence", 4, None, "drawn by the ✕, not again")
+    figs = plots.live_figures({"r": frame}, {"r": "a & b"}, warnings={"r": [spike, diverged]})
+    marks = [t for t in figs["step_loss"].data if (t.meta or {}).get("kind") == "warnings"]
+    assert len(marks) == 1
+    assert list(marks[0].x) == [3] and list(marks[0].y) == [9.0]
+    assert list(marks[0].hovertext) == [
+        "a &amp; b: Loss spike at step 3: 9 is 5x the &lt;smoothed> loss"]
+    # no warnings, no marker trace
+    plain = plots.live_figures({"r": frame}, {"r": "a"})
+    assert not [t for t in plain["step_loss"].data if (t.meta or {}).get("kind") == "warnings"]
