@@ -28,10 +28,15 @@ def running_where(records) -> dict[str, int]:
     return counts
 
 
+def ray_configured() -> bool:
+    """True when runs go to a Ray cluster ($TRAINLAB_RAY_ADDRESS is set)."""
+    return bool(os.environ.get(RAY_ADDRESS_ENV, "").strip())
+
+
 def executor_panel_ui(store) -> None:
     """Which executor, the cluster's nodes, CPUs and GPUs, and runs running per node."""
     where = running_where(store.list_runs())
-    if not os.environ.get(RAY_ADDRESS_ENV, "").strip():
+    if not ray_configured():
         st.caption("Executor: **local** (worker threads on this machine)")
         return
     try:

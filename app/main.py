@@ -66,6 +66,10 @@ with st.sidebar:
     run_counts()
 
 try:
+    if cluster_ui.ray_configured():
+        # Pages start the job manager only when they launch; with Ray, start it (and connect)
+        # before any page, so an unreachable cluster is said at once, not at the first launch.
+        services.get_manager()
     navigation.run()
 except StoreError as error:
     storage_fault_page(error)

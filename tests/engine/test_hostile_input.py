@@ -156,7 +156,7 @@ def test_an_empty_dataset_fails_with_its_own_message(tmp_path):
 
 
 def test_a_partly_extracted_cifar_folder_counts_as_missing(tmp_path):
-    from engine.data import CIFAR_FOLDER, missing_files
+    from engine.datafiles import CIFAR_FOLDER, missing_files
     (tmp_path / CIFAR_FOLDER).mkdir()
     (tmp_path / CIFAR_FOLDER / "data_batch_1").write_bytes(b"x")
     message = missing_files(RunConfig(dataset="cifar10", data_dir=str(tmp_path),
