@@ -229,9 +229,12 @@ class JobManager:
         frame = self.store.read_metrics(run_id, names=(*EVAL_METRICS, EXAMPLES_PER_S))
         metrics = frame.groupby("name")["value"].last().to_dict() if len(frame) else {}
         duration = (record.ended_at or time.time()) - (record.started_at or record.created_at)
-        return Progress(run_id, record.status, step=record.last_step,
-                        total_steps=record.total_steps or 0,
-                        epochs=int(record.config.get("epochs", 0)),
+        epochs = int(record.config.get("epochs", 0))
+        total = record.total_steps or 0
+        return Progress(run_id, record.status, step=record.last_step, total_steps=total,
+                        # the store keeps steps, not epochs: the fraction of the run done
+                        epoch=epochs * record.last_step / total if total else 0.0,
+                        epochs=epochs,
                         elapsed_s=max(0.0, duration),
                         eta_s=0.0 if record.status in RunStatus.TERMINAL else None,
                         metrics=metrics, reason=record.reason)

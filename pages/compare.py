@@ -95,8 +95,10 @@ state.set_default(W["metric"], VAL_ACC if VAL_ACC in metrics else
                   STEP_LOSS if STEP_LOSS in metrics else metrics[0])
 c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 3, 2])
 metric = c1.selectbox("Metric", metrics, key=W["metric"], format_func=plots.metric_title)
-x_axis = c2.radio("X axis", list(plots.X_AXES), key=W["x"], horizontal=True,
-                  format_func=lambda x: {"time": "wall time"}.get(x, x))
+# Select boxes, not radios: four choices side by side would wrap and push the chart down.
+x_axis = c2.selectbox("X axis", list(plots.X_AXES), key=W["x"],
+                      format_func=lambda x: {"time": "wall time", "examples": "examples seen"}
+                      .get(x, x))
 log_y = c2.checkbox("Log y", key=W["log_y"])
 smoothing = c3.slider("Smoothing (EMA weight)", 0.0, state.MAX_SMOOTHING, step=0.01,
                       key=W["smoothing"],
@@ -106,9 +108,9 @@ group_by = c4.selectbox("Average over", [None] + sorted(fields, key=lambda f: f 
                         if f is None else f,
                         help="Runs equal in every other config field become one mean line with "
                              "a band, e.g. 'seed' averages each configuration over its seeds.")
-band = c5.radio("Band", list(plots.BANDS), key=W["band"], disabled=group_by is None,
-                format_func=lambda b: {"std": "±1 std", "minmax": "min–max",
-                                       "ci": "95% CI of mean"}[b])
+band = c5.selectbox("Band", list(plots.BANDS), key=W["band"], disabled=group_by is None,
+                    format_func=lambda b: {"std": "±1 std", "minmax": "min–max",
+                                           "ci": "95% CI of mean"}[b])
 panels = st.multiselect("Beside it", [m for m in metrics if m != metric], key="compare_panels",
                         format_func=plots.metric_title, max_selections=3,
                         help="More metrics side by side with the same runs, e.g. validation "

@@ -107,7 +107,7 @@ def test_chart_shows_the_chosen_runs(filled):
 def test_options_change_the_figure(filled):
     at = run_page()
     at.selectbox(key="compare_metric").set_value(STEP_LOSS)
-    at.radio(key="compare_x").set_value("epoch")
+    at.selectbox(key="compare_x").set_value("epoch")
     at.checkbox(key="compare_log_y").check()
     at.slider(key="compare_smooth").set_value(0.5)
     at.run()
@@ -129,7 +129,7 @@ def test_grouping_over_seeds_draws_mean_and_band(filled):
     at.selectbox(key="compare_group").set_value("seed").run()
     assert not at.exception and len(kinds(chart(at), "band")) == 2
     assert kinds(chart(at), "band")[0]["meta"]["band"] == "std"
-    at.radio(key="compare_band").set_value("minmax").run()
+    at.selectbox(key="compare_band").set_value("minmax").run()
     assert not at.exception
     spec = chart(at)
     means = {t["name"]: t for t in kinds(spec, "mean")}

@@ -93,11 +93,11 @@ def test_reload_with_the_link_restores_the_page(filled):  # noqa: F811
     at = page_with({})
     at.multiselect(key="compare_runs").set_value([filled[("sgd", 0)], filled[("adam", 1)]])
     at.selectbox(key="compare_metric").set_value(VAL_LOSS)
-    at.radio(key="compare_x").set_value("epoch")
+    at.selectbox(key="compare_x").set_value("epoch")
     at.checkbox(key="compare_log_y").check()
     at.slider(key="compare_smooth").set_value(0.5)
     at.selectbox(key="compare_group").set_value("seed").run()
-    at = at.radio(key="compare_band").set_value("minmax").run()
+    at = at.selectbox(key="compare_band").set_value("minmax").run()
     link = url(at)
     assert link["runs"] == [filled[("sgd", 0)], filled[("adam", 1)]]
     assert (link["metric"], link["x"], link["log_y"], link["smoothing"], link["group"],
@@ -106,11 +106,11 @@ def test_reload_with_the_link_restores_the_page(filled):  # noqa: F811
     again = page_with(link)                     # a new session: a reload or a shared link
     assert again.multiselect(key="compare_runs").value == link["runs"]
     assert again.selectbox(key="compare_metric").value == VAL_LOSS
-    assert again.radio(key="compare_x").value == "epoch"
+    assert again.selectbox(key="compare_x").value == "epoch"
     assert again.checkbox(key="compare_log_y").value is True
     assert again.slider(key="compare_smooth").value == 0.5
     assert again.selectbox(key="compare_group").value == "seed"
-    assert again.radio(key="compare_band").value == "minmax"
+    assert again.selectbox(key="compare_band").value == "minmax"
     assert not again.warning
 
 
@@ -130,7 +130,7 @@ def test_bad_link_values_are_named_and_the_page_still_works(filled):  # noqa: F8
     assert "metric: 'val_bogus' is not allowed; allowed:" in message and VAL_ACC in message
     assert "smoothing: '7'" in message
     assert at.multiselect(key="compare_runs").value == [filled[("sgd", 0)]]   # good one kept
-    assert at.radio(key="compare_x").value == "step"
+    assert at.selectbox(key="compare_x").value == "step"
     assert at.selectbox(key="compare_metric").value == VAL_ACC                # the default
     assert at.get("plotly_chart")
     assert "minutes" not in url(at).get("x", [])                             # URL cleaned
@@ -157,7 +157,7 @@ def test_save_and_reopen_a_comparison(filled, tmp_path, monkeypatch):  # noqa: F
     monkeypatch.setenv("TRAINLAB_HOME", str(tmp_path / "home"))
     at = page_with({})
     at.multiselect(key="compare_runs").set_value([filled[("adam", 0)]])
-    at.radio(key="compare_x").set_value("epoch").run()
+    at.selectbox(key="compare_x").set_value("epoch").run()
     at.text_input(key="compare_save_name").set_value("adam alone")
     at = at.button(key="compare_save").click().run()
     assert any("Saved “adam alone”" in s.value for s in at.success)
@@ -170,7 +170,7 @@ def test_save_and_reopen_a_comparison(filled, tmp_path, monkeypatch):  # noqa: F
     other = other.button(key="compare_open").click().run()
     assert not other.exception
     assert other.multiselect(key="compare_runs").value == [filled[("adam", 0)]]
-    assert other.radio(key="compare_x").value == "epoch"
+    assert other.selectbox(key="compare_x").value == "epoch"
     assert url(other)["runs"] == [filled[("adam", 0)]]
 
 

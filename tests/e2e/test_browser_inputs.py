@@ -122,27 +122,29 @@ def test_compare_state_survives_a_reload_and_a_bad_link_is_named(tmp_path):
             page.goto(f"{server.url}/compare")
             page.get_by_role("heading", name="Compare").wait_for(timeout=60_000)
             page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
-            page.get_by_text("epoch", exact=True).click()           # X axis: epoch
+            x_axis = page.get_by_test_id("stSelectbox").filter(has_text="X axis")
+            x_axis.click()
+            page.get_by_role("option", name="epoch", exact=True).click()     # X axis: epoch
             settle(page)
             page.wait_for_url("**x=epoch**")
             assert all(f"runs={i}" in page.url for i in ids)
             page.reload()
             page.get_by_role("heading", name="Compare").wait_for()
             settle(page)
-            expect(page.get_by_role("radio", name="epoch")).to_be_checked()
+            expect(page.get_by_role("combobox", name="X axis")).to_have_value("epoch")
             # To another page and back by the sidebar (which drops the URL's parameters).
             page.get_by_role("link", name="Runs").click()
             page.get_by_role("heading", name="Runs").wait_for()
             page.get_by_role("link", name="Compare").click()
             page.get_by_role("heading", name="Compare").wait_for()
             settle(page)
-            expect(page.get_by_role("radio", name="epoch")).to_be_checked()
+            expect(page.get_by_role("combobox", name="X axis")).to_have_value("epoch")
             page.wait_for_url("**x=epoch**")
             # A link with a bad value: named, left out, the page still draws.
             page.goto(f"{server.url}/compare?runs={ids[0]}&x=minutes")
             expect(page.get_by_text("URL parameter x: 'minutes' is not allowed")).to_be_visible()
             page.locator(".js-plotly-plot").first.wait_for()
-            expect(page.get_by_role("radio", name="step")).to_be_checked()
+            expect(page.get_by_role("combobox", name="X axis")).to_have_value("step")
             assert RunStatus.COMPLETED in page.locator('[data-testid="stMain"]').inner_text()
             browser.close()
     finally:

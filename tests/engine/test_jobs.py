@@ -231,3 +231,19 @@ def test_shutdown_returns_within_its_timeout_when_a_run_ignores_stop(store, make
     m._workers[0].join(5)
     store.flush(5)
     assert status(store, stuck) == RunStatus.INTERRUPTED
+
+
+def test_progress_of_a_run_trained_by_another_process_counts_its_epochs(store, make):
+    """A run the CLI trained (only its stored record is known here) reads "epoch 20/20",
+    not "epoch 0/20", and a run stopped halfway "epoch 10/20"."""
+    m = make(FakeTrainer())
+    for last, status, epoch in ((80, RunStatus.COMPLETED, 20.0), (40, RunStatus.STOPPED, 10.0)):
+        rid = store.create_run(RunConfig(epochs=20).to_dict(), name="from the CLI")
+        store.record(RunStarted(rid, params=10, device="cpu", total_steps=80,
+                                steps_per_epoch=4))
+        store.record(StepLoss(rid, last, last / 4, 0.5))
+        store.record(RunEnded(rid, status, last, ""))
+        assert store.flush(10)
+        progress = m.progress(rid)
+        assert (progress.status, progress.step, progress.epochs) == (status, last, 20)
+        assert progress.epoch == epoch
