@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
+# page -> its title; the Playground is the landing page, served at "/" (its own path is not)
 PAGES = {"playground": "Playground", "launch": "Launch runs", "live": "Live",
          "compare": "Compare", "runs": "Runs", "diagnostics": "Diagnostics",
          "experiments": "Experiments"}
@@ -109,8 +110,9 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as home:
                     process, url = start_server(Path(home))
                     try:
-                        firsts.append(load_once(browser, f"{url}/{key}", PAGES[key]))
-                        seconds.append(load_once(browser, f"{url}/{key}", PAGES[key]))
+                        path = "" if key == "playground" else key
+                        firsts.append(load_once(browser, f"{url}/{path}", PAGES[key]))
+                        seconds.append(load_once(browser, f"{url}/{path}", PAGES[key]))
                     finally:
                         process.terminate()
                         process.wait(30)
