@@ -10,7 +10,6 @@ engine/run_warnings.py.
 
 from __future__ import annotations
 
-
 import time
 
 import pandas as pd

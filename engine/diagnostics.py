@@ -2,9 +2,10 @@
 and decision regions of 2-D runs (torch; the trainer and the probe use it).
 
 This module computes every derived per-layer quantity; their names and labels, and the
-warnings read from them, live in engine/run_warnings.py (torch-free, for the readers). Scalars are ordinary metrics
-named `diag/<quantity>/<layer>` so they store, export, compare and stream like any other;
-non-scalar records (decision regions) are `Snapshot` events of kind "regions".
+warnings read from them, live in engine/run_warnings.py (torch-free, for the readers).
+Scalars are ordinary metrics named `diag/<quantity>/<layer>` so they store, export, compare
+and stream like any other; non-scalar records (decision regions) are `Snapshot` events of
+kind "regions".
 
 Layers are the weight layers (nn.Linear, nn.Conv2d) in the order the model applies them:
 for an MLP of depth D, layers 0..D-1 are the hidden layers and layer D the output layer. A

@@ -3,8 +3,8 @@
 and the warnings in plain words (spike, plateau, divergence, vanishing or exploding gradient,
 update ratio, dead units, overfitting, symmetry).
 
-Torch-free on purpose: the pages and CLI commands that only read stored runs (Launch, Live,
-Compare, Diagnostics, `trainlab runs`) load without waiting for torch. Collecting the
+Torch-free on purpose: a page or CLI command that only reads stored runs (the Diagnostics
+page, `python -m engine show`) draws without waiting for torch to load. Collecting the
 quantities during training and probing a model at init live in engine/diagnostics.py.
 """
 
