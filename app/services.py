@@ -56,6 +56,18 @@ def get_store() -> RunStore:
     return RunStore(paths.store_path())
 
 
+_manager_started = threading.Event()
+
+
 @st.cache_resource(show_spinner=False)
 def get_manager() -> JobManager:
-    return JobManager(get_store())
+    manager = JobManager(get_store())
+    _manager_started.set()
+    return manager
+
+
+def started_manager() -> JobManager | None:
+    """The job manager once something has started it in this server process, else None:
+    a page that only shows runs (Live on a fresh server) need not start it and load torch.
+    Runs of this process exist only once it has started, so None means none is active here."""
+    return get_manager() if _manager_started.is_set() else None

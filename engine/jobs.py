@@ -219,25 +219,7 @@ class JobManager:
             # keep it (disk full), and no disk read for a chart's every tick.
             return dataclasses.replace(kept, metrics=dict(kept.metrics), eta_s=0.0,
                                        queue_position=None)
-        try:
-            record = self.store.get_run(run_id)
-        except ValueError:
-            return None
-        if record is None:
-            return None
-        # Evaluation rows only: a few per epoch, where step losses may be millions.
-        frame = self.store.read_metrics(run_id, names=(*EVAL_METRICS, EXAMPLES_PER_S))
-        metrics = frame.groupby("name")["value"].last().to_dict() if len(frame) else {}
-        duration = (record.ended_at or time.time()) - (record.started_at or record.created_at)
-        epochs = int(record.config.get("epochs", 0))
-        total = record.total_steps or 0
-        return Progress(run_id, record.status, step=record.last_step, total_steps=total,
-                        # the store keeps steps, not epochs: the fraction of the run done
-                        epoch=epochs * record.last_step / total if total else 0.0,
-                        epochs=epochs,
-                        elapsed_s=max(0.0, duration),
-                        eta_s=0.0 if record.status in RunStatus.TERMINAL else None,
-                        metrics=metrics, reason=record.reason)
+        return stored_progress(self.store, run_id)
 
     def active(self) -> list[str]:
         """Ids of running runs, then queued runs in queue order."""
@@ -480,6 +462,29 @@ class JobManager:
             self.store.mark(run_id, status, reason)
         except Exception:
             log.exception("run %s: could not mark it %s", run_id, status)
+
+
+def stored_progress(store, run_id: str) -> Progress | None:
+    """Progress of a run from its stored record alone (a run of another process, or one
+    this manager never saw); None for an unknown id."""
+    try:
+        record = store.get_run(run_id)
+    except ValueError:
+        return None
+    if record is None:
+        return None
+    # Evaluation rows only: a few per epoch, where step losses may be millions.
+    frame = store.read_metrics(run_id, names=(*EVAL_METRICS, EXAMPLES_PER_S))
+    metrics = frame.groupby("name")["value"].last().to_dict() if len(frame) else {}
+    duration = (record.ended_at or time.time()) - (record.started_at or record.created_at)
+    epochs = int(record.config.get("epochs", 0))
+    total = record.total_steps or 0
+    return Progress(run_id, record.status, step=record.last_step, total_steps=total,
+                    # the store keeps steps, not epochs: the fraction of the run done
+                    epoch=epochs * record.last_step / total if total else 0.0,
+                    epochs=epochs, elapsed_s=max(0.0, duration),
+                    eta_s=0.0 if record.status in RunStatus.TERMINAL else None,
+                    metrics=metrics, reason=record.reason)
 
 
 def check_device(name: str) -> None:

@@ -13,7 +13,7 @@ import streamlit as st
 
 from app import charts, diagnostics_ui, services, state, widgets
 from app.text import plain
-from engine import describe, plots
+from engine import describe, jobs, plots
 from engine.events import RunStatus
 
 PINNED = "pinned"          # the tag a Pin button sets
@@ -49,9 +49,11 @@ def chosen(records, active: set) -> list:
 
 @st.fragment(run_every=1.0)
 def live_view():
-    store, manager = services.get_store(), services.get_manager()
+    # The job manager only once this server has launched something: till then no run of
+    # ours is active, and a run's progress comes from its stored record.
+    store, manager = services.get_store(), services.started_manager()
     records = store.list_runs()
-    active = set(manager.active())
+    active = set(manager.active()) if manager else set()
     shown = chosen(records, active)
     if not records:
         st.info("No runs yet. Launch one on the Launch page; it shows up here as it trains.")
@@ -90,7 +92,8 @@ def live_view():
     st.caption(plots.LIVE_NOTE + ("  \n" + plain("; ".join(notes)) if notes else ""))
 
     for rec in shown:
-        rid, progress = rec.id, manager.progress(rec.id)
+        rid = rec.id
+        progress = manager.progress(rid) if manager else jobs.stored_progress(store, rid)
         status = progress.status if progress else rec.status
         c_name, c_bar, c_stop, c_pin = st.columns([5, 6, 2, 1], vertical_alignment="center")
         c_name.markdown(f"<span style='color:{colors[rid]}'>■</span> "
@@ -105,7 +108,7 @@ def live_view():
         diagnostics_ui.warning_line_ui(c_bar, rid, warnings[rid])
         if status in RunStatus.ACTIVE and c_stop.button("Stop", key=f"stop_{rid}",
                                                          icon=":material/stop_circle:"):
-            manager.stop(rid)
+            services.get_manager().stop(rid)
             st.toast(plain(f"Stopping {labels[rid]}"))
         pinned = PINNED in rec.tags
         if c_pin.button(":material/keep_off:" if pinned else ":material/keep:", key=f"pin_{rid}",

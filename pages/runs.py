@@ -14,7 +14,7 @@ from app.text import plain
 from engine.events import RunStatus
 
 st.title("Runs")
-store, manager = services.get_store(), services.get_manager()
+store = services.get_store()
 
 notice = st.session_state.pop(state.RUNS_NOTICE, None)
 if notice:
@@ -75,7 +75,7 @@ else:
             active = [r.id for r in selected if r.status in RunStatus.ACTIVE]
             if active and st.button(f"Stop {len(active)} active run(s)", key="stop_selected"):
                 for rid in active:
-                    manager.stop(rid)
+                    services.get_manager().stop(rid)
                 st.session_state[state.RUNS_NOTICE] = f"Asked {len(active)} run(s) to stop."
                 st.rerun()
             pending = st.session_state.get(state.CONFIRM_DELETE)

@@ -76,6 +76,7 @@ def services(tmp_path, monkeypatch, fake_trainer):
     manager = JobManager(store, max_concurrent=1, train_fn=fake_trainer)
     monkeypatch.setattr(app_services, "get_store", lambda: store)
     monkeypatch.setattr(app_services, "get_manager", lambda: manager)
+    monkeypatch.setattr(app_services, "started_manager", lambda: manager)
     yield store, manager
     fake_trainer.release.set()
     manager.shutdown(5)

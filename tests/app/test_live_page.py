@@ -143,3 +143,25 @@ def test_a_runs_warning_is_on_its_row_and_its_curve_and_opens_diagnostics_at_its
     assert at.selectbox(key="diag_quantity").value == "dead_frac"
     assert at.select_slider(key="diag_step").value == 2
     assert at.toggle(key="diag_follow").value is False
+
+
+def test_live_draws_stored_runs_without_starting_the_job_manager(store, monkeypatch):
+    """On a server that has launched nothing, Live shows the stored runs (say, trained by the
+    CLI) from the store alone: the job manager, and torch with it, are not started."""
+    import app.services as app_services
+    from engine.events import RunEnded, RunStarted, RunStatus, StepLoss
+
+    def refuse():
+        raise AssertionError("Live started the job manager")
+    monkeypatch.setattr(app_services, "get_manager", refuse)
+    monkeypatch.setattr(app_services, "_manager_started", __import__("threading").Event())
+    rid = store.create_run(RunConfig(**TOY).to_dict(), name="from the CLI")
+    store.record(RunStarted(rid, params=10, device="cpu", total_steps=40, steps_per_epoch=4))
+    for step in range(1, 41):
+        store.record(StepLoss(rid, step, step / 4, 1.0 / step))
+    store.record(RunEnded(rid, RunStatus.COMPLETED, 40, ""))
+    assert store.flush(10)
+    at = page("live").run()
+    assert not at.exception, at.exception
+    texts = progress_texts(at)
+    assert len(texts) == 1 and texts[0].startswith("epoch 10/10 · step 40/40 · completed after")
