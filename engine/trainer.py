@@ -156,6 +156,7 @@ def _train(cfg, run_id, emit, should_stop, progress) -> tuple[str, str]:
         pending.clear()
 
     best = _BestWeights(data) if cfg.keep_best else None
+    evaluated = (None, None)       # (step, validation accuracy) of the latest evaluation
     started = time.perf_counter()
     last_eval_time, examples_since_eval = started, 0
     step = 0
@@ -189,9 +190,10 @@ def _train(cfg, run_id, emit, should_stop, progress) -> tuple[str, str]:
 
             if cfg.eval_every and step % cfg.eval_every == 0:
                 drain_losses()
-                last_eval_time, examples_since_eval = _report(
+                last_eval_time, examples_since_eval, val_acc = _report(
                     cfg, run_id, emit, model, data, optimizer, step, steps_per_epoch, started,
                     last_eval_time, examples_since_eval, extra=diag)
+                evaluated = (step, val_acc)
             if step >= total_steps:
                 break
         drain_losses()
@@ -200,11 +202,13 @@ def _train(cfg, run_id, emit, should_stop, progress) -> tuple[str, str]:
         end_of_run = step >= total_steps
         epoch_mean = epoch_sum["loss_x_examples"] / max(epoch_sum["examples"], 1)
         if not cfg.eval_every or (end_of_run and step % cfg.eval_every):
-            last_eval_time, examples_since_eval = _report(
+            last_eval_time, examples_since_eval, val_acc = _report(
                 cfg, run_id, emit, model, data, optimizer, step, steps_per_epoch, started,
                 last_eval_time, examples_since_eval, extra={EPOCH_TRAIN_LOSS: epoch_mean, **diag})
-        if best is not None:
-            best.consider(model, step, steps_per_epoch)
+            evaluated = (step, val_acc)
+        if best is not None:     # the epoch's evaluation when there was one at this step
+            best.consider(model, step, steps_per_epoch,
+                          evaluated[1] if evaluated[0] == step else None)
         if end_of_run:
             break
     if best is not None and best.state is not None:
@@ -213,8 +217,9 @@ def _train(cfg, run_id, emit, should_stop, progress) -> tuple[str, str]:
 
 
 def _report(cfg, run_id, emit, model, data, optimizer, step, steps_per_epoch, started,
-            last_eval_time, examples_since_eval, extra) -> tuple[float, int]:
-    """Evaluate on the fixed train subset and the validation set, and emit Evaluated."""
+            last_eval_time, examples_since_eval, extra) -> tuple[float, int, float]:
+    """Evaluate on the fixed train subset and the validation set, and emit Evaluated.
+    Returns (when the next throughput window starts, examples in it, validation accuracy)."""
     train_loss, train_acc = evaluate(model, data.x_train_eval, data.y_train_eval)
     val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
     now = time.perf_counter()
@@ -231,7 +236,7 @@ def _report(cfg, run_id, emit, model, data, optimizer, step, steps_per_epoch, st
     if not math.isfinite(val_loss) or not math.isfinite(train_loss):
         raise _Diverged(step, f"evaluation loss is {min(val_loss, train_loss)} at step {step}")
     # Evaluation time is not training time: start the next throughput window after it.
-    return time.perf_counter(), 0
+    return time.perf_counter(), 0, val_acc
 
 
 @torch.no_grad()
@@ -272,8 +277,11 @@ class _BestWeights:
     def __init__(self, data):
         self.data, self.acc, self.epoch, self.state = data, -math.inf, 0.0, None
 
-    def consider(self, model, step, steps_per_epoch) -> None:
-        _, acc = evaluate(model, self.data.x_val, self.data.y_val)
+    def consider(self, model, step, steps_per_epoch, acc: float | None = None) -> None:
+        """`acc`: the validation accuracy just reported at this step, if any (else one
+        validation pass here)."""
+        if acc is None:
+            _, acc = evaluate(model, self.data.x_val, self.data.y_val)
         if acc > self.acc:
             self.acc, self.epoch = acc, step / steps_per_epoch
             self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}

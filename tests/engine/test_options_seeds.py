@@ -122,9 +122,19 @@ def test_keep_best_ends_on_the_best_evaluation():
     cfg = RunConfig(dataset="spirals", toy_samples=64, depth=2, width=[8], batch_size=8,
                     optimizer="sgd", lr=2.0, epochs=6, keep_best=True, diagnostics=False,
                     device="cpu")
-    events = []
-    ended = trainer.train(cfg, run_id="r", emit=events.append)
+    events, passes = [], []
+    real_evaluate = trainer.evaluate
+
+    def counting(model, x, y):
+        passes.append(len(y))
+        return real_evaluate(model, x, y)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(trainer, "evaluate", counting)
+        ended = trainer.train(cfg, run_id="r", emit=events.append)
     assert ended.status == "completed"
+    # keep_best reuses each epoch's evaluation: 7 reports (6 epochs and the restored best),
+    # each one pass over the train subset and one over the validation set, nothing more
+    assert len(passes) == 2 * 7
     evals = [e for e in events if isinstance(e, Evaluated) and VAL_ACC in e.metrics]
     per_epoch, final = evals[:-1], evals[-1]
     assert len(per_epoch) == 6
