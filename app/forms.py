@@ -201,7 +201,11 @@ def config_form_ui() -> dict:
         with col:
             st.subheader(groups.get(group, group.capitalize()))
             for f in config.fields():
-                if f.metadata.get("group", "run") == group:
+                if f.metadata.get("group", "run") != group:
+                    continue
+                # One container per field: its message coming or going does not shift the
+                # fields below it (the browser would rebuild them and drop a value being typed)
+                with st.container():
                     values[f.name] = _field_widget(f.name)
                     try:
                         config.check_value(f.name, values[f.name])

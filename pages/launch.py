@@ -27,9 +27,13 @@ with left:
     forms.preset_ui()
 with right:
     forms.upload_ui()
+# The notice has a slot of its own, drawn on every run: a message that comes and goes above
+# the form would shift every widget below it, and the browser would rebuild them (a value
+# being typed in one would be lost, and for a moment the old widget shows beside the new).
+notice_slot = st.empty()
 notice = st.session_state.pop(state.FORM_NOTICE, None)
 if notice:
-    st.info(plain(notice))
+    notice_slot.info(plain(notice))
 
 base = forms.config_form_ui()
 diagnostics_ui.signal_line_ui(base)   # "the gradient at the first layer is 10^-9 of the last's"

@@ -67,11 +67,14 @@ def settle(page):
 def set_value(box, value):
     from playwright.sync_api import expect
     # A rerun still finishing from the previous widget can hand the field back its old
-    # value (seen once in ~5 full runs on a loaded machine): type it again, then check.
+    # value (seen once in ~5 full runs on a loaded machine): type it again, then check. While
+    # a rerun redraws, the old widget may briefly show beside the new: wait for one.
     for _ in range(3):
+        expect(box).to_have_count(1)
         box.fill(str(value))
         box.press("Enter")
         settle(box.page)
+        expect(box).to_have_count(1)
         if box.input_value() == str(value):
             break
     expect(box).to_have_value(str(value))
