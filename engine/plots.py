@@ -146,11 +146,15 @@ def _datasets(runs) -> list[str]:
     return list(dict.fromkeys(describe.full_config(_get(r, "config"))["dataset"] for r in runs))
 
 
-def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None) -> go.Figure:
+def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None,
+                 warnings: dict | None = None) -> go.Figure:
     """One figure comparing `runs`: a panel per metric of options.metrics (side by side) and
     a row per dataset; in each, a line per run (or a mean line and a band per group),
     smoothed over a faint raw curve when smoothing > 0, diverged runs and non-finite values
-    marked with an x, runs far outside the healthy runs' range drawn off-scale and marked."""
+    marked with an x, runs far outside the healthy runs' range drawn off-scale and marked.
+    warnings: {run_id: [engine.run_warnings.RunWarning]}, each marked ◆ on its run's line
+    at its step with its sentence on hover (one line per run only: a group's mean line has
+    no single run's step)."""
     o = options or ChartOptions()
     runs = list(runs)
     entries, _ = _entries(runs, o)
@@ -171,7 +175,8 @@ def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None)
                       or describe.full_config(_get(x, "config"))["dataset"] == dataset]
         for c, metric in enumerate(metrics, start=1):
             where = dict(row=r, col=c) if rows * cols > 1 else {}
-            _draw_panel(fig, frame, panel_runs, entries, metric, o, where, in_legend)
+            _draw_panel(fig, frame, panel_runs, entries, metric, o, where, in_legend,
+                        warnings or {})
             fig.update_xaxes(title_text=X_AXES[o.x_axis], **where,
                              rangemode="tozero" if o.x_axis != "step" else "normal")
             fig.update_yaxes(title_text=metric_title(metric), **where,
@@ -232,7 +237,7 @@ def _band_text(band: str) -> str:
 
 
 def _draw_panel(fig, frame, runs, entries, metric, o: ChartOptions, where: dict,
-                in_legend: set) -> None:
+                in_legend: set, warnings: dict) -> None:
     series = curves.run_series(frame, runs, metric, o.x_axis)
     ids = {_get(r, "id") for r in runs}
     drawn: dict = {}          # key -> (x, y) of the drawn line, for the axis range
@@ -249,6 +254,10 @@ def _draw_panel(fig, frame, runs, entries, metric, o: ChartOptions, where: dict,
             drawn[e.key] = _add_group(fig, st, e, o, metric, where, show)
         else:
             drawn[e.key] = _add_run(fig, present[0], e, o, metric, where, show)
+            run_warnings = [w for w in warnings.get(_get(members[0], "id"), ())
+                            if w.kind != "divergence"]          # divergence has its ✕
+            if run_warnings:
+                _mark_run_warnings(fig, present[0], run_warnings, e, o, where)
         for m in members:
             s = series.get(_get(m, "id"))
             if s is not None:
@@ -357,6 +366,31 @@ def _add_group(fig, st: pd.DataFrame, e: _Entry, o: ChartOptions, metric: str, w
                              "<extra>", "<br>runs %{customdata}<extra>"),
                          meta={"kind": "mean", "key": str(e.key)}), **where)
     return x[idx], mean[idx]
+
+
+def _mark_run_warnings(fig, s: pd.DataFrame, run_warnings, e: _Entry, o: ChartOptions,
+                       where: dict) -> None:
+    """A ◆ per warning on the run's line (smoothed as drawn) at the point nearest the
+    warning's step, its sentence on hover."""
+    steps = s["step"].to_numpy()
+    x = s["x"].to_numpy()
+    y = drawable(s["y"].to_numpy())
+    if o.smoothing > 0:
+        y = smooth_ema(y, o.smoothing)
+    xs, ys, texts = [], [], []
+    for w in run_warnings[:MAX_WARNING_MARKS]:
+        i = min(int(np.searchsorted(steps, w.step)), len(steps) - 1)
+        if len(steps) and math.isfinite(y[i]):
+            xs.append(x[i])
+            ys.append(y[i])
+            texts.append(f"{e.label}: {describe.plotly_text(w.message)}")
+    if xs:
+        fig.add_trace(go.Scatter(
+            x=xs, y=ys, mode="markers", name=f"{e.label} · warnings", legendgroup=str(e.key),
+            showlegend=False, cliponaxis=False, hovertext=texts, hoverinfo="text",
+            marker=dict(symbol="diamond", size=10, color="#ff9f1c",
+                        line=dict(width=1.5, color=e.color)),
+            meta={"kind": "warnings", "key": str(e.key)}), **where)
 
 
 def _add_markers(fig, s: pd.DataFrame, run, label, key, color, step_axis: bool,
@@ -482,7 +516,7 @@ def _mark_divergence(fig, x, y, step, reason, color, name) -> None:
         hovertext=[text], hoverinfo="text", showlegend=False))
 
 
-MAX_WARNING_MARKS = 20     # per run: a run with 300 spikes says so on its row, not in 300 ▲
+MAX_WARNING_MARKS = 20     # per run: a run with 300 spikes says so on its row, not in 300 marks
 
 
 def _mark_warnings(fig, x, y, run_warnings, color, name) -> None:

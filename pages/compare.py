@@ -14,7 +14,7 @@ import streamlit as st
 
 from app import saved_comparisons, services, state, verdicts_ui
 from app.text import plain
-from engine import config, describe, export, plots
+from engine import config, describe, export, plots, run_warnings
 from engine.events import ALL_METRICS, STEP_LOSS, VAL_ACC, RunStatus
 
 RUNS_KEY = "compare_runs"
@@ -121,9 +121,15 @@ chart_state = {"metric": metric, "x": x_axis, "log_y": log_y, "smoothing": smoot
 state.write_compare_url(state.compare_to_url(chart_state), list(chart_state))
 options = plots.ChartOptions(metric=metric, x_axis=x_axis, log_y=log_y, smoothing=smoothing,
                              group_by=group_by, band=band, panels=tuple(panels))
-fig = plots.build_figure(frame, runs, options)
+# Each run's warnings (engine/run_warnings.py), from the metrics already read: a ◆ on its line
+warnings = {r.id: run_warnings.warnings_for(frame[frame["run"] == r.id], r.config)
+            for r in runs}
+fig = plots.build_figure(frame, runs, options, warnings=warnings)
 key_table = plots.legend_table(runs, options)
 st.plotly_chart(fig, key="compare_chart", config={"displaylogo": False})
+if not group_by and any(warnings.values()):
+    st.caption("◆ a warning: hover it for what happened; the Diagnostics page shows the "
+               "evidence layer by layer.")
 if len(key_table):      # long labels: the legend shows keys, the full labels are here
     st.dataframe(key_table, hide_index=True, height=min(400, 38 + 35 * len(key_table)),
                  column_config={"key": st.column_config.TextColumn(width="small")})

@@ -178,3 +178,16 @@ def test_png_and_svg_download_in_one_click(filled):
     labels = [b.label for b in at.get("download_button")]
     assert "PNG" in labels and "SVG" in labels
     assert not [b for b in at.button if b.key == "compare_render"]
+
+
+def test_a_runs_warnings_are_marked_on_its_compare_line(store):
+    from tests.app.conftest import page, store_real_run
+    zeros = store_real_run(store, "zeros", init="zeros")
+    store_real_run(store, "default")
+    at = page("compare").run()
+    assert not at.exception, at.exception
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    marks = [t for t in spec["data"] if (t.get("meta") or {}).get("kind") == "warnings"]
+    assert len(marks) == 1 and marks[0]["meta"]["key"] == zeros
+    assert any("units are dead" in text for text in marks[0]["hovertext"])
+    assert any(c.value.startswith("◆ a warning") for c in at.caption)

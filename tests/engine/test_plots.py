@@ -351,3 +351,23 @@ def test_live_warnings_are_marked_on_the_step_loss_at_their_step_with_their_sent
     # no warnings, no marker trace
     plain = plots.live_figures({"r": frame}, {"r": "a"})
     assert not [t for t in plain["step_loss"].data if (t.meta or {}).get("kind") == "warnings"]
+
+
+def test_compare_marks_each_runs_warnings_on_its_line_and_not_on_group_means():
+    from engine.run_warnings import RunWarning
+    runs = [{"id": "a", "name": "", "status": "completed", "config": {"lr": 0.1, "seed": 0}},
+            {"id": "b", "name": "", "status": "completed", "config": {"lr": 0.1, "seed": 1}}]
+    frame = pd.DataFrame({"run": ["a"] * 3 + ["b"] * 3, "step": [1, 2, 3] * 2,
+                          "epoch": [0.5, 1.0, 1.5] * 2, "name": [VAL_ACC] * 6,
+                          "value": [0.5, 0.6, 0.7, 0.4, 0.5, 0.6],
+                          "time": [1.0, 2.0, 3.0] * 2, "id": range(1, 7)})
+    plateau = RunWarning("plateau", 2, None, "Plateau <here>")
+    marks = lambda fig: [t for t in fig.data if (t.meta or {}).get("kind") == "warnings"]  # noqa: E731
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(x_axis="epoch"),
+                             warnings={"a": [plateau]})
+    (mark,) = marks(fig)
+    assert list(mark.x) == [1.0] and list(mark.y) == pytest.approx([60.0])   # epoch, in %
+    assert mark.hovertext[0].endswith(": Plateau &lt;here>")
+    grouped = plots.build_figure(frame, runs, plots.ChartOptions(group_by="seed"),
+                                 warnings={"a": [plateau]})
+    assert marks(grouped) == []
