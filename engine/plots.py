@@ -254,10 +254,8 @@ def _draw_panel(fig, frame, runs, entries, metric, o: ChartOptions, where: dict,
             drawn[e.key] = _add_group(fig, st, e, o, metric, where, show)
         else:
             drawn[e.key] = _add_run(fig, present[0], e, o, metric, where, show)
-            run_warnings = [w for w in warnings.get(_get(members[0], "id"), ())
-                            if w.kind != "divergence"]          # divergence has its ✕
-            if run_warnings:
-                _mark_run_warnings(fig, present[0], run_warnings, e, o, where)
+            _mark_run_warnings(fig, present[0], warnings.get(_get(members[0], "id"), ()), e,
+                               o, where)
         for m in members:
             s = series.get(_get(m, "id"))
             if s is not None:
@@ -370,27 +368,15 @@ def _add_group(fig, st: pd.DataFrame, e: _Entry, o: ChartOptions, metric: str, w
 
 def _mark_run_warnings(fig, s: pd.DataFrame, run_warnings, e: _Entry, o: ChartOptions,
                        where: dict) -> None:
-    """A ◆ per warning on the run's line (smoothed as drawn) at the point nearest the
-    warning's step, its sentence on hover."""
-    steps = s["step"].to_numpy()
-    x = s["x"].to_numpy()
+    """Compare: a run's warnings on its line, smoothed as drawn."""
     y = drawable(s["y"].to_numpy())
     if o.smoothing > 0:
         y = smooth_ema(y, o.smoothing)
-    xs, ys, texts = [], [], []
-    for w in run_warnings[:MAX_WARNING_MARKS]:
-        i = min(int(np.searchsorted(steps, w.step)), len(steps) - 1)
-        if len(steps) and math.isfinite(y[i]):
-            xs.append(x[i])
-            ys.append(y[i])
-            texts.append(f"{e.label}: {describe.plotly_text(w.message)}")
-    if xs:
-        fig.add_trace(go.Scatter(
-            x=xs, y=ys, mode="markers", name=f"{e.label} · warnings", legendgroup=str(e.key),
-            showlegend=False, cliponaxis=False, hovertext=texts, hoverinfo="text",
-            marker=dict(symbol="diamond", size=10, color="#ff9f1c",
-                        line=dict(width=1.5, color=e.color)),
-            meta={"kind": "warnings", "key": str(e.key)}), **where)
+    trace = warning_marks(s["step"].to_numpy(), s["x"].to_numpy(), y, run_warnings, e.label,
+                          e.color)
+    if trace is not None:
+        trace.update(legendgroup=str(e.key), meta={"kind": "warnings", "key": str(e.key)})
+        fig.add_trace(trace, **where)
 
 
 def _add_markers(fig, s: pd.DataFrame, run, label, key, color, step_axis: bool,
@@ -416,7 +402,7 @@ def _add_markers(fig, s: pd.DataFrame, run, label, key, color, step_axis: bool,
 
 LIVE_TITLES = {"step_loss": "Training loss (per step)", "eval_loss": "Loss per evaluation",
                "accuracy": "Accuracy per evaluation"}
-LIVE_NOTE = ("Solid: validation; dotted: training. Colours as in the run list. ▲ a warning "
+LIVE_NOTE = ("Solid: validation; dotted: training. Colours as in the run list. ◆ a warning "
              "(hover it), ✕ where a run diverged.")
 
 
@@ -429,7 +415,7 @@ def live_figures(frames: dict, labels: dict, ends: dict | None = None, *, log_y:
     {run_id: (status, step, reason)} of finished runs (diverged ones are marked at their
     diverging step); groups: {run_id: group key} for shades of one hue per group; colors:
     {run_id: colour} when the page has chosen them over more runs than these; warnings:
-    {run_id: [engine.run_warnings.RunWarning]}, each marked ▲ on the step loss at its step
+    {run_id: [engine.run_warnings.RunWarning]}, each marked ◆ on the step loss at its step
     with its sentence on hover (divergence has its own ✕). No
     legends: the page's run list, in the same colours, is the key (20 runs would bury three
     small charts in legends). A diverged run does not stretch the loss axis: it is drawn
@@ -466,9 +452,9 @@ def live_figures(frames: dict, labels: dict, ends: dict | None = None, *, log_y:
         if status == RunStatus.DIVERGED:
             _mark_divergence(figs["step_loss"], x, y, step, reason, color, name)
             marks.append(len(figs["step_loss"].data) - 1)
-        run_warnings = [w for w in (warnings or {}).get(rid, ()) if w.kind != "divergence"]
-        if run_warnings:
-            _mark_warnings(figs["step_loss"], x, y, run_warnings, color, name)
+        trace = warning_marks(x, x, y, (warnings or {}).get(rid, ()), name, color)  # x: steps
+        if trace is not None:
+            figs["step_loss"].add_trace(trace)
     diverged = [rid for rid, end in ends.items() if end[0] == RunStatus.DIVERGED]
     entries = {rid: _Entry(rid, labels.get(rid, rid), labels.get(rid, rid), colors[rid], [])
                for rid in frames}
@@ -516,28 +502,30 @@ def _mark_divergence(fig, x, y, step, reason, color, name) -> None:
         hovertext=[text], hoverinfo="text", showlegend=False))
 
 
-MAX_WARNING_MARKS = 20     # per run: a run with 300 spikes says so on its row, not in 300 marks
+MAX_WARNING_MARKS = 20     # per run: a run with 300 spikes says so on its row, not in 300 ◆
 
 
-def _mark_warnings(fig, x, y, run_warnings, color, name) -> None:
-    """A ▲ per warning on the run's step-loss curve at the warning's step (its nearest drawn
-    point), the warning's sentence on hover."""
-    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
-    if not len(x):
-        return
+def warning_marks(steps, x, y, run_warnings, name: str, color: str) -> go.Scatter | None:
+    """One ◆ per warning (at most MAX_WARNING_MARKS; divergence has its own ✕) on a run's
+    curve, at the point nearest the warning's step, its sentence on hover; None when none
+    can be placed. `steps` are the
+    curve's steps, `x` and `y` what is drawn there; `name` is already escaped for Plotly."""
+    steps, x, y = (np.asarray(v) for v in (steps, x, y))
     xs, ys, texts = [], [], []
-    for w in run_warnings[:MAX_WARNING_MARKS]:
-        i = min(int(np.searchsorted(x, w.step)), len(x) - 1)
-        if not math.isfinite(y[i]):
-            continue
-        xs.append(x[i])
-        ys.append(y[i])
-        texts.append(f"{name}: {describe.plotly_text(w.message)}")   # name: escaped already
-    fig.add_trace(go.Scatter(
-        x=xs, y=ys, mode="markers", name=f"{name} · warnings", cliponaxis=False,
-        marker=dict(symbol="triangle-up", size=11, color="#ff9f1c",
-                    line=dict(width=1.5, color=color)),
-        hovertext=texts, hoverinfo="text", showlegend=False, meta={"kind": "warnings"}))
+    placeable = [w for w in run_warnings if w.kind != "divergence"] if len(steps) else []
+    for w in placeable[:MAX_WARNING_MARKS]:
+        i = min(int(np.searchsorted(steps, w.step)), len(steps) - 1)
+        if math.isfinite(float(y[i])):
+            xs.append(x[i])
+            ys.append(y[i])
+            texts.append(f"{name}: {describe.plotly_text(w.message)}")
+    if not xs:
+        return None
+    return go.Scatter(x=xs, y=ys, mode="markers", name=f"{name} · warnings", cliponaxis=False,
+                      marker=dict(symbol="diamond", size=10, color="#ff9f1c",
+                                  line=dict(width=1.5, color=color)),
+                      hovertext=texts, hoverinfo="text", showlegend=False,
+                      meta={"kind": "warnings"})
 
 
 def trail_figure(frames: dict, labels: dict, metric: str, *, current: str | None = None,

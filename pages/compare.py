@@ -122,7 +122,8 @@ state.write_compare_url(state.compare_to_url(chart_state), list(chart_state))
 options = plots.ChartOptions(metric=metric, x_axis=x_axis, log_y=log_y, smoothing=smoothing,
                              group_by=group_by, band=band, panels=tuple(panels))
 # Each run's warnings (engine/run_warnings.py), from the metrics already read: a ◆ on its line
-warnings = {r.id: run_warnings.warnings_for(frame[frame["run"] == r.id], r.config)
+by_run = dict(iter(frame.groupby("run")))
+warnings = {r.id: run_warnings.warnings_for(by_run[r.id], r.config) if r.id in by_run else []
             for r in runs}
 fig = plots.build_figure(frame, runs, options, warnings=warnings)
 key_table = plots.legend_table(runs, options)
