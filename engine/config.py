@@ -1,9 +1,18 @@
 """The run config: every option a run can take, its type, range, default and help.
 
-This module owns the one vocabulary of options. A field's name here is its CLI flag
-(`--batch-size` for `batch_size`), its form key in the app, its JSON key and its stored
-column. Add an option here first (type, range, default, one-line help with units) and it
-appears in the CLI and the launch form.
+This module owns the one vocabulary of options and the one catalogue of what each option
+means. A field's name here is its CLI flag (`--batch-size` for `batch_size`), its form key in
+the app, its JSON key and its stored column. Each field's declaration (`_opt`) also carries
+its catalogue facts: `label` (the form and knob label), `short` (its words in legends and
+diffs: "lr 0.01", "layer norm", "adam"), `role` (experiment, seed or scheduling: whether
+changing it makes a different experiment, another replicate of the same one, or only changes
+how and where it runs), `member` (whether runs of one pack may differ in it) and `applies`
+(when changing it can change the run). Every other table is derived from these: `label`,
+`short_label`, `applies`, `EXPERIMENT_FIELDS`, `SCHEDULING_FIELDS`, `MEMBER_FIELDS`,
+`SHARED_FIELDS`, `LABEL_ORDER` / `display_order`, `experiment_identity` / `experiment_key`
+(what makes runs "the same configuration": grouping on Compare, in `engine compare`, in the
+experiments and in colour shades). Add an option here, with its facts, and it appears in the
+CLI, the launch form, labels, grouping and packing without another file.
 
 Defaults are the Homework 8 seed's run: Fashion-MNIST, an MLP with 2 hidden layers of 20
 ReLU units, plain SGD at lr 1e-3, batch 256, 10 epochs.
@@ -15,6 +24,7 @@ and what is allowed; nothing downstream ever sees an invalid config.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import re
@@ -40,6 +50,10 @@ OPTIMIZERS = (
 )
 SCHEDULES = ("constant", "step", "exponential", "cosine")
 INPUT_NORMS = ("dataset", "none", "mean-image")
+MOMENTUM_OPTIMIZERS = ("momentum", "nesterov", "course-momentum")
+ADAM_OPTIMIZERS = ("adam", "adamw", "course-adam")
+RMSPROP_OPTIMIZERS = ("rmsprop", "course-rmsprop")
+EPS_OPTIMIZERS = RMSPROP_OPTIMIZERS + ADAM_OPTIMIZERS + ("adagrad",)
 
 # Shape of one example and the size of the training split, per dataset. Used to check
 # budgets (parameter count, batch size) before anything is loaded. Toy sets are 2-D points.
@@ -87,14 +101,47 @@ def excerpt(value: Any, limit: int = MAX_EXCERPT) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
-def _opt(default, help, *, choices=None, low=None, high=None, low_open=False, high_open=False,
-         group="run", kind=None):
-    """A config field with its rule and one-line help (units included)."""
+# --- the catalogue's vocabulary ------------------------------------------------------------------
+# A field's role: what a different value of it means when two runs are set side by side.
+EXPERIMENT = "experiment"   # a different experiment (most options)
+SEED = "seed"               # another replicate of the same experiment
+SCHEDULING = "scheduling"   # how or where it runs: never a different result to compare
+ROLES = (EXPERIMENT, SEED, SCHEDULING)
+# `short` is a phrase with "{}" where the value goes ("{} norm" -> "layer norm"); a plain word
+# is followed by the value ("lr" -> "lr 0.01"); VALUE_ONLY is a value that reads on its own
+# ("adam", not "optimizer adam"). A choice "none" and a false bool read "no <word>".
+VALUE_ONLY = "{}"
+
+
+def _opt(default, help, *, label, short, role, member, applies=None, choices=None, low=None,
+         high=None, low_open=False, high_open=False, group="run", kind=None):
+    """A config field with its rule, one-line help (units included) and catalogue facts:
+    label, short (see VALUE_ONLY), role (ROLES), member (pack members may differ in it) and
+    applies (a rule on the full config dict: when changing the option can change the run;
+    None = always)."""
     meta = {"help": help, "choices": choices, "low": low, "high": high,
-            "low_open": low_open, "high_open": high_open, "group": group, "kind": kind}
+            "low_open": low_open, "high_open": high_open, "group": group, "kind": kind,
+            "label": label, "short": short, "role": role, "member": member, "applies": applies}
     if isinstance(default, (list, tuple)):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+# Rules of `applies` shared by several fields; `c` is a full config dict.
+def _image_data(c) -> bool:
+    return c["dataset"] in IMAGE_DATASETS
+
+
+def _toy_data(c) -> bool:
+    return c["dataset"] in TOY_DATASETS
+
+
+def _mlp(c) -> bool:
+    return c["model"] == "mlp"
+
+
+def _normed(c) -> bool:
+    return c["norm"] != "none"
 
 
 @dataclass(frozen=True)
@@ -102,146 +149,244 @@ class RunConfig:
     # --- Data -------------------------------------------------------------------------------
     dataset: str = _opt("fashion-mnist", "Dataset to train on: image sets need their archive "
                         "files in the data directory; toy sets are 2-D points made on the fly.",
-                        choices=DATASETS, group="data")
+                        choices=DATASETS, group="data",
+                        label="Dataset", short=VALUE_ONLY, role=EXPERIMENT, member=False)
     data_dir: str = _opt("", "Folder holding the dataset archives (e.g. FashionMNIST/raw/*.gz); "
-                         "empty means $TRAINLAB_DATA_DIR or ~/.trainlab/data.", group="data")
+                         "empty means $TRAINLAB_DATA_DIR or ~/.trainlab/data.", group="data",
+                         # scheduling: where the files are read from, never which data
+                         label="Data directory", short="data dir", role=SCHEDULING, member=False,
+                         applies=_image_data)
     train_subset: int = _opt(0, "Train on only the first N training examples (0 = all); the "
                              "notebooks use 500, 1000, 2000 or 4000.", low=0, high=10_000_000,
-                             group="data")
+                             group="data",
+                             label="Training subset (first N)", short="subset", role=EXPERIMENT,
+                             member=False)
     val_split: float = _opt(0.0, "Fraction of the (subset of the) training set held out as "
                             "validation, taken from its end; 0 validates on the official test set.",
-                            low=0.0, high=0.9, group="data")
+                            low=0.0, high=0.9, group="data",
+                            label="Validation split", short="val split", role=EXPERIMENT,
+                            member=False)
     input_norm: str = _opt("dataset", "Input scaling: 'dataset' standardizes pixels with the "
                            "dataset's mean and std (as the Homework 8 seed); 'none' keeps [0, 1]; "
                            "'mean-image' subtracts the mean training image, pixel by pixel, from "
                            "[0, 1] pixels (cs231n).",
-                           choices=INPUT_NORMS, group="data")
+                           choices=INPUT_NORMS, group="data",
+                           label="Input normalization", short="input norm", role=EXPERIMENT,
+                           member=False, applies=_image_data)
     toy_samples: int = _opt(1000, "Number of points in a toy set (train and validation together).",
-                            low=8, high=MAX_TOY_SAMPLES, group="data")
+                            low=8, high=MAX_TOY_SAMPLES, group="data",
+                            label="Toy samples", short="points", role=EXPERIMENT, member=False,
+                            applies=_toy_data)
     toy_noise: float = _opt(0.1, "Noise of a toy set, as a standard deviation in input units.",
-                            low=0.0, high=5.0, group="data")
+                            low=0.0, high=5.0, group="data",
+                            label="Toy noise", short="noise", role=EXPERIMENT, member=False,
+                            applies=_toy_data)
     train_eval_size: int = _opt(1000, "Training examples (a fixed subset) on which train loss and "
                                 "accuracy are measured at each evaluation, as cs231n's Solver.",
-                                low=1, high=10_000_000, group="data")
+                                low=1, high=10_000_000, group="data",
+                                # experiment: train metrics are measured on these examples
+                                label="Train-eval examples", short="train eval", role=EXPERIMENT,
+                                member=False)
     val_from: int = _opt(0, "Validate on training examples from this index on (0 = off): "
                          "cs231n trains on the first train_subset images and validates on "
                          "training images 49000-49999 (val_from 49000, val_size 1000).", low=0,
-                         high=10_000_000, group="data")
+                         high=10_000_000, group="data",
+                         label="Validate from (index)", short="val from", role=EXPERIMENT,
+                         member=False, applies=_image_data)
     val_size: int = _opt(1000, "Number of training examples validated on when val_from is set.",
-                         low=1, high=10_000_000, group="data")
+                         low=1, high=10_000_000, group="data",
+                         label="Validation size", short="val size", role=EXPERIMENT, member=False,
+                         applies=lambda c: _image_data(c) and bool(c["val_from"]))
     shuffle: bool = _opt(True, "Reshuffle the training set every epoch; false keeps the same "
                          "batches in the same order every epoch (the UofT tutorial's "
-                         "data_shuffle=False).", group="data")
+                         "data_shuffle=False).", group="data",
+                         label="Shuffle", short="shuffle", role=EXPERIMENT, member=False)
     sample_with_replacement: bool = _opt(False, "Draw each batch's examples at random with "
                                          "replacement (cs231n's Solver) instead of passing "
-                                         "through a permutation.", group="data")
+                                         "through a permutation.", group="data",
+                                         label="Sample with replacement",
+                                         short="sample with replacement", role=EXPERIMENT,
+                                         member=False)
 
     # --- Architecture -----------------------------------------------------------------------
     model: str = _opt("mlp", "Network: an MLP, the UofT tutorial's small MNIST CNN, the cs231n "
                       "three-layer convnet, or a pre-activation ResNet as in the UvA practical.",
-                      choices=MODELS, group="model")
+                      choices=MODELS, group="model",
+                      label="Model", short=VALUE_ONLY, role=EXPERIMENT, member=False)
     depth: int = _opt(2, "Number of hidden layers of the MLP (residual blocks for the ResNet).",
-                      low=1, high=MAX_DEPTH, group="model")
+                      low=1, high=MAX_DEPTH, group="model",
+                      label="Depth", short="depth", role=EXPERIMENT, member=False,
+                      applies=lambda c: c["model"] in ("mlp", "preact-resnet"))
     width: list = _opt([20], "Units per hidden layer of the MLP: one number for every layer, or "
                        "one per layer (e.g. 1024,512,256,64).",
-                       low=1, high=MAX_WIDTH, group="model", kind="int_list")
+                       low=1, high=MAX_WIDTH, group="model", kind="int_list",
+                       label="Width", short="width", role=EXPERIMENT, member=False, applies=_mlp)
     channels: list = _opt([], "CNN channels per stage (empty = the model's own: mnist-cnn 4,8; "
                           "three-layer-convnet 32,16; preact-resnet 16,32,64).", low=1, high=1024,
-                          group="model", kind="int_list")
+                          group="model", kind="int_list",
+                          label="Channels", short="channels", role=EXPERIMENT, member=False,
+                          applies=lambda c: c["model"] in CNN_MODELS)
     activation: str = _opt("relu", "Nonlinearity after each hidden layer.", choices=ACTIVATIONS,
-                           group="model")
+                           group="model",
+                           label="Activation", short=VALUE_ONLY, role=EXPERIMENT, member=False)
     norm: str = _opt("none", "Normalization in each hidden layer: batch (over the batch) or layer "
-                     "(over the features).", choices=NORMS, group="model")
+                     "(over the features).", choices=NORMS, group="model",
+                     label="Normalization", short="{} norm", role=EXPERIMENT, member=False)
     norm_impl: str = _opt("torch", "'torch' uses nn.BatchNorm/nn.LayerNorm (affine, biased variance); "
                           "'course' the Homework 8 formulas (no affine, unbiased variance, eps 1e-7, "
-                          "running averages with beta 0.9).", choices=NORM_IMPLS, group="model")
+                          "running averages with beta 0.9).", choices=NORM_IMPLS, group="model",
+                          label="Norm implementation", short="norm impl", role=EXPERIMENT,
+                          member=False, applies=_normed)
     norm_position: str = _opt("before", "Normalize before the activation (Linear-Norm-Act, as the "
                               "seed) or after it (Linear-Act-Norm).", choices=NORM_POSITIONS,
-                              group="model")
+                              group="model",
+                              label="Norm position", short="norm position", role=EXPERIMENT,
+                              member=False, applies=_normed)
     norm_first_layer: bool = _opt(True, "MLP: normalize the first hidden layer too; false leaves "
                                   "it plain and normalizes only the equal-width layers (the "
-                                  "Homework 8 depth-20 networks).", group="model")
+                                  "Homework 8 depth-20 networks).", group="model",
+                                  label="Normalize first layer", short="norm first layer",
+                                  role=EXPERIMENT, member=False,
+                                  applies=lambda c: _mlp(c) and _normed(c))
     residual: str = _opt("none", "Skip connections around equal-width hidden layers: 'post' is the "
                          "seed's act(xW+b)+x; 'pre' is x+W(act(norm(x))).", choices=RESIDUALS,
-                         group="model")
+                         group="model",
+                         label="Residual", short="residual {}", role=EXPERIMENT, member=False,
+                         applies=_mlp)
     dropout: float = _opt(0.0, "Probability of zeroing each hidden unit during training.",
-                          low=0.0, high=1.0, high_open=True, group="model")
+                          low=0.0, high=1.0, high_open=True, group="model",
+                          label="Dropout", short="dropout", role=EXPERIMENT, member=True)
     init: str = _opt("default", "Weight initialization: torch's default, kaiming (He), xavier "
                      "(Glorot), normal with std weight_scale (cs231n), or zeros.", choices=INITS,
-                     group="model")
+                     group="model",
+                     label="Initialization", short="init", role=EXPERIMENT, member=True)
     weight_scale: float = _opt(0.01, "Standard deviation of weights for init 'normal' (cs231n's "
-                               "weight_scale).", low=0.0, high=100.0, low_open=True, group="model")
+                               "weight_scale).", low=0.0, high=100.0, low_open=True, group="model",
+                               label="Weight scale", short="init std", role=EXPERIMENT,
+                               member=True, applies=lambda c: c["init"] == "normal")
     zero_bias: bool = _opt(True, "With an init other than default, set every bias to zero; false "
                            "keeps torch's default bias init (uniform within 1/sqrt(fan_in)), "
-                           "e.g. Kaiming weights with PyTorch's own biases.", group="model")
+                           "e.g. Kaiming weights with PyTorch's own biases.", group="model",
+                           label="Zero bias", short="zero bias", role=EXPERIMENT, member=True,
+                           applies=lambda c: c["init"] != "default")
     bias: bool = _opt(True, "MLP: linear layers have a bias; false drops it (cs231n's "
-                      "barebones net).", group="model")
+                      "barebones net).", group="model",
+                      label="Bias", short="bias", role=EXPERIMENT, member=False, applies=_mlp)
     input_bn: bool = _opt(False, "MLP: batch-normalize the flattened input before the first "
                           "linear layer (the UvA table's batch norm before each linear layer).",
-                          group="model")
+                          group="model",
+                          label="Input batch norm", short="input batch norm", role=EXPERIMENT,
+                          member=False, applies=_mlp)
 
     # --- Optimization -----------------------------------------------------------------------
     optimizer: str = _opt("sgd", "Update rule. 'course-*' are the Homework 8 formulas: dampened "
                           "momentum v=b*v+(1-b)*g, eps inside the square root, optional Adam bias "
-                          "correction.", choices=OPTIMIZERS, group="optim")
+                          "correction.", choices=OPTIMIZERS, group="optim",
+                          label="Optimizer", short=VALUE_ONLY, role=EXPERIMENT, member=False)
     lr: float = _opt(1e-3, "Learning rate (step size).", low=0.0, high=100.0, low_open=True,
-                     group="optim")
+                     group="optim",
+                     label="Learning rate", short="lr", role=EXPERIMENT, member=True)
     momentum: float = _opt(0.9, "Momentum coefficient (momentum, nesterov, course-momentum).",
-                           low=0.0, high=1.0, high_open=True, group="optim")
+                           low=0.0, high=1.0, high_open=True, group="optim",
+                           label="Momentum", short="momentum", role=EXPERIMENT, member=True,
+                           applies=lambda c: c["optimizer"] in MOMENTUM_OPTIMIZERS)
     beta1: float = _opt(0.9, "Adam's first-moment decay.", low=0.0, high=1.0, high_open=True,
-                        group="optim")
+                        group="optim",
+                        label="Beta 1", short="beta1", role=EXPERIMENT, member=True,
+                        applies=lambda c: c["optimizer"] in ADAM_OPTIMIZERS)
     beta2: float = _opt(0.999, "Adam's second-moment decay; course-adam left at 0.999 gets the "
                         "Homework 8 seed's 0.99.",
-                        low=0.0, high=1.0, high_open=True, group="optim")
+                        low=0.0, high=1.0, high_open=True, group="optim",
+                        label="Beta 2", short="beta2", role=EXPERIMENT, member=True,
+                        applies=lambda c: c["optimizer"] in ADAM_OPTIMIZERS)
     alpha: float = _opt(0.99, "RMSprop's squared-gradient decay; course-rmsprop left at 0.99 "
                         "gets the Homework 8 seed's 0.9.",
-                        low=0.0, high=1.0, high_open=True, group="optim")
+                        low=0.0, high=1.0, high_open=True, group="optim",
+                        label="Alpha", short="alpha", role=EXPERIMENT, member=True,
+                        applies=lambda c: c["optimizer"] in RMSPROP_OPTIMIZERS)
     eps: float = _opt(1e-8, "Small constant in adaptive updates; course-rmsprop and course-adam "
-                      "left at 1e-8 get the Homework 8 seed's 1e-7 (inside the square root).", low=0.0, high=1.0, group="optim")
+                      "left at 1e-8 get the Homework 8 seed's 1e-7 (inside the square root).", low=0.0, high=1.0, group="optim",
+                      label="Epsilon", short="eps", role=EXPERIMENT, member=True,
+                      applies=lambda c: c["optimizer"] in EPS_OPTIMIZERS)
     weight_decay: float = _opt(0.0, "L2 penalty coefficient (decoupled for adamw); cs231n's reg.",
-                               low=0.0, high=10.0, group="optim")
+                               low=0.0, high=10.0, group="optim",
+                               label="Weight decay", short="wd", role=EXPERIMENT, member=True)
     bias_correction: bool = _opt(False, "course-adam only: divide the moments by (1-beta^t). "
-                                 "Off by default, as the Homework 8 seed's code.", group="optim")
+                                 "Off by default, as the Homework 8 seed's code.", group="optim",
+                                 label="Bias correction", short="bias correction", role=EXPERIMENT,
+                                 member=True, applies=lambda c: c["optimizer"] == "course-adam")
     schedule: str = _opt("constant", "Learning-rate schedule, stepped once per epoch: step (times "
                          "lr_decay every lr_step epochs), exponential (times lr_decay each epoch, "
                          "cs231n's lr_decay), cosine (to 0 at the last epoch).", choices=SCHEDULES,
-                         group="optim")
+                         group="optim",
+                         label="Schedule", short="{} schedule", role=EXPERIMENT, member=True)
     lr_decay: float = _opt(0.9, "Multiplier for the step and exponential schedules.", low=0.0,
-                           high=1.0, low_open=True, group="optim")
+                           high=1.0, low_open=True, group="optim",
+                           label="LR decay", short="lr decay", role=EXPERIMENT, member=True,
+                           applies=lambda c: c["schedule"] in ("step", "exponential"))
     lr_step: int = _opt(1, "Epochs between decays of the step schedule.", low=1, high=MAX_EPOCHS,
-                        group="optim")
+                        group="optim",
+                        label="LR step (epochs)", short="lr step", role=EXPERIMENT, member=True,
+                        applies=lambda c: c["schedule"] == "step")
     grad_clip: float = _opt(0.0, "Clip the global gradient norm to this value (0 = off).",
-                            low=0.0, high=1e6, group="optim")
+                            low=0.0, high=1e6, group="optim",
+                            label="Gradient clipping (norm)", short="clip", role=EXPERIMENT,
+                            member=True)
 
     # --- Run --------------------------------------------------------------------------------
-    epochs: int = _opt(10, "Passes over the training set.", low=1, high=MAX_EPOCHS, group="run")
+    epochs: int = _opt(10, "Passes over the training set.", low=1, high=MAX_EPOCHS, group="run",
+                       label="Epochs", short="epochs", role=EXPERIMENT, member=False)
     max_steps: int = _opt(0, "Stop after this many optimizer steps (0 = no limit; the UvA "
-                          "practical counts steps, not epochs).", low=0, high=MAX_STEPS, group="run")
-    batch_size: int = _opt(256, "Examples per optimizer step.", low=1, high=1_000_000, group="run")
+                          "practical counts steps, not epochs).", low=0, high=MAX_STEPS, group="run",
+                          label="Max steps", short="max steps", role=EXPERIMENT, member=False)
+    batch_size: int = _opt(256, "Examples per optimizer step.", low=1, high=1_000_000, group="run",
+                           label="Batch size", short="batch", role=EXPERIMENT, member=False)
     drop_last: bool = _opt(False, "Skip the last, smaller batch of each epoch (the UofT tutorial "
-                           "does).", group="run")
+                           "does).", group="run",
+                           label="Drop last batch", short="drop last", role=EXPERIMENT,
+                           member=False)
     keep_best: bool = _opt(False, "At the end, restore the weights of the evaluation with the "
                            "best validation accuracy and report that evaluation again as the "
-                           "final one (cs231n's Solver keeps best_params).", group="run")
+                           "final one (cs231n's Solver keeps best_params).", group="run",
+                           # experiment: the final weights and numbers are the best evaluation's
+                           label="Keep best weights", short="keep best", role=EXPERIMENT,
+                           member=True)
     eval_every: int = _opt(0, "Evaluate every N steps (0 = at the end of each epoch).", low=0,
-                           high=MAX_STEPS, group="run")
+                           high=MAX_STEPS, group="run",
+                           # experiment: which steps are measured (what a summary reads)
+                           label="Evaluate every (steps)", short="eval every", role=EXPERIMENT,
+                           member=False)
     seed: int = _opt(0, "Random seed: fixes initialization, shuffling and dropout.", low=0,
-                     high=2**31 - 1, group="run")
+                     high=2**31 - 1, group="run",
+                     label="Seed", short="seed", role=SEED, member=True)
     device: str = _opt("auto", "Where to train: auto (cuda, then mps, then cpu), cpu, cuda, "
-                       "cuda:N or mps.", group="run")
+                       "cuda:N or mps.", group="run",
+                       # scheduling: the same run on another device, up to float rounding
+                       label="Device", short="device", role=SCHEDULING, member=False)
     diverge_factor: float = _opt(1000.0, "A run is diverged when its loss exceeds this many times "
                                  "its first loss (or is not finite).", low=1.0, high=1e12,
-                                 low_open=True, group="run")
+                                 low_open=True, group="run",
+                                 # experiment: decides when a run ends as diverged
+                                 label="Divergence factor", short="diverge x", role=EXPERIMENT,
+                                 member=True)
     pack: bool = _opt(True, "Train together with queued runs of the same shape as one stacked "
                       "model (a pack: one step for all, each run keeps its own curve, up to float "
-                      "rounding); false trains alone.", group="run")
+                      "rounding); false trains alone.", group="run",
+                      # scheduling: a member's curve is its solo run's (test_packs.py)
+                      label="Pack", short="pack", role=SCHEDULING, member=True)
     diagnostics: bool = _opt(True, "Collect per-layer statistics (gradient and weight norms, "
                              "update/weight ratio, activations, dead units) at each evaluation and "
                              "every diag_every steps, plus decision regions on toy sets "
-                             "(measured overhead: bench/bench_diagnostics.py).", group="run")
+                             "(measured overhead: bench/bench_diagnostics.py).", group="run",
+                             # scheduling: collecting reads the model, never changes its
+                             # training (tests/engine/test_diagnostics.py checks it)
+                             label="Diagnostics", short="diagnostics", role=SCHEDULING,
+                             member=True)
     diag_every: int = _opt(50, "Collect diagnostics every N optimizer steps as well as at each "
                            "evaluation (0 = only at evaluations).", low=0, high=MAX_STEPS,
-                           group="run")
+                           group="run",
+                           label="Diagnostics every (steps)", short="diag every", role=SCHEDULING,
+                           member=True, applies=lambda c: c["diagnostics"])
 
     def __post_init__(self):
         _validate(self)
@@ -284,55 +429,98 @@ class RunConfig:
         return list(self.width) * self.depth if len(self.width) == 1 else list(self.width)
 
 
-# --- which options apply to which runs ---------------------------------------------------------
-# An option "applies" when changing it can change the run. Labels, summaries and forms show only
-# the options that apply (no "Beta 2" under plain SGD, no width under a CNN). One table, read by
-# every view: `applies(name, cfg)`.
-MOMENTUM_OPTIMIZERS = ("momentum", "nesterov", "course-momentum")
-ADAM_OPTIMIZERS = ("adam", "adamw", "course-adam")
-RMSPROP_OPTIMIZERS = ("rmsprop", "course-rmsprop")
-EPS_OPTIMIZERS = RMSPROP_OPTIMIZERS + ADAM_OPTIMIZERS + ("adagrad",)
+# --- the catalogue, derived from the fields' declarations ---------------------------------------
+# Nothing below is written by hand per field: every name comes from the `_opt` facts, so a new
+# option needs only its declaration.
 
-_APPLIES = {
-    "data_dir": lambda c: c["dataset"] in IMAGE_DATASETS,
-    "input_norm": lambda c: c["dataset"] in IMAGE_DATASETS,
-    "toy_samples": lambda c: c["dataset"] in TOY_DATASETS,
-    "toy_noise": lambda c: c["dataset"] in TOY_DATASETS,
-    "depth": lambda c: c["model"] in ("mlp", "preact-resnet"),
-    "width": lambda c: c["model"] == "mlp",
-    "channels": lambda c: c["model"] in CNN_MODELS,
-    "residual": lambda c: c["model"] == "mlp",
-    "norm_first_layer": lambda c: c["model"] == "mlp" and c["norm"] != "none",
-    "bias": lambda c: c["model"] == "mlp",
-    "input_bn": lambda c: c["model"] == "mlp",
-    "val_from": lambda c: c["dataset"] in IMAGE_DATASETS,
-    "val_size": lambda c: c["dataset"] in IMAGE_DATASETS and bool(c.get("val_from", 0)),
-    "norm_impl": lambda c: c["norm"] != "none",
-    "norm_position": lambda c: c["norm"] != "none",
-    "weight_scale": lambda c: c["init"] == "normal",
-    "zero_bias": lambda c: c["init"] != "default",
-    "momentum": lambda c: c["optimizer"] in MOMENTUM_OPTIMIZERS,
-    "beta1": lambda c: c["optimizer"] in ADAM_OPTIMIZERS,
-    "beta2": lambda c: c["optimizer"] in ADAM_OPTIMIZERS,
-    "alpha": lambda c: c["optimizer"] in RMSPROP_OPTIMIZERS,
-    "eps": lambda c: c["optimizer"] in EPS_OPTIMIZERS,
-    "bias_correction": lambda c: c["optimizer"] == "course-adam",
-    "lr_decay": lambda c: c["schedule"] in ("step", "exponential"),
-    "lr_step": lambda c: c["schedule"] == "step",
-    "diag_every": lambda c: bool(c.get("diagnostics", True)),
-}
+_META = {f.name: f.metadata for f in dataclasses.fields(RunConfig)}
+_DEFAULTS = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+             for f in dataclasses.fields(RunConfig)}
+
+FIELD_NAMES = tuple(_META)      # in declaration order
+EXPERIMENT_FIELDS = tuple(n for n, m in _META.items() if m["role"] == EXPERIMENT)
+SEED_FIELDS = tuple(n for n, m in _META.items() if m["role"] == SEED)
+SCHEDULING_FIELDS = tuple(n for n, m in _META.items() if m["role"] == SCHEDULING)
+# Options runs of one pack may differ in (the pack implements each per member); every other
+# option fixes the shapes, the data, or the number and timing of the steps, so members share it.
+MEMBER_FIELDS = tuple(n for n, m in _META.items() if m["member"])
+SHARED_FIELDS = tuple(n for n, m in _META.items() if not m["member"])
+# Fields people vary most come first in a label ("adam · lr 0.01 · layer norm"); the others
+# follow in declaration order (display_order).
+LABEL_ORDER = ("optimizer", "lr", "model", "depth", "width", "channels", "norm", "activation",
+               "residual", "dataset", "batch_size", "schedule", "weight_decay", "dropout",
+               "init", "seed")
+
+
+def defaults() -> dict:
+    """Every option at its default (RunConfig().to_dict(), without building one)."""
+    return {k: list(v) if isinstance(v, list) else v for k, v in _DEFAULTS.items()}
+
+
+def label(name: str) -> str:
+    """The option's label on forms and knobs ("Learning rate"); an unknown name (a field of an
+    older store) is labelled from its name."""
+    return _META[name]["label"] if name in _META else name.replace("_", " ").capitalize()
+
+
+def short_phrase(name: str) -> str:
+    """The option's phrase in legends and diffs, "{}" where the value goes: "lr {}",
+    "{} norm", "{}" for a value that reads on its own."""
+    short = _META[name]["short"] if name in _META else name.replace("_", " ")
+    return short if "{}" in short else short + " {}"
+
+
+def short_label(name: str) -> str:
+    """The option's words in legends and diffs: "lr", "batch", "norm position", "norm" (from
+    "{} norm"); "" when the value reads on its own (optimizer, model, activation, dataset)."""
+    return short_phrase(name).replace("{}", " ").strip()
+
+
+def role(name: str) -> str:
+    """EXPERIMENT, SEED or SCHEDULING; an unknown name (an older store's field) counts as
+    EXPERIMENT, so it is never silently merged away."""
+    return _META[name]["role"] if name in _META else EXPERIMENT
+
+
+def display_order(names) -> list[str]:
+    """`names` in label order: LABEL_ORDER first, then declaration order, then the rest as
+    given."""
+    names = list(dict.fromkeys(names))
+    rank = {n: i for i, n in enumerate(LABEL_ORDER + tuple(n for n in FIELD_NAMES
+                                                            if n not in LABEL_ORDER))}
+    return sorted(names, key=lambda n: (rank.get(n, len(rank)), names.index(n)))
+
+
+def _full(cfg) -> dict:
+    """A config (RunConfig or dict; missing fields at their defaults) as a full dict."""
+    if isinstance(cfg, RunConfig):
+        return cfg.to_dict()
+    cfg = cfg or {}
+    return cfg if _DEFAULTS.keys() <= cfg.keys() else {**_DEFAULTS, **cfg}
 
 
 def applies(name: str, cfg) -> bool:
     """Whether option `name` can change a run with config `cfg` (a RunConfig or a dict; missing
-    keys take their defaults). Options not in the table always apply."""
-    rule = _APPLIES.get(name)
-    if rule is None:
-        return True
-    values = cfg.to_dict() if isinstance(cfg, RunConfig) else dict(cfg)
-    for key in ("dataset", "model", "norm", "init", "optimizer", "schedule"):
-        values.setdefault(key, spec(key)["default"])
-    return bool(rule(values))
+    keys take their defaults). Options without a rule (and unknown names) always apply."""
+    rule = _META[name]["applies"] if name in _META else None
+    return True if rule is None else bool(rule(_full(cfg)))
+
+
+def experiment_identity(cfg, *, except_fields=SEED_FIELDS) -> dict:
+    """What makes runs the same experiment: the full config (defaults filled) without the
+    scheduling fields (pack, diagnostics, device, data folder...) and `except_fields` (the
+    seed: runs equal here are replicates of one experiment). `except_fields=("lr",)` gathers
+    runs equal in everything but lr (the seed included): Compare's "average over lr"."""
+    dropped = set(SCHEDULING_FIELDS) | set(except_fields)
+    return {k: v for k, v in _full(cfg).items() if k not in dropped}
+
+
+def experiment_key(cfg, *, except_fields=SEED_FIELDS) -> str:
+    """A stable 12-hex-digit key of experiment_identity: runs with equal keys form one group
+    (the same in every process and store)."""
+    text = json.dumps(experiment_identity(cfg, except_fields=except_fields), sort_keys=True,
+                      default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 # --- field specs --------------------------------------------------------------------------------
@@ -346,7 +534,8 @@ def field_names() -> set[str]:
 
 
 def spec(name: str) -> dict:
-    """The rule of one field: help, choices, low/high, group, kind, default, type."""
+    """The rule of one field: help, choices, low/high, group, kind, default, type, and its
+    catalogue facts: label, short, role, member, applies (a rule or None)."""
     f = next(f for f in dataclasses.fields(RunConfig) if f.name == name)
     default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
     return {**f.metadata, "name": name, "default": default, "type": _type_of(f)}
