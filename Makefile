@@ -29,8 +29,10 @@ system-deps:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
 
+# `python -m app` (app/__main__.py) is `streamlit run app/main.py` with app/offline.py's patch
+# applied before the server serves: no external-IP lookup on foreign WebSocket origins.
 run: setup
-	$(PY) -m streamlit run app/main.py --server.address $(HOST) --server.port $(PORT)
+	$(PY) -m app --server.address $(HOST) --server.port $(PORT)
 
 test: setup
 	$(PY) -m pytest

@@ -1,8 +1,8 @@
 """Train Lab's entry point and router: page config, the shared stylesheet and sidebar, and
 navigation over the Playground (the landing page), Launch, Live, Compare and Runs pages.
 
-Run from the repository root: `python -m streamlit run app/main.py`. Nothing but routing and
-the sidebar lives here; each page is its own script under pages/.
+Run from the repository root: `python -m app` (app/__main__.py; `make run` does). Nothing but
+routing and the sidebar lives here; each page is its own script under pages/.
 """
 
 import sys
@@ -14,9 +14,11 @@ if str(ROOT) not in sys.path:     # `streamlit run app/main.py` puts app/, not t
 
 import streamlit as st  # noqa: E402
 
-from app import cluster_ui, services, state, widgets  # noqa: E402
+from app import cluster_ui, offline, services, state, widgets  # noqa: E402
 from engine import paths  # noqa: E402
 from engine.store import StoreError  # noqa: E402
+
+offline.ensure_patched()    # no external-IP lookups: done already when started by `python -m app`
 
 # The favicon is a file of ours: a ":material/..." page icon makes the browser fetch it from
 # a font host on every page load (offline that fails, and it tells a third party).

@@ -1,6 +1,6 @@
 """Benchmark: how long each page of the real app takes to appear in a real browser.
 
-For every page, a fresh server (`streamlit run app/main.py`, its own empty home) and a fresh
+For every page, a fresh server (`python -m app`, its own empty home) and a fresh
 Chromium tab (Debian's, headless), then:
 - first load: from navigation to the page drawn (its title is on screen and nothing on it
   has changed for QUIET_MS; the time is that of its last change) on a server that has drawn
@@ -45,7 +45,7 @@ def start_server(home: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "TRAINLAB_HOME": str(home), "TRAINLAB_DB": str(home / "runs.db")}
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
+        [sys.executable, "-m", "app",
          "--server.port", str(port), "--server.address", "127.0.0.1",
          "--server.headless", "true"], env=env, cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -1,5 +1,6 @@
-"""The real app as a server process for end-to-end tests: `streamlit run app/main.py` on a
-free localhost port, its home (store, exports) in the test's own folder."""
+"""The real app as a server process for end-to-end tests: `python app` (app/__main__.py, as
+`make run` starts it) on a free localhost port, its home (store, exports) in the test's own
+folder."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ class AppServer:
         self._log = open(self.log_path, "w")
         address = ["--server.address", "127.0.0.1"] if bind_flag else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app" / "main.py"),
+            [sys.executable, str(ROOT / "app"),
              "--server.port", str(self.port), *address, "--server.headless", "true"],
             cwd=cwd, env=env, stdout=self._log, stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}"

@@ -1,4 +1,4 @@
-"""End to end in a real browser: the real app (streamlit run app/main.py) on a free port with
+"""End to end in a real browser: the real app (python app) on a free port with
 its home in tmp_path, driven through Debian's Chromium by Playwright.
 
 One journey, as a teacher would do it: load the app, fill the form from the "toy
