@@ -575,7 +575,7 @@ def coerce(name: str, value: Any) -> Any:
     Accepts strings for every type (the CLI and YAML/forms hand us text); never accepts a
     float with a fraction for an int, a bool for a number, or a non-finite float.
     """
-    if name not in field_names():
+    if not isinstance(name, str) or name not in field_names():   # a list as a name: no TypeError
         raise ConfigError(name, value, "unknown option; known options are: "
                           + ", ".join(sorted(field_names())))
     t = spec(name)["type"]
@@ -604,7 +604,11 @@ def coerce(name: str, value: Any) -> Any:
             if not _FLOAT_TEXT.match(value.strip()):
                 raise bad
             value = float(value.strip())
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
+        try:
+            finite = isinstance(value, (int, float)) and math.isfinite(value)
+        except OverflowError:      # an int past float range (~1.8e308), e.g. YAML's 0xfff...f
+            finite = False
+        if not finite:
             raise bad
         return float(value)
     if not isinstance(value, str):

@@ -243,3 +243,39 @@ def test_examples_are_allowed_values():
     for f in config.fields():
         for example in forms.examples(f.name):
             assert in_range(f.name, example), (f.name, example)
+
+
+# --- issue 19: uploads that ended in an exception box ------------------------------------------
+
+HEX = b"dataset: spirals\nlr: 0x" + b"f" * 4090 + b"\n"     # an int past float range
+NOT_TEXT_KEY = b"id: mine\n1: a\nx: b\n"    # sorting the keys 1 and 'x': TypeError
+
+
+def test_launch_upload_of_a_huge_hex_number_is_named_not_an_exception(services):
+    store, _ = services
+    at = page("launch").run()
+    at.file_uploader(key="config_upload").set_value(("hex.yaml", HEX, "application/x-yaml"))
+    at = at.run()
+    assert not at.exception, at.exception
+    assert "hex.yaml" in errors(at) and "has a number of 4,092 characters" in errors(at)
+    assert launch_button(at).disabled and store.list_runs() == []
+
+
+@pytest.mark.parametrize("filename, content, words", [
+    ("hex.yaml", b"id: mine\ntitle: t\nquestion: q\nbase: {lr: 0x" + b"f" * 4090 + b"}\n"
+                 b"runs: [{name: a}]\n", "has a number of 4,092 characters"),
+    ("keys.yaml", NOT_TEXT_KEY, "has the key '1' at line 2, column 1, which YAML reads as a "
+                                "whole number, not text"),
+    ("twice.yaml", b"id: mine\nid: yours\n", "has the key 'id' twice, at lines 1 and 2"),
+])
+def test_experiments_upload_refuses_with_file_line_and_field_not_an_exception(services, filename,
+                                                                             content, words):
+    from tests.app.test_experiments_page import run_page
+    store, _ = services
+    at = run_page()
+    at.file_uploader(key="exp_upload").set_value((filename, content, "application/x-yaml"))
+    at.run()
+    assert not at.exception, at.exception
+    shown = " | ".join(e.value.replace("\\", "") for e in at.error)
+    assert filename in shown and words in shown, shown
+    assert not any(b.key == "exp_run_mine" for b in at.button) and store.list_runs() == []

@@ -63,10 +63,122 @@ def test_config_bombs_are_refused_with_little_memory_and_a_short_message(name):
 
 
 def test_mixed_key_types_and_byte_order_marks():
-    with pytest.raises(ConfigError, match="config: 1 is not an option name"):
+    with pytest.raises(ConfigError, match="'mixed.yaml' has the key '1' at line 1, column 1, "
+                                          "which YAML reads as a whole number, not text"):
         RunConfig.from_dict(parse_config_bytes(b"1: a\nlr: 0.1\n", "mixed.yaml"))
     for name, raw in (("bom.json", b'\xef\xbb\xbf{"lr": 0.1}'), ("bom.yaml", b"\xef\xbb\xbflr: 0.1")):
         assert parse_config_bytes(raw, name) == {"lr": 0.1}     # the same rule for both
+
+
+# Issue 19: every number form YAML 1.1 reads, length-capped before it is converted. Each of
+# these used to reach float() as an int of thousands of bits (OverflowError in config.coerce)
+# or to fail inside PyYAML's own conversion (ValueError, IndexError).
+HUGE_NUMBERS = {
+    "hex": b"lr: 0x" + b"f" * 4090,
+    "binary": b"lr: 0b" + b"1" * 2000,
+    "octal": b"lr: 0" + b"7" * 2000,
+    "base 60": b"lr: 1" + b":59" * 1300,
+    "separators": b"lr: 1" + b"_000" * 1000,
+    "tagged int": b'lr: !!int "0x' + b"f" * 4000 + b'"',
+    "tagged float": b'lr: !!float "1' + b"0" * 400 + b'.5"',
+    "long fraction": b"lr: 0." + b"1" * 400,
+}
+
+
+@pytest.mark.parametrize("form", sorted(HUGE_NUMBERS))
+def test_yaml_numbers_of_every_form_are_length_capped_before_conversion(form):
+    with pytest.raises(ConfigError) as caught:
+        RunConfig.from_dict(parse_config_bytes(HUGE_NUMBERS[form], "n.yaml"))
+    message = str(caught.value)
+    assert "config file: 'n.yaml' has a number of" in message
+    assert "(at most 40) at line 1, column 5" in message and len(message) < 300
+
+
+def test_coerce_names_the_field_for_an_int_too_large_for_a_float():
+    for value in (16 ** 4090, -(10 ** 400)):
+        with pytest.raises(ConfigError, match="^lr: .{1,80} is not allowed; must be a finite"):
+            config.coerce("lr", value)
+        with pytest.raises(ConfigError, match="^lr: "):
+            RunConfig.from_dict({"lr": value})
+    with pytest.raises(ConfigError, match="unknown option"):
+        config.coerce(["lr"], 0.1)               # a list as a name: was a TypeError
+
+
+# Values whose text PyYAML converts, and can fail to: each was a ValueError, IndexError,
+# KeyError or AttributeError out of yaml.safe_load.
+UNREADABLE = [
+    (b"lr: 0b_", "'0b_'", "a whole number"),
+    (b"lr: 0x_", "'0x_'", "a whole number"),
+    (b"lr: !!int abc", "'abc'", "a whole number"),
+    (b'lr: !!int ""', "''", "a whole number"),
+    (b"lr: !!float abc", "'abc'", "a number"),
+    (b"lr: !!bool maybe", "'maybe'", "true or false"),
+    (b"lr: !!timestamp soon", "'soon'", "a date"),
+    (b"lr: 2024-13-45", "'2024-13-45'", "a date"),
+]
+
+
+@pytest.mark.parametrize("raw, shown, kind", UNREADABLE, ids=[r.decode() for r, _, _ in UNREADABLE])
+def test_values_yaml_cannot_convert_name_line_and_field(raw, shown, kind):
+    with pytest.raises(ConfigError) as caught:
+        parse_config_bytes(raw, "v.yaml")
+    assert str(caught.value).startswith(f"config file: 'v.yaml' has {shown} at line 1, column 5 "
+                                        f"(field lr), which is not {kind}")
+
+
+REPEATS = [
+    (b"lr: 0.1\nepochs: 2\nlr: 0.2\n", "c.yaml", "has the key 'lr' twice, at lines 1 and 3"),
+    (b'{"lr": 0.1,\n "lr": 0.2}', "c.json", "has the key 'lr' twice, at lines 1 and 2"),
+    (b"base:\n  lr: 1\n  lr: 2\n", "c.yaml", "has the key 'lr' twice in base, at lines 2 and 3"),
+    (b'{"runs": [{"name": "a"},\n {"name": "b",\n  "name": "c"}]}', "c.json",
+     "has the key 'name' twice in runs[1], at lines 2 and 3"),
+]
+
+
+@pytest.mark.parametrize("raw, name, words", REPEATS, ids=[w for _, _, w in REPEATS])
+def test_a_key_given_twice_is_refused_with_both_lines(raw, name, words):
+    with pytest.raises(ConfigError) as caught:
+        parse_config_bytes(raw, name)
+    assert f"'{name}' {words}" in str(caught.value) and "give each key once" in str(caught.value)
+
+
+def test_a_complex_key_is_called_what_it_is_not_a_tag():
+    for raw, kind in ((b"? [lr, epochs]\n: 1\n", "list"), (b"? {lr: 1}\n: 1\n", "mapping")):
+        with pytest.raises(ConfigError) as caught:
+            parse_config_bytes(raw, "k.yaml")
+        assert f"has a {kind} as a key (a complex key) at line 1, column 3" in str(caught.value)
+        assert "tag" not in str(caught.value)
+
+
+def test_experiment_files_refuse_non_text_and_repeated_keys_with_file_line_and_field(tmp_path):
+    from engine import experiments
+    head = b"id: x\ntitle: t\nquestion: q\n"
+    for raw, words in (
+            (b"1: a\nx: b\n", "has the key '1' at line 1, column 1, which YAML reads as a whole number"),
+            (b"null: a\n", "has the key 'null' at line 1, column 1, which YAML reads as null"),
+            (head + b"base: {1: 2}\nruns: [{name: a}]\n", "key '1' at line 4, column 8 in base"),
+            (head + b"runs: [{name: a, 3: 4, x: 1}]\n", "key '3' at line 4, column 18 in runs[0]"),
+            (head + b"runs: [{name: a}]\ngrid: {1.5: [1]}\n", "key '1.5' at line 5, column 8 in grid"),
+            (head + b"runs: [{name: a}]\nseeds: 1\nseeds: 2\n", "key 'seeds' twice, at lines 5 and 6"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            experiments.parse_experiment(raw, "exp.yaml")
+        assert str(caught.value).startswith("experiment file: 'exp.yaml' ") and words in str(caught.value)
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"# " + b"x" * 70_000 + b"\n")
+    with pytest.raises(ConfigError, match="experiment file: .*big.yaml' is 70,003 bytes"):
+        experiments.load_file(big)
+    with pytest.raises(ConfigError, match="experiment file: .*nope.yaml' does not exist"):
+        experiments.load_file(tmp_path / "nope.yaml")
+
+
+def test_cli_refuses_a_huge_hex_number_in_a_config_file(tmp_path):
+    path = tmp_path / "hex.yaml"
+    path.write_bytes(HUGE_NUMBERS["hex"])
+    done = cli(tmp_path, "run", "--config", str(path))
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "error: config file: 'hex.yaml' has a number of 4,092 characters" in done.stderr
+    assert not (tmp_path / "home").exists()
 
 
 def test_error_messages_show_only_an_excerpt_of_a_huge_value():
