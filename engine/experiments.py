@@ -35,7 +35,7 @@ from scipy import stats
 
 from engine import config as config_module
 from engine.config import ConfigError, RunConfig
-from engine.configfile import parse_config_bytes
+from engine.configfile import parse_config_bytes, read_file_bytes
 from engine.events import VAL_ACC, RunStatus, metric_info
 
 CATALOGUE_DIR = Path(__file__).resolve().parent.parent / "assets" / "experiments"
@@ -175,7 +175,8 @@ def parse_experiment(raw: bytes, filename: str) -> Experiment:
     """An experiment from a file's bytes (YAML or JSON), fully validated: every run's config
     is built at both budgets. Raises ExperimentError (file, line, field) or ConfigError for a
     file the safe parser refuses."""
-    data = parse_config_bytes(raw, filename)      # size, depth, alias and tag limits
+    # size, depth, alias, number and tag limits; text keys given once (file, line, field)
+    data = parse_config_bytes(raw, filename, field="experiment file")
     lines = _lines(raw.decode("utf-8-sig", errors="replace"))
 
     def fail(path: tuple, problem: str):
@@ -403,8 +404,10 @@ def _claim(c, path, fail, need, runs) -> Claim:
 
 
 def load_file(path: str | Path) -> Experiment:
+    """An experiment file from disk: existence and size checked before it is read (the same
+    reader as config files), then `parse_experiment`."""
     path = Path(path)
-    return parse_experiment(path.read_bytes(), path.name)
+    return parse_experiment(read_file_bytes(path, "experiment file"), path.name)
 
 
 def catalogue(folder: str | Path | None = None) -> dict[str, Experiment]:
