@@ -114,6 +114,9 @@ class RunStarted:
     pack_size: int = 1     # runs that trained together in one stacked model (engine.packs)
     pack_member: int = 0   # this run's place in its pack, from 0
     epochs: int = 0        # epochs the run will take if it completes (0: not said)
+    # What produced the run (engine.runsetup.provenance): code and library versions, device,
+    # intra-op threads, pack; plain JSON-ready values.
+    provenance: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

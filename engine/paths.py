@@ -2,7 +2,8 @@
 
 Everything lives under one home folder, `$TRAINLAB_HOME` or `~/.trainlab`, so a user (or a
 test) moves all of it with one variable. The data directory is separate because datasets are
-often shared: `$TRAINLAB_DATA_DIR`, else `<home>/data`.
+often shared: `$TRAINLAB_DATA_DIR`, else `<home>/data`. It also says which existing file
+stands where one of these folders should be (`file_in_the_way`).
 """
 
 from __future__ import annotations
@@ -28,3 +29,15 @@ def export_dir() -> Path:
 def data_dir(configured: str = "") -> Path:
     """The dataset folder: the run's own `data_dir`, else `$TRAINLAB_DATA_DIR`, else `<home>/data`."""
     return Path(configured or os.environ.get("TRAINLAB_DATA_DIR") or home() / "data").expanduser()
+
+
+def file_in_the_way(path: str | os.PathLike) -> Path | None:
+    """The existing non-folder that stands where a folder above `path` should be (e.g. the
+    file `notes` for `notes/sub/runs.db`); None when every existing folder above is a folder."""
+    for parent in reversed(Path(path).expanduser().absolute().parents):
+        try:
+            if not parent.is_dir():
+                return parent if parent.exists() else None   # missing: nothing below exists
+        except OSError:             # not searchable: opening the store will say so
+            return None
+    return None

@@ -1,8 +1,18 @@
-"""The run store: SQLite, the one source of truth for runs and their metrics.
+"""The run store: SQLite, the one source of truth for runs, their metrics and provenance.
 
-This module owns the database file (`paths.store_path()` unless given one): its schema, the
-single writer thread, the read-only reader connections, crash recovery and the validation of
-everything written (run names, tags, statuses, configs).
+This module owns the database file (`paths.store_path()` unless given one): whose file it is
+(a Train Lab store carries APPLICATION_ID and its SCHEMA_VERSION in the SQLite header), its
+schema and migrations, the operations on runs (create, rename, tags, mark, delete), how each
+trainer event becomes rows, the read-only readers, and the validation of everything written
+(run names, tags, statuses, configs). The writer thread is engine.store_writer's; fault
+messages, process tokens and crash recovery are engine.store_faults'.
+
+Whose file: before anything is written (not even the WAL switch, which rewrites the header)
+the file is read: missing or empty, it is ours to create; stamped with our application_id,
+it is opened (an older schema version migrated, a newer one refused); unstamped but holding
+exactly the tables of the store before stamping, it is migrated and stamped; anything else
+(other tables, a `runs` table of another shape, a file that is not SQLite) is refused with
+one sentence and left byte for byte as it was.
 
 Writes: exactly one writer thread owns the only write connection. `record(event)` puts the
 event on an unbounded queue and returns at once (a training thread never waits on disk); the
@@ -24,17 +34,16 @@ Several processes may share a file; a run is recovered only when the process tha
 from __future__ import annotations
 
 import atexit
-import collections
+import contextlib
 import json
 import logging
 import math
 import os
-import queue
+import re
 import sqlite3
 import threading
 import time
 import uuid
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -44,17 +53,35 @@ import pandas as pd
 from engine import config, paths
 from engine.events import (STEP_LOSS, Evaluated, RunEnded,
                            RunStarted, RunStatus, Snapshot, StepLoss)
+from engine.store_faults import (FailureMarker, FileGone, StoreError, fault_message,
+                                 file_identity, newer_store_message, not_a_store_message,
+                                 open_error, path_error, recover_orphans, self_token,
+                                 short_fault)
+from engine.store_writer import (BATCH_ROWS, BATCH_S, LOCK_PATIENCE_S, MAX_BACKLOG_EVENTS,
+                                 StoreWriter)
+
+__all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "BATCH_ROWS", "BATCH_S", "METRIC_COLUMNS",
+           "RECOVERY_REASON", "ORPHAN_REASON", "RunRecord", "RunStore", "StoreError",
+           "check_run_id", "check_tags", "open_existing", "store_file"]
 
 log = logging.getLogger(__name__)
 
-BATCH_S = 0.2           # seconds an event may wait in the writer before its commit
-BATCH_ROWS = 1000       # events per transaction at most
+# The SQLite header's application_id of a Train Lab store: "TLab" in ASCII (0x544C6162).
+# SQLite's own registry of ids (magic.txt) lists none of ours; any other non-zero id means the
+# file belongs to another program.
+APPLICATION_ID = int.from_bytes(b"TLab", "big")
+# user_version: 1 is the schema before stamping (those stores carry no application_id and
+# are recognised by their tables); 2 added runs.provenance.
+SCHEMA_VERSION = 2
+
 BUSY_TIMEOUT_MS = 10_000  # how long a reader waits for another process's lock
-# The writer waits only briefly inside SQLite and then backs off itself (see _write_loop), so
-# it stays free to take new events, count its backlog and look for orphaned runs.
+# The writer waits only briefly inside SQLite and then backs off itself (store_writer), so it
+# stays free to take new events, count its backlog and look for orphaned runs.
 WRITER_BUSY_MS = 500
 MAX_REASON_LENGTH = 2000  # characters kept of a failure message
 RECOVERY_REASON = "the process stopped while the run was running (found at start-up)"
+ORPHAN_REASON = "the process running it stopped (found while Train Lab was running)"
+OP_TIMEOUT_S = 60.0       # a synchronous operation's caller waits this long for its commit
 METRIC_COLUMNS = ["id", "run", "step", "epoch", "name", "value", "time"]
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
 
@@ -65,7 +92,8 @@ CREATE TABLE IF NOT EXISTS runs (
     device TEXT NOT NULL DEFAULT '', params INTEGER, total_steps INTEGER,
     last_step INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '',
     tags TEXT NOT NULL DEFAULT '[]',
-    owner TEXT NOT NULL DEFAULT ''          -- "pid:start-ticks" of the process running it
+    owner TEXT NOT NULL DEFAULT '',         -- "pid:start-ticks" of the process running it
+    provenance TEXT NOT NULL DEFAULT '{}'   -- JSON: code version, library versions, device
 );
 -- value is NULL when the number is not finite (SQLite stores NaN as NULL); nonfinite then
 -- holds 'nan', 'inf' or '-inf' so readers give back exactly what was logged.
@@ -83,6 +111,18 @@ CREATE TABLE IF NOT EXISTS snapshots (
 CREATE INDEX IF NOT EXISTS snapshots_run_kind ON snapshots (run, kind, step);
 """
 
+# The columns of each table at version 1 (an unstamped store must have exactly these).
+_V1_COLUMNS = {
+    "runs": {"id", "name", "config", "status", "created_at", "started_at", "ended_at",
+             "device", "params", "total_steps", "last_step", "reason", "tags", "owner"},
+    "metrics": {"id", "run", "step", "epoch", "name", "value", "nonfinite", "time"},
+    "snapshots": {"id", "run", "step", "kind", "data", "time"},
+}
+# Version 1 -> 2, each statement safe to run again (a migration cut short is redone).
+_MIGRATIONS = {
+    "provenance": "ALTER TABLE runs ADD COLUMN provenance TEXT NOT NULL DEFAULT '{}'",
+}
+
 
 @dataclass
 class RunRecord:
@@ -99,6 +139,9 @@ class RunRecord:
     last_step: int
     reason: str
     tags: list[str] = field(default_factory=list)
+    # What produced the run (code_version, torch, numpy, python, device, threads), as given
+    # in its RunStarted; {} for a run that never started or was stored before provenance.
+    provenance: dict = field(default_factory=dict)
 
 
 # --- validation (public methods call these before anything is queued) --------------------------
@@ -121,238 +164,209 @@ def _run_ids(run_ids) -> list[str]:
     return [check_run_id(r) for r in run_ids]
 
 
-def _process_token(pid: int) -> str | None:
-    """'pid:start-ticks' (Linux), so a recycled pid is not mistaken for the old process."""
+def _provenance_json(provenance) -> str:
+    """A RunStarted's provenance as stored: JSON of a plain dict ('{}' for anything else)."""
+    if not isinstance(provenance, dict):
+        return "{}"
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f"{pid}:{f.read().rsplit(')', 1)[1].split()[19]}"
-    except (OSError, IndexError):
-        return None
+        return json.dumps(provenance, sort_keys=True, default=str)
+    except (TypeError, ValueError):          # unsortable keys, a cycle: keep what is plain
+        log.error("run store: provenance %r is not plain JSON; stored as {}", provenance)
+        return "{}"
 
 
-_TOKENS: dict[int, str] = {}
+def _statements(script: str) -> list[str]:
+    """The SQL statements of a script, comments dropped (executescript would commit the
+    transaction they must run in)."""
+    text = re.sub(r"--[^\n]*", "", script)
+    return [s.strip() for s in text.split(";") if s.strip()]
 
 
-def _self_token() -> str:
-    """This process's owner token (looked up again after a fork: the pid changed)."""
-    pid = os.getpid()
-    if pid not in _TOKENS:
-        _TOKENS[pid] = _process_token(pid) or f"{pid}:"
-    return _TOKENS[pid]
+# --- whose file is it --------------------------------------------------------------------------
+
+def store_file(path: str | os.PathLike | None = None) -> Path:
+    """The absolute path of the store file: `path`, else paths.store_path()."""
+    return Path(path or paths.store_path()).expanduser().resolve()
 
 
-def _owner_alive(owner: str) -> bool:
-    pid_text, _, ticks = owner.partition(":")
-    if not pid_text.isdigit() or owner == _self_token():
-        # Our own runs at open time belong to a store of ours that is closed: orphans.
-        return False
-    token = _process_token(int(pid_text))
-    if token is not None:
-        return not ticks or token == owner
+def _shape(conn: sqlite3.Connection) -> dict[str, set[str]]:
+    """{table: column names} of a database's own tables (SQLite's internal ones left out)."""
+    tables = [row["name"] for row in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%'")]
+    return {t: {row["name"] for row in conn.execute("SELECT name FROM pragma_table_info(?)",
+                                                     (t,))} for t in tables}
+
+
+def _classify(conn: sqlite3.Connection, path: Path) -> tuple[str, int]:
+    """('empty' | 'ours' | 'legacy', schema version) of the database on `conn`; raises
+    StoreError for a file that is not a Train Lab store or was written by a newer one."""
+    app = conn.execute("PRAGMA application_id").fetchone()[0]
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if app == APPLICATION_ID:
+        if version > SCHEMA_VERSION:
+            raise StoreError(newer_store_message(path, version, SCHEMA_VERSION))
+        return "ours", version
+    if app != 0:
+        raise StoreError(not_a_store_message(path, f"it is the SQLite file of another "
+                                                   f"program, application_id {app}"))
+    shape = _shape(conn)
+    objects = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+    if not objects and version == 0:
+        return "empty", 0
+    legacy = ({"runs", "metrics"} <= shape.keys() <= _V1_COLUMNS.keys() and version == 0
+              and all(columns == _V1_COLUMNS[t] for t, columns in shape.items()))
+    if legacy:
+        return "legacy", 1
+    if "runs" in shape:
+        what = "its runs table has other columns"
+    elif shape:
+        what = (f"it holds the table{'s' if len(shape) > 1 else ''} "
+                + ", ".join(sorted(shape)))
+    else:
+        what = f"an SQLite file with user_version {version}"
+    raise StoreError(not_a_store_message(path, what))
+
+
+def _inspect(path: Path) -> str:
+    """Whose file `path` is, read without writing a byte or creating a file beside it:
+    'new' (missing or empty), 'ours' or 'legacy'; raises StoreError for anything else."""
     try:
-        os.kill(int(pid_text), 0)     # no /proc (macOS): does the pid exist at all?
-    except ProcessLookupError:
-        return False
-    except OSError:
-        pass                          # it exists, owned by another user
-    return True
-
-
-def _recover_orphans(conn: sqlite3.Connection, reason: str, *, skip_own: bool) -> list[str]:
-    """Mark queued/running runs whose owning process is gone as interrupted; their ids.
-    Reads first and writes only when there is something to mark (a cheap periodic check)."""
-    me = _self_token()
-    candidates = [(rid, owner) for rid, owner in conn.execute(
-        "SELECT id, owner FROM runs WHERE status IN (?, ?)", (RunStatus.QUEUED, RunStatus.RUNNING))
-        if not (skip_own and owner == me) and not _owner_alive(owner)]
-    if not candidates:
-        return []
-    now = time.time()
-    conn.execute("BEGIN IMMEDIATE")
+        with open(path, "rb") as f:
+            header = f.read(100)
+    except FileNotFoundError:
+        return "new"
+    if not header:
+        return "new"
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        raise StoreError(not_a_store_message(path, "it is not an SQLite file", damaged=True))
+    if int.from_bytes(header[68:72], "big") == APPLICATION_ID \
+            and int.from_bytes(header[60:64], "big") <= SCHEMA_VERSION:
+        return "ours"          # a newer version still in the WAL is caught on the connection
+    # Unstamped (or another program's, or newer): look at its tables. With no WAL beside it
+    # the main file is the whole database: `immutable` reads it with no lock and no -shm;
+    # a WAL with content is read through SQLite proper (its -wal and -shm already exist).
+    wal = Path(f"{path}-wal")
+    live_wal = wal.exists() and wal.stat().st_size > 0
+    uri = path.as_uri() + ("?mode=ro" if live_wal else "?immutable=1")
     try:
-        conn.executemany(
-            "UPDATE runs SET status=?, reason=?, ended_at=? WHERE id=? AND owner=? "
-            "AND status IN (?, ?)", [(RunStatus.INTERRUPTED, reason, now, rid, owner,
-                                      RunStatus.QUEUED, RunStatus.RUNNING)
-                                     for rid, owner in candidates])
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return [rid for rid, _ in candidates]
-
-
-def _file_identity(path: Path):
-    """(device, inode) of the database file, or None when it is not there."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
-
-
-class _Gone(sqlite3.DatabaseError):
-    """The database file was deleted or replaced while open."""
-
-
-_OPEN_PATHS: set[str] = set()
-_OPEN_LOCK = threading.Lock()
-
-
-class StoreError(RuntimeError):
-    """A storage fault, as one sentence naming the file and what to do (never a traceback)."""
-
-
-# Primary SQLite result codes (sqlite3.Error.sqlite_errorcode & 0xff).
-_BUSY_CODES = {5, 6}                       # SQLITE_BUSY, SQLITE_LOCKED: wait and retry
-_FAULTS = {13: "full", 8: "readonly", 11: "corrupt", 26: "corrupt", 10: "io", 14: "cantopen"}
-
-
-def _fault_kind(error: BaseException) -> str:
-    """'busy' (another connection holds the lock: wait), or a fault that will not pass by
-    waiting: 'full', 'readonly', 'corrupt', 'io', 'cantopen', 'other'."""
-    if isinstance(error, _Gone):
-        return "gone"
-    code = getattr(error, "sqlite_errorcode", None)
-    if code is not None:
-        code &= 0xFF
-        if code in _BUSY_CODES:
-            return "busy"
-        if code in _FAULTS:
-            return _FAULTS[code]
-    text = str(error).lower()
-    for needle, kind in (("locked", "busy"), ("busy", "busy"), ("disk is full", "full"),
-                         ("no space", "full"), ("readonly", "readonly"),
-                         ("read-only", "readonly"), ("malformed", "corrupt"),
-                         ("not a database", "corrupt"), ("unable to open", "cantopen"),
-                         ("disk i/o", "io")):
-        if needle in text:
-            return kind
-    if isinstance(error, OSError):
-        import errno
-        return {errno.ENOSPC: "full", errno.EROFS: "readonly", errno.EACCES: "readonly",
-                errno.EPERM: "readonly"}.get(error.errno, "io")
-    return "other"
-
-
-def fault_message(kind: str, path: Path, detail: str = "") -> str:
-    """The one message for each storage fault: which file, what happened, what to do."""
-    folder = path.parent
-    return {
-        "full": f"the disk holding {path} is full: free some space, then start again",
-        "readonly": f"{path} cannot be written (the file or its folder {folder} is read-only): "
-                    "make it writable, or set TRAINLAB_HOME to a folder you can write",
-        "cantopen": f"cannot open or create {path}: check that the folder {folder} exists and "
-                    "is writable, or set TRAINLAB_HOME to a folder you can write",
-        "corrupt": f"{path} is not a Train Lab database or is damaged: move it aside; Train Lab "
-                   "will start a new one (it is never overwritten or repaired without you)",
-        "gone": f"{path} was deleted or replaced while runs were using it",
-        "busy": f"{path} stayed locked by another program{detail}",
-        "backlog": f"{path} stayed locked by another program{detail}",
-        "io": f"{path} could not be read or written (I/O error{detail}): check the disk",
-    }.get(kind, f"{path} could not be used{detail}")
-
-
-def _short_fault(kind: str, path: Path) -> str:
-    """A few words for a run's reason: 'could not store metrics: disk full at step 219'."""
-    return {"full": "disk full", "readonly": "the database is read-only",
-            "corrupt": "the database is damaged", "gone": f"{path.name} was deleted or replaced",
-            "busy": "the database stayed locked", "backlog": "the database stayed locked too "
-            "long (too many rows waiting in memory)", "cantopen": "the database cannot be opened",
-            "io": "disk I/O error"}.get(kind, "storage error")
-
-
-def _open_error(error: BaseException, path: Path) -> StoreError:
-    if isinstance(error, (FileExistsError, NotADirectoryError)):
-        return StoreError(f"{error.filename or path.parent} is a file, not a folder: Train Lab "
-                          "keeps its runs in a folder; set TRAINLAB_HOME (or TRAINLAB_DB) to a "
-                          "folder path, or move the file aside")
-    kind = _fault_kind(error)
-    return StoreError(fault_message("io" if kind in ("other", "busy") else kind, path,
-                                    f": {error}" if kind in ("other", "io", "busy") else ""))
-
-
-# Waiting for a locked database: back off from 50 ms to 2 s between tries. Events wait in
-# memory meanwhile, up to MAX_BACKLOG_EVENTS (about 250 bytes each: ~125 MB) or
-# LOCK_PATIENCE_S; past either, the runs that have events waiting end as failed.
-MAX_BACKLOG_EVENTS = 500_000
-LOCK_PATIENCE_S = 300.0
-BACKOFF_S = (0.05, 2.0)
-ORPHAN_CHECK_S = 2.0        # how often the writer looks for runs whose process is gone
-ORPHAN_REASON = "the process running it stopped (found while Train Lab was running)"
-OP_PATIENCE_S = 30.0        # a rename/mark/create waits this long for a locked database
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                                                isolation_level=None)) as conn:
+            conn.row_factory = sqlite3.Row
+            state, _version = _classify(conn, path)
+    except sqlite3.DatabaseError as error:
+        raise open_error(error, path) from None
+    return "new" if state == "empty" else state
 
 
 class RunStore:
     def __init__(self, path: str | os.PathLike | None = None, *,
                  max_backlog: int = MAX_BACKLOG_EVENTS, lock_patience_s: float = LOCK_PATIENCE_S):
-        self.path = Path(path or paths.store_path()).expanduser().resolve()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise _open_error(error, self.path) from None
-        if self.path.exists() and not self.path.is_file():
-            raise StoreError(f"{self.path} is a folder, not a database file: set TRAINLAB_DB to "
-                             "a file path, or move the folder aside")
+        self.path = store_file(path)
+        problem = path_error(self.path)      # a file in the way, a folder or device at path
+        if problem is not None:
+            raise problem
         with _OPEN_LOCK:
             if str(self.path) in _OPEN_PATHS:
                 raise RuntimeError(f"the run store {self.path} is already open in this process; "
                                    "share that RunStore instead of opening a second one")
             _OPEN_PATHS.add(str(self.path))
         try:
-            self._w = self._open_writer()
-            self._identity = _file_identity(self.path)
+            state = _inspect(self.path) if self.path.parent.is_dir() else "new"
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._w = self._open_writer(state)
+            self._identity = file_identity(self.path)
         except (sqlite3.Error, OSError) as error:
             with _OPEN_LOCK:
                 _OPEN_PATHS.discard(str(self.path))
-            raise _open_error(error, self.path) from None
-        except Exception:
+            raise open_error(error, self.path) from None
+        except BaseException:
             with _OPEN_LOCK:
                 _OPEN_PATHS.discard(str(self.path))
             raise
-        self.max_backlog, self.lock_patience_s = max_backlog, lock_patience_s
+        self._marker = FailureMarker(self.path)   # made now: a full disk later cannot
         self._uri = self.path.as_uri() + "?mode=ro"
         self._local = threading.local()
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._closed = False
-        self._known = {r for (r,) in self._w.execute("SELECT id FROM runs")}  # writer-owned
+        self._known = {row["id"] for row in self._w.execute("SELECT id FROM runs")}  # writer-owned
         self._last_steps: dict[str, int] = {}   # writer-owned: runs' newest step this batch
         self._rows_written: dict[str, int] = {}  # writer-owned: metric rows stored per run
         self._rows: list = []                    # writer-owned: rows of this transaction
         self._failed: dict[str, str] = {}        # run id -> why its rows could not be stored
+        # writer-owned: failed runs whose status the database has not taken yet (disk full);
+        # the failure marker holds them until it has.
+        self._unstored: dict[str, str] = {}
         self._failure_listeners: list = []
-        self._backlog_size = 0        # writer-owned: events taken off the queue, not yet stored
-        self._waiting_others = 0      # writer-owned: ops, flushes and stops in the backlog
-        self._stats = {"events": 0, "rows": 0, "commits": 0, "dropped": 0, "retries": 0}
-        self._writer = threading.Thread(target=self._write_loop, name="trainlab-store-writer",
-                                         daemon=True)
+        self._stats = {"events": 0, "rows": 0, "dropped": 0}
+        self._writer = StoreWriter(self.path, write_events=self._write_events,
+                                   run_op=self._run_op, before_write=self._check_identity,
+                                   give_up=self._give_up, periodic=self._periodic,
+                                   on_stop=self._on_stop, max_backlog=max_backlog,
+                                   lock_patience_s=lock_patience_s)
         self._writer.start()
         # Daemon writer + atexit: at a normal exit the interpreter runs atexit before it kills
         # daemon threads, so close() drains and commits everything recorded.
         atexit.register(self.close)
 
-    # --- opening and recovery ------------------------------------------------------------------
-    def _open_writer(self) -> sqlite3.Connection:
+    @property
+    def max_backlog(self) -> int:
+        return self._writer.max_backlog
+
+    @property
+    def lock_patience_s(self) -> float:
+        return self._writer.lock_patience_s
+
+    # --- opening, schema and recovery ----------------------------------------------------------
+    def _open_writer(self, state: str) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
                                timeout=BUSY_TIMEOUT_MS / 1000)
+        conn.row_factory = sqlite3.Row
         try:
             # At open, wait as long as a reader would (another process may be committing).
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            if state == "new":
+                self._settle_schema(conn)     # created and stamped before the switch to WAL
             conn.execute("PRAGMA journal_mode=WAL")
             # synchronous=NORMAL in WAL mode: a commit is written to the WAL file before it
             # returns, so it survives the process being killed; it is fsynced only at
             # checkpoints, so an OS crash or power loss may lose the last few commits (never
             # corrupts the file).
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-            orphans = _recover_orphans(conn, RECOVERY_REASON, skip_own=False)
+            if state != "new":
+                self._settle_schema(conn)
+            orphans = recover_orphans(conn, RECOVERY_REASON, skip_own=False, db=self.path)
             conn.execute(f"PRAGMA busy_timeout={WRITER_BUSY_MS}")
         except BaseException:
             conn.close()
             raise
         if orphans:
-            log.warning("marked %d run(s) interrupted at start-up: %s", len(orphans), orphans)
+            log.warning("marked %d run(s) interrupted or failed at start-up: %s", len(orphans),
+                        orphans)
         return conn
+
+    def _settle_schema(self, conn: sqlite3.Connection) -> None:
+        """Create, or migrate and stamp, the schema: reads first (a current store is not
+        written at all), then does the work in one transaction after checking again."""
+        if _classify(conn, self.path) == ("ours", SCHEMA_VERSION):
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            state, _version = _classify(conn, self.path)   # another process may have been first
+            for statement in _statements(_SCHEMA):   # new tables (all of a new store)
+                conn.execute(statement)
+            columns = {row["name"] for row in conn.execute("PRAGMA table_info(runs)")}
+            for column, statement in _MIGRATIONS.items():   # new columns of older tables
+                if column not in columns:
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        if state == "legacy":
+            log.warning("run store: %s migrated to schema version %d", self.path,
+                        SCHEMA_VERSION)
 
     # --- failures ----------------------------------------------------------------------------
     def on_failure(self, listener) -> None:
@@ -364,30 +378,65 @@ class RunStore:
         """Why this run's rows could not all be stored ('' when nothing was lost)."""
         return self._failed.get(run_id, "")
 
+    def _give_up(self, events: list, kind: str, message: str) -> None:
+        """The writer gave up on these events (a fault waiting cannot cure): their runs end
+        as failed, with the first step that could not be stored."""
+        steps: dict[str, int] = {}
+        for event in events:
+            # RunStarted has no step: a run that lost only that failed before step 1.
+            step = event.step if isinstance(event, (StepLoss, Evaluated, RunEnded,
+                                                    Snapshot)) else 0
+            steps[event.run] = min(steps.get(event.run, step), step)
+            self._stats["dropped"] += 1
+        self._fail_runs(steps, kind, message)
+
     def _fail_runs(self, steps: dict[str, int], kind: str, message: str) -> None:
-        """Runs with events that cannot be stored end as failed; tell listeners once."""
+        """Runs with events that cannot be stored end as failed; tell listeners once. When
+        the database cannot take even the status (disk full), the failure marker keeps it."""
         new = {r: s for r, s in steps.items() if r not in self._failed}
         if not new:
             return
         log.error("run store: %s; failing run(s) %s", message, ", ".join(sorted(new)))
         for run, step in new.items():
             where = f"at step {step}" if step else "before its first step"
-            self._failed[run] = f"could not store metrics: {_short_fault(kind, self.path)} {where}"
+            self._failed[run] = f"could not store metrics: {short_fault(kind, self.path)} {where}"
         for listener in list(self._failure_listeners):
             for run in new:
                 try:
                     listener([run], self._failed[run])
                 except Exception:   # a listener must not stop the writer
                     log.error("run store: a failure listener raised", exc_info=True)
-        try:   # best effort: the disk may still take a small status update
+        self._unstored.update({r: self._failed[r] for r in new})
+        if not self._store_failed_statuses():
+            self._marker.write(self._unstored)
+
+    def _store_failed_statuses(self) -> bool:
+        """Try to store the failed status of the runs whose status the database lacks (the
+        disk may take a small update); True when nothing is left unstored."""
+        if not self._unstored:
+            return True
+        try:
             self._w.execute("BEGIN IMMEDIATE")
-            self._w.executemany(
-                "UPDATE runs SET status=?, reason=?, ended_at=? WHERE id=? AND status IN (?, ?)",
-                [(RunStatus.FAILED, self._failed[r], time.time(), r, RunStatus.QUEUED,
-                  RunStatus.RUNNING) for r in new])
+            self._set_failed_statuses()
             self._w.execute("COMMIT")
         except sqlite3.Error:
             self._rollback()
+            return False
+        self._statuses_stored()
+        return True
+
+    def _set_failed_statuses(self) -> None:
+        self._w.executemany(
+            "UPDATE runs SET status=?, reason=?, ended_at=? WHERE id=? AND status IN (?, ?)",
+            [(RunStatus.FAILED, reason, time.time(), r, RunStatus.QUEUED, RunStatus.RUNNING)
+             for r, reason in self._unstored.items()])
+
+    def _statuses_stored(self) -> None:
+        """The database holds every failed status now: empty the marker."""
+        had = bool(self._unstored)
+        self._unstored.clear()
+        if had:
+            self._marker.write({})
 
     def _rollback(self) -> None:
         try:
@@ -396,142 +445,57 @@ class RunStore:
         except sqlite3.Error:
             pass
 
-    # --- the writer thread ---------------------------------------------------------------------
-    # Items from the queue wait in `backlog`, in order: runs of events are written in one
-    # transaction; an op (create, rename, mark, delete), a flush or a stop acts only once
-    # everything before it is stored. A locked database is retried with back-off and nothing
-    # is dropped; a fault that waiting cannot cure ends the runs whose events it hit as failed.
-    def _write_loop(self) -> None:
-        backlog: collections.deque = collections.deque()
-        retry_at = 0.0          # monotonic time of the next try after a busy database
-        backoff = BACKOFF_S[0]
-        busy_since = None
-        next_orphan_check = time.monotonic() + ORPHAN_CHECK_S
-        while True:
-            now = time.monotonic()
-            if not backlog:
-                timeout = max(0.0, next_orphan_check - now)
-            elif retry_at > now:
-                timeout = retry_at - now
-            elif backlog[0][0] == "event" and not self._batch_due(backlog, now):
-                timeout = max(0.0, backlog[0][3] + BATCH_S - now)
-            else:
-                timeout = 0.0
-            try:
-                self._take(backlog, self._queue.get(timeout=timeout) if timeout > 0
-                           else self._queue.get_nowait())
-                while True:
-                    self._take(backlog, self._queue.get_nowait())
-            except queue.Empty:
-                pass
-            now = time.monotonic()
-            if now >= next_orphan_check and retry_at <= now:
-                self._check_orphans()
-                next_orphan_check = now + ORPHAN_CHECK_S
-            if not backlog or retry_at > now:
-                continue
-            if backlog[0][0] == "event" and not self._batch_due(backlog, now):
-                continue
-            try:
-                stopped = self._drain(backlog)
-            except sqlite3.Error as error:
-                kind = _fault_kind(error)
-                if kind != "busy":
-                    if self._give_up(backlog, kind, fault_message(kind, self.path)):
-                        return
-                    continue
-                self._stats["retries"] += 1
-                busy_since = busy_since or now
-                waited = now - busy_since
-                events = self._backlog_size
-                if events > self.max_backlog or waited > self.lock_patience_s:
-                    busy_since, backoff = None, BACKOFF_S[0]
-                    if self._give_up(backlog, "backlog", fault_message(
-                            "busy", self.path, f" for {waited:.0f} s with {events:,} events "
-                            "waiting in memory")):
-                        return
-                    continue
-                self._fail_old_ops(backlog, now - busy_since)
-                retry_at, backoff = now + backoff, min(backoff * 2, BACKOFF_S[1])
-                continue
-            busy_since, backoff, retry_at = None, BACKOFF_S[0], 0.0
-            if stopped:
-                return
+    # --- the writer's hooks (writer thread only) -----------------------------------------------
+    def _check_identity(self) -> None:
+        """A database file deleted or replaced under us would swallow every later write."""
+        if file_identity(self.path) != self._identity:
+            raise FileGone()
 
-    def _take(self, backlog, item) -> None:
-        """Append a queue item to the backlog, keeping the counts O(1) per item."""
-        backlog.append(item)
-        if item[0] == "event":
-            self._backlog_size += 1
-        else:
-            self._waiting_others += 1
+    def _periodic(self) -> None:
+        """Runs owned by a process that is gone become interrupted (or failed, from its
+        marker) while we run, not only at the next start-up, so Stop and Delete work on them;
+        a failed status the disk could not take is tried again."""
+        try:
+            orphans = recover_orphans(self._w, ORPHAN_REASON, skip_own=True, db=self.path)
+        except sqlite3.Error:
+            self._rollback()
+            return             # busy or damaged: the next write reports it
+        if orphans:
+            log.warning("marked %d run(s) of a stopped process interrupted: %s", len(orphans),
+                        orphans)
+        self._store_failed_statuses()
 
-    def _pop(self, backlog):
-        item = backlog.popleft()
-        if item[0] == "event":
-            self._backlog_size -= 1
-        else:
-            self._waiting_others -= 1
-        return item
+    def _on_stop(self) -> None:
+        """The last act of the writer: the failed statuses once more, then close. The marker
+        stays only when the database still lacks one of them (start-up recovery reads it)."""
+        self._store_failed_statuses()
+        self._w.close()
+        self._marker.close(remove=not self._unstored)
 
-    def _batch_due(self, backlog, now: float) -> bool:
-        """Events are committed in batches: when the oldest has waited BATCH_S, when there
-        are BATCH_ROWS of them, or at once when an op, flush or stop waits behind them."""
-        return (now - backlog[0][3] >= BATCH_S or self._backlog_size >= BATCH_ROWS
-                or self._waiting_others > 0)
-
-    def _drain(self, backlog) -> bool:
-        """Store everything in the backlog, in order; True once a stop has been handled.
-        Raises sqlite3.Error with the backlog untouched from the failed item on."""
-        while backlog:
-            kind = backlog[0][0]
-            if kind == "event":
-                n = 0
-                while n < len(backlog) and n < BATCH_ROWS and backlog[n][0] == "event":
-                    n += 1
-                self._write_events([backlog[i] for i in range(n)])
-                for _ in range(n):
-                    self._pop(backlog)
-            elif kind == "op":
-                _, fn, fut, _at = backlog[0]
-                if fut.done():          # its caller gave up waiting (locked database)
-                    self._pop(backlog)
-                    continue
-                self._check_identity()
-                self._w.execute("BEGIN IMMEDIATE")
-                try:
-                    result = fn(self._w)
-                    self._w.execute("COMMIT")
-                except sqlite3.Error as error:
-                    self._rollback()
-                    if _fault_kind(error) == "busy":
-                        raise
-                    fut.set_exception(StoreError(fault_message(_fault_kind(error), self.path)))
-                except BaseException as exc:
-                    self._rollback()
-                    fut.set_exception(exc)
-                else:
-                    fut.set_result(result)
-                self._pop(backlog)
-            elif kind == "flush":
-                self._pop(backlog)[1].set()
-            elif kind == "stop":
-                self._w.close()
-                self._pop(backlog)[1].set()
-                return True
-        return False
+    def _run_op(self, fn):
+        """fn(write connection) in its own transaction; its result once committed."""
+        self._w.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(self._w)
+            self._w.execute("COMMIT")
+        except BaseException:
+            self._rollback()
+            raise
+        return result
 
     def _write_events(self, items) -> None:
-        """One transaction for a run of events; on any error nothing of it is kept."""
-        self._check_identity()
+        """One transaction for a run of (event, recorded-at) pairs; on any error nothing of
+        it is kept. A failed status the disk could not take rides along."""
         written = {}
         self._w.execute("BEGIN IMMEDIATE")
         try:
-            for _, event, at, _t in items:
+            for event, at in items:
                 self._apply(event, at, written)
             self._flush_rows()
             self._w.executemany("UPDATE runs SET last_step=max(last_step, ?) WHERE id=?",
                                 [(s, r) for r, s in self._last_steps.items()])
+            if self._unstored:
+                self._set_failed_statuses()
             self._w.execute("COMMIT")
         except BaseException:
             self._rollback()
@@ -539,64 +503,11 @@ class RunStore:
             self._last_steps.clear()
             raise
         self._last_steps.clear()
+        self._statuses_stored()
         for run, rows in written.items():
             self._rows_written[run] = self._rows_written.get(run, 0) + rows
-        self._stats["commits"] += 1
 
-    def _give_up(self, backlog, kind: str, message: str) -> bool:
-        """A fault waiting cannot cure: the runs whose events wait end as failed (with the
-        first step that could not be stored); ops waiting get the message; flushes return.
-        True when a stop was waiting (the writer then ends)."""
-        steps: dict[str, int] = {}
-        keep: collections.deque = collections.deque()
-        while backlog:
-            item = self._pop(backlog)
-            if item[0] == "event":
-                event = item[1]
-                # RunStarted has no step: a run that lost only that failed before step 1.
-                step = event.step if isinstance(event, (StepLoss, Evaluated, RunEnded,
-                                                        Snapshot)) else 0
-                steps[event.run] = min(steps.get(event.run, step), step)
-                self._stats["dropped"] += 1
-            elif item[0] == "op":
-                if not item[2].done():
-                    item[2].set_exception(StoreError(message))
-            elif item[0] == "flush":
-                item[1].set()
-            else:
-                keep.append(item)            # stop: still handled by the loop
-        self._fail_runs(steps, kind, message)
-        if keep:
-            self._w.close()
-            keep[0][1].set()
-            return True
-        return False
-
-    def _fail_old_ops(self, backlog, waited_s: float) -> None:
-        if waited_s < OP_PATIENCE_S:
-            return
-        for item in backlog:
-            if item[0] == "op" and not item[2].done():
-                item[2].set_exception(StoreError(fault_message(
-                    "busy", self.path, f" for {waited_s:.0f} s; try again later")))
-
-    def _check_identity(self) -> None:
-        """A database file deleted or replaced under us would swallow every later write."""
-        if _file_identity(self.path) != self._identity:
-            raise _Gone()
-
-    def _check_orphans(self) -> None:
-        """Runs owned by a process that is gone become interrupted while we run, not only at
-        the next start-up, so Stop and Delete work on them."""
-        try:
-            orphans = _recover_orphans(self._w, ORPHAN_REASON, skip_own=True)
-        except sqlite3.Error:
-            self._rollback()
-            return             # busy or damaged: the next write reports it
-        if orphans:
-            log.warning("marked %d run(s) of a stopped process interrupted: %s", len(orphans),
-                        orphans)
-
+    # --- event -> rows -------------------------------------------------------------------------
     def _apply(self, event, at: float, written: dict) -> None:
         run = event.run
         if run not in self._known or run in self._failed and not isinstance(event, RunEnded):
@@ -621,9 +532,10 @@ class RunStore:
         elif isinstance(event, RunStarted):
             self._flush_rows()
             w.execute("UPDATE runs SET status=?, started_at=?, device=?, params=?, total_steps=?,"
-                      " owner=? WHERE id=?", (RunStatus.RUNNING, at, str(event.device),
-                                              int(event.params), int(event.total_steps),
-                                              _self_token(), run))
+                      " owner=?, provenance=? WHERE id=?",
+                      (RunStatus.RUNNING, at, str(event.device), int(event.params),
+                       int(event.total_steps), self_token(),
+                       _provenance_json(getattr(event, "provenance", {})), run))
         elif isinstance(event, RunEnded):
             self._flush_rows()
             self._last_steps.pop(run, None)
@@ -633,8 +545,8 @@ class RunStore:
             elif status == RunStatus.COMPLETED:
                 # "completed" must never claim more than the store holds.
                 expected = self._rows_written.get(run, 0) + written.get(run, 0)
-                stored = w.execute("SELECT count(*) FROM metrics WHERE run=?",
-                                   (run,)).fetchone()[0]
+                stored = w.execute("SELECT count(*) AS n FROM metrics WHERE run=?",
+                                   (run,)).fetchone()["n"]
                 if stored != expected:
                     status = RunStatus.FAILED
                     reason = (f"could not store metrics: the store holds {stored} of the "
@@ -665,18 +577,11 @@ class RunStore:
                                 " time) VALUES (?, ?, ?, ?, ?, ?, ?)", self._rows)
             self._rows.clear()
 
-    def _call(self, fn, timeout: float | None = 60.0):
+    def _call(self, fn, timeout: float | None = OP_TIMEOUT_S):
         """Run fn(write_connection) on the writer in its own transaction; wait for the commit."""
         if self._closed:
             raise RuntimeError("the run store is closed")
-        fut: Future = Future()
-        self._queue.put(("op", fn, fut, time.monotonic()))
-        try:
-            return fut.result(timeout)
-        except TimeoutError:
-            fut.cancel()
-            raise StoreError(fault_message("busy", self.path, f" for {timeout:.0f} s; try "
-                                           "again later")) from None
+        return self._writer.call(fn, timeout)
 
     # --- writes ------------------------------------------------------------------------------
     def record(self, event) -> None:
@@ -684,7 +589,7 @@ class RunStore:
         if not isinstance(event, (RunStarted, StepLoss, Evaluated, RunEnded, Snapshot)):
             raise TypeError(f"event: {event!r} is not a trainer event")
         if not self._closed:
-            self._queue.put(("event", event, time.time(), time.monotonic()))
+            self._writer.put_event(event, time.time())
 
     def create_run(self, config_dict: dict, *, name: str = "", tags: Iterable[str] = ()) -> str:
         if not isinstance(config_dict, dict):
@@ -700,7 +605,7 @@ class RunStore:
             w.execute("INSERT INTO runs (id, name, config, status, created_at, tags, owner) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?)", (run_id, name, config_json,
                                                        RunStatus.QUEUED, time.time(),
-                                                       json.dumps(tags), _self_token()))
+                                                       json.dumps(tags), self_token()))
             self._known.add(run_id)
         self._call(op)
         return run_id
@@ -749,9 +654,7 @@ class RunStore:
         """Wait until everything queued before this call is committed; False on timeout."""
         if self._closed:
             return True
-        done = threading.Event()
-        self._queue.put(("flush", done))
-        return done.wait(timeout)
+        return self._writer.flush(timeout)
 
     def close(self, timeout: float = 10) -> None:
         """Drain the queue, commit, stop the writer. Idempotent."""
@@ -759,9 +662,7 @@ class RunStore:
             return
         self._closed = True
         atexit.unregister(self.close)
-        done = threading.Event()
-        self._queue.put(("stop", done))
-        if not done.wait(timeout):
+        if not self._writer.stop(timeout):
             log.error("run store: the writer did not finish within %s s", timeout)
         conn = getattr(self._local, "conn", None)
         if conn is not None:
@@ -773,11 +674,13 @@ class RunStore:
     def stats(self) -> dict:
         """Writer counters: events applied, metric rows inserted, commits, events dropped
         (of deleted or failed runs), retries after a locked database."""
-        return dict(self._stats)
+        return {"events": self._stats["events"], "rows": self._stats["rows"],
+                "commits": self._writer.commits, "dropped": self._stats["dropped"],
+                "retries": self._writer.retries}
 
     def backlog(self) -> int:
         """Events recorded but not yet stored (queued, or waiting for a locked database)."""
-        return self._queue.qsize() + self._backlog_size
+        return self._writer.backlog()
 
     # --- reads (each thread its own read-only connection) -----------------------------------
     def _reader(self) -> sqlite3.Connection:
@@ -788,31 +691,43 @@ class RunStore:
             self._local.conn = conn
         return conn
 
-    def _query(self, sql: str, args=()) -> list:
-        """Rows of a read; a damaged or vanished file becomes one StoreError message."""
+    def _query(self, sql: str, args=()) -> tuple[list[str], list[tuple]]:
+        """(column names, rows) of a read; a damaged or vanished file becomes one StoreError."""
         try:
-            return self._reader().execute(sql, args).fetchall()
+            cursor = self._reader().execute(sql, args)
+            rows = cursor.fetchall()
         except sqlite3.Error as error:
-            if _file_identity(self.path) != self._identity:
+            if file_identity(self.path) != self._identity:
                 raise StoreError(fault_message("gone", self.path)) from None
-            raise _open_error(error, self.path) from None
+            raise open_error(error, self.path) from None
+        return [d[0] for d in cursor.description], rows
+
+    def _records(self, sql: str, args=()) -> list[dict]:
+        """Rows of a read as {column: value}."""
+        columns, rows = self._query(sql, args)
+        return [dict(zip(columns, row)) for row in rows]
 
     _RUN_COLUMNS = ("id, name, config, status, created_at, started_at, ended_at, device, params,"
-                    " total_steps, last_step, reason, tags")
+                    " total_steps, last_step, reason, tags, provenance")
 
     @staticmethod
-    def _to_record(row) -> RunRecord:
-        return RunRecord(*row[:2], json.loads(row[2]), *row[3:12], json.loads(row[12]))
+    def _to_record(row: dict) -> RunRecord:
+        return RunRecord(
+            id=row["id"], name=row["name"], config=json.loads(row["config"]),
+            status=row["status"], created_at=row["created_at"], started_at=row["started_at"],
+            ended_at=row["ended_at"], device=row["device"], params=row["params"],
+            total_steps=row["total_steps"], last_step=row["last_step"], reason=row["reason"],
+            tags=json.loads(row["tags"]), provenance=json.loads(row["provenance"] or "{}"))
 
     def list_runs(self) -> list[RunRecord]:
         """Every run, newest first."""
-        rows = self._query(
+        rows = self._records(
             f"SELECT {self._RUN_COLUMNS} FROM runs ORDER BY created_at DESC, rowid DESC")
         return [self._to_record(r) for r in rows]
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        rows = self._query(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE id=?",
-                           (check_run_id(run_id),))
+        rows = self._records(f"SELECT {self._RUN_COLUMNS} FROM runs WHERE id=?",
+                             (check_run_id(run_id),))
         return self._to_record(rows[0]) if rows else None
 
     def read_metrics(self, run_ids, *, names=None, after_id: int = 0) -> pd.DataFrame:
@@ -827,8 +742,9 @@ class RunStore:
             names = [str(n) for n in names]
             sql += f" AND name IN ({','.join('?' * len(names))})"
             args += names
-        rows = self._query(sql + " ORDER BY id", args) if ids else []
-        frame = pd.DataFrame.from_records(rows, columns=METRIC_COLUMNS[:6] + ["nonfinite", "time"])
+        columns, rows = (self._query(sql + " ORDER BY id", args) if ids else
+                         (METRIC_COLUMNS[:6] + ["nonfinite", "time"], []))
+        frame = pd.DataFrame.from_records(rows, columns=columns)
         frame = frame.astype({"id": "int64", "step": "int64", "epoch": "float64",
                               "value": "float64", "time": "float64"})
         odd = frame["nonfinite"].notna()
@@ -838,16 +754,40 @@ class RunStore:
 
     def read_snapshots(self, run_id: str, kind: str, *, after_step: int = -1) -> list[tuple]:
         """(step, data) of this run's snapshots of `kind` after `after_step`, by step."""
-        rows = self._query("SELECT step, data FROM snapshots WHERE run=? AND kind=? AND step>? "
-                           "ORDER BY step, id", (check_run_id(run_id), str(kind), int(after_step)))
-        return [(int(step), json.loads(data)) for step, data in rows]
+        rows = self._records("SELECT step, data FROM snapshots WHERE run=? AND kind=? AND "
+                             "step>? ORDER BY step, id",
+                             (check_run_id(run_id), str(kind), int(after_step)))
+        return [(int(r["step"]), json.loads(r["data"])) for r in rows]
 
     def last_metric_id(self, run_ids=None) -> int:
         """The newest metric id of these runs (of all runs when None); 0 when there is none."""
         ids = [] if run_ids is None else _run_ids(run_ids)
         where = "" if run_ids is None else f" WHERE run IN ({','.join('?' * len(ids))})"
-        return int(self._query("SELECT max(id) FROM metrics" + where, ids)[0][0] or 0)
+        return int(self._records("SELECT max(id) AS last FROM metrics" + where,
+                                 ids)[0]["last"] or 0)
 
     def integrity_ok(self) -> bool:
         """PRAGMA integrity_check on a read-only connection: True when the file is sound."""
-        return self._query("PRAGMA integrity_check")[0][0] == "ok"
+        return self._records("PRAGMA integrity_check")[0]["integrity_check"] == "ok"
+
+
+_OPEN_PATHS: set[str] = set()
+_OPEN_LOCK = threading.Lock()
+
+
+def open_existing(path: str | os.PathLike | None = None) -> RunStore | None:
+    """The store at `path` (default paths.store_path()) when there is one; None when there is
+    no store file yet (or it is empty), creating nothing: for commands that only read. A path
+    that cannot be a store raises StoreError, as RunStore does."""
+    file = store_file(path)
+    problem = path_error(file)
+    if problem is not None:
+        raise problem
+    try:
+        if file.stat().st_size == 0:
+            return None
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise open_error(error, file) from None
+    return RunStore(file)
