@@ -375,7 +375,11 @@ class _EpochPrinter:
 
 
 def cmd_runs(args) -> int:
-    store = _open_store(args)
+    from engine.store import open_existing, store_file
+    store = open_existing(args.db)      # a read never creates the store
+    if store is None:
+        print(f"no runs yet: {store_file(args.db)} does not exist (the first run creates it)")
+        return EXIT_OK
     records = [r for r in store.list_runs() if not args.status or r.status == args.status]
     from engine import describe
     labels = describe.run_labels(records)    # the label Live, Compare and exports show
@@ -389,7 +393,10 @@ def cmd_runs(args) -> int:
 
 def cmd_show(args) -> int:
     from engine.run_warnings import warnings_for   # computed on read from the stored metrics
-    store = _open_store(args)
+    from engine.store import open_existing, store_file
+    store = open_existing(args.db)      # a read never creates the store
+    if store is None:
+        raise CliError(f"run: no runs are stored yet ({store_file(args.db)} does not exist)")
     record = _find_run(store, args.run)
     frame = store.read_metrics([record.id])
     finals = frame.groupby("name")["value"].last().to_dict() if len(frame) else {}
@@ -399,7 +406,7 @@ def cmd_show(args) -> int:
                       "reason": record.reason, "device": record.device, "params": record.params,
                       "executor": executor, "node": node,
                       "steps": record.last_step, "tags": record.tags, "final_metrics": finals,
-                      "config": record.config,
+                      "config": record.config, "provenance": record.provenance,
                       "warnings": [w.message for w in warnings_for(frame, record.config)]},
                      indent=2, default=str))
     store.close()
@@ -441,7 +448,10 @@ def cmd_export(args) -> int:
                                           for f in args.group_by])
         except ValueError as error:
             raise CliError(_flag_message(error, args)) from None
-    store = _open_store(args)
+    from engine.store import open_existing, store_file
+    store = open_existing(args.db)      # a read never creates the store
+    if store is None:
+        raise CliError(f"run: no runs are stored yet ({store_file(args.db)} does not exist)")
     ids = [_find_run(store, prefix).id for prefix in args.runs]
     path = export_runs(store, ids, args.format, out_dir=args.out, name=args.name,
                        options=ChartOptions(metric=args.metric), verdict_by=by, summary=summary)
@@ -469,7 +479,10 @@ def cmd_compare(args) -> int:
         verdicts.check_interval(args.interval)
     except ValueError as error:
         raise CliError(_flag_message(error, args)) from None
-    store = _open_store(args)
+    from engine.store import open_existing, store_file
+    store = open_existing(args.db)      # a read never creates the store
+    if store is None:
+        raise CliError(f"run: no runs are stored yet ({store_file(args.db)} does not exist)")
     runs = []
     for token in args.runs:
         if token.startswith("tag:"):

@@ -180,7 +180,8 @@ def _config_columns(runs) -> dict:
 
 
 def run_info(run) -> dict:
-    """One run for the JSON export: identity, status, tags, timings and its full config."""
+    """One run for the JSON export: identity, status, tags, timings, its full config and its
+    provenance (code and library versions, device, threads; {} when not recorded)."""
     started, ended = _get(run, "started_at"), _get(run, "ended_at")
     duration = (ended - started) if started and ended else None
     return {"id": _get(run, "id"), "name": _get(run, "name", ""), "status": _get(run, "status"),
@@ -188,7 +189,8 @@ def run_info(run) -> dict:
             "created_at": _get(run, "created_at"), "started_at": started, "ended_at": ended,
             "duration_s": duration, "last_step": _get(run, "last_step"),
             "total_steps": _get(run, "total_steps"), "params": _get(run, "params"),
-            "device": _get(run, "device", ""), "config": dict(_get(run, "config", {}) or {})}
+            "device": _get(run, "device", ""), "config": dict(_get(run, "config", {}) or {}),
+            "provenance": dict(_get(run, "provenance", {}) or {})}
 
 
 def configs_json(runs) -> bytes:
