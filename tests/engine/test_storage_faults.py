@@ -325,3 +325,93 @@ def test_snapshots_round_trip_and_are_deleted_with_their_run(tmp_path):
         assert store.read_snapshots(rid, "regions") == []
     finally:
         store.close()
+
+
+# --- the stored status is the truth after a storage fault ------------------------------------------
+
+def fill_disk(folder: Path) -> Path:
+    """Write a filler file until the filesystem holding `folder` has no block left."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        for size in (65536, 4096, 512, 1):
+            try:
+                while True:
+                    f.write(b"\0" * size)
+            except OSError:
+                pass
+    return filler
+
+
+def test_a_run_failed_by_a_full_disk_is_stored_failed_after_the_disk_is_freed(tiny_disk):
+    db = tiny_disk / "runs.db"
+    store = RunStore(db)
+    rid = store.create_run({})
+    store.record(RunStarted(rid, 10, "cpu", 5000, 100))
+    for step in range(1, 51):
+        store.record(StepLoss(rid, step, step / 100, 1.0))
+    assert store.flush(10)
+    filler = fill_disk(tiny_disk)             # full: not even a small status update fits
+    for step in range(51, 3001):
+        store.record(StepLoss(rid, step, step / 100, 1.0))
+    store.record(RunEnded(rid, RunStatus.COMPLETED, 3000, ""))
+    assert store.flush(20)
+    reason = store.failure(rid)
+    assert reason == "could not store metrics: disk full at step 51"
+    store.close()                             # the status update is retried here: still full
+    markers = [p for p in tiny_disk.iterdir() if "-failed-" in p.name]
+    assert len(markers) == 1 and reason.encode() in markers[0].read_bytes()
+    filler.unlink()
+    again = RunStore(db)
+    try:
+        record = again.get_run(rid)
+        print(f"\nafter the disk was freed: {record.status}: {record.reason}")
+        assert (record.status, record.reason) == (RunStatus.FAILED, reason)
+        assert again.read_metrics(rid)["step"].tolist() == list(range(1, 51))
+    finally:
+        again.close()
+    assert sorted(p.name for p in tiny_disk.iterdir() if "failed" in p.name) == []
+
+
+class FullDisk:
+    """The writer's connection on a disk that is full: every statement that would write
+    raises SQLite's disk-full error (reads, transactions' ends and closing still work)."""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def execute(self, sql, *args):
+        if sql.split(None, 1)[0].upper() in ("INSERT", "UPDATE", "DELETE"):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.conn.execute(sql, *args)
+
+    def executemany(self, sql, *args):
+        return self.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self.conn, name)
+
+
+def test_a_run_failed_by_a_full_disk_is_stored_failed_not_interrupted(tmp_path):
+    # The same as above without a tmpfs (any user): the write connection itself is full.
+    db = tmp_path / "runs.db"
+    store = RunStore(db)
+    rid = store.create_run({})
+    store.record(RunStarted(rid, 10, "cpu", 5000, 100))
+    for step in range(1, 98):
+        store.record(StepLoss(rid, step, step / 100, 1.0))
+    assert store.flush(10)
+    real = store._w
+    store._w = FullDisk(real)
+    for step in range(98, 200):
+        store.record(StepLoss(rid, step, step / 100, 1.0))
+    store.record(RunEnded(rid, RunStatus.COMPLETED, 199, ""))
+    assert store.flush(20)
+    assert store.failure(rid) == "could not store metrics: disk full at step 98"
+    store.close()
+    again = RunStore(db)                       # a disk with room again (the real connection)
+    try:
+        record = again.get_run(rid)
+        assert (record.status, record.reason) == \
+            (RunStatus.FAILED, "could not store metrics: disk full at step 98")
+    finally:
+        again.close()
