@@ -37,20 +37,9 @@ PRESETS_FILE = state.ROOT / "assets" / "presets.json"
 
 GROUPS = (("data", "Data"), ("model", "Architecture"), ("optim", "Optimization"), ("run", "Run"))
 
-# Labels that read better than the field name; any other field is labelled from its name.
-LABELS = {
-    "lr": "Learning rate", "eps": "Epsilon", "beta1": "Beta 1", "beta2": "Beta 2",
-    "init": "Initialization", "norm": "Normalization", "norm_impl": "Norm implementation",
-    "norm_position": "Norm position", "val_split": "Validation split",
-    "train_subset": "Training subset (first N)", "train_eval_size": "Train-eval examples",
-    "eval_every": "Evaluate every (steps)", "max_steps": "Max steps", "data_dir":
-    "Data directory", "lr_step": "LR step (epochs)", "lr_decay": "LR decay",
-    "input_norm": "Input normalization", "toy_samples": "Toy samples", "toy_noise": "Toy noise",
-}
-
-
-def label(name: str) -> str:
-    return LABELS.get(name, name.replace("_", " ").capitalize())
+# Each field's label is the option catalogue's (engine/config.py): the same words on the
+# Playground's knobs and in sweep summaries.
+label = config.label
 
 
 def kind(name: str) -> str:

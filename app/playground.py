@@ -87,13 +87,8 @@ STEPS = {
     "dropout": (0.0, 0.1, 0.2, 0.3, 0.5),
     "weight_scale": (1e-3, 1e-2, 0.1, 1.0),
 }
-LABELS = {"lr": "Learning rate", "batch_size": "Batch size", "norm": "Normalization",
-          "norm_position": "Norm position", "init": "Initialization", "beta1": "Beta 1",
-          "beta2": "Beta 2", "weight_scale": "Weight scale", "toy_samples": "Toy points",
-          "train_subset": "Training images", "epochs": "Epochs"}
-_SHORT = {"batch_size": "batch", "norm_position": "norm position", "weight_scale": "init std",
-          "toy_samples": "points", "train_subset": "subset"}
-_IGNORED = frozenset({"data_dir", "device"})
+# Knob labels and the words of diff labels come from the option catalogue (config.label,
+# config.short_label), so the Playground, the launch form and legends say the same thing.
 
 
 # --- pure functions -------------------------------------------------------------------------------
@@ -142,19 +137,20 @@ def same_config(a: dict, b: dict) -> bool:
 
 
 def diff_label(old: dict, new: dict) -> str:
-    """What changed from `old` to `new`, in knob order: "lr 0.01 -> 0.1 · adam -> sgd"."""
-    full_old, full_new = config.RunConfig().to_dict() | old, config.RunConfig().to_dict() | new
+    """What changed from `old` to `new`, in knob order: "lr 0.01 -> 0.1 · adam -> sgd", each
+    field by its catalogue words (config.short_label; a value that reads on its own alone).
+    Scheduling fields (pack, diagnostics, device, data folder) never make a difference."""
+    full_old, full_new = config.defaults() | old, config.defaults() | new
     order = list(LINK_FIELDS) + [n for n in full_new if n not in LINK_FIELDS]
     parts = []
     for name in order:
-        if name in _IGNORED or full_old.get(name) == full_new.get(name):
+        if name in config.SCHEDULING_FIELDS or full_old.get(name) == full_new.get(name):
             continue
         if not (config.applies(name, full_old) or config.applies(name, full_new)):
             continue
         was, now = describe.value_text(full_old.get(name)), describe.value_text(full_new.get(name))
-        what = "" if name in ("dataset", "model", "optimizer", "activation") \
-            else _SHORT.get(name, name.replace("_", " ")) + " "
-        parts.append(f"{what}{was} -> {now}")
+        words = config.short_label(name)
+        parts.append(f"{words + ' ' if words else ''}{was} -> {now}")
     return " · ".join(parts)
 
 
@@ -231,7 +227,7 @@ def _widget(name: str, values: dict, explanation: str, formula: str):
     s = config.spec(name)
     value = values[name][0] if name == "width" else values[name]
     help_text = explanation + (f"  \n\n`{formula}`" if formula else "") + f"  \n\n({s['help']})"
-    label = LABELS.get(name, name.replace("_", " ").capitalize())
+    label = config.label(name)
     if key not in st.session_state:
         st.session_state[key] = value
     if name == "model":

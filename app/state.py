@@ -116,13 +116,16 @@ def query_text(values: dict) -> dict[str, str]:
 # bookmarked or shared. A config-field filter's parameter is the field's own name
 # (?optimizer=adam&optimizer=sgd); lists are repeated parameters (?runs=a1&runs=b2).
 COMPARE_LISTS = ("runs", "status", "tag", "panels")   # + every config field (filters)
-COMPARE_CHOICES = ("metric", "x", "group", "band")    # one value from a list
+COMPARE_CHOICES = ("metric", "x", "average_over", "band")    # one value from a list
 COMPARE_WIDGETS = {                                   # URL parameter -> widget key
     "runs": "compare_runs", "status": "compare_f_status", "tag": "compare_f_tag",
     "metric": "compare_metric", "x": "compare_x", "log_y": "compare_log_y",
-    "smoothing": "compare_smooth", "group": "compare_group", "band": "compare_band",
-    "panels": "compare_panels",
+    "smoothing": "compare_smooth", "average_over": "compare_average_over",
+    "band": "compare_band", "panels": "compare_panels",
 }
+# Parameters of older links and saved comparisons, read under their new names: "average
+# over" (the field a mean line averages over, runs equal in everything else) was `group`.
+COMPARE_OLD_PARAMS = {"group": "average_over"}
 COMPARE_FIELDS = "compare_f_fields"      # which config fields filter the runs (multiselect)
 COMPARE_FIELD_PREFIX = "compare_f_value_"  # + field name: the values it keeps
 COMPARE_LAST = "compare_last_params"     # the URL state last written (a page switch drops the URL)
@@ -151,14 +154,19 @@ def refusal(param: str, values, allowed) -> str:
 def compare_from_url(params, allowed: dict, field_names) -> tuple[dict, list[str]]:
     """The Compare state a URL asks for, and one message per refused parameter. Pure.
 
-    `params` maps parameter names to a value or a list of values (repeated parameters);
-    `allowed` maps "runs", "status", "tag", "x", "group", "band" and each filterable config
+    `params` maps parameter names to a value or a list of values (repeated parameters); an
+    old name (COMPARE_OLD_PARAMS: `group`) is read as its new one unless both are given;
+    `allowed` maps "runs", "status", "tag", "x", "average_over", "band" and each filterable config
     field to the values it may take ("metric" too when known; otherwise any metric-like name
     passes here and the page checks it against the chosen runs' metrics; "panels" likewise).
     `field_names` are the config fields. Bad values are left out, good ones kept; nothing
     raises."""
     state, messages = {}, []
     fields = set(field_names)
+    params = dict(params)
+    for old, new in COMPARE_OLD_PARAMS.items():
+        if old in params:
+            params.setdefault(new, params.pop(old))
     for param, raw in params.items():
         values = [str(v) for v in raw] if isinstance(raw, (list, tuple)) else [str(raw)]
         if param in COMPARE_LISTS or param in fields:

@@ -96,8 +96,7 @@ def twin_launch_ui(records, *, key: str = "verdicts_twin") -> list[str]:
         rid = st.selectbox("Run", list(by_id), key=f"{key}_run",
                            format_func=lambda i: f"{labels[i]} · {i}")
         cfg = describe.full_config(by_id[rid].config)
-        fields = [f for f in config.field_names() if f not in describe.IGNORED_FIELDS
-                  and f != "seed" and config.applies(f, cfg)]
+        fields = [f for f in config.EXPERIMENT_FIELDS if config.applies(f, cfg)]
         field = st.selectbox("Option", sorted(fields), key=f"{key}_field")
         text = st.text_input(f"New value (now {describe.value_text(cfg.get(field))})",
                              key=f"{key}_value")
@@ -140,12 +139,14 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
     if not len(frame):
         st.info("The chosen runs have no metrics yet.")
         return None
-    fields = sorted({k for r in records for k in r.config} - describe.IGNORED_FIELDS)
+    # how runs were scheduled (pack, diagnostics, device...) is never a group to compare
+    fields = sorted({k for r in records for k in r.config} - set(config.SCHEDULING_FIELDS))
     chosen = st.multiselect(
         "Group runs by", [verdicts.EXCEPT_SEED] + fields, default=[verdicts.EXCEPT_SEED],
         key=f"{key}_group_by",
         help="Runs equal in the chosen fields form a group. 'Everything except the seed' "
-             "gathers each configuration's seeds; choosing fields replaces it.")
+             "gathers each configuration's seeds (however they were packed or where they "
+             "ran); choosing fields replaces it.")
     by = [f for f in chosen if f != verdicts.EXCEPT_SEED] or [verdicts.EXCEPT_SEED]
     summary = summary_ui(frame, key)
     if summary.kind in verdicts.BUDGET_KINDS and summary.at is not None and summary.at < 0:

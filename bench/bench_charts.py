@@ -79,7 +79,7 @@ def main(argv=None) -> None:
         ("full (no downsampling)", dict(max_points=args.steps + 1)),
         ("downsampled + smoothing 0.9", dict(max_points=2000, smoothing=0.9)),
         ("full + smoothing 0.9", dict(max_points=args.steps + 1, smoothing=0.9)),
-        ("downsampled, grouped by seed", dict(max_points=2000, group_by="seed")),
+        ("downsampled, grouped by seed", dict(max_points=2000, average_over="seed")),
     ]
     print(f"{'case':34s} {'build s':>8s} {'to_json s':>10s} {'total s':>8s} {'traces':>7s} "
           f"{'points':>9s} {'JSON MB':>8s}")

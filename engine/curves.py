@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from engine import describe
+from engine import config, describe
 from engine.events import RunStatus, metric_info
 
 MAX_MARKERS = 50          # non-finite stretches marked per run; more is clutter
@@ -135,12 +135,14 @@ def _train_examples(cfg: dict) -> int:
 
 # --- groups and bands ----------------------------------------------------------------------------
 
-def group_runs(runs, group_by: str) -> dict[str, list]:
-    """{group key: runs} where a group is the runs whose configs are equal in every field but
-    `group_by` (and the ignored ones): grouping by "seed" gathers each config's seeds."""
+def group_runs(runs, average_over: str) -> dict[str, list]:
+    """{group key: runs} where a group is the runs to average over `average_over`: equal in
+    every other field but the scheduling ones (config.experiment_key), so averaging over
+    "seed" gathers each experiment's seeds however they were packed or where they ran."""
     groups: dict[str, list] = {}
     for r in runs:
-        groups.setdefault(describe.group_key(_get(r, "config") or {}, group_by), []).append(r)
+        key = config.experiment_key(_get(r, "config") or {}, except_fields=(average_over,))
+        groups.setdefault(key, []).append(r)
     return groups
 
 

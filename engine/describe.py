@@ -4,6 +4,9 @@ This module owns how a person tells runs apart, everywhere (Live, Compare, Runs,
 - `run_labels(runs)`: the legend label of each run among the runs shown: the config fields
   that differ among them and that apply to the run (`engine.config.applies`: no betas under
   SGD, no width under a CNN), e.g. "adam · layer norm"; the run's name when no field differs.
+  Fields are phrased and ordered as the option catalogue says (`config.short_phrase`,
+  `config.display_order`); scheduling fields (pack, diagnostics, device, data folder) never
+  appear, since they never make runs differ.
 - `config_summary(cfg)`: one line of the fields that apply ("mnist · mnist-cnn · adam lr
   0.001 · batch 64 · 5 ep · seed 0": a CNN is never "2x20").
 - `common_summary(configs)`: what all runs share (dataset, model, budget): figure subtitles.
@@ -24,21 +27,6 @@ import numpy as np
 
 from engine import config
 
-# Config fields that never explain a difference between runs (where files live, which
-# device): left out of labels, config diffs and grouping keys.
-IGNORED_FIELDS = frozenset({"data_dir", "device"})
-# Fields people vary most come first in a label ("adam · layer norm · lr 0.01").
-_LABEL_ORDER = ("optimizer", "lr", "model", "depth", "width", "channels", "norm", "activation",
-                "residual", "dataset", "batch_size", "schedule", "weight_decay", "dropout",
-                "init", "seed")
-_SHORT_NAMES = {"batch_size": "batch", "weight_decay": "wd", "train_subset": "subset",
-                "val_split": "val split", "max_steps": "max steps", "grad_clip": "clip",
-                "norm_impl": "norm impl", "norm_position": "norm", "weight_scale": "init std",
-                "eval_every": "eval every", "lr_decay": "lr decay", "lr_step": "lr step",
-                "train_eval_size": "train eval", "input_norm": "input norm",
-                "toy_samples": "points", "toy_noise": "noise", "diverge_factor": "diverge x"}
-# Values that read well on their own, without the field's name ("adam", "relu", "mnist").
-_BARE_VALUE_FIELDS = frozenset({"optimizer", "model", "activation", "dataset"})
 LEGEND_MAX_CHARS = 48     # longer labels are shortened in legends, with a key table beside
 
 
@@ -46,7 +34,7 @@ LEGEND_MAX_CHARS = 48     # longer labels are shortened in legends, with a key t
 
 @lru_cache(maxsize=1)
 def _defaults() -> dict:
-    return config.RunConfig().to_dict()
+    return config.defaults()
 
 
 def full_config(cfg: dict | None) -> dict:
@@ -69,38 +57,33 @@ def value_text(value) -> str:
 
 
 def format_field(name: str, value) -> str:
-    """One config field as a person reads it: 'adam', 'layer norm', 'lr 0.01', 'depth 20'."""
-    if name in _BARE_VALUE_FIELDS:
-        return str(value)
-    if name == "norm":
-        return "no norm" if value == "none" else f"{value} norm"
-    if name == "residual":
-        return "no residual" if value == "none" else f"residual {value}"
-    if name == "schedule":
-        return f"{value} schedule"
-    if name == "norm_position":
-        return f"norm {value} act"
-    if isinstance(value, bool):
-        return (name.replace("_", " ") if value else f"no {name.replace('_', ' ')}")
-    return f"{_SHORT_NAMES.get(name, name.replace('_', ' '))} {value_text(value)}"
+    """One config field as a person reads it, by its catalogue phrase (config.short_phrase):
+    'adam', 'layer norm', 'lr 0.01', 'depth 20'; a choice 'none' or a false switch reads
+    'no <words>' ('no norm', 'no residual', 'no shuffle')."""
+    words = config.short_label(name)
+    if isinstance(value, bool) and words:
+        return words if value else f"no {words}"
+    if value == "none" and words:
+        return f"no {words}"
+    return config.short_phrase(name).format(value_text(value))
 
 
 def differing_fields(configs) -> list[str]:
-    """Config fields (label order first, then config order) whose values differ among the
-    configs to which the field applies: momentum differs between two momentum runs, never
-    because an SGD run carries another unused value."""
+    """Config fields (config.display_order) whose values differ among the configs to which
+    the field applies: momentum differs between two momentum runs, never because an SGD run
+    carries another unused value. Scheduling fields (config.SCHEDULING_FIELDS) never count."""
     full = [full_config(c) for c in configs]
     if len(full) < 2:
         return []
-    names = [n for n in full[0] if n not in IGNORED_FIELDS]
-    names += [n for c in full[1:] for n in c if n not in names and n not in IGNORED_FIELDS]
+    skip = set(config.SCHEDULING_FIELDS)
+    names = [n for n in full[0] if n not in skip]
+    names += [n for c in full[1:] for n in c if n not in names and n not in skip]
     differ = []
     for n in names:
         values = {json.dumps(c.get(n), sort_keys=True) for c in full if config.applies(n, c)}
         if len(values) > 1:
             differ.append(n)
-    order = {n: i for i, n in enumerate(_LABEL_ORDER)}
-    return sorted(differ, key=lambda n: (order.get(n, len(order)), names.index(n)))
+    return config.display_order(differ)
 
 
 def labels_from_configs(configs: dict, names: dict | None = None) -> dict:
@@ -339,17 +322,10 @@ def lab_to_hex(lab) -> str:
 
 # --- groups --------------------------------------------------------------------------------
 
-def group_key(cfg: dict, group_by: str = "seed") -> str:
-    """The runs whose configs are equal in every field but `group_by` (and the ignored ones)
-    share this key: grouping by "seed" gathers each configuration's seeds."""
-    full = full_config(cfg)
-    rest = {k: v for k, v in full.items() if k != group_by and k not in IGNORED_FIELDS}
-    return hashlib.sha1(json.dumps(rest, sort_keys=True).encode()).hexdigest()[:12]
-
-
 def seed_groups(runs) -> dict:
-    """{run id: group key} gathering runs that differ only in their seed: for shades."""
-    return {_get(r, "id"): group_key(_get(r, "config") or {}) for r in runs}
+    """{run id: group key} gathering the seeds of one experiment (config.experiment_key:
+    equal in everything but the seed and how they were scheduled): for shades."""
+    return {_get(r, "id"): config.experiment_key(_get(r, "config") or {}) for r in runs}
 
 
 def launched_together(records, gap_s: float = 5.0) -> list:

@@ -48,8 +48,6 @@ ALPHA = 0.05
 PREDICTION = 0.95     # a notebook value is "inside" our spread: inside the 95% prediction
                       # interval of one more run (mean ± t·std·sqrt(1 + 1/n)), since the
                       # notebook printed one run, not a mean.
-# Fields that do not make two runs different experiments (where the data is, what trains it).
-NOT_IDENTITY = ("seed", "data_dir", "device", "pack", "diagnostics", "diag_every")
 TOP_KEYS = {"id", "title", "question", "found", "notebook", "base", "runs", "grid", "seeds",
             "quick", "plots", "references", "claims"}
 MAX_SEEDS = 20
@@ -425,12 +423,10 @@ def catalogue(folder: str | Path | None = None) -> dict[str, Experiment]:
 
 # --- planning and matching runs --------------------------------------------------------------
 
-def identity(cfg: dict) -> tuple:
-    """What makes two runs the same point of an experiment: every option but the seed and
-    where / how it trained."""
-    full = {**RunConfig().to_dict(), **(cfg or {})}
-    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
-                        for k, v in full.items() if k not in NOT_IDENTITY))
+def identity(cfg: dict) -> str:
+    """What makes two runs the same point of an experiment: config.experiment_key, every
+    option but the seed and where / how it trained (the one rule of Compare's groups)."""
+    return config_module.experiment_key(cfg)
 
 
 def _get(run, name, default=None):
@@ -805,7 +801,7 @@ def labelled_runs(exp: Experiment, groups: dict) -> list[dict]:
 
 def label_colors(exp: Experiment, runs: list[dict]) -> dict[str, str]:
     """{label: colour} as the curve chart draws its groups over seeds (build_figure with
-    group_by 'seed' colours each group with describe.palette_colors of curves.group_runs)."""
+    average_over 'seed' colours each group with describe.palette_colors of curves.group_runs)."""
     from engine import curves, describe
     grouped = curves.group_runs(runs, "seed")
     colors = describe.palette_colors(grouped)

@@ -26,7 +26,7 @@ from plotly.subplots import make_subplots
 from engine import config, curves, describe, verdicts
 from engine.curves import (divergence_step, downsample_minmax, drawable, group_stats,  # noqa: F401
                            smooth_ema)
-from engine.describe import IGNORED_FIELDS, rgba, value_text
+from engine.describe import rgba, value_text
 
 if TYPE_CHECKING:       # figures of experiments import it lazily (it loads scipy)
     from engine import experiments
@@ -57,7 +57,8 @@ class ChartOptions:
     #                                 since the run started: each run's own clock)
     log_y: bool = False
     smoothing: float = 0.0          # EMA weight in [0, 1); 0 draws the raw curve only
-    group_by: str | None = None     # config field to average over (e.g. "seed"); None = per run
+    average_over: str | None = None  # config field to average over (e.g. "seed"): runs equal in
+    #                                 every other field but scheduling ones make one mean line
     band: str = "std"               # "std" (mean ± 1 std), "minmax" or "ci" (95% CI of the mean)
     max_points: int = 2000          # points per drawn trace (min/max downsampling)
     title: str = ""
@@ -75,8 +76,8 @@ class ChartOptions:
             raise ValueError(f"smoothing: {self.smoothing!r} must be >= 0 and < 1")
         if not isinstance(self.max_points, int) or self.max_points < 4:
             raise ValueError(f"max_points: {self.max_points!r} must be a whole number >= 4")
-        if self.group_by is not None and self.group_by not in config.field_names():
-            raise ValueError(f"group_by: {self.group_by!r} is not a config field")
+        if self.average_over is not None and self.average_over not in config.field_names():
+            raise ValueError(f"average_over: {self.average_over!r} is not a config field")
         self.panels = tuple(dict.fromkeys(m for m in self.panels if m != self.metric))
 
     @property
@@ -101,7 +102,7 @@ def _get(run, name, default=None):
 
 @dataclass
 class _Entry:
-    key: str                 # run id, or group key under group_by
+    key: str                 # run id, or group key under average_over
     label: str               # full label (hover, key table)
     legend: str              # text in the legend (shortened with a key when long)
     color: str
@@ -110,12 +111,13 @@ class _Entry:
 
 
 def _entries(runs, o: ChartOptions) -> tuple[list[_Entry], list]:
-    """The legend entries (runs, or groups under group_by) and the key table of long labels."""
+    """The legend entries (runs, or groups under average_over) and the key table of long
+    labels."""
     names = {_get(r, "id"): _get(r, "name", "") or "" for r in runs}
-    if o.group_by:
-        groups = curves.group_runs(runs, o.group_by)
+    if o.average_over:
+        groups = curves.group_runs(runs, o.average_over)
         reps = {k: {f: v for f, v in describe.full_config(_get(g[0], "config")).items()
-                    if f != o.group_by} for k, g in groups.items()}
+                    if f != o.average_over} for k, g in groups.items()}
         base = describe.labels_from_configs(
             reps, {k: names[_get(g[0], "id")] or "all runs" for k, g in groups.items()})
         labels = {k: f"{base[k]} (mean of {len(g)})" if len(g) > 1 else base[k]
@@ -130,7 +132,7 @@ def _entries(runs, o: ChartOptions) -> tuple[list[_Entry], list]:
     shown, table = describe.legend_key(labels, EXPORT_LABEL_CHARS if o.context
                                        else describe.LEGEND_MAX_CHARS)
     return [_Entry(k, labels[k], shown[k], colors[k], members[k],
-                   base[k] if o.group_by else "") for k in labels], table
+                   base[k] if o.average_over else "") for k in labels], table
 
 
 def legend_table(runs, options: ChartOptions | None = None) -> pd.DataFrame:
@@ -186,15 +188,15 @@ def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None,
         metric_info(m).label for m in metrics)
     by = "" if what.endswith(f"per {o.x_axis}") else f" by {o.x_axis}"
     title = o.title or (what[0].upper() + what[1:] + by
-                        + (f" · mean over {o.group_by}" if o.group_by else ""))
+                        + (f" · mean over {o.average_over}" if o.average_over else ""))
     subtitle = describe.common_summary([_get(x, "config") for x in runs]) if o.context else ""
     _layout(fig, title, subtitle, [e.legend for e in entries if e.key in in_legend], rows,
             LEGEND_WIDTH_PX if o.context else PAGE_LEGEND_WIDTH_PX)
     fig.update_layout(
         hovermode="closest",
         legend_title_text=f"band: {_band_text(o.band)}; runs per point in the hover"
-        if o.group_by else "",
-        uirevision=f"{'|'.join(metrics)}|{o.x_axis}|{o.group_by}",   # keep zoom on changes
+        if o.average_over else "",
+        uirevision=f"{'|'.join(metrics)}|{o.x_axis}|{o.average_over}",   # keep zoom on changes
     )
     return fig
 
@@ -249,7 +251,7 @@ def _draw_panel(fig, frame, runs, entries, metric, o: ChartOptions, where: dict,
             continue
         show = e.key not in in_legend
         in_legend.add(e.key)
-        if o.group_by:
+        if o.average_over:
             st = curves.group_stats(present, o.x_axis)
             drawn[e.key] = _add_group(fig, st, e, o, metric, where, show)
         else:
@@ -259,7 +261,7 @@ def _draw_panel(fig, frame, runs, entries, metric, o: ChartOptions, where: dict,
         for m in members:
             s = series.get(_get(m, "id"))
             if s is not None:
-                name = e.label if not o.group_by else \
+                name = e.label if not o.average_over else \
                     f"{e.label} · {_get(m, 'name', '') or describe.short_id(_get(m, 'id'))}"
                 if _add_markers(fig, s, m, name, e.key, e.color, o.x_axis == "step", where):
                     markers.append(len(fig.data) - 1)
@@ -581,7 +583,7 @@ def summary_table(frame: pd.DataFrame, runs, options: ChartOptions | None = None
                      "points": int(len(y)), "id": _get(r, "id"), "config": _get(r, "config")})
     table = pd.DataFrame(rows, columns=["run", "status", "final", "best", "best step", "points",
                                         "id", "config"])
-    if o.group_by and len(table):
+    if o.average_over and len(table):
         entries, _ = _entries(runs, o)
         group_of = {_get(m, "id"): e.group for e in entries for m in e.members}
         table = table.assign(group=[group_of[i] for i in table["id"]])
@@ -595,13 +597,15 @@ def summary_table(frame: pd.DataFrame, runs, options: ChartOptions | None = None
 def config_diff(runs, labels: dict | None = None, *, only_differing: bool = False) -> pd.DataFrame:
     """Config fields (rows) by run (columns, headed by `labels` or run ids), plus a boolean
     'differs' column; values are text so mixed types display in one column; a field that
-    does not apply to a run (no momentum under Adam) reads '–'."""
+    does not apply to a run (no momentum under Adam) reads '–'. Scheduling fields (pack,
+    diagnostics, device, data folder: config.SCHEDULING_FIELDS) are left out: they never
+    make runs differ."""
     runs = list(runs)
     configs = {_get(r, "id"): describe.full_config(_get(r, "config")) for r in runs}
     differ = set(describe.differing_fields(configs.values()))
-    fields = [n for n in config.RunConfig().to_dict() if n not in IGNORED_FIELDS]
+    fields = [n for n in config.FIELD_NAMES if n not in config.SCHEDULING_FIELDS]
     fields += [n for c in configs.values() for n in c if n not in fields
-               and n not in IGNORED_FIELDS]
+               and n not in config.SCHEDULING_FIELDS]
     cols = {}
     for rid, cfg in configs.items():
         head = (labels or {}).get(rid, rid)
@@ -670,7 +674,7 @@ def curve_figure(exp: "experiments.Experiment", plot: "experiments.Plot", frame,
     from engine import experiments
     runs = experiments.labelled_runs(exp, groups)
     fig = build_figure(frame, runs, ChartOptions(
-        metric=plot.metric, x_axis=plot.x, log_y=plot.log_y, group_by="seed",
+        metric=plot.metric, x_axis=plot.x, log_y=plot.log_y, average_over="seed",
         title=f"{metric_info(plot.metric).label} · {exp.title}"))
     colors = experiments.label_colors(exp, runs)     # reference values are in display units, as y is
     for ref in exp.references:

@@ -282,13 +282,15 @@ def check_group_by(by) -> tuple[str, ...]:
 
 
 def group_key(cfg: dict, by) -> str:
-    """A stable key of the group a config belongs to under grouping `by`."""
+    """A stable key of the group a config belongs to under grouping `by`: for EXCEPT_SEED the
+    experiment (config.experiment_key: every field but the seed and the scheduling fields,
+    so packing, diagnostics or the device never split a configuration's seeds); for fields,
+    their values."""
     fields = check_group_by(by)
-    full = describe.full_config(cfg)
     if fields == (EXCEPT_SEED,):
-        part = {k: v for k, v in full.items() if k != "seed" and k not in describe.IGNORED_FIELDS}
-    else:
-        part = {f: full.get(f) for f in fields}
+        return config.experiment_key(cfg)
+    full = describe.full_config(cfg)
+    part = {f: full.get(f) for f in fields}
     return hashlib.sha1(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 

@@ -4,8 +4,9 @@ config differences, and download the comparison (PNG, SVG, HTML, CSV, JSON, ZIP)
 Thin: the figure and tables come from engine/plots.py, the files from engine/export.py, the
 runs and metrics from the run store (app.services). Only widget values live in session
 state, plus the last rendered static images (keyed by what they show). What the page shows
-(runs, filters, metric, axes, smoothing, grouping) is also in the URL (app/state.py), so a
-reload or a shared link shows the same comparison; app/saved_comparisons.py keeps it by name.
+(runs, filters, metric, axes, smoothing, what to average over) is also in the URL
+(app/state.py), so a reload or a shared link shows the same comparison;
+app/saved_comparisons.py keeps it by name.
 """
 
 import dataclasses
@@ -32,7 +33,8 @@ W = state.COMPARE_WIDGETS
 config_fields = sorted({k for r in records for k in r.config} & config.field_names())
 allowed = {"runs": [r.id for r in records], "status": list(RunStatus.ALL),
            "tag": sorted({t for r in records for t in r.tags}), "x": list(plots.X_AXES),
-           "band": list(plots.BANDS), "group": sorted(set(config_fields) - plots.IGNORED_FIELDS),
+           "band": list(plots.BANDS),
+           "average_over": sorted(set(config_fields) - set(config.SCHEDULING_FIELDS)),
            **{f: sorted({plots.value_text(r.config.get(f)) for r in records})
               for f in config_fields}}
 fresh = RUNS_KEY not in st.session_state      # first run here: a reload, a link, a page switch
@@ -86,8 +88,10 @@ metrics = [m for m in ALL_METRICS if m in present] + sorted(present - set(ALL_ME
 if not metrics:
     st.info("The chosen runs have no metrics yet (queued, or stopped before their first step).")
     st.stop()
-fields = sorted({k for r in runs for k in r.config} - plots.IGNORED_FIELDS)
-for param, choices in (("metric", metrics), ("group", [None, *fields]), ("panels", metrics)):
+# how runs were scheduled (pack, diagnostics, device, data folder) is never averaged over
+fields = sorted({k for r in runs for k in r.config} - set(config.SCHEDULING_FIELDS))
+for param, choices in (("metric", metrics), ("average_over", [None, *fields]),
+                       ("panels", metrics)):
     message = state.keep_allowed(param, choices)      # a URL value the chosen runs do not have
     if message and fresh:
         st.warning(plain(message), icon=":material/link_off:")
@@ -103,12 +107,13 @@ log_y = c2.checkbox("Log y", key=W["log_y"])
 smoothing = c3.slider("Smoothing (EMA weight)", 0.0, state.MAX_SMOOTHING, step=0.01,
                       key=W["smoothing"],
                       help="TensorBoard-style debiased moving average; the raw curve stays faint.")
-group_by = c4.selectbox("Average over", [None] + sorted(fields, key=lambda f: f != "seed"),
-                        key=W["group"], format_func=lambda f: "nothing (one line per run)"
-                        if f is None else f,
-                        help="Runs equal in every other config field become one mean line with "
-                             "a band, e.g. 'seed' averages each configuration over its seeds.")
-band = c5.selectbox("Band", list(plots.BANDS), key=W["band"], disabled=group_by is None,
+average_over = c4.selectbox(
+    "Average over", [None] + sorted(fields, key=lambda f: f != "seed"), key=W["average_over"],
+    format_func=lambda f: "nothing (one line per run)" if f is None else f,
+    help="Runs equal in every other config field become one mean line with a band, e.g. "
+         "'seed' averages each configuration over its seeds (however they were packed or "
+         "where they ran).")
+band = c5.selectbox("Band", list(plots.BANDS), key=W["band"], disabled=average_over is None,
                     format_func=lambda b: {"std": "±1 std", "minmax": "min–max",
                                            "ci": "95% CI of mean"}[b])
 panels = st.multiselect("Beside it", [m for m in metrics if m != metric], key="compare_panels",
@@ -116,11 +121,13 @@ panels = st.multiselect("Beside it", [m for m in metrics if m != metric], key="c
                         help="More metrics side by side with the same runs, e.g. validation "
                              "loss beside validation accuracy.")
 chart_state = {"metric": metric, "x": x_axis, "log_y": log_y, "smoothing": smoothing,
-               "group": group_by, "band": band if group_by else None,
+               "average_over": average_over, "band": band if average_over else None,
                "panels": st.session_state.get(W["panels"], [])}
-state.write_compare_url(state.compare_to_url(chart_state), list(chart_state))
+# the old parameters (an opened old link's `group`) leave the URL once read
+state.write_compare_url(state.compare_to_url(chart_state),
+                        [*chart_state, *state.COMPARE_OLD_PARAMS])
 options = plots.ChartOptions(metric=metric, x_axis=x_axis, log_y=log_y, smoothing=smoothing,
-                             group_by=group_by, band=band, panels=tuple(panels))
+                             average_over=average_over, band=band, panels=tuple(panels))
 # Each run's warnings (engine/run_warnings.py), from the metrics already read: a ◆ on its line
 by_run = dict(iter(frame.groupby("run")))
 warnings = {r.id: run_warnings.warnings_for(by_run[r.id], r.config) if r.id in by_run else []
@@ -128,7 +135,7 @@ warnings = {r.id: run_warnings.warnings_for(by_run[r.id], r.config) if r.id in b
 fig = plots.build_figure(frame, runs, options, warnings=warnings)
 key_table = plots.legend_table(runs, options)
 st.plotly_chart(fig, key="compare_chart", config={"displaylogo": False})
-if not group_by and any(warnings.values()):
+if not average_over and any(warnings.values()):
     st.caption("◆ a warning: hover it for what happened; the Diagnostics page shows the "
                "evidence layer by layer.")
 if len(key_table):      # long labels: the legend shows keys, the full labels are here

@@ -126,7 +126,7 @@ def test_grouping_over_seeds_draws_mean_and_band(filled):
     at = run_page()
     at.multiselect(key="compare_runs").set_value(
         [filled[k] for k in (("sgd", 0), ("sgd", 1), ("adam", 0), ("adam", 1))])
-    at.selectbox(key="compare_group").set_value("seed").run()
+    at.selectbox(key="compare_average_over").set_value("seed").run()
     assert not at.exception and len(kinds(chart(at), "band")) == 2
     assert kinds(chart(at), "band")[0]["meta"]["band"] == "std"
     at.selectbox(key="compare_band").set_value("minmax").run()

@@ -15,13 +15,14 @@ from tests.app.test_compare_page import PAGE, filled  # noqa: F401 (fixtures)
 FIELDS = config.field_names()
 ALLOWED = {"runs": ["r1", "r2", "r3"], "status": list(RunStatus.ALL), "tag": ["sweep"],
            "x": ["step", "epoch", "time"], "band": ["std", "minmax", "ci"],
-           "group": ["seed", "optimizer"], "optimizer": ["adam", "sgd"], "seed": ["0", "1"]}
+           "average_over": ["seed", "optimizer"], "optimizer": ["adam", "sgd"],
+           "seed": ["0", "1"]}
 
 
 def test_state_round_trips_through_the_url():
     full = {"runs": ["r1", "r3"], "status": ["completed"], "tag": ["sweep"],
             "optimizer": ["adam", "sgd"], "metric": VAL_LOSS, "x": "epoch", "log_y": True,
-            "smoothing": 0.6, "group": "seed", "band": "minmax", "panels": [STEP_LOSS]}
+            "smoothing": 0.6, "average_over": "seed", "band": "minmax", "panels": [STEP_LOSS]}
     params = state.compare_to_url(full)
     assert params["runs"] == ["r1", "r3"] and params["log_y"] == "true"
     assert params["smoothing"] == "0.6" and params["optimizer"] == ["adam", "sgd"]
@@ -30,7 +31,7 @@ def test_state_round_trips_through_the_url():
 
 def test_empty_choices_are_left_out_of_the_url():
     assert state.compare_to_url({"runs": ["r1"], "status": [], "log_y": False, "smoothing": 0.0,
-                                 "group": None, "band": None}) == {"runs": ["r1"]}
+                                 "average_over": None, "band": None}) == {"runs": ["r1"]}
 
 
 @pytest.mark.parametrize("param, value, named, kept", [
@@ -41,7 +42,8 @@ def test_empty_choices_are_left_out_of_the_url():
     ("smoothing", "1.5", "smoothing: '1.5' is not allowed; must be a number from 0 to 0.99", {}),
     ("smoothing", "nan", "smoothing: 'nan'", {}),
     ("log_y", "maybe", "log_y: 'maybe' is not allowed; allowed: true, false", {}),
-    ("group", "colour", "group: 'colour' is not allowed; allowed: seed, optimizer", {}),
+    ("average_over", "colour",
+     "average_over: 'colour' is not allowed; allowed: seed, optimizer", {}),
     ("band", "iqr", "band: 'iqr' is not allowed; allowed: std, minmax, ci", {}),
     ("optimizer", ["adam", "lion"], "optimizer: 'lion' is not allowed; allowed: adam, sgd",
      {"optimizer": ["adam"]}),
@@ -58,6 +60,17 @@ def test_bad_url_values_are_named_and_left_out(param, value, named, kept):
 
 def test_url_parameter_names_do_not_collide_with_config_fields():
     assert not set(state.COMPARE_WIDGETS) & FIELDS
+    assert not set(state.COMPARE_OLD_PARAMS) & (FIELDS | set(state.COMPARE_WIDGETS))
+
+
+def test_an_old_links_group_parameter_is_read_as_average_over():
+    assert state.compare_from_url({"group": "seed"}, ALLOWED, FIELDS) == \
+        ({"average_over": "seed"}, [])
+    assert state.compare_from_url({"group": ["optimizer"], "runs": ["r1"]}, ALLOWED, FIELDS) \
+        == ({"average_over": "optimizer", "runs": ["r1"]}, [])
+    # both given: the new name wins
+    assert state.compare_from_url({"average_over": "seed", "group": "optimizer"}, ALLOWED,
+                                  FIELDS) == ({"average_over": "seed"}, [])
 
 
 def test_narrow_selection():
@@ -96,11 +109,11 @@ def test_reload_with_the_link_restores_the_page(filled):  # noqa: F811
     at.selectbox(key="compare_x").set_value("epoch")
     at.checkbox(key="compare_log_y").check()
     at.slider(key="compare_smooth").set_value(0.5)
-    at.selectbox(key="compare_group").set_value("seed").run()
+    at.selectbox(key="compare_average_over").set_value("seed").run()
     at = at.selectbox(key="compare_band").set_value("minmax").run()
     link = url(at)
     assert link["runs"] == [filled[("sgd", 0)], filled[("adam", 1)]]
-    assert (link["metric"], link["x"], link["log_y"], link["smoothing"], link["group"],
+    assert (link["metric"], link["x"], link["log_y"], link["smoothing"], link["average_over"],
             link["band"]) == ([VAL_LOSS], ["epoch"], ["true"], ["0.5"], ["seed"], ["minmax"])
 
     again = page_with(link)                     # a new session: a reload or a shared link
@@ -109,9 +122,15 @@ def test_reload_with_the_link_restores_the_page(filled):  # noqa: F811
     assert again.selectbox(key="compare_x").value == "epoch"
     assert again.checkbox(key="compare_log_y").value is True
     assert again.slider(key="compare_smooth").value == 0.5
-    assert again.selectbox(key="compare_group").value == "seed"
+    assert again.selectbox(key="compare_average_over").value == "seed"
     assert again.selectbox(key="compare_band").value == "minmax"
     assert not again.warning
+
+
+def test_an_old_link_with_group_still_averages_and_the_url_says_average_over(filled):  # noqa: F811
+    at = page_with({"runs": [filled[("sgd", 0)], filled[("sgd", 1)]], "group": "seed"})
+    assert at.selectbox(key="compare_average_over").value == "seed" and not at.warning
+    assert url(at)["average_over"] == ["seed"] and "group" not in url(at)
 
 
 def test_link_with_a_config_field_filter_uses_the_fields_name(filled):  # noqa: F811
@@ -139,7 +158,7 @@ def test_bad_link_values_are_named_and_the_page_still_works(filled):  # noqa: F8
 def test_filter_narrows_the_selection_instead_of_emptying_it(filled):  # noqa: F811
     at = page_with({})
     at.multiselect(key="compare_runs").set_value([filled[("sgd", 0)], filled[("adam", 0)]]).run()
-    at.selectbox(key="compare_group").set_value("seed").run()
+    at.selectbox(key="compare_average_over").set_value("seed").run()
     at.multiselect(key="compare_f_fields").set_value(["dataset", "optimizer"]).run()
     # A filter narrows the chosen runs to those that match ...
     at.multiselect(key="compare_f_value_optimizer").set_value(["adam"]).run()
@@ -150,7 +169,7 @@ def test_filter_narrows_the_selection_instead_of_emptying_it(filled):  # noqa: F
     assert sorted(at.multiselect(key="compare_runs").value) == \
         sorted([filled[("sgd", 0)], filled[("sgd", 1)]])
     assert at.get("plotly_chart")
-    assert at.selectbox(key="compare_group").value == "seed"    # "Average over" kept
+    assert at.selectbox(key="compare_average_over").value == "seed"    # "Average over" kept
 
 
 def test_save_and_reopen_a_comparison(filled, tmp_path, monkeypatch):  # noqa: F811

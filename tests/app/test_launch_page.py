@@ -51,6 +51,12 @@ def test_form_has_a_control_with_help_for_every_option():
     for f in forms.config.fields():
         assert f"cfg_{f.name}" in keys, f.name
     assert at.text_input(key="cfg_lr").help.startswith("Learning rate (step size)")
+    # every label is the option catalogue's (engine/config.py), the same on the Playground
+    labels = {w.key: w.label for kind in ("selectbox", "checkbox", "number_input", "text_input")
+              for w in getattr(at, kind)}
+    for f in forms.config.fields():
+        assert labels[f"cfg_{f.name}"] == forms.config.label(f.name), f.name
+    assert labels["cfg_norm_position"] == "Norm position"
     # Defaults are the Homework 8 seed run.
     assert at.selectbox(key="cfg_dataset").value == "fashion-mnist"
     assert at.text_input(key="cfg_width").value == "20"

@@ -273,3 +273,22 @@ def test_a_typed_out_of_range_number_is_named_and_launches_nothing(services):
     shown = " ".join(e.value for e in at.error)
     assert "seed" in shown and "-3" in shown and ">= 0" in shown
     assert len(runs(store)) == 1
+
+
+def test_knob_labels_and_diff_words_come_from_the_option_catalogue(services):
+    from engine import config
+    at = fresh(services, train=False)
+    shown = set(labels(at))
+    base = playground.base_config()
+    for name in playground.visible_knobs(base) + playground.visible_budget(base):
+        assert config.label(name) in shown, name
+    assert "Toy samples" in shown                   # one wording: the launch form's
+    # "norm position" reads the same in a diff as on the form and in legends
+    assert playground.diff_label({"norm": "layer"}, {"norm": "layer", "norm_position": "after"}) \
+        == "norm position before -> after"
+    assert playground.diff_label({}, {"optimizer": "adam", "batch_size": 64}) == \
+        "sgd -> adam · batch 256 -> 64"
+    # how a try was scheduled is never a difference
+    assert playground.diff_label({"seed": 0, "pack": True},
+                                 {"seed": 1, "pack": False, "diagnostics": False,
+                                  "device": "cpu"}) == "seed 0 -> 1"

@@ -118,3 +118,142 @@ def test_applies_hides_options_that_cannot_change_the_run():
     assert not applies("norm_impl", {})          # default norm is none
     assert applies("norm_position", {"norm": "layer"})
     assert applies("lr", {"optimizer": "sgd"})    # not in the table: always applies
+
+
+# --- the option catalogue (issue 17) -----------------------------------------------------------
+
+CATALOGUE_FACTS = ("label", "short", "role", "member", "applies")
+
+
+def test_every_field_declares_every_catalogue_fact():
+    labels = {}
+    for f in config.fields():
+        missing = [k for k in CATALOGUE_FACTS if k not in f.metadata]
+        assert not missing, f"{f.name} lacks {missing}"
+        m = f.metadata
+        assert isinstance(m["label"], str) and m["label"][:1].isupper(), f.name
+        assert isinstance(m["short"], str) and m["short"].count("{}") <= 1, f.name
+        assert m["short"].strip() and m["short"] == m["short"].strip(), f.name
+        assert m["role"] in config.ROLES, f.name
+        assert isinstance(m["member"], bool), f.name
+        assert m["applies"] is None or callable(m["applies"]), f.name
+        labels.setdefault(m["label"], []).append(f.name)
+    assert {k: v for k, v in labels.items() if len(v) > 1} == {}      # one label per field
+    # every rule reads a full config without a KeyError, whatever the model or optimizer
+    for cfg in ({}, {"model": "preact-resnet", "dataset": "cifar10"},
+                {"optimizer": "course-adam", "norm": "layer", "init": "normal"}):
+        for name in config.FIELD_NAMES:
+            assert config.applies(name, cfg) in (True, False)
+
+
+def test_roles_partition_the_fields_and_scheduling_is_where_and_how_a_run_trains():
+    assert config.SCHEDULING_FIELDS == ("data_dir", "device", "pack", "diagnostics",
+                                        "diag_every")
+    assert config.SEED_FIELDS == ("seed",)
+    assert set(config.EXPERIMENT_FIELDS) | {"seed", *config.SCHEDULING_FIELDS} \
+        == set(config.FIELD_NAMES) == config.field_names()
+    assert "keep_best" in config.EXPERIMENT_FIELDS      # it changes the final numbers
+    assert len(config.EXPERIMENT_FIELDS) + 1 + len(config.SCHEDULING_FIELDS) \
+        == len(config.FIELD_NAMES)
+
+
+def test_member_and_shared_fields_split_the_options_for_packs():
+    assert set(config.MEMBER_FIELDS) == {
+        "seed", "lr", "momentum", "beta1", "beta2", "alpha", "eps", "weight_decay",
+        "bias_correction", "schedule", "lr_decay", "lr_step", "grad_clip", "init",
+        "weight_scale", "zero_bias", "dropout", "diverge_factor", "pack", "diagnostics",
+        "diag_every", "keep_best"}
+    assert not set(config.MEMBER_FIELDS) & set(config.SHARED_FIELDS)
+    assert set(config.MEMBER_FIELDS) | set(config.SHARED_FIELDS) == config.field_names()
+    assert {"batch_size", "model", "width", "dataset", "epochs"} <= set(config.SHARED_FIELDS)
+
+
+def test_labels_and_short_labels_come_from_the_catalogue():
+    assert config.label("lr") == "Learning rate"
+    assert config.label("norm_position") == "Norm position"
+    assert config.label("train_subset") == "Training subset (first N)"
+    assert config.short_label("norm_position") == "norm position"
+    assert (config.short_label("batch_size"), config.short_label("weight_scale")) == \
+        ("batch", "init std")
+    assert config.short_label("norm") == "norm" and config.short_phrase("norm") == "{} norm"
+    assert [config.short_label(n) for n in ("optimizer", "model", "activation", "dataset")] \
+        == ["", "", "", ""]                             # "adam", never "optimizer adam"
+    assert config.short_phrase("lr") == "lr {}"
+    assert config.label("gone_option") == "Gone option"     # a field of an older store
+
+
+def test_display_order_puts_the_most_varied_fields_first():
+    assert config.display_order(["seed", "batch_size", "toy_noise", "lr", "optimizer"]) == \
+        ["optimizer", "lr", "batch_size", "seed", "toy_noise"]
+    assert set(config.LABEL_ORDER) <= config.field_names()
+
+
+def test_experiment_identity_leaves_out_the_seed_and_how_the_run_was_scheduled():
+    ident = config.experiment_identity({"seed": 3, "pack": False, "lr": 0.1})
+    assert "seed" not in ident and not set(config.SCHEDULING_FIELDS) & set(ident)
+    assert ident["lr"] == 0.1 and ident["batch_size"] == 256       # defaults filled
+    assert config.experiment_identity(RunConfig(lr=0.1)) == ident
+    keys = {config.experiment_key({"seed": 0, "pack": True}),
+            config.experiment_key({"seed": 1, "pack": False}),
+            config.experiment_key({"seed": 2, "diagnostics": False, "diag_every": 10}),
+            config.experiment_key({"device": "cpu", "data_dir": "/data"}),
+            config.experiment_key(RunConfig())}
+    assert len(keys) == 1 and len(keys.pop()) == 12
+    assert config.experiment_key({"lr": 0.1}) != config.experiment_key({})
+    assert config.experiment_key({"keep_best": True}) != config.experiment_key({})
+    # averaging over another field: the seed then tells runs apart, scheduling still never
+    by_lr = config.experiment_identity({"seed": 1, "lr": 0.5}, except_fields=("lr",))
+    assert by_lr["seed"] == 1 and "lr" not in by_lr and "pack" not in by_lr
+    assert config.experiment_key({"lr": 0.5, "pack": False}, except_fields=("lr",)) == \
+        config.experiment_key({"lr": 0.1}, except_fields=("lr",))
+
+
+def _field_keyed_tables(root):
+    """(file, line, names) of every literal outside engine/config.py that reads like a table
+    keyed by config fields: a set of 2+ or a tuple/list of 3+ strings, or a dict of 3+ string
+    keys to strings or lambdas (labels, rules), mostly (2/3) naming config fields."""
+    import ast
+    fields, hits = config.field_names(), []
+    for path in sorted([*root.glob("engine/*.py"), *root.glob("app/*.py"),
+                        *root.glob("pages/*.py")]):
+        if path.name == "config.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.Set, ast.Tuple, ast.List)):
+                items, table = node.elts, True
+            elif isinstance(node, ast.Dict):
+                items = [k for k in node.keys if k is not None]
+                table = all(isinstance(v, ast.Lambda) or isinstance(v, ast.Constant)
+                            and isinstance(v.value, str) for v in node.values)
+            else:
+                continue
+            names = [i.value for i in items if isinstance(i, ast.Constant) and i.value in fields]
+            least = 2 if isinstance(node, ast.Set) else 3
+            if table and len(names) >= least and 3 * len(names) >= 2 * len(items):
+                hits.append((str(path.relative_to(root)), node.lineno, names))
+    return hits
+
+
+# The lead's rewrite of packs.py imports MEMBER_FIELDS / SHARED_FIELDS from here; until then
+# its own copy is the one known table left.
+PENDING_TABLES = {"engine/packs.py"}
+
+
+def test_no_module_but_config_defines_a_table_keyed_by_config_fields():
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    hits = [h for h in _field_keyed_tables(root) if h[0] not in PENDING_TABLES]
+    assert hits == []
+
+
+def test_the_table_scan_finds_a_label_table():
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "app").mkdir()
+        (Path(tmp) / "app" / "x.py").write_text(
+            'LABELS = {"lr": "Learning rate", "eps": "Epsilon", "init": "Init"}\n'
+            'IGNORED = frozenset({"data_dir", "device"})\n'
+            'BASE = {"lr": 0.1, "eps": 1e-8, "init": "normal"}\n'
+            'for name in ("lr", "weight_decay"):\n    pass\n')
+        assert [h[1] for h in _field_keyed_tables(Path(tmp))] == [1, 2]

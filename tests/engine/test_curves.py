@@ -71,3 +71,15 @@ def test_examples_seen_axis_lines_up_runs_of_different_batch_and_subset():
     # toy sets hold out 20%: 80 and 160 training examples per epoch
     assert series["a"]["x"].tolist() == [80.0, 160.0]
     assert series["b"]["x"].tolist() == [160.0, 320.0]
+
+
+def test_averaging_over_the_seed_never_splits_on_how_runs_were_scheduled():
+    runs = [{"id": "a", "config": {"seed": 0, "pack": True}},
+            {"id": "b", "config": {"seed": 1, "pack": False}},
+            {"id": "c", "config": {"seed": 2, "diagnostics": False, "device": "cpu"}},
+            {"id": "d", "config": {"seed": 0, "lr": 0.1}}]
+    groups = curves.group_runs(runs, "seed")
+    assert [[r["id"] for r in g] for g in groups.values()] == [["a", "b", "c"], ["d"]]
+    # averaging over lr: the seed tells runs apart, packing still does not
+    by_lr = curves.group_runs(runs, "lr")
+    assert [[r["id"] for r in g] for g in by_lr.values()] == [["a", "d"], ["b"], ["c"]]

@@ -180,3 +180,27 @@ def test_picker_labels_compare_runs_within_their_dataset():
     assert labels["s1"] == "spirals · sgd" and labels["s2"] == "spirals · adam"
     assert labels["f1"] == "fashion-mnist · depth 20"      # width and optimizer not dragged in
     assert describe.picker_labels(runs[:2]) == {"s1": "sgd", "s2": "adam"}
+
+
+def test_scheduling_never_appears_in_a_label_or_splits_seed_groups():
+    """Three seeds of one config, one packed, one not, one without diagnostics (issue 17)."""
+    runs = [run("s0", seed=0, pack=True), run("s1", seed=1, pack=False),
+            run("s2", seed=2, diagnostics=False, diag_every=10, device="cpu", data_dir="/d")]
+    assert describe.run_labels(runs) == {"s0": "seed 0", "s1": "seed 1", "s2": "seed 2"}
+    assert describe.differing_fields([r["config"] for r in runs]) == ["seed"]
+    assert len(set(describe.seed_groups(runs).values())) == 1
+    assert "pack" not in describe.config_summary(runs[1]["config"])
+
+
+def test_format_field_reads_the_catalogues_short_phrases():
+    assert describe.format_field("norm", "layer") == "layer norm"
+    assert describe.format_field("norm", "none") == "no norm"
+    assert describe.format_field("residual", "post") == "residual post"
+    assert describe.format_field("residual", "none") == "no residual"
+    assert describe.format_field("schedule", "cosine") == "cosine schedule"
+    assert describe.format_field("norm_position", "after") == "norm position after"
+    assert describe.format_field("optimizer", "adam") == "adam"
+    assert describe.format_field("batch_size", 64) == "batch 64"
+    assert describe.format_field("weight_scale", 0.01) == "init std 0.01"
+    assert describe.format_field("shuffle", False) == "no shuffle"
+    assert describe.format_field("old_field", 3) == "old field 3"     # an older store's field

@@ -133,6 +133,19 @@ def test_plan_adds_seeds_not_yet_run(catalogue):
     assert experiments.matching_runs(exp, other, quick=True)["All zeros"] == []
 
 
+def test_seeds_scheduled_differently_are_one_point_of_an_experiment(catalogue):
+    exp = catalogue["uoft-zero-init"]
+    cfg = exp.config("All zeros").to_dict()
+    stored = [{"id": f"r{seed}", "config": {**cfg, "seed": seed, **how}, "status": "completed",
+               "tags": ["exp:uoft-zero-init"]}
+              for seed, how in enumerate([{"pack": True}, {"pack": False},
+                                          {"diagnostics": False, "device": "cpu"}])]
+    assert len({experiments.identity(r["config"]) for r in stored}) == 1
+    assert [r["id"] for r in experiments.matching_runs(exp, stored)["All zeros"]] == \
+        ["r0", "r1", "r2"]
+    assert experiments.identity({**cfg, "lr": 0.5}) != experiments.identity(cfg)
+
+
 # --- shrunken experiments, end to end ------------------------------------------------------
 
 def _cifar_batch(n, first_label, seed):

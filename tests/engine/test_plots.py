@@ -215,7 +215,7 @@ def test_grouping_over_seeds_gives_mean_and_band():
             runs.append(make_run(rid, {"optimizer": opt, "seed": seed}))
             series[rid] = (steps, base + 0.1 * seed + 0.01 * steps)
     frame = make_frame(series)
-    fig = plots.build_figure(frame, runs, plots.ChartOptions(group_by="seed", band="std"))
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(average_over="seed", band="std"))
     means, bands = traces(fig, "mean"), traces(fig, "band")
     assert [t.name for t in means] == ["sgd (mean of 3)", "adam (mean of 3)"]
     assert len(bands) == 2 and bands[0].fill == "toself"
@@ -225,7 +225,7 @@ def test_grouping_over_seeds_gives_mean_and_band():
     # seeds add 0, 10, 20 points of %; the band's std is the sample std, as in the verdicts
     sd = np.std([0.0, 10.0, 20.0], ddof=1)
     np.testing.assert_allclose(bands[0].y, np.concatenate([expected + sd, (expected - sd)[::-1]]))
-    fig = plots.build_figure(frame, runs, plots.ChartOptions(group_by="seed", band="minmax"))
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(average_over="seed", band="minmax"))
     band = traces(fig, "band")[0]
     np.testing.assert_allclose(band.y, np.concatenate([expected + 10, (expected - 10)[::-1]]))
 
@@ -252,7 +252,8 @@ def test_empty_and_missing_metric_give_an_empty_figure(three_runs):
 
 def test_chart_options_are_checked():
     for kw, field in ((dict(x_axis="wall"), "x_axis"), (dict(band="iqr"), "band"),
-                      (dict(smoothing=1.0), "smoothing"), (dict(group_by="colour"), "group_by"),
+                      (dict(smoothing=1.0), "smoothing"),
+                      (dict(average_over="colour"), "average_over"),
                       (dict(max_points=1), "max_points")):
         with pytest.raises(ValueError, match=field):
             plots.ChartOptions(**kw)
@@ -368,6 +369,6 @@ def test_compare_marks_each_runs_warnings_on_its_line_and_not_on_group_means():
     (mark,) = marks(fig)
     assert list(mark.x) == [1.0] and list(mark.y) == pytest.approx([60.0])   # epoch, in %
     assert mark.hovertext[0].endswith(": Plateau &lt;here>")
-    grouped = plots.build_figure(frame, runs, plots.ChartOptions(group_by="seed"),
+    grouped = plots.build_figure(frame, runs, plots.ChartOptions(average_over="seed"),
                                  warnings={"a": [plateau]})
     assert marks(grouped) == []

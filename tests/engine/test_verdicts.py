@@ -367,7 +367,7 @@ def test_grouped_figure_says_what_its_band_is_and_how_many_runs_are_behind_each_
     frame = frame_of({"r0": [(1, 0.5), (2, 0.6), (3, 0.7), (4, 0.8)],
                       "r1": [(1, 0.4), (2, 0.5), (3, 0.6)],
                       "r2": [(1, 0.45)]})
-    fig = plots.build_figure(frame, runs, plots.ChartOptions(group_by="seed", band="ci"))
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(average_over="seed", band="ci"))
     (mean,) = [t for t in fig.data if t.meta["kind"] == "mean"]
     (band,) = [t for t in fig.data if t.meta["kind"] == "band"]
     assert list(mean.customdata) == [3, 2, 2, 1] and "runs %{customdata}" in mean.hovertemplate
@@ -422,3 +422,62 @@ def test_float_noise_is_no_spread():
     pair = V.compare_pair(g, group("b", [50.0, 50.0]))
     assert pair.p_welch is None and pair.effect_size is None and pair.seeds_needed is None
     assert not V.no_spread([58.0, 58.001])
+
+
+# --- scheduling never splits a group (issue 17) ------------------------------------------------
+
+def scheduled_seeds():
+    """Three seeds of one adam config, one packed, one not, one without diagnostics (they
+    differ in how they were scheduled, never in what they are), and two sgd seeds."""
+    return [run("a0", 0), {**run("a1", 1), "config": {**run("a1", 1)["config"], "pack": False}},
+            {**run("a2", 2), "config": {**run("a2", 2)["config"], "diagnostics": False,
+                                        "diag_every": 10, "device": "cpu"}},
+            run("s0", 0, optimizer="sgd"), run("s1", 1, optimizer="sgd")]
+
+
+def test_three_seeds_scheduled_differently_are_one_group_of_three():
+    runs = scheduled_seeds()
+    finals = {"a0": 0.92, "a1": 0.93, "a2": 0.94, "s0": 0.70, "s1": 0.71}
+    out = V.verdicts(frame_of({rid: [(4, v)] for rid, v in finals.items()}), runs, FINAL)
+    assert [(g.name, g.n) for g in out.groups] == [("adam", 3), ("sgd", 2)]
+    assert [v.name for v in out.groups[0].values] == \
+        ["adam · seed 0", "adam · seed 1", "adam · seed 2"]       # never "pack"
+    (pair,) = out.pairs
+    assert pair.p_welch is not None and pair.paired_n == 2
+    assert V.group_key(runs[0]["config"], V.EXCEPT_SEED) == \
+        V.group_key(runs[2]["config"], V.EXCEPT_SEED)
+    # a group-by field list is unchanged: grouping by pack splits them as asked
+    assert list(V.group_runs(runs[:3], ["pack"])) == ["pack", "no pack"]
+    # averaging the curves over the seed gathers them too
+    assert [len(g) for g in curves.group_runs(runs, "seed").values()] == [3, 2]
+
+
+def test_cli_compare_json_counts_three_scheduled_seeds_as_one_group(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from engine.events import Evaluated, RunEnded, RunStatus
+    from engine.store import RunStore
+    base = {"dataset": "spirals", "optimizer": "adam", "lr": 0.01}
+    configs = [{**base, "seed": 0, "pack": True}, {**base, "seed": 1, "pack": False},
+               {**base, "seed": 2, "diagnostics": False},
+               {**base, "optimizer": "sgd", "seed": 0}, {**base, "optimizer": "sgd", "seed": 1}]
+    finals = [0.92, 0.93, 0.94, 0.70, 0.71]
+    db = tmp_path / "runs.db"
+    store = RunStore(db)
+    for cfg, acc in zip(configs, finals):
+        rid = store.create_run(cfg, tags=["three"])
+        store.record(Evaluated(rid, 4, 1, {VAL_ACC: acc}))
+        store.record(RunEnded(rid, RunStatus.COMPLETED, 4, ""))
+    store.close()
+    env = {**os.environ, "TRAINLAB_HOME": str(tmp_path / "home"), "TRAINLAB_DB": str(db)}
+    done = subprocess.run([sys.executable, "-m", "engine", "compare", "tag:three", "--json"],
+                          cwd=Path(__file__).resolve().parents[2], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    groups = json.loads(done.stdout)["groups"]
+    assert [(g["name"], g["n"]) for g in groups] == [("adam", 3), ("sgd", 2)]
+    assert groups[0]["mean"] == pytest.approx(93.0)
