@@ -66,20 +66,6 @@ def read_frames(store, run_ids) -> dict[str, pd.DataFrame]:
             for rid in run_ids}
 
 
-def packed_note_ui(store, run_ids, labels: dict) -> None:
-    """Runs trained in a pack collect no per-layer diagnostics (engine/packs.py trains the
-    members as one stacked model): say which, and how to get them, instead of an empty view."""
-    from engine.packs import PACK_SIZE
-    frame = store.read_metrics(run_ids, names=PACK_SIZE)
-    packed = [rid for rid, size in frame.groupby("run")["value"].max().items() if size > 1]
-    if packed:
-        st.info("Trained in a pack, so no per-layer diagnostics: "
-                + ", ".join(plain(labels.get(rid, rid)) for rid in packed)
-                + ". A pack trains a grid's runs as one stacked model and collects none; "
-                  "relaunch with the option *pack* off (CLI `--no-pack`) to see them.",
-                icon=":material/info:")
-
-
 def read_regions(store, run_id: str) -> list[tuple[int, dict]]:
     """A run's "regions" snapshots, reading only those stored since the last call (per
     session): a snapshot is tens of KB, a live redraw must not decode the whole history."""

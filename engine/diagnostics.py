@@ -1,5 +1,5 @@
 """Inside the network: per-layer statistics during training, signal propagation at init,
-and decision regions of 2-D runs (torch; the trainer and the probe use it).
+and decision regions of 2-D runs (torch; the training loop's steppers and the probe use it).
 
 This module computes every derived per-layer quantity; their names and labels, and the
 warnings read from them, live in engine/run_warnings.py (torch-free, for the readers).
@@ -28,9 +28,11 @@ Quantities (per layer, at a collection step):
                 lr / sqrt(v) (v the second-moment estimate, bias-corrected where the optimizer
                 corrects it); it shrinks as AdaGrad's sum grows
 
-Collection costs one host sync per collection step and nothing on other steps: the forward
-hooks are attached only for a collection step's forward pass, and the optimizer hooks return
-at once when not armed.
+Every statistic is computed per member of a stack of K runs (a pack; a run alone is K = 1):
+weights (K, units, fan_in...), activations (K, B, units, ...), one value per member, so a
+pack member's statistics are its solo run's (engine/stepper.py feeds `layer_metrics` on the
+steps `collection_due` names). Collection costs one host sync per collection step and
+nothing on other steps: activations are kept only during a collection step's forward.
 """
 
 from __future__ import annotations
@@ -79,39 +81,42 @@ def model_layers(model: nn.Module) -> list[Layer]:
     return layers
 
 
-def _units(weight: torch.Tensor) -> torch.Tensor:
-    """A weight as (units, fan_in): one row per output unit or channel."""
-    return weight.detach().reshape(weight.shape[0], -1)
-
-
-def _activation_stats(out: torch.Tensor, activation: nn.Module | None) -> list[torch.Tensor]:
-    """[mean, std, dead or saturated fraction (nan when neither applies)] as 0-d tensors."""
+def activation_stats(out: torch.Tensor, activation: nn.Module | None) -> list[torch.Tensor]:
+    """Per member: [mean, std, dead or saturated fraction (nan when neither applies)], each a
+    (K,) tensor, of activations `out` shaped (K, B, units, ...) (training mode)."""
     out = out.detach().float()
-    stats = [out.mean(), out.std() if out.numel() > 1 else torch.zeros((), device=out.device)]
-    units = out.transpose(0, 1).reshape(out.shape[1], -1) if out.dim() > 1 else out[None]
+    members = out.shape[0]
+    flat = out.reshape(members, -1)
+    std = flat.std(dim=1) if flat.shape[1] > 1 else torch.zeros(members, device=out.device)
+    stats = [flat.mean(dim=1), std]
     if isinstance(activation, RELU_FAMILY):
-        stats.append((units <= 0).all(dim=1).float().mean())
+        # A unit (feature or channel) is dead when it is <= 0 for every example (and position)
+        units = out.transpose(1, 2).reshape(members, out.shape[2], -1) if out.dim() > 2 \
+            else out.reshape(members, 1, -1)
+        stats.append((units <= 0).all(dim=2).float().mean(dim=1))
     elif isinstance(activation, nn.Tanh):
-        stats.append((out.abs() > 1 - SATURATION_MARGIN).float().mean())
+        stats.append((flat.abs() > 1 - SATURATION_MARGIN).float().mean(dim=1))
     elif isinstance(activation, nn.Sigmoid):
-        stats.append(((out < SATURATION_MARGIN) | (out > 1 - SATURATION_MARGIN)).float().mean())
+        stats.append(((flat < SATURATION_MARGIN) | (flat > 1 - SATURATION_MARGIN))
+                     .float().mean(dim=1))
     else:
-        stats.append(torch.full((), math.nan, device=out.device))
+        stats.append(torch.full((members,), math.nan, device=out.device))
     return stats
 
 
-class _ActivationHooks:
-    """Forward hooks that keep each layer's activation statistics of one training forward."""
+class ActivationHooks:
+    """Forward hooks that keep each layer's activation (its output, detached) of one training
+    forward of an nn.Module: `outputs` {layer index: (B, units, ...)}."""
 
     def __init__(self, layers: list[Layer]):
         self.layers = layers
-        self.stats: dict[int, list[torch.Tensor]] = {}
+        self.outputs: dict[int, torch.Tensor] = {}
         self._handles = []
 
     def attach(self) -> None:
         if self._handles:
             return
-        self.stats.clear()
+        self.outputs = {}
         for layer in self.layers:
             module = layer.activation or layer.weight_module
             self._handles.append(module.register_forward_hook(self._hook(layer)))
@@ -119,7 +124,7 @@ class _ActivationHooks:
     def _hook(self, layer: Layer):
         def hook(module, inputs, output):
             if module.training:      # evaluation forwards (model.eval()) are not the step's
-                self.stats[layer.index] = _activation_stats(output, layer.activation)
+                self.outputs[layer.index] = output.detach()
         return hook
 
     def detach(self) -> None:
@@ -128,101 +133,73 @@ class _ActivationHooks:
         self._handles.clear()
 
 
-def _effective_lr(optimizer: torch.optim.Optimizer, param: torch.Tensor) -> torch.Tensor | None:
-    """Median of lr / sqrt(v) over `param`'s elements for adaptive optimizers; None otherwise."""
-    state = optimizer.state.get(param)
-    if not state:
+def effective_lr(state: dict, groups: list[dict], step: float) -> torch.Tensor | None:
+    """Adaptive optimizers: per member, the median over one layer's weights of the effective
+    step lr / sqrt(v) (v the second-moment estimate, bias-corrected where the optimizer
+    corrects it; eps inside the root for the course rules, as they compute it). `state`: the
+    optimizer's state of that weight, tensors stacked (K, ...); `groups`: each member's
+    hyperparameters (a torch param_group); `step`: the optimizer steps taken. None for
+    optimizers without a second moment."""
+    keys = ("exp_avg_sq", "square_avg", "sum", "scale")
+    key = next((k for k in keys if k in state), None)
+    if key is None or not groups:
         return None
-    group = next(g for g in optimizer.param_groups if any(p is param for p in g["params"]))
-    lr, eps = group["lr"], group.get("eps", 0.0)
-    if "exp_avg_sq" in state:                                   # torch Adam / AdamW
-        step = float(state["step"])
-        v = state["exp_avg_sq"] / (1 - group["betas"][1] ** step)
-        return (lr / (v.sqrt() + eps)).median()
-    if "square_avg" in state:                                   # torch RMSprop
-        return (lr / (state["square_avg"].sqrt() + eps)).median()
-    if "sum" in state:                                          # torch Adagrad
-        return (lr / (state["sum"].sqrt() + eps)).median()
-    if "scale" in state:                                        # course RMSprop / Adam
-        s = state["scale"]
-        if "step" in state and group.get("bias_correction"):
-            s = s / (1 - group["betas"][1] ** state["step"])
-        return (lr / (s + eps).sqrt()).median()                 # eps inside, as the course
-    return None
+    moment = state[key].float()
+    members = moment.shape[0]
+    shape = (members,) + (1,) * (moment.dim() - 1)
+
+    def column(values):
+        return torch.tensor([float(v) for v in values], device=moment.device).view(shape)
+    lr = column(g["lr"] for g in groups)
+    eps = column(g.get("eps", 0.0) for g in groups)
+    if key == "exp_avg_sq":                                    # torch Adam / AdamW
+        v = moment / column(1 - g["betas"][1] ** step for g in groups)
+        steps = lr / (v.sqrt() + eps)
+    elif key == "scale":                                       # course RMSprop / Adam
+        if "betas" in groups[0]:
+            moment = moment / column(1 - g["betas"][1] ** step if g.get("bias_correction")
+                                     else 1.0 for g in groups)
+        steps = lr / (moment + eps).sqrt()                     # eps inside, as the course
+    else:                                                      # torch RMSprop, Adagrad
+        steps = lr / (moment.sqrt() + eps)
+    return steps.reshape(members, -1).median(dim=1).values
 
 
-class Collector:
-    """Per-layer statistics of the training steps for which `due(step)` is true.
+def layer_metrics(layers: list[Layer], grad_norms: list[torch.Tensor],
+                  before: list[torch.Tensor], after: list[torch.Tensor],
+                  activations: dict[int, torch.Tensor] | None,
+                  effective: list[torch.Tensor | None]) -> list[dict[str, float]]:
+    """Each member's per-layer statistics of one step, as {metric name: value} per member.
 
-    Create it before the first step; it hooks the optimizer (pre- and post-step) and attaches
-    forward hooks only for the forward pass of a due step. After `optimizer.step()` the trainer
-    calls `take()`: the step's metrics ({} on other steps)."""
-
-    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
-                 due: Callable[[int], bool]):
-        self.layers = model_layers(model)
-        self.optimizer = optimizer
-        self.due = due
-        self.step = 0                      # optimizer steps taken
-        self._hooks = _ActivationHooks(self.layers)
-        self._before: list[torch.Tensor] = []
-        self._grad_norms: list[torch.Tensor] = []
-        self._result: dict[str, float] = {}
-        optimizer.register_step_pre_hook(self._pre_step)
-        optimizer.register_step_post_hook(self._post_step)
-        self._arm(1)
-
-    def _arm(self, step: int) -> None:
-        if self.due(step):
-            self._hooks.attach()
-
-    @torch.no_grad()
-    def _pre_step(self, optimizer, args, kwargs):
-        if not self._hooks._handles:
-            return
-        weights = [layer.weight_module.weight for layer in self.layers]
-        self._grad_norms = [w.grad.norm() if w.grad is not None
-                            else torch.zeros((), device=w.device) for w in weights]
-        self._before = [w.detach().clone() for w in weights]
-
-    @torch.no_grad()
-    def _post_step(self, optimizer, args, kwargs):
-        self.step += 1
-        if self._hooks._handles:
-            self._hooks.detach()
-            self._result = self._collect()
-        self._arm(self.step + 1)
-
-    def _collect(self) -> dict[str, float]:
-        names, values = [], []
-        for layer, grad_norm, before in zip(self.layers, self._grad_norms, self._before):
-            weight = layer.weight_module.weight.detach()
-            before_norm = before.norm()
-            units = _units(weight)
-            row = {GRAD_NORM: grad_norm, WEIGHT_NORM: weight.norm(),
-                   UPDATE_RATIO: (weight - before).norm() / before_norm,
-                   UNIT_SPREAD: (units - units.mean(0)).pow(2).sum(1).mean().sqrt()}
-            stats = self._hooks.stats.get(layer.index)
-            if stats is not None:
-                row[ACT_MEAN], row[ACT_STD] = stats[0], stats[1]
-                if isinstance(layer.activation, RELU_FAMILY):
-                    row[DEAD_FRAC] = stats[2]
-                elif isinstance(layer.activation, SATURATING):
-                    row[SAT_FRAC] = stats[2]
-            eff = _effective_lr(self.optimizer, layer.weight_module.weight)
-            if eff is not None:
-                row[EFF_LR] = eff
-            for quantity, value in row.items():
-                names.append(metric_name(quantity, layer.index))
-                values.append(value.float().reshape(()))
-        self._before, self._grad_norms = [], []
-        numbers = torch.stack(values).tolist() if values else []   # the one host sync
-        return dict(zip(names, numbers))
-
-    def take(self) -> dict[str, float]:
-        """The metrics of the step just taken when it was a collection step, else {}."""
-        result, self._result = self._result, {}
-        return result
+    Per layer: `grad_norms` (K,) norms of the gradient the update used; `before`/`after` the
+    weights (K, units, fan_in...) around the update; `activations` {layer index: (K, B,
+    units, ...)} of the step's forward; `effective` (K,) effective steps or None. Everything
+    stays on the device until one host transfer at the end (the step's one sync)."""
+    names, values = [], []
+    for layer, grad_norm, old, new, eff in zip(layers, grad_norms, before, after, effective):
+        members = new.shape[0]
+        old_norm = old.reshape(members, -1).norm(dim=1)
+        units = new.reshape(members, new.shape[1], -1)
+        row = {GRAD_NORM: grad_norm, WEIGHT_NORM: new.reshape(members, -1).norm(dim=1),
+               UPDATE_RATIO: (new - old).reshape(members, -1).norm(dim=1) / old_norm,
+               UNIT_SPREAD: (units - units.mean(1, keepdim=True)).pow(2).sum(2).mean(1).sqrt()}
+        out = (activations or {}).get(layer.index)
+        if out is not None:
+            mean, std, frac = activation_stats(out, layer.activation)
+            row[ACT_MEAN], row[ACT_STD] = mean, std
+            if isinstance(layer.activation, RELU_FAMILY):
+                row[DEAD_FRAC] = frac
+            elif isinstance(layer.activation, SATURATING):
+                row[SAT_FRAC] = frac
+        if eff is not None:
+            row[EFF_LR] = eff
+        for quantity, value in row.items():
+            names.append(metric_name(quantity, layer.index))
+            values.append(value.float().reshape(-1))
+    if not values:
+        return [{} for _ in range(len(after[0]) if after else 1)]
+    table = torch.stack(values).tolist()        # the one host sync: (metrics, K)
+    return [dict(zip(names, column)) for column in zip(*table)]
 
 
 def collection_due(cfg: RunConfig, steps_per_epoch: int, total_steps: int) -> Callable[[int], bool]:
@@ -251,15 +228,12 @@ def probe(cfg: RunConfig, batch: int | None = None) -> list[dict]:
     Returns one dict per layer: layer, act_std, act_mean, grad_norm (weight gradient norm),
     weight_norm, dead_frac or sat_frac where they apply."""
     from engine.data import prepare_data
-    from engine.models import build_model
-    from engine.trainer import _GLOBAL_RNG_LOCK, _draw_dropout_from, resolve_device
+    from engine.runsetup import draw_dropout_from, resolve_device, seeded_model
 
     device = resolve_device(cfg.device)
     data = prepare_data(cfg, device)
-    with _GLOBAL_RNG_LOCK:
-        torch.manual_seed(cfg.seed)
-        model = build_model(cfg, data.input_shape, data.num_classes).to(device)
-    _draw_dropout_from(model, torch.Generator().manual_seed(cfg.seed))
+    model = seeded_model(cfg, data.input_shape, data.num_classes, device)
+    draw_dropout_from(model, torch.Generator().manual_seed(cfg.seed))
     n = max(2, min(batch or cfg.batch_size, len(data.y_train)))
     return probe_model(model, data.x_train[:n], data.y_train[:n])
 
@@ -267,7 +241,7 @@ def probe(cfg: RunConfig, batch: int | None = None) -> list[dict]:
 def probe_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[dict]:
     """The per-layer profile of `model` on one batch (training mode; weights unchanged)."""
     layers = model_layers(model)
-    hooks = _ActivationHooks(layers)
+    hooks = ActivationHooks(layers)
     model.train()
     model.zero_grad(set_to_none=True)
     hooks.attach()
@@ -278,7 +252,8 @@ def probe_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> list[dict
     profile = []
     for layer in layers:
         weight = layer.weight_module.weight
-        mean, std, frac = (float(v) for v in hooks.stats[layer.index])
+        mean, std, frac = (float(v) for v in activation_stats(
+            hooks.outputs[layer.index].unsqueeze(0), layer.activation))
         row = {"layer": layer.index, "act_std": std, "act_mean": mean,
                "grad_norm": float(weight.grad.norm()) if weight.grad is not None else 0.0,
                "weight_norm": float(weight.detach().norm())}

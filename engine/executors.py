@@ -80,15 +80,11 @@ class LocalExecutor:
     def max_concurrent(self) -> int | None:
         return None      # the manager's own default (one run per core or GPU)
 
-    def train(self, cfg: RunConfig, *, run_id: str, emit: Callable,
-              should_stop: Callable[[], bool]):
-        from engine.trainer import train   # lazy: heavy
-        return train(cfg, run_id=run_id, emit=emit, should_stop=should_stop)
-
-    def train_pack(self, cfgs: Sequence[RunConfig], *, run_ids: Sequence[str], emit: Callable,
-                   should_stop_each: Sequence[Callable[[], bool]]):
-        from engine.packs import train_pack
-        return train_pack(cfgs, run_ids=run_ids, emit=emit, should_stop_each=should_stop_each)
+    def train(self, cfgs: Sequence[RunConfig], *, run_ids: Sequence[str], emit: Callable,
+              should_stop_each: Sequence[Callable[[], bool]]):
+        """Train one run, or a pack of several, in this thread (engine.trainer.train_runs)."""
+        from engine.trainer import train_runs   # lazy: heavy
+        return train_runs(cfgs, run_ids=run_ids, emit=emit, should_stop_each=should_stop_each)
 
     def describe(self) -> dict:
         return {"executor": self.name}
@@ -248,15 +244,12 @@ class RayExecutor:
             return self._where.get(run_id)
 
     # --- training -----------------------------------------------------------------------------
-    def train(self, cfg: RunConfig, *, run_id: str, emit: Callable,
-              should_stop: Callable[[], bool]) -> None:
-        self._execute([cfg], [run_id], emit, [should_stop], packed=False)
+    def train(self, cfgs: Sequence[RunConfig], *, run_ids: Sequence[str], emit: Callable,
+              should_stop_each: Sequence[Callable[[], bool]]) -> None:
+        """Train one run or a pack as one Ray task (blocks this worker thread until it ends)."""
+        self._execute(list(cfgs), list(run_ids), emit, list(should_stop_each))
 
-    def train_pack(self, cfgs: Sequence[RunConfig], *, run_ids: Sequence[str], emit: Callable,
-                   should_stop_each: Sequence[Callable[[], bool]]) -> None:
-        self._execute(list(cfgs), list(run_ids), emit, list(should_stop_each), packed=True)
-
-    def _execute(self, cfgs, run_ids, emit, stops, packed: bool) -> None:
+    def _execute(self, cfgs, run_ids, emit, stops) -> None:
         """Run one task, blocking this (manager worker) thread until it ends; every run ends
         with a RunEnded through `emit`, a failed one if the task died before sending it."""
         ray = self._ray
@@ -270,7 +263,7 @@ class RayExecutor:
             cpus, gpus = self._resources(cfgs)
             ref = self._task.options(num_cpus=cpus, num_gpus=gpus, max_retries=self._retries,
                                      retry_exceptions=False, runtime_env=self._runtime_env).remote(
-                [c.to_dict() for c in cfgs], run_ids, packed, self._channel,
+                [c.to_dict() for c in cfgs], run_ids, self._channel,
                 [self._data_ref(cfgs[0])], max(1, int(cpus)))
             while not ray.wait([ref], timeout=WATCH_S)[0]:
                 for run_id, stop in zip(run_ids, stops):
@@ -528,7 +521,7 @@ class _Outbox:
         self._last_flush = time.monotonic()
 
 
-def _train_remote(cfg_dicts: list, run_ids: list, packed: bool, channel, shipped: list,
+def _train_remote(cfg_dicts: list, run_ids: list, channel, shipped: list,
                   threads: int) -> None:
     """A Ray task: train one run or one pack, sending its events through `channel`."""
     import torch
@@ -537,14 +530,9 @@ def _train_remote(cfg_dicts: list, run_ids: list, packed: bool, channel, shipped
     outbox.flush(hello=True)   # tells the driver where this task runs, before loading data
     cfgs = [_with_node_data(RunConfig.from_dict(d), shipped[0]) for d in cfg_dicts]
     try:
-        if packed:
-            from engine.packs import train_pack
-            train_pack(cfgs, run_ids=run_ids, emit=outbox.emit,
-                       should_stop_each=[outbox.stopper(r) for r in run_ids])
-        else:
-            from engine.trainer import train
-            train(cfgs[0], run_id=run_ids[0], emit=outbox.emit,
-                  should_stop=outbox.stopper(run_ids[0]))
+        from engine.trainer import train_runs
+        train_runs(cfgs, run_ids=run_ids, emit=outbox.emit,
+                   should_stop_each=[outbox.stopper(r) for r in run_ids])
     finally:
         outbox.flush()
 

@@ -8,10 +8,11 @@ flag the trainer checks every step. A safety net around the trainer ends a run a
 anything escapes it, so one broken run never takes a worker (or other runs) down.
 
 Packs: a worker takes the next run together with the queued runs that share its shape
-(engine.packs.pack_key, config option `pack`) and trains them as one stacked model; each
-member keeps its own sink, stop flag and progress, and leaves the books when it ends.
-Each run's (or pack's) intra-op thread count comes from its size (engine.packs), the same in
-the CLI and the dashboard, and is recorded with it.
+(engine.packs.pack_key, config option `pack`) and hands them to the executor as one group
+(one run, or a pack trained as one stacked model by the same loop); each member keeps its
+own sink, stop flag and progress, and leaves the books when it ends. Each run's (or pack's)
+intra-op thread count comes from its size (engine.packs), the same in the CLI and the
+dashboard, and the loop records it in the run's provenance.
 
 Only plain Python values cross threads: events (frozen dataclasses of numbers and strings),
 run ids, and copies of progress records.
@@ -71,7 +72,8 @@ class _Job:
         self.started_at: float | None = None  # time.monotonic() at RunStarted
         self.store_failure = ""             # why its rows could not be stored (ends it failed)
         self.step_credits = 0               # steps a paused run may still take (step_once)
-        self.progress = Progress(run_id, RunStatus.QUEUED, epochs=cfg.epochs)
+        # Epochs as planned from the config until RunStarted says what the trainer planned.
+        self.progress = Progress(run_id, RunStatus.QUEUED, epochs=planned_epochs(cfg))
 
 
 MAX_CPU_RUNS = 4   # on a CPU-only machine: concurrent runs, each with cores/runs threads
@@ -101,10 +103,10 @@ def default_max_concurrent() -> int:
 
 
 class JobManager:
-    def __init__(self, store, *, max_concurrent: int | None = None,
-                 train_fn: Callable | None = None, executor=None):
+    def __init__(self, store, *, max_concurrent: int | None = None, executor=None):
         # Where runs train (engine.executors): these worker threads, or a Ray cluster when
         # $TRAINLAB_RAY_ADDRESS is set (then each worker thread only watches its Ray task).
+        # Tests hand in an executor of their own (the one seam for a fake trainer).
         from engine.executors import executor_from_env
         self.executor = executor if executor is not None else executor_from_env()
         if max_concurrent is None:
@@ -114,7 +116,6 @@ class JobManager:
             raise ValueError(f"max_concurrent: {max_concurrent!r} must be a whole number 1..64")
         self.store = store
         self.max_concurrent = max_concurrent
-        self._train_fn = train_fn
         # Bytes one pack may use (engine.packs.max_pack_size); None: its own default budget.
         self.pack_budget_bytes: int | None = None
         self._last_submit = 0.0                     # time.monotonic() of the newest submit
@@ -292,7 +293,7 @@ class JobManager:
             with self._lock:
                 while not self._queue and not self._closing:
                     self._lock.wait()
-                while self._queue and not self._closing and self._train_fn is None \
+                while self._queue and not self._closing \
                         and self._jobs[self._queue[0]].cfg.pack \
                         and (quiet_s := time.monotonic() - self._last_submit) < PACK_SETTLE_S:
                     self._lock.wait(PACK_SETTLE_S - quiet_s)   # the grid may still arrive
@@ -304,15 +305,12 @@ class JobManager:
                 job = self._jobs[run_id]
                 job.progress.status = RunStatus.RUNNING   # starting (loading data); not queued
                 mates = self._take_pack_mates(run_id, job)
-            if mates:
-                self._run_pack([(run_id, job), *mates])
-            else:
-                self._run(run_id, job)
+            self._train_group([(run_id, job), *mates])
 
     def _take_pack_mates(self, run_id: str, job: _Job) -> list[tuple[str, _Job]]:
         """Queued runs that share this run's pack key, up to the pack's memory-aware size,
-        taken off the queue (called under the lock). Packing needs the real trainer."""
-        if self._train_fn is not None or not job.cfg.pack or not self._queue:
+        taken off the queue (called under the lock)."""
+        if not job.cfg.pack or not self._queue:
             return []
         from engine.packs import can_pack, max_pack_size, pack_key
         packable, why = can_pack([job.cfg])
@@ -330,16 +328,13 @@ class JobManager:
             mate.progress.status = RunStatus.RUNNING
         return mates
 
-    def _run_pack(self, members: list[tuple[str, _Job]]) -> None:
-        """Train runs as one pack (engine.packs.train_pack): each member keeps its own sink,
-        stop flag and progress, and leaves the manager's books when its own run ends."""
+    def _train_group(self, members: list[tuple[str, _Job]]) -> None:
+        """Train one run, or runs as one pack, through the executor: each member keeps its
+        own sink, stop flag and progress, and leaves the manager's books when its run ends."""
         import torch
-        from engine.packs import intra_op_threads, setup_metrics
-        threads = intra_op_threads(members[0][1].cfg, len(members))
-        torch.set_num_threads(threads)    # this worker thread's intra-op threads only
-        sinks = {run_id: _with_setup(self._make_sink(run_id, job), run_id,
-                                     setup_metrics(threads, len(members), index))
-                 for index, (run_id, job) in enumerate(members)}
+        from engine.packs import intra_op_threads
+        torch.set_num_threads(intra_op_threads(members[0][1].cfg, len(members)))  # this thread
+        sinks = {run_id: self._make_sink(run_id, job) for run_id, job in members}
         jobs = dict(members)
 
         def emit(event) -> None:
@@ -348,15 +343,15 @@ class JobManager:
                 self._forget(event.run, jobs[event.run])
 
         try:
-            self.executor.train_pack(
-                [job.cfg for _, job in members], run_ids=[r for r, _ in members],
-                emit=emit, should_stop_each=[self._gate(job) for _, job in members])
+            self.executor.train([job.cfg for _, job in members],
+                                run_ids=[r for r, _ in members], emit=emit,
+                                should_stop_each=[self._gate(job) for _, job in members])
             for run_id, job in members:
                 if not job.ended:
                     emit(RunEnded(run_id, RunStatus.FAILED, job.progress.step,
                                   "the trainer returned without ending the run"))
         except BaseException as exc:  # the safety net: nothing escapes a worker thread
-            log.exception("pack of %s: the trainer raised", [r for r, _ in members])
+            log.exception("runs %s: the trainer raised", [r for r, _ in members])
             for run_id, job in members:
                 if not job.ended:
                     emit(RunEnded(run_id, RunStatus.FAILED, job.progress.step,
@@ -371,33 +366,6 @@ class JobManager:
                 del self._jobs[run_id]
             job.progress.paused = False        # an ended run is not held
             self._remember(job.progress)
-
-    def _run(self, run_id: str, job: _Job) -> None:
-        sink = self._make_sink(run_id, job)
-        try:
-            train_fn = self._train_fn
-            if train_fn is None:
-                import torch
-                from engine.packs import intra_op_threads, setup_metrics
-                train_fn = self.executor.train
-                threads = intra_op_threads(job.cfg, 1)
-                torch.set_num_threads(threads)    # this worker thread's intra-op threads only
-                sink = _with_setup(sink, run_id, setup_metrics(threads, 1, 0))
-            train_fn(job.cfg, run_id=run_id, emit=sink, should_stop=self._gate(job))
-            if not job.ended:
-                sink(RunEnded(run_id, RunStatus.FAILED, job.progress.step,
-                              "the trainer returned without ending the run"))
-        except BaseException as exc:  # the safety net: nothing escapes a worker thread
-            log.exception("run %s: the trainer raised", run_id)
-            if not job.ended:
-                sink(RunEnded(run_id, RunStatus.FAILED, job.progress.step,
-                              f"{type(exc).__name__}: {exc}"))
-        finally:
-            with self._lock:
-                if self._jobs.get(run_id) is job:
-                    del self._jobs[run_id]
-                job.progress.paused = False        # an ended run is not held
-                self._remember(job.progress)
 
     def _make_sink(self, run_id: str, job: _Job) -> Callable:
         def sink(event) -> None:
@@ -477,7 +445,7 @@ def stored_progress(store, run_id: str) -> Progress | None:
     frame = store.read_metrics(run_id, names=(*EVAL_METRICS, EXAMPLES_PER_S))
     metrics = frame.groupby("name")["value"].last().to_dict() if len(frame) else {}
     duration = (record.ended_at or time.time()) - (record.started_at or record.created_at)
-    epochs = int(record.config.get("epochs", 0))
+    epochs = planned_epochs(record.config)
     total = record.total_steps or 0
     return Progress(run_id, record.status, step=record.last_step, total_steps=total,
                     # the store keeps steps, not epochs: the fraction of the run done
@@ -487,26 +455,29 @@ def stored_progress(store, run_id: str) -> Progress | None:
                     metrics=metrics, reason=record.reason)
 
 
+def planned_epochs(cfg) -> int:
+    """Epochs the trainer plans for a config (a RunConfig or a stored dict): max_steps counts
+    (a 5-step spirals run plans 2 epochs, not its `epochs` 10). Read from the config alone,
+    without loading data (engine.config.train_size); 0 for a config that no longer loads."""
+    from engine.config import ConfigError, plan_steps, train_size
+    try:
+        if not isinstance(cfg, RunConfig):
+            cfg = RunConfig.from_dict(dict(cfg))
+        return plan_steps(cfg, train_size(cfg))[1]
+    except (ConfigError, KeyError, TypeError, ValueError):
+        return int(dict(cfg.to_dict() if isinstance(cfg, RunConfig) else cfg).get("epochs", 0))
+
+
 def check_device(name: str) -> None:
     """Refuse, before anything is stored, a device this machine does not have."""
     if name in ("auto", "cpu"):
         return
     from engine.config import ConfigError
-    from engine.trainer import available_devices
+    from engine.runsetup import available_devices
     present = available_devices()
     if name not in present:
         raise ConfigError("device", name, "this machine has: " + ", ".join(present),
                           problem="is not on this machine")
-
-
-def _with_setup(sink: Callable, run_id: str, metrics: dict) -> Callable:
-    """The sink, recording how the run trains (threads, pack size and place) as metrics at
-    step 0 right after its RunStarted."""
-    def emit(event) -> None:
-        sink(event)
-        if isinstance(event, RunStarted):
-            sink(Evaluated(run=run_id, step=0, epoch=0.0, metrics=metrics))
-    return emit
 
 
 def _eta(step: int, total: int, elapsed_s: float) -> float | None:
@@ -520,6 +491,7 @@ def _update(job: _Job, event) -> None:
     if isinstance(event, RunStarted):
         job.started_at = now
         p.status, p.total_steps = RunStatus.RUNNING, int(event.total_steps)
+        p.epochs = int(event.epochs) or p.epochs     # the trainer's plan (max_steps counts)
     elif isinstance(event, StepLoss):
         p.step, p.epoch = int(event.step), float(event.epoch)
         p.metrics[STEP_LOSS] = float(event.loss)

@@ -1,60 +1,41 @@
 """Packs: runs that share a shape train together as one stacked model.
 
 This module owns which runs may train together (`pack_key`, `can_pack`), how many fit
-(`max_pack_size`), how many intra-op threads a run or pack gets (`intra_op_threads`), and the
-training loop of a pack (`train_pack`). A pack of K members (MLPs or CNNs) holds every
-weight as one (K, ...) tensor (engine/stacked.py), takes one forward pass with batched
-matmuls or grouped convolutions, one backward
-pass of the SUM of the members' losses (a mean would divide every member's learning rate by
-K), and one optimizer step with per-member hyperparameters.
+(`max_pack_size`), how many intra-op threads a run or pack gets (`intra_op_threads`), and
+the pack's stepper (`PackStepper`: K > 1 members for engine/trainer.py's one loop). A pack of
+K members (MLPs or CNNs) holds every weight as one (K, ...) tensor (engine/stacked.py), takes
+one forward pass with batched matmuls or grouped convolutions, one backward pass of the SUM
+of the members' losses (a mean would divide every member's learning rate by K), and one
+update with per-member hyperparameters (engine.optim.StackedOptimizer).
 
 Each member is exactly its solo run: its initial weights are built by its own config and seed
-under the trainer's seeding, its batches and dropout masks come from its own generator in the
-same order, and it emits the same events (RunStarted, StepLoss, Evaluated, RunEnded) as
-engine.trainer.train. Its numbers differ from the solo run's only by float summation order.
-A member that diverges or is stopped ends alone and leaves the pack; an error that hits the
-pack ends every member still in it as failed with the message. `train_pack` never raises.
-
+(engine.runsetup.seeded_model), its batches and dropout masks come from its own generator in
+the same order, and the loop emits the same events for it as for a run alone, per-layer
+diagnostics and keep_best included. Its numbers differ from the solo run's only by float
+summation order. Which options members may differ in is declared in engine/config.py's
+option catalogue (MEMBER_FIELDS); everything else must be equal (SHARED_FIELDS).
 CNN members run side by side in the channel dimension with grouped convolutions (see
-engine/stacked.py for why not torch.func.vmap). Packs collect no per-layer diagnostics
-(engine.diagnostics): a member's config may ask for them, but it trains without them.
+engine/stacked.py for why not torch.func.vmap).
 """
 
 from __future__ import annotations
 
 import math
 import os
-import time
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
+
 import torch.nn.functional as F
 
-from engine.config import (CNN_MODELS, IMAGE_SHAPES, NUM_CLASSES, RunConfig, drops_last_batch,
-                           estimate_parameters, input_size, plan_steps)
-from engine.config import fields as config_fields
-from engine.models import DEFAULT_CHANNELS
-from engine.events import (ELAPSED_S, EPOCH_TRAIN_LOSS, EXAMPLES_PER_S, LR, TRAIN_ACC,
-                           TRAIN_LOSS, VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted,
-                           RunStatus, StepLoss)
-from engine.trainer import (_GLOBAL_RNG_LOCK, EVAL_CHUNK, _check_divergence, _describe,
-                            _Diverged, _release_memory, resolve_device)
-
-Emit = Callable[[object], None]
-
-# Options members of a pack may differ in: the pack implements each per member (init and
-# seed through the member's own solo model, the optimizer's scalars and schedule through its
-# own torch optimizer, dropout and clipping per member). Diagnostics are not collected in a
-# pack. Every other option fixes the shapes, the data, the number and size of the steps or
-# when evaluations happen, so members must share it (a new option is shared until a pack
-# implements it per member; tests/engine/test_packs.py lists the shared ones).
-MEMBER_FIELDS = ("seed", "lr", "momentum", "beta1", "beta2", "alpha", "eps", "weight_decay",
-                 "bias_correction", "schedule", "lr_decay", "lr_step", "grad_clip", "init",
-                 "weight_scale", "zero_bias", "dropout", "diverge_factor", "pack",
-                 "diagnostics", "diag_every")
-SHARED_FIELDS = tuple(f.name for f in config_fields() if f.name not in MEMBER_FIELDS)
-# Options the pack loop does not implement: a run that changes one from this value trains alone.
-SOLO_UNLESS = {"keep_best": False}
+from engine import diagnostics
+from engine.config import (CNN_MODELS, IMAGE_SHAPES, MEMBER_FIELDS, NUM_CLASSES, SHARED_FIELDS,
+                           RunConfig, estimate_parameters, input_size)
+from engine.models import DEFAULT_CHANNELS, build_model, count_parameters
+from engine.optim import UPDATE_RULES, StackedOptimizer, build_optimizer, build_schedule
+from engine.runsetup import seeded_model
+from engine.stacked import StackedModel, clip_per_member, stack_members, unsupported_modules
+from engine.stepper import EVAL_CHUNK, Stepper
 
 MAX_PACK_SIZE = 64                 # members; beyond this a pack gains nothing measurable
 CPU_PACK_MEMORY = 1 << 30          # bytes a pack may use on a CPU ($TRAINLAB_PACK_MEMORY_MB)
@@ -82,21 +63,34 @@ def pack_key(cfg: RunConfig) -> tuple:
 
 
 def can_pack(cfgs: Sequence[RunConfig]) -> tuple[bool, str]:
-    """(True, "") when these runs can train as one pack, else (False, why not)."""
+    """(True, "") when these runs can train as one pack, else (False, why not): packing off,
+    an update rule or a layer without a stacked form, or a shared option that differs."""
     if not cfgs:
         return False, "no runs to pack"
     first = cfgs[0]
+    rule = UPDATE_RULES.get(first.optimizer)
+    if rule is None or rule.stacked is None:
+        return False, f"optimizer {first.optimizer} has no stacked form (engine/optim.py)"
+    missing = _unsupported_layers(first)
+    if missing:
+        return False, f"a pack cannot run {', '.join(missing)} layers (engine/stacked.py)"
     for cfg in cfgs:
         if not getattr(cfg, "pack", True):
             return False, "packing is off for this run (pack false)"
-        solo = next((n for n, v in SOLO_UNLESS.items() if getattr(cfg, n) != v), None)
-        if solo:
-            return False, f"{solo} {getattr(cfg, solo)!r} trains alone (packs do not implement it)"
         for name in SHARED_FIELDS:
             if getattr(cfg, name) != getattr(first, name):
                 return False, (f"{name} differs ({getattr(first, name)!r} vs "
                                f"{getattr(cfg, name)!r}); pack members must share it")
     return True, ""
+
+
+def _unsupported_layers(cfg: RunConfig) -> list[str]:
+    """Layer types of cfg's model that the stacked form cannot run, from a build on the meta
+    device (shapes only: no memory, no random draws from any generator that matters)."""
+    shape = IMAGE_SHAPES.get(cfg.dataset, (2,))
+    with torch.device("meta"):
+        model = build_model(cfg, shape, NUM_CLASSES[cfg.dataset])
+    return unsupported_modules(model)
 
 
 def member_bytes(cfg: RunConfig) -> int:
@@ -149,253 +143,170 @@ def intra_op_threads(cfg: RunConfig, pack_size: int = 1, cores: int | None = Non
     return 1 if work < ONE_THREAD_WORK else max(1, min(2, cores))
 
 
-# ----------------------------------------------------------------------------------------------
-class _Member:
-    """One run inside a pack: its config, generator, solo optimizer (for its hyperparameters
-    and schedule) and running numbers."""
-
-    def __init__(self, cfg: RunConfig, run_id: str, should_stop: Callable[[], bool],
-                 index: int):
-        self.cfg, self.run_id, self.should_stop, self.index = cfg, run_id, should_stop, index
-        self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.first_loss: list[float] = []
-        self.loss_x_examples, self.examples = 0.0, 0
-        self.optimizer = self.schedule = None
 
 
-def train_pack(cfgs: Sequence[RunConfig], *, run_ids: Sequence[str], emit: Emit,
-               should_stop_each: Sequence[Callable[[], bool]] | None = None) -> list[RunEnded]:
-    """Train cfgs as one pack; returns (and emits) each member's RunEnded, in input order."""
-    if should_stop_each is None:
-        should_stop_each = [lambda: False] * len(cfgs)
-    members = [_Member(c, r, s, i) for i, (c, r, s)
-               in enumerate(zip(cfgs, run_ids, should_stop_each))]
-    ended: dict[str, RunEnded] = {}
-    progress = {"step": 0}
+# --- the K > 1 stepper ---------------------------------------------------------------------------
 
-    def end(member: _Member, status: str, reason: str, step: int) -> None:
-        if member.run_id in ended:
+class PackStepper(Stepper):
+    """K members of one shape as one stacked model and one stacked update (engine.stepper
+    describes the contract). Members are built exactly as alone (their own config and seed),
+    then stacked; each keeps its own torch optimizer over a stand-in parameter for its
+    hyperparameters and schedule."""
+
+    def __init__(self, cfgs: Sequence[RunConfig], generators, data, device, epochs: int):
+        self.cfgs = list(cfgs)
+        self.solo_models = [seeded_model(c, data.input_shape, data.num_classes)
+                            for c in self.cfgs]
+        self.params_count = [count_parameters(m) for m in self.solo_models]
+        # The template gives the tree's structure: a member with the most dropout has Dropout
+        # modules wherever any member drops out (a member with p 0 has none).
+        template = max(zip(self.solo_models, self.cfgs), key=lambda pair: pair[1].dropout)[0]
+        params, buffers = stack_members(self.solo_models, template, device)
+        self.model = StackedModel(template, params, buffers, [c.dropout for c in self.cfgs],
+                                  list(generators))
+        self.layers = diagnostics.model_layers(template)
+        self.model.watch({layer.activation or layer.weight_module: layer.index
+                          for layer in self.layers})
+        names = {id(m): n for n, m in template.named_modules()}
+        self.weight_names = [names[id(layer.weight_module)] + ".weight" for layer in self.layers]
+        self.linear = [isinstance(layer.weight_module, torch.nn.Linear) for layer in self.layers]
+        self.linear_weights = {f"{name}.weight" for name, m in template.named_modules()
+                               if isinstance(m, torch.nn.Linear)}
+        self.member_optimizers = []
+        self.schedules = []
+        for cfg in self.cfgs:
+            # The member's own torch optimizer over a stand-in parameter: its param_groups hold
+            # the member's hyperparameters and its schedule moves its lr exactly as alone.
+            optimizer = build_optimizer(cfg, [torch.zeros(1, requires_grad=True)])
+            self.member_optimizers.append(optimizer)
+            self.schedules.append(build_schedule(cfg, optimizer, epochs))
+        self.optimizer = StackedOptimizer(self.cfgs[0].optimizer, list(self.model.params.values()),
+                                          self.member_optimizers)
+        self._clip_norms = None
+
+    @property
+    def size(self) -> int:
+        return len(self.cfgs)
+
+    # --- the step's backend ----------------------------------------------------------------------
+    def losses(self, x, y):
+        logits = self.model(x)                                          # (K, B, classes)
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten(),
+                               reduction="none").view(len(self.cfgs), -1).mean(1)
+
+    def zero_grad(self):
+        for p in self.model.params.values():
+            p.grad = None
+
+    def clip(self):
+        if not any(c.grad_clip for c in self.cfgs):
             return
-        event = RunEnded(run=member.run_id, status=status, step=step, reason=reason)
-        ended[member.run_id] = event
-        try:
-            emit(event)
-        except Exception:  # noqa: BLE001 - a broken sink must not turn into a raise here
-            pass
+        if self._clip_norms is None:
+            device = next(iter(self.model.params.values())).device
+            self._clip_norms = torch.tensor([c.grad_clip for c in self.cfgs],
+                                            dtype=torch.float32, device=device)
+        clip_per_member([p.grad for p in self.model.params.values()], self._clip_norms)
 
-    try:
-        ok, why = can_pack(cfgs)
-        if not ok:
-            raise ValueError(f"these runs cannot train as one pack: {why}")
-        _train_pack(members, emit, end, progress)
-    except Exception as error:  # noqa: BLE001 - every failure is an ordinary outcome here
-        reason = _describe(error)
-        del error
-        _release_memory()
-        for member in members:
-            end(member, RunStatus.FAILED, reason, progress["step"])
-    return [ended[m.run_id] for m in members]
+    def update(self):
+        self.optimizer.step()
 
+    def _solo_layout(self, tensors):
+        # A stacked Linear weight is (K, in, out); diagnostics read units as rows (K, out, in).
+        return [t.transpose(1, 2) if linear else t for t, linear in zip(tensors, self.linear)]
 
-def _train_pack(members: list[_Member], emit: Emit, end, progress) -> None:
-    from engine.data import batch_indices, prepare_data
-    from engine.models import build_model, count_parameters
-    from engine.optim import build_optimizer, build_schedule
-    from engine.stacked import StackedModel, StackedOptimizer, clip_per_member, stack_members
+    def layer_weights(self):
+        return self._solo_layout([self.model.params[n] for n in self.weight_names])
 
-    first = members[0].cfg
-    size = len(members)
-    device = resolve_device(first.device)
-    data = prepare_data(first, device)
-    n_train = len(data.y_train)
-    steps_per_epoch, epochs, total_steps = plan_steps(first, n_train)
+    def layer_grads(self):
+        weights = [self.model.params[n] for n in self.weight_names]
+        return self._solo_layout([w.grad if w.grad is not None else torch.zeros_like(w)
+                                  for w in weights])
 
-    solo_models = []
-    for member in members:
-        with _GLOBAL_RNG_LOCK:
-            torch.manual_seed(member.cfg.seed)
-            solo_models.append(build_model(member.cfg, data.input_shape, data.num_classes))
-    # The template gives the tree's structure: a member with the most dropout has Dropout
-    # modules wherever any member drops out (a member with p 0 has none).
-    template = max(zip(solo_models, members), key=lambda pair: pair[1].cfg.dropout)[0]
-    params, buffers = stack_members(solo_models, template, device)
-    model = StackedModel(template, params, buffers, [m.cfg.dropout for m in members],
-                       [m.generator for m in members])
-    for member in members:
-        # The member's own torch optimizer over a stand-in parameter: its param_groups hold
-        # the member's hyperparameters and its schedule moves its lr exactly as alone.
-        member.optimizer = build_optimizer(member.cfg, [torch.zeros(1, requires_grad=True)])
-        member.schedule = build_schedule(member.cfg, member.optimizer, epochs)
-    optimizer = StackedOptimizer(first.optimizer, list(model.params.values()),
-                                 [m.optimizer for m in members])
-    clip_norms = None
+    def capture(self, on):
+        if on:
+            self.model.captured = {}
+        self.model.capturing = on
 
-    for index, (member, solo) in enumerate(zip(members, solo_models)):
-        emit(RunStarted(run=member.run_id, params=count_parameters(solo), device=str(device),
-                        total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-                        epochs=epochs, pack_size=size, pack_member=index))
-    del solo_models
+    def captured(self):
+        return dict(self.model.captured)
 
-    live = list(members)
+    def effective_lrs(self):
+        position = {n: i for i, n in enumerate(self.model.params)}
+        return [diagnostics.effective_lr(self.optimizer.state[position[n]],
+                                         self.optimizer.groups, self.optimizer.steps)
+                for n in self.weight_names]
 
-    def leave(gone: set[int]) -> None:
-        """Drop members (by position in `live`) from every stacked tensor."""
-        nonlocal live, clip_norms
-        keep = [k for k in range(len(live)) if k not in gone]
-        live = [live[k] for k in keep]
-        if not live:
-            return
-        model.select(keep)
-        optimizer.select(keep, list(model.params.values()))
-        clip_norms = None
+    # --- the rest of the contract ------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, x, y) -> tuple[list[float], list[float]]:
+        """Per member (mean cross-entropy, accuracy) on (x, y), in eval mode: the batch stays
+        shared (StackedModel.shared_input), never copied K times."""
+        members = len(self.cfgs)
+        if len(y) == 0:
+            return [math.nan] * members, [math.nan] * members
+        self.model.training = False
+        loss_sum = torch.zeros(members, device=x.device)
+        correct = torch.zeros(members, device=x.device)
+        for start in range(0, len(y), EVAL_CHUNK):
+            out = self.model.shared_input(x[start:start + EVAL_CHUNK])      # (K, n, classes)
+            target = y[start:start + EVAL_CHUNK]
+            loss_sum += F.cross_entropy(out.transpose(1, 2), target.expand(members, -1),
+                                        reduction="none").sum(1)
+            correct += (out.argmax(2) == target).sum(1)
+        self.model.training = True
+        return (loss_sum / len(y)).tolist(), (correct / len(y)).tolist()
 
-    sync_window = 1 if device.type == "cpu" else 8
-    pending: list[tuple[int, float, int, torch.Tensor]] = []   # step, epoch, batch, losses (K,)
-
-    def drain_losses() -> None:
-        if not pending:
-            return
-        rows = torch.stack([p[3] for p in pending]).tolist()   # one host transfer
-        diverged: dict[int, _Diverged] = {}
-        for (step_at, epoch_at, batch, _), values in zip(pending, rows):
-            for k, (member, value) in enumerate(zip(live, values)):
-                if k in diverged:
-                    continue
-                emit(StepLoss(run=member.run_id, step=step_at, epoch=epoch_at, loss=value))
-                try:
-                    _check_divergence(member.cfg, step_at, value, member.first_loss)
-                except _Diverged as d:
-                    diverged[k] = d
-                    continue
-                member.loss_x_examples += value * batch
-                member.examples += batch
-        pending.clear()
-        for k, d in diverged.items():
-            end(live[k], RunStatus.DIVERGED, d.reason, d.step)
-        if diverged:
-            leave(set(diverged))
-
-    def report(step: int, extra_epoch_loss: bool) -> None:
-        nonlocal last_eval_time, examples_since_eval
-        model.training = False
-        train_loss, train_acc = _evaluate(model, data.x_train_eval, data.y_train_eval)
-        val_loss, val_acc = _evaluate(model, data.x_val, data.y_val)
-        model.training = True
-        now = time.perf_counter()
-        diverged = set()
-        for k, member in enumerate(live):
-            metrics = {TRAIN_LOSS: train_loss[k], TRAIN_ACC: train_acc[k],
-                       VAL_LOSS: val_loss[k], VAL_ACC: val_acc[k],
-                       LR: member.optimizer.param_groups[0]["lr"],
-                       EXAMPLES_PER_S: examples_since_eval / max(now - last_eval_time, 1e-9),
-                       ELAPSED_S: now - started}
-            if extra_epoch_loss:
-                metrics[EPOCH_TRAIN_LOSS] = member.loss_x_examples / max(member.examples, 1)
-            emit(Evaluated(run=member.run_id, step=step, epoch=step / steps_per_epoch,
-                           metrics=metrics))
-            if not math.isfinite(val_loss[k]) or not math.isfinite(train_loss[k]):
-                end(member, RunStatus.DIVERGED, f"evaluation loss is "
-                    f"{min(val_loss[k], train_loss[k])} at step {step}", step)
-                diverged.add(k)
-        if diverged:
-            leave(diverged)
-        last_eval_time, examples_since_eval = time.perf_counter(), 0
-
-    started = time.perf_counter()
-    last_eval_time, examples_since_eval = started, 0
-    step = 0
-    drop_last = drops_last_batch(first, n_train)
-    for epoch in range(epochs):
-        if not live:
-            break
-        for member in live:
-            member.loss_x_examples, member.examples = 0.0, 0
-        # Each member's epoch of batches from its own generator, as train() draws it.
-        epoch_batches = [batch_indices(n_train, first.batch_size, m.generator, drop_last, device,
-                                       shuffle=first.shuffle,
-                                       replacement=first.sample_with_replacement)
-                         for m in live]
-        order = {m.run_id: batches for m, batches in zip(live, epoch_batches)}
-        for batch_number in range(len(epoch_batches[0])):
-            stopping = {k for k, m in enumerate(live) if m.should_stop()}
-            if stopping:
-                drain_losses()
-                stopping = {k for k, m in enumerate(live) if m.should_stop()}
-                for k in stopping:
-                    end(live[k], RunStatus.STOPPED, f"stopped by user at step {step}", step)
-                leave(stopping)
-                if not live:
-                    return
-            index = torch.stack([order[m.run_id][batch_number] for m in live])   # (K, B)
-            x, y = data.x_train[index], data.y_train[index]
-            logits = model(x)
-            losses = F.cross_entropy(logits.flatten(0, 1), y.flatten(),
-                                     reduction="none").view(len(live), -1).mean(1)
-            grads_for = list(model.params.values())
-            for p in grads_for:
-                p.grad = None
-            losses.sum().backward()   # the sum: each member's gradient is its own loss's
-            if any(m.cfg.grad_clip for m in live):
-                if clip_norms is None:
-                    clip_norms = torch.tensor([m.cfg.grad_clip for m in live],
-                                              dtype=torch.float32, device=device)
-                clip_per_member([p.grad for p in grads_for], clip_norms)
-            optimizer.step()
-
-            step += 1
-            progress["step"] = step
-            examples_since_eval += index.shape[1]
-            pending.append((step, step / steps_per_epoch, index.shape[1], losses.detach()))
-            if len(pending) >= sync_window:
-                drain_losses()
-            if first.eval_every and step % first.eval_every == 0 and live:
-                drain_losses()
-                if live:
-                    report(step, extra_epoch_loss=False)
-            if step >= total_steps or not live:
-                break
-        drain_losses()
-        if not live:
-            break
-        for member in live:
-            if member.schedule is not None:
+    def end_epoch(self):
+        for optimizer, schedule in zip(self.member_optimizers, self.schedules):
+            if schedule is not None:
                 # The stand-in has no gradient, so this step changes nothing; it only tells
                 # the schedule that an optimizer step came first, as in a solo run.
-                member.optimizer.step()
-                member.schedule.step()
-        optimizer.refresh()
-        end_of_run = step >= total_steps
-        if not first.eval_every or (end_of_run and step % first.eval_every):
-            report(step, extra_epoch_loss=True)
-        if end_of_run:
-            break
-    for member in live:
-        end(member, RunStatus.COMPLETED, "", step)
+                optimizer.step()
+                schedule.step()
+        self.optimizer.refresh()
 
+    def keep(self, positions):
+        if len(positions) == len(self.cfgs):
+            return
+        if positions:
+            self.model.select(positions)
+            self.optimizer.select(positions, list(self.model.params.values()))
+        self.cfgs = [self.cfgs[k] for k in positions]
+        self.solo_models = [self.solo_models[k] for k in positions]
+        self.params_count = [self.params_count[k] for k in positions]
+        self.member_optimizers = [self.member_optimizers[k] for k in positions]
+        self.schedules = [self.schedules[k] for k in positions]
+        self._clip_norms = None
 
-@torch.no_grad()
-def _evaluate(model, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
-    """Per member (mean cross-entropy, accuracy) on (x, y), as trainer.evaluate for one."""
-    members = len(model.dropout_p)
-    if len(y) == 0:
-        return [math.nan] * members, [math.nan] * members
-    loss_sum = torch.zeros(members, device=x.device)
-    correct = torch.zeros(members, device=x.device)
-    for start in range(0, len(y), EVAL_CHUNK):
-        out = model.shared_input(x[start:start + EVAL_CHUNK])          # (K, n, classes)
-        target = y[start:start + EVAL_CHUNK]
-        loss_sum += F.cross_entropy(out.transpose(1, 2), target.expand(members, -1),
-                                    reduction="none").sum(1)
-        correct += (out.argmax(2) == target).sum(1)
-    return (loss_sum / len(y)).tolist(), (correct / len(y)).tolist()
+    def lr(self, k):
+        return self.member_optimizers[k].param_groups[0]["lr"]
 
+    def parameters(self, k):
+        return self.params_count[k]
 
-# --- how a run trains, recorded with it ----------------------------------------------------------
-THREADS = "perf/threads"       # intra-op threads the run (or its pack) trained with
-PACK_SIZE = "pack/size"        # runs in its pack (1: trained alone)
-PACK_MEMBER = "pack/member"    # its place in the pack, from 0
+    def member_state(self, k):
+        return {"params": {n: p[k].detach().clone() for n, p in self.model.params.items()},
+                "buffers": {n: b[k].clone() for n, b in self.model.buffers.items()}}
 
+    @torch.no_grad()
+    def load_member_state(self, k, state):
+        for n, value in state["params"].items():
+            self.model.params[n][k].copy_(value)
+        for n, value in state["buffers"].items():
+            self.model.buffers[n][k].copy_(value)
 
-def setup_metrics(threads: int, pack_size: int, member: int) -> dict:
-    """The step-0 metrics the job manager records with every run it trains."""
-    return {THREADS: float(threads), PACK_SIZE: float(pack_size), PACK_MEMBER: float(member)}
+    @torch.no_grad()
+    def member_module(self, k):
+        """Member k's own solo model holding its current stacked weights (eval-time views:
+        decision regions, prediction strips)."""
+        module = self.solo_models[k]
+        device = next(iter(self.model.params.values())).device
+        module.to(device)
+        for (name, value), target in zip(self.model.params.items(), module.parameters()):
+            weight = value[k].transpose(0, 1) if name in self.linear_weights else value[k]
+            target.copy_(weight)
+        stacked_buffers = iter(self.model.buffers.values())
+        for name, target in module.named_buffers():
+            if not name.endswith("num_batches_tracked"):
+                target.copy_(next(stacked_buffers)[k])
+        return module

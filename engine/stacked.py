@@ -1,12 +1,16 @@
-"""Stacked tensors for packs: K models of one shape as one, with a leading member dimension.
+"""The stacked form of engine/models.py's networks: K models of one shape as one, with a
+leading member dimension.
 
-This module owns the arithmetic of a pack (engine/packs.py owns the loop and the events):
-`StackedModel` runs the forward pass of K models whose parameters are stacked (K, ...) tensors,
-`StackedOptimizer` applies every update rule engine/optim.py offers to stacked tensors with
-one hyperparameter per member, and `clip_per_member` clips each member's gradient by its own
-norm. Every formula follows the solo code it stands in for, operation by operation (torch's
-single-tensor optimizer code, nn.BatchNorm's running averages, the course formulas), so a
-member's numbers differ from its solo run only by the summation order of batched matmuls.
+engine/models.py defines every layer; this module runs those same modules for K members at
+once (`StackedModel`: Linear as batched matmuls, convolutions grouped, batch norm with each
+member's own statistics and running averages, dropout from each member's own generator) and
+clips each member's gradient by its own norm (`clip_per_member`). Every formula follows the
+solo module it stands in for, operation by operation, so a member's numbers differ from its
+solo run only by the summation order of batched matmuls. A layer type it cannot run is
+listed by `unsupported_modules`, and engine/packs.can_pack then trains the run alone; a new
+layer in models.py needs its stacked form here (tests/engine/test_packs.py covers every
+activation, norm kind, implementation and placement, and residual form). The update rules'
+stacked forms live beside their solo forms in engine/optim.py.
 """
 
 from __future__ import annotations
@@ -18,11 +22,25 @@ from torch import nn
 from engine.models import (CourseBatchNorm, CourseLayerNorm, PostResidual, PreActBlock,
                            PreResidual)
 
+# Containers StackedModel walks into, and layers it applies with its own code.
+CONTAINERS = (nn.Sequential, PostResidual, PreResidual, PreActBlock)
+
 # Activations: StackedModel applies them as they are (elementwise, any layout).
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.Tanh, nn.Sigmoid)
 # Modules that act on each channel of (B, C, H, W) alone: they run unchanged on the members'
 # channels side by side, (B, K*C, H, W).
 PER_CHANNEL = (nn.MaxPool2d, nn.AdaptiveAvgPool2d)
+STACKED_LAYERS = (nn.Flatten, nn.Linear, nn.Conv2d, nn.Dropout, nn.BatchNorm1d, nn.BatchNorm2d,
+                  nn.GroupNorm, nn.LayerNorm, CourseBatchNorm, CourseLayerNorm) \
+    + ELEMENTWISE + PER_CHANNEL
+
+
+def unsupported_modules(model: nn.Module) -> list[str]:
+    """Names of the layer types in `model` that StackedModel cannot run ([] when it can run
+    all of them): the reason a run of this model trains alone."""
+    found = {type(m).__name__ for m in model.modules()
+             if not isinstance(m, CONTAINERS + STACKED_LAYERS)}
+    return sorted(found)
 
 
 def stack_members(models: list[nn.Module], template: nn.Module, device) -> tuple[dict, dict]:
@@ -83,6 +101,16 @@ class StackedModel:
         # 303-485 ms as 8 solo steps, measured on this 2-core machine at load average 17,
         # where no difference below 2x can be told apart (a quiet machine or a GPU must say).
         self.conv = any(isinstance(m, nn.Conv2d) for m in template.modules())
+        # Activations kept for per-layer diagnostics: {id(module): layer index} of the modules
+        # whose outputs are layer activations (set by watch()); outputs land in `captured`
+        # as (K, B, units, ...) during a training forward while `capturing` is on.
+        self._watched: dict[int, int] = {}
+        self.capturing = False
+        self.captured: dict[int, torch.Tensor] = {}
+
+    def watch(self, modules: dict) -> None:
+        """{template module: layer index}: the modules whose outputs capture() keeps."""
+        self._watched = {id(m): i for m, i in modules.items()}
 
     def select(self, keep: list[int]) -> None:
         """Keep only these members (by position), e.g. after one diverged or was stopped."""
@@ -116,6 +144,16 @@ class StackedModel:
     _shared = False     # True while an input shared by every member is still unstacked
 
     def _forward(self, module: nn.Module, x: torch.Tensor, prefix: str) -> torch.Tensor:
+        out = self._apply(module, x, prefix)
+        if self.capturing and self.training and id(module) in self._watched:
+            kept = out.detach()
+            if kept.dim() == 4:     # (B, K*C, H, W) -> (K, B, C, H, W)
+                members = len(self.dropout_p)
+                kept = kept.reshape(len(kept), members, -1, *kept.shape[2:]).transpose(0, 1)
+            self.captured[self._watched[id(module)]] = kept
+        return out
+
+    def _apply(self, module: nn.Module, x: torch.Tensor, prefix: str) -> torch.Tensor:
         if self._shared and not isinstance(module, (nn.Sequential, nn.Flatten, nn.Linear,
                                                     nn.Conv2d)):
             self._shared = False
@@ -266,160 +304,3 @@ def clip_per_member(grads: list[torch.Tensor], max_norms: torch.Tensor) -> None:
     coef = torch.where(max_norms > 0, coef, torch.ones_like(coef))
     for g in grads:
         g.mul_(coef.view(-1, *([1] * (g.dim() - 1))))
-
-
-# --- optimizers ----------------------------------------------------------------------------------
-
-class StackedOptimizer:
-    """Every update rule of engine/optim.py on stacked (K, ...) parameters, one set of
-    hyperparameters per member.
-
-    Each member keeps the torch optimizer its config builds (over a one-element stand-in
-    parameter): its param_groups are the member's hyperparameters, and its learning-rate
-    schedule steps it exactly as it would step alone. `refresh()` reads them into (K, 1, ...)
-    tensors; call it after every schedule step. Per-member scalars that the solo code
-    computes in Python (Adam's step size and bias corrections) are computed in Python here
-    too and only then turned into float32 tensors, so they round as the solo run's do.
-    """
-
-    def __init__(self, kind: str, params: list[torch.Tensor], member_optimizers: list):
-        self.kind, self.params, self.members = kind, list(params), list(member_optimizers)
-        self.state: list[dict] = [{} for _ in self.params]
-        self.steps = 0
-        self.refresh()
-
-    def select(self, keep: list[int], params: list[torch.Tensor]) -> None:
-        index = torch.tensor(keep, device=params[0].device)
-        self.params = list(params)
-        self.state = [{k: v.index_select(0, index) for k, v in s.items()} for s in self.state]
-        self.members = [self.members[k] for k in keep]
-        self.refresh()
-
-    def refresh(self) -> None:
-        device = self.params[0].device
-        groups = [m.param_groups[0] for m in self.members]
-        self.group = groups
-
-        def column(values):
-            return torch.tensor([float(v) for v in values], dtype=torch.float32, device=device)
-        self.lr = column(g["lr"] for g in groups)
-        self.neg_lr = column(-g["lr"] for g in groups)
-        self.weight_decay = column(g.get("weight_decay", 0.0) for g in groups)
-        self.any_decay = any(g.get("weight_decay", 0.0) for g in groups)
-        if "momentum" in groups[0]:
-            self.momentum = column(g["momentum"] for g in groups)
-        if "alpha" in groups[0]:
-            self.alpha = column(g["alpha"] for g in groups)
-            self.one_minus_alpha = column(1 - g["alpha"] for g in groups)
-        if "eps" in groups[0]:
-            self.eps = column(g["eps"] for g in groups)
-        if "betas" in groups[0]:
-            self.beta1 = column(g["betas"][0] for g in groups)
-            self.beta2 = column(g["betas"][1] for g in groups)
-            self.one_minus_beta1 = column(1 - g["betas"][0] for g in groups)
-            self.one_minus_beta2 = column(1 - g["betas"][1] for g in groups)
-        if "momentum" in groups[0] and self.kind != "course-momentum":
-            self.nesterov = [bool(g.get("nesterov", False)) for g in groups]
-            self.nesterov_mask = column(self.nesterov)
-        if self.kind == "course-momentum":
-            self.one_minus_momentum = column(1 - g["momentum"] for g in groups)
-        if self.kind == "adamw":
-            self.decay_factor = column(1 - g["lr"] * g["weight_decay"] for g in groups)
-
-    def _per_step_column(self, values) -> torch.Tensor:
-        return torch.tensor(values, dtype=torch.float32, device=self.params[0].device)
-
-    @staticmethod
-    def _b(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-        return t.view(-1, *([1] * (like.dim() - 1)))
-
-    @torch.no_grad()
-    def step(self) -> None:
-        self.steps += 1
-        kind = self.kind
-        adam_columns = None
-        if kind in ("adam", "adamw"):
-            adam_columns = self._adam_columns()
-        elif kind == "course-adam":
-            adam_columns = self._course_adam_columns()
-        for param, state in zip(self.params, self.state):
-            grad = param.grad
-            if grad is None:
-                continue
-            b = lambda t: self._b(t, param)   # noqa: E731 - broadcast a (K,) column
-            if kind == "adamw":
-                param.mul_(b(self.decay_factor))
-            elif self.any_decay:
-                grad = grad + b(self.weight_decay) * param     # L2, as grad.add(p, alpha=wd)
-            if kind in ("sgd", "momentum", "nesterov"):
-                self._sgd(param, grad, state, b)
-            elif kind == "rmsprop":
-                square = state.setdefault("square_avg", torch.zeros_like(param))
-                square.mul_(b(self.alpha)).add_(grad * grad * b(self.one_minus_alpha))
-                param.addcmul_(grad / square.sqrt().add_(b(self.eps)), b(self.neg_lr))
-            elif kind == "adagrad":
-                total = state.setdefault("sum", torch.zeros_like(param))
-                total.addcmul_(grad, grad, value=1)
-                param.addcmul_(grad / total.sqrt().add_(b(self.eps)), b(self.neg_lr))
-            elif kind in ("adam", "adamw"):
-                neg_step_size, bias2_sqrt = adam_columns
-                avg = state.setdefault("exp_avg", torch.zeros_like(param))
-                avg_sq = state.setdefault("exp_avg_sq", torch.zeros_like(param))
-                avg.lerp_(grad, b(self.one_minus_beta1))
-                avg_sq.mul_(b(self.beta2)).add_(grad * grad * b(self.one_minus_beta2))
-                denom = (avg_sq.sqrt() / b(bias2_sqrt)).add_(b(self.eps))
-                param.addcmul_(avg / denom, b(neg_step_size))   # addcdiv_
-            elif kind == "course-momentum":
-                velocity = state.setdefault("velocity", torch.zeros_like(param))
-                velocity.mul_(b(self.momentum)).add_(grad * b(self.one_minus_momentum))
-                param.addcmul_(velocity, b(self.neg_lr))
-            elif kind == "course-rmsprop":
-                scale = state.setdefault("scale", torch.zeros_like(param))
-                scale.mul_(b(self.alpha)).add_(grad * grad * b(self.one_minus_alpha))
-                param.addcmul_(grad / torch.sqrt(scale + b(self.eps)), b(self.neg_lr))
-            elif kind == "course-adam":
-                bias1, bias2 = adam_columns
-                velocity = state.setdefault("velocity", torch.zeros_like(param))
-                scale = state.setdefault("scale", torch.zeros_like(param))
-                velocity.mul_(b(self.beta1)).add_(grad * b(self.one_minus_beta1))
-                scale.mul_(b(self.beta2)).add_(grad * grad * b(self.one_minus_beta2))
-                param.addcmul_((velocity / b(bias1)) / torch.sqrt(scale / b(bias2) + b(self.eps)),
-                               b(self.neg_lr))
-            else:
-                raise ValueError(f"unknown optimizer {kind!r}")
-
-    def _sgd(self, param, grad, state, b) -> None:
-        if self.kind != "sgd":
-            buffer = state.get("momentum_buffer")
-            if buffer is None:
-                buffer = state["momentum_buffer"] = grad.detach().clone()
-            else:
-                buffer.mul_(b(self.momentum)).add_(grad)         # dampening 0
-            if any(self.nesterov):
-                # grad + momentum * buffer where nesterov, else the buffer itself.
-                grad = torch.where(b(self.nesterov_mask) > 0, grad + b(self.momentum) * buffer,
-                                   buffer)
-            else:
-                grad = buffer
-        param.addcmul_(grad, b(self.neg_lr))
-
-    def _adam_columns(self) -> tuple[torch.Tensor, torch.Tensor]:
-        # torch's single-tensor Adam: step_size = lr / (1 - b1^t), denominator
-        # sqrt(v) / sqrt(1 - b2^t) + eps, all from Python floats.
-        t = self.steps
-        neg_step, bias2_sqrt = [], []
-        for g in self.group:
-            beta1, beta2 = g["betas"]
-            neg_step.append(-(g["lr"] / (1 - beta1 ** t)))
-            bias2_sqrt.append((1 - beta2 ** t) ** 0.5)
-        return self._per_step_column(neg_step), self._per_step_column(bias2_sqrt)
-
-    def _course_adam_columns(self) -> tuple[torch.Tensor, torch.Tensor]:
-        t = self.steps
-        bias1, bias2 = [], []
-        for g in self.group:
-            beta1, beta2 = g["betas"]
-            on = g["bias_correction"]
-            bias1.append(1 - beta1 ** t if on else 1.0)
-            bias2.append(1 - beta2 ** t if on else 1.0)
-        return self._per_step_column(bias1), self._per_step_column(bias2)

@@ -1,346 +1,361 @@
-"""Training one run: `train(cfg, run_id=..., emit=..., should_stop=...)`.
+"""The training loop: ONE loop for one run or a pack of K runs (a run alone is K = 1).
 
-This module owns the training loop and nothing else: it builds the data, model and optimizer
-from the config, steps through the epochs, evaluates, and reports everything as events
-(`engine.events`) through `emit`. It never touches the store, threads or the UI.
+This module owns how training proceeds and what it reports: the plan (epochs and steps),
+per-member stop and pause (through each member's `should_stop`), the step, the GPU sync
+window, divergence, the evaluation schedule, throughput, keep_best, per-layer diagnostics
+and snapshots, and every event (engine.events) through `emit`. What differs between a run
+alone and a pack is only the stepper (engine/stepper.py: SoloStepper for K = 1,
+engine/packs.py: PackStepper for K > 1): forward, backward and update of K members,
+evaluation of K members. It never touches the store, threads or the UI.
 
-Every run ends with exactly one `RunEnded`, which `train` both emits and returns:
-completed, stopped (a stop request takes effect before the next step), diverged (loss not
-finite, or exploding past `diverge_factor` times its first value: stops at once and records
-where), or failed (any error, with its message; "out of memory" for OOM). `train` never
-raises, so a worker thread can call it without a safety net of its own.
+Entry points: `train(cfg, run_id=..., emit=..., should_stop=...)` for one run and
+`train_runs(cfgs, run_ids=..., emit=..., should_stop_each=...)` for a pack (runs that
+`engine.packs.can_pack` accepts). Neither raises. Every member ends with exactly one
+`RunEnded`: completed, stopped (a stop request takes effect before the next step), diverged
+(loss not finite, or exploding past `diverge_factor` times its first value: the member stops
+at once, the step is recorded, the others train on), or failed (any error ends every member
+still training, with its message; "out of memory" for OOM).
 
-Reproducibility: the run owns a CPU `torch.Generator` seeded from `cfg.seed` that draws the
-shuffling and every dropout mask; initialization draws from torch's global generator, seeded
-under a lock while the model is built. The same config and seed therefore give the same
-curve on the same device whether the run trains alone or beside others.
+Reproducibility: each member's initialization comes from its own seed under a process-wide
+lock (engine.runsetup.seeded_model); its shuffling and dropout masks from its own generator.
+A member's curve therefore equals its solo run's (to float summation order in a pack).
 """
 
 from __future__ import annotations
 
-import gc
 import math
-import threading
 import time
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 
 from engine import diagnostics
 from engine.config import RunConfig, drops_last_batch, plan_steps
 from engine.events import (ELAPSED_S, EPOCH_TRAIN_LOSS, EXAMPLES_PER_S, LR, TRAIN_ACC,
                            TRAIN_LOSS, VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted,
                            RunStatus, StepLoss)
+from engine.packs import PackStepper, can_pack
+from engine.runsetup import (OUT_OF_MEMORY, available_devices, describe_error, provenance,
+                             release_memory, resolve_device)
+from engine.stepper import SoloStepper
+
+__all__ = ["train", "train_runs", "resolve_device", "available_devices", "OUT_OF_MEMORY",
+           "BEST_EPOCH"]
 
 Emit = Callable[[object], None]
-
-# Model construction draws from torch's process-wide generator; this lock keeps two runs
-# starting at once from interleaving their draws (which would make init depend on timing).
-_GLOBAL_RNG_LOCK = threading.Lock()
-
-# Evaluation runs in chunks of this many examples so a 10,000-image validation set through a
-# CNN does not need one huge activation tensor.
-EVAL_CHUNK = 4096
-
-OUT_OF_MEMORY = "out of memory"
-
-
-class _Diverged(Exception):
-    def __init__(self, step: int, reason: str):
-        self.step, self.reason = step, reason
-
-
-def train(cfg: RunConfig, *, run_id: str, emit: Emit,
-          should_stop: Callable[[], bool] = lambda: False) -> RunEnded:
-    """Train `cfg` and report through `emit`; returns (and emits) the final RunEnded."""
-    progress = {"step": 0}
-    end_step = None      # the diverging step (on a GPU, losses are read back some steps late)
-    try:
-        status, reason = _train(cfg, run_id, emit, should_stop, progress)
-    except _Diverged as d:
-        status, reason, end_step = RunStatus.DIVERGED, d.reason, d.step
-    except Exception as error:  # noqa: BLE001 - every failure is an ordinary outcome here
-        status, reason = RunStatus.FAILED, _describe(error)
-        del error  # drop the traceback (and the tensors its frames hold) before freeing memory
-        # A failed run (out of memory above all) may leave cycles holding big tensors; a
-        # finished one frees its model by reference counting, so only failures pay for this.
-        _release_memory()
-    ended = RunEnded(run=run_id, status=status,
-                     step=progress["step"] if end_step is None else end_step, reason=reason)
-    try:
-        emit(ended)
-    except Exception:  # noqa: BLE001 - a broken sink must not turn into a raise here
-        pass
-    return ended
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto: cuda, then mps, then cpu. A named device that is not there is an error."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {name!r} was asked for but CUDA is not available here; "
-                           "use device auto or cpu")
-    if device.type == "cuda" and device.index is not None \
-            and device.index >= torch.cuda.device_count():
-        raise RuntimeError(f"device {name!r} does not exist; this machine has "
-                           f"{torch.cuda.device_count()} CUDA device(s)")
-    if device.type == "mps" and not (getattr(torch.backends, "mps", None)
-                                     and torch.backends.mps.is_available()):
-        raise RuntimeError(f"device {name!r} was asked for but MPS is not available here")
-    return device
-
-
-def available_devices() -> list[str]:
-    """Device names a run may ask for on this machine: auto, cpu, and what torch finds."""
-    names = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        names += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        names.append("mps")
-    return names
-
-
-# ----------------------------------------------------------------------------------------------
-def _train(cfg, run_id, emit, should_stop, progress) -> tuple[str, str]:
-    # Imported here so that importing the trainer (e.g. by the job manager) stays cheap.
-    from engine.data import batch_indices, prepare_data
-    from engine.models import build_model, count_parameters
-    from engine.optim import build_optimizer, build_schedule
-
-    device = resolve_device(cfg.device)
-    data = prepare_data(cfg, device)
-    n_train = len(data.y_train)
-    steps_per_epoch, epochs, total_steps = plan_steps(cfg, n_train)
-
-    with _GLOBAL_RNG_LOCK:
-        torch.manual_seed(cfg.seed)
-        model = build_model(cfg, data.input_shape, data.num_classes).to(device)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    _draw_dropout_from(model, generator)
-    optimizer = build_optimizer(cfg, model.parameters())
-    schedule = build_schedule(cfg, optimizer, epochs)
-    # Per-layer statistics on collection steps only (engine.diagnostics); None when off, so a
-    # run without diagnostics takes exactly the steps and emits exactly the events it did.
-    collector = diagnostics.Collector(model, optimizer, diagnostics.collection_due(
-        cfg, steps_per_epoch, total_steps)) if cfg.diagnostics else None
-
-    emit(RunStarted(run=run_id, params=count_parameters(model), device=str(device),
-                    total_steps=total_steps, steps_per_epoch=steps_per_epoch, epochs=epochs))
-
-    # Every step reads its loss back to the host: on a CPU that is free; on a GPU it is a
-    # sync point, so there losses are read back in windows of SYNC_WINDOW steps (divergence
-    # is then caught within that many steps instead of one).
-    sync_window = 1 if device.type == "cpu" else 8
-    pending: list[tuple[int, float, int, torch.Tensor]] = []   # step, epoch, batch, loss
-    first_loss: list[float] = []
-    epoch_sum = {"loss_x_examples": 0.0, "examples": 0}   # for the seed's epoch "Train Loss"
-
-    def drain_losses():
-        if not pending:
-            return
-        values = [pending[0][3].item()] if len(pending) == 1 \
-            else torch.stack([p[3] for p in pending]).tolist()   # one host transfer
-        for (step, epoch_at, batch, _), value in zip(pending, values):
-            emit(StepLoss(run=run_id, step=step, epoch=epoch_at, loss=value))
-            _check_divergence(cfg, step, value, first_loss)
-            epoch_sum["loss_x_examples"] += value * batch
-            epoch_sum["examples"] += batch
-        pending.clear()
-
-    best = _BestWeights(data) if cfg.keep_best else None
-    evaluated = (None, None)       # (step, validation accuracy) of the latest evaluation
-    started = time.perf_counter()
-    last_eval_time, examples_since_eval = started, 0
-    step = 0
-    for epoch in range(epochs):
-        model.train()
-        epoch_sum.update(loss_x_examples=0.0, examples=0)
-        for index in batch_indices(n_train, cfg.batch_size, generator,
-                                   drops_last_batch(cfg, n_train), device, shuffle=cfg.shuffle,
-                                   replacement=cfg.sample_with_replacement):
-            if should_stop():
-                drain_losses()
-                return RunStatus.STOPPED, f"stopped by user at step {step}"
-            x, y = data.x_train[index], data.y_train[index]
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-
-            step += 1
-            progress["step"] = step
-            examples_since_eval += len(y)
-            pending.append((step, step / steps_per_epoch, len(y), loss.detach()))
-            if len(pending) >= sync_window:
-                drain_losses()
-            # An evaluation step's diagnostics go out with its Evaluated; others on their own.
-            diag = collector.take() if collector else {}
-            if diag and not diagnostics.evaluates_at(cfg, step, steps_per_epoch, total_steps):
-                emit(Evaluated(run=run_id, step=step, epoch=step / steps_per_epoch, metrics=diag))
-
-            if cfg.eval_every and step % cfg.eval_every == 0:
-                drain_losses()
-                last_eval_time, examples_since_eval, val_acc = _report(
-                    cfg, run_id, emit, model, data, optimizer, step, steps_per_epoch, started,
-                    last_eval_time, examples_since_eval, extra=diag)
-                evaluated = (step, val_acc)
-            if step >= total_steps:
-                break
-        drain_losses()
-        if schedule is not None:
-            schedule.step()
-        end_of_run = step >= total_steps
-        epoch_mean = epoch_sum["loss_x_examples"] / max(epoch_sum["examples"], 1)
-        if not cfg.eval_every or (end_of_run and step % cfg.eval_every):
-            last_eval_time, examples_since_eval, val_acc = _report(
-                cfg, run_id, emit, model, data, optimizer, step, steps_per_epoch, started,
-                last_eval_time, examples_since_eval, extra={EPOCH_TRAIN_LOSS: epoch_mean, **diag})
-            evaluated = (step, val_acc)
-        if best is not None:     # the epoch's evaluation when there was one at this step
-            best.consider(model, step, steps_per_epoch,
-                          evaluated[1] if evaluated[0] == step else None)
-        if end_of_run:
-            break
-    if best is not None and best.state is not None:
-        best.restore(model, cfg, run_id, emit, data, optimizer, step, steps_per_epoch, started)
-    return RunStatus.COMPLETED, ""
-
-
-def _report(cfg, run_id, emit, model, data, optimizer, step, steps_per_epoch, started,
-            last_eval_time, examples_since_eval, extra) -> tuple[float, int, float]:
-    """Evaluate on the fixed train subset and the validation set, and emit Evaluated.
-    Returns (when the next throughput window starts, examples in it, validation accuracy)."""
-    train_loss, train_acc = evaluate(model, data.x_train_eval, data.y_train_eval)
-    val_loss, val_acc = evaluate(model, data.x_val, data.y_val)
-    now = time.perf_counter()
-    metrics = {TRAIN_LOSS: train_loss, TRAIN_ACC: train_acc, VAL_LOSS: val_loss,
-               VAL_ACC: val_acc, LR: optimizer.param_groups[0]["lr"],
-               EXAMPLES_PER_S: examples_since_eval / max(now - last_eval_time, 1e-9),
-               ELAPSED_S: now - started, **extra}
-    emit(Evaluated(run=run_id, step=step, epoch=step / steps_per_epoch, metrics=metrics))
-    if cfg.diagnostics and diagnostics.snapshot_due(
-            cfg, step, steps_per_epoch, plan_steps(cfg, len(data.y_train))[2]):
-        emit(diagnostics.regions_snapshot(run_id, step, model, data.x_train)
-             if diagnostics.is_toy(cfg) else diagnostics.predictions_snapshot(
-                 run_id, step, model, data.x_val, data.y_val, data.classes))
-    if not math.isfinite(val_loss) or not math.isfinite(train_loss):
-        raise _Diverged(step, f"evaluation loss is {min(val_loss, train_loss)} at step {step}")
-    # Evaluation time is not training time: start the next throughput window after it.
-    return time.perf_counter(), 0, val_acc
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy as a fraction) of `model` on (x, y), in eval mode."""
-    if len(y) == 0:
-        return math.nan, math.nan
-    was_training = model.training
-    model.eval()
-    loss_sum = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device)
-    for start in range(0, len(y), EVAL_CHUNK):
-        out = model(x[start:start + EVAL_CHUNK])
-        target = y[start:start + EVAL_CHUNK]
-        loss_sum += F.cross_entropy(out, target, reduction="sum")
-        correct += (out.argmax(1) == target).sum()
-    model.train(was_training)
-    return (loss_sum / len(y)).item(), (correct / len(y)).item()
-
-
-def _check_divergence(cfg: RunConfig, step: int, loss: float, first_loss: list[float]):
-    if not math.isfinite(loss):
-        raise _Diverged(step, f"loss is {loss} at step {step}")
-    if not first_loss:
-        first_loss.append(loss)
-    elif loss > cfg.diverge_factor * max(first_loss[0], 1e-3):
-        raise _Diverged(step, f"loss {loss:.4g} at step {step} exceeds {cfg.diverge_factor:g}x "
-                              f"its first value {first_loss[0]:.4g}")
-
 
 BEST_EPOCH = "best/epoch"   # keep_best: the epoch whose weights the run ended with
 
 
-class _BestWeights:
-    """keep_best (cs231n's Solver): a copy of the weights at the end-of-epoch evaluation with
-    the highest validation accuracy (the first of equals), restored when training ends."""
+@dataclass
+class Member:
+    """One run in the loop: its config, identity and running numbers."""
+    cfg: RunConfig
+    run_id: str
+    should_stop: Callable[[], bool]
+    place: int                                  # its place in its pack, from 0
+    generator: torch.Generator = None
+    first_loss: float | None = None             # divergence is measured against it
+    epoch_loss: float = 0.0                     # sum of step loss x batch over the epoch
+    epoch_examples: int = 0
+    diag_due: Callable[[int], bool] = lambda step: False
+    held_diag: dict = field(default_factory=dict)   # a collection step's metrics, kept for
+    #                                                  the evaluation at the same step
+    best_acc: float = -math.inf                 # keep_best: the best validation accuracy,
+    best_epoch: float = 0.0                     # when it was reached,
+    best_state: dict | None = None              # and the weights then
 
-    def __init__(self, data):
-        self.data, self.acc, self.epoch, self.state = data, -math.inf, 0.0, None
+    def __post_init__(self):
+        self.generator = torch.Generator().manual_seed(self.cfg.seed)
 
-    def consider(self, model, step, steps_per_epoch, acc: float | None = None) -> None:
-        """`acc`: the validation accuracy just reported at this step, if any (else one
-        validation pass here)."""
-        if acc is None:
-            _, acc = evaluate(model, self.data.x_val, self.data.y_val)
-        if acc > self.acc:
-            self.acc, self.epoch = acc, step / steps_per_epoch
-            self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
-    def restore(self, model, cfg, run_id, emit, data, optimizer, step, steps_per_epoch,
-                started) -> None:
-        """Load the best weights and report them as the run's final evaluation."""
-        model.load_state_dict(self.state)
+def train(cfg: RunConfig, *, run_id: str, emit: Emit,
+          should_stop: Callable[[], bool] = lambda: False) -> RunEnded:
+    """Train one run and report through `emit`; returns (and emits) its RunEnded."""
+    return train_runs([cfg], run_ids=[run_id], emit=emit, should_stop_each=[should_stop])[0]
+
+
+def train_runs(cfgs: Sequence[RunConfig], *, run_ids: Sequence[str], emit: Emit,
+               should_stop_each: Sequence[Callable[[], bool]] | None = None) -> list[RunEnded]:
+    """Train cfgs together (one run, or a pack that engine.packs.can_pack accepts); returns
+    (and emits) each member's RunEnded, in input order. Never raises."""
+    stops = list(should_stop_each or [lambda: False] * len(cfgs))
+    members = [Member(c, r, s, k) for k, (c, r, s) in enumerate(zip(cfgs, run_ids, stops))]
+    loop = _Loop(members, emit)
+    try:
+        if len(members) > 1:
+            ok, why = can_pack(cfgs)
+            if not ok:
+                raise ValueError(f"these runs cannot train as one pack: {why}")
+        loop.run()
+    except Exception as error:  # noqa: BLE001 - every failure is an ordinary outcome here
+        reason = describe_error(error)
+        del error  # drop the traceback (and the tensors its frames hold) before freeing memory
+        release_memory()
+        for member in members:
+            loop.end(member, RunStatus.FAILED, reason, loop.step)
+    return [loop.ended[m.run_id] for m in members]
+
+
+class _Loop:
+    """The loop's state: the members still training (`live`, in the stepper's order), the
+    step counter, throughput window and the RunEnded of each member that has ended."""
+
+    def __init__(self, members: list[Member], emit: Emit):
+        self.members, self.emit = members, emit
+        self.live = list(members)
+        self.ended: dict[str, RunEnded] = {}
+        self.step = 0
+
+    def end(self, member: Member, status: str, reason: str, step: int) -> None:
+        """End a member (once): its RunEnded, emitted; a broken sink never raises here."""
+        if member.run_id in self.ended:
+            return
+        event = RunEnded(run=member.run_id, status=status, step=step, reason=reason)
+        self.ended[member.run_id] = event
+        try:
+            self.emit(event)
+        except Exception:  # noqa: BLE001 - a broken sink must not turn into a raise here
+            pass
+
+    def leave(self, gone: set[int]) -> None:
+        """Members (by position in `live`) that ended leave the stepper."""
+        if not gone:
+            return
+        keep = [k for k in range(len(self.live)) if k not in gone]
+        self.live = [self.live[k] for k in keep]
+        self.stepper.keep(keep)
+
+    # ------------------------------------------------------------------------------------------
+    def run(self) -> None:
+        from engine.data import batch_indices, prepare_data   # lazy: heavy
+        first = self.members[0].cfg
+        device = resolve_device(first.device)
+        data = prepare_data(first, device)
+        n_train = len(data.y_train)
+        self.data = data
+        # The plan: shared by every member of a pack (the fields it depends on are shared).
+        self.steps_per_epoch, epochs, self.total_steps = plan_steps(first, n_train)
+        self.stepper = _stepper(self.members, data, device, epochs)
+        size = len(self.members)
+        packing = _packing_note(self.members)
+        for m in self.members:
+            if m.cfg.diagnostics:
+                m.diag_due = diagnostics.collection_due(m.cfg, self.steps_per_epoch,
+                                                        self.total_steps)
+            self.emit(RunStarted(
+                run=m.run_id, params=self.stepper.parameters(m.place), device=str(device),
+                total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
+                epochs=epochs, pack_size=size, pack_member=m.place,
+                provenance={**provenance(device, pack_size=size, pack_member=m.place),
+                            "packing": packing}))
+
+        # Every step's losses are read back to the host: on a CPU that is free; on a GPU it is
+        # a sync point, so there they are read back in windows of SYNC_WINDOW steps
+        # (divergence is then caught within that many steps instead of one).
+        sync_window = 1 if device.type == "cpu" else 8
+        self.pending: list[tuple[int, float, int, torch.Tensor]] = []  # step, epoch, batch, (K,)
+        self.started = time.perf_counter()
+        self.window_start, self.window_examples = self.started, 0      # throughput
+        drop_last = drops_last_batch(first, n_train)
+        for _ in range(epochs):
+            for m in self.live:
+                m.epoch_loss, m.epoch_examples = 0.0, 0
+            # Each member's epoch of batches from its own generator, as it would draw alone.
+            batches = [batch_indices(n_train, first.batch_size, m.generator, drop_last, device,
+                                     shuffle=first.shuffle,
+                                     replacement=first.sample_with_replacement)
+                       for m in self.live]
+            order = {m.run_id: b for m, b in zip(self.live, batches)}
+            for number in range(len(batches[0])):
+                if not self.stop_requested():
+                    return
+                index = torch.stack([order[m.run_id][number] for m in self.live])   # (K, B)
+                stepped = list(self.live)
+                collect = [m.diag_due(self.step + 1) for m in stepped]
+                losses, layer_stats = self.stepper.step(
+                    data.x_train[index], data.y_train[index], collect=any(collect))
+                self.step += 1
+                self.window_examples += index.shape[1]
+                self.pending.append((self.step, self.step / self.steps_per_epoch,
+                                     index.shape[1], losses))
+                if len(self.pending) >= sync_window:
+                    self.drain_losses()
+                if layer_stats is not None:
+                    self.hand_out_diagnostics(stepped, collect, layer_stats)
+                if first.eval_every and self.step % first.eval_every == 0 and self.live:
+                    self.drain_losses()
+                    self.report(epoch_end=False)
+                if self.step >= self.total_steps or not self.live:
+                    break
+            self.drain_losses()
+            if not self.live:
+                return
+            self.stepper.end_epoch()
+            end_of_run = self.step >= self.total_steps
+            evaluated = None
+            if not first.eval_every or (end_of_run and self.step % first.eval_every):
+                evaluated = self.report(epoch_end=True)
+            self.consider_best(evaluated)
+            if end_of_run:
+                break
+        self.restore_best()
+        for m in self.live:
+            self.end(m, RunStatus.COMPLETED, "", self.step)
+
+    # --- stop, losses, divergence --------------------------------------------------------------
+    def stop_requested(self) -> bool:
+        """Ask every live member whether to go on (a paused one waits here); end those that
+        stop. False when none is left."""
+        stopping = [m for m in self.live if m.should_stop()]
+        if stopping:
+            self.drain_losses()           # their last losses first (a member may diverge)
+            for m in stopping:
+                self.end(m, RunStatus.STOPPED, f"stopped by user at step {self.step}",
+                         self.step)
+            self.leave({k for k, m in enumerate(self.live) if m.run_id in self.ended})
+        return bool(self.live)
+
+    def drain_losses(self) -> None:
+        """Emit the pending step losses (one host transfer), check each for divergence and
+        end the members that diverged."""
+        if not self.pending:
+            return
+        rows = torch.stack([p[3] for p in self.pending]).tolist()
+        diverged: dict[int, tuple[int, str]] = {}
+        for (step, epoch, batch, _), values in zip(self.pending, rows):
+            for k, (m, value) in enumerate(zip(self.live, values)):
+                if k in diverged:
+                    continue
+                self.emit(StepLoss(run=m.run_id, step=step, epoch=epoch, loss=value))
+                why = _divergence(m, step, value)
+                if why:
+                    diverged[k] = (step, why)
+                    continue
+                m.epoch_loss += value * batch
+                m.epoch_examples += batch
+        self.pending.clear()
+        for k, (step, why) in diverged.items():
+            self.end(self.live[k], RunStatus.DIVERGED, why, step)
+        self.leave(set(diverged))
+
+    # --- diagnostics, evaluation, keep_best -----------------------------------------------------
+    def hand_out_diagnostics(self, stepped: list[Member], collect: list[bool],
+                             layer_stats: list[dict]) -> None:
+        """Each due member's per-layer metrics of the step just taken: with its evaluation
+        when one follows at this step, else as an Evaluated of their own now."""
+        for m, due, stats in zip(stepped, collect, layer_stats):
+            if not due or not stats or m.run_id in self.ended:
+                continue
+            if diagnostics.evaluates_at(m.cfg, self.step, self.steps_per_epoch,
+                                        self.total_steps):
+                m.held_diag = stats
+            else:
+                self.emit(Evaluated(run=m.run_id, step=self.step,
+                                    epoch=self.step / self.steps_per_epoch, metrics=stats))
+
+    def report(self, epoch_end: bool, only: set[str] | None = None,
+               extra: dict | None = None) -> list[float]:
+        """Evaluate every live member on the fixed training subset and the validation set and
+        emit its Evaluated (and snapshot when due); members whose evaluation loss is not
+        finite end as diverged. `only`: emit for these run ids alone (keep_best's final
+        report). Returns each live member's validation accuracy (before any leave)."""
+        data, step = self.data, self.step
+        train_loss, train_acc = self.stepper.evaluate(data.x_train_eval, data.y_train_eval)
+        val_loss, val_acc = self.stepper.evaluate(data.x_val, data.y_val)
         now = time.perf_counter()
-        _report(cfg, run_id, emit, model, data, optimizer, step, steps_per_epoch, started, now,
-                0, extra={BEST_EPOCH: self.epoch})
+        throughput = self.window_examples / max(now - self.window_start, 1e-9)
+        diverged = set()
+        for k, m in enumerate(self.live):
+            if only is not None and m.run_id not in only:
+                continue
+            metrics = {TRAIN_LOSS: train_loss[k], TRAIN_ACC: train_acc[k],
+                       VAL_LOSS: val_loss[k], VAL_ACC: val_acc[k], LR: self.stepper.lr(k),
+                       EXAMPLES_PER_S: throughput, ELAPSED_S: now - self.started}
+            if epoch_end:
+                metrics[EPOCH_TRAIN_LOSS] = m.epoch_loss / max(m.epoch_examples, 1)
+            metrics.update(m.held_diag)
+            metrics.update((extra or {}).get(m.run_id, {}))
+            m.held_diag = {}
+            self.emit(Evaluated(run=m.run_id, step=step, epoch=step / self.steps_per_epoch,
+                                metrics=metrics))
+            if m.cfg.diagnostics and diagnostics.snapshot_due(
+                    m.cfg, step, self.steps_per_epoch, self.total_steps):
+                self.emit(self.snapshot(m, k))
+            if not math.isfinite(val_loss[k]) or not math.isfinite(train_loss[k]):
+                self.end(m, RunStatus.DIVERGED, f"evaluation loss is "
+                         f"{min(val_loss[k], train_loss[k])} at step {step}", step)
+                diverged.add(k)
+        self.leave(diverged)
+        # Evaluation time is not training time: the next throughput window starts after it.
+        self.window_start, self.window_examples = time.perf_counter(), 0
+        return val_acc
+
+    def snapshot(self, m: Member, k: int):
+        """Member k's decision regions (toy sets) or prediction strip (images) at this step."""
+        model, data = self.stepper.member_module(k), self.data
+        if diagnostics.is_toy(m.cfg):
+            return diagnostics.regions_snapshot(m.run_id, self.step, model, data.x_train)
+        return diagnostics.predictions_snapshot(m.run_id, self.step, model, data.x_val,
+                                                data.y_val, data.classes)
+
+    def consider_best(self, val_acc: list[float] | None) -> None:
+        """keep_best (cs231n's Solver): after each epoch, a member whose validation accuracy
+        beats its best so far keeps a copy of its weights (the first of equals). The epoch's
+        evaluation is reused; without one at this step, one validation pass is made."""
+        keepers = [(k, m) for k, m in enumerate(self.live) if m.cfg.keep_best]
+        if not keepers:
+            return
+        if val_acc is None or len(val_acc) != len(self.live):
+            _, val_acc = self.stepper.evaluate(self.data.x_val, self.data.y_val)
+        for k, m in keepers:
+            if val_acc[k] > m.best_acc:
+                m.best_acc, m.best_epoch = val_acc[k], self.step / self.steps_per_epoch
+                m.best_state = self.stepper.member_state(k)
+
+    def restore_best(self) -> None:
+        """keep_best: load each keeper's best weights and report them as its final
+        evaluation (with the epoch they come from)."""
+        keepers = {m.run_id: m for m in self.live if m.best_state is not None}
+        if not keepers:
+            return
+        for k, m in enumerate(self.live):
+            if m.run_id in keepers:
+                self.stepper.load_member_state(k, m.best_state)
+        self.window_start, self.window_examples = time.perf_counter(), 0
+        self.report(epoch_end=False, only=set(keepers),
+                    extra={r: {BEST_EPOCH: m.best_epoch} for r, m in keepers.items()})
 
 
-# ----------------------------------------------------------------------------------------------
-class _GeneratorDropout(nn.Module):
-    """Dropout whose masks come from the run's own generator (nn.Dropout uses the global one)."""
-
-    def __init__(self, p: float, generator: torch.Generator):
-        super().__init__()
-        self.p, self.generator = p, generator
-
-    def forward(self, x):
-        if not self.training or self.p == 0:
-            return x
-        keep = 1.0 - self.p
-        # Masks are drawn on the CPU generator and moved: a CUDA tensor cannot use a CPU
-        # generator, and a per-run CUDA generator would tie the run to one device.
-        mask = torch.bernoulli(torch.full(x.shape, keep), generator=self.generator)
-        return x * mask.to(x.device) / keep
+def _stepper(members: list[Member], data, device, epochs: int):
+    """The solo stepper for one run, the pack stepper for several."""
+    if len(members) == 1:
+        m = members[0]
+        return SoloStepper(m.cfg, m.generator, data, device, epochs)
+    return PackStepper([m.cfg for m in members], [m.generator for m in members], data, device,
+                       epochs)
 
 
-def _draw_dropout_from(model: nn.Module, generator: torch.Generator) -> None:
-    for name, child in model.named_children():
-        if isinstance(child, nn.Dropout):
-            setattr(model, name, _GeneratorDropout(child.p, generator))
-        else:
-            _draw_dropout_from(child, generator)
+def _packing_note(members: list[Member]) -> str:
+    """Why these runs trained as they did, stored with each (provenance "packing")."""
+    if len(members) > 1:
+        return f"trained in a pack of {len(members)}"
+    cfg = members[0].cfg
+    if not cfg.pack:
+        return "trained alone: pack false"
+    ok, why = can_pack([cfg])
+    return f"trained alone: {why}" if not ok else \
+        "trained alone: no other queued run shared its shape"
 
 
-def _is_out_of_memory(error: BaseException) -> bool:
-    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
-        return True
-    text = str(error).lower()
-    return isinstance(error, RuntimeError) and (
-        "out of memory" in text or "can't allocate memory" in text
-        or "not enough memory" in text)
-
-
-def _describe(error: BaseException) -> str:
-    if _is_out_of_memory(error):
-        return OUT_OF_MEMORY
-    message = str(error).strip() or type(error).__name__
-    # Our own errors (missing data, bad device) read as sentences; others keep their type.
-    if type(error).__name__ in ("DataMissingError", "ConfigError", "RuntimeError"):
-        return message
-    return f"{type(error).__name__}: {message}"
-
-
-def _release_memory() -> None:
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
+def _divergence(m: Member, step: int, loss: float) -> str:
+    """Why this step's loss makes the member diverged ('' when it does not)."""
+    if not math.isfinite(loss):
+        return f"loss is {loss} at step {step}"
+    if m.first_loss is None:
+        m.first_loss = loss
+    elif loss > m.cfg.diverge_factor * max(m.first_loss, 1e-3):
+        return (f"loss {loss:.4g} at step {step} exceeds {m.cfg.diverge_factor:g}x its first "
+                f"value {m.first_loss:.4g}")
+    return ""

@@ -39,7 +39,6 @@ labels = describe.run_labels([records[rid] for rid in run_ids])
 def live_diagnostics():
     fresh = {r.id: r for r in store.list_runs()}
     frames = ui.read_frames(store, run_ids)
-    ui.packed_note_ui(store, run_ids, labels)
     quantity = ui.quantity_ui(frames)
     if quantity is None:
         st.info("No diagnostics stored for these runs yet: they appear at the first "

@@ -1,5 +1,6 @@
-"""Fixtures for the page tests: a real RunStore on tmp_path and a JobManager whose trainer is
-a fake (fast, controllable), patched into app.services before AppTest runs a page."""
+"""Fixtures for the page tests: a real RunStore on tmp_path and a JobManager whose executor is
+a fake (fast, controllable; packing on, as in the product), patched into app.services before
+AppTest runs a page."""
 
 from __future__ import annotations
 
@@ -19,47 +20,75 @@ PAGES = ROOT / "pages"
 
 
 class FakeTrainer:
-    """Emits the events of a run like the real trainer, in milliseconds.
+    """An executor (engine.executors' seam) whose runs emit a real run's events in
+    milliseconds. A group of several configs trains as a pack does: one step of every member
+    at a time, each member its own events.
 
-    steps = cfg.max_steps or 4 * cfg.epochs. A run whose `seed` is 7 holds after its first evaluation until `release` is set or it is stopped (so a test can
+    steps = cfg.max_steps or 4 * cfg.epochs. A run whose `seed` is 7 holds (with its whole
+    pack) after its first evaluation until `release` is set or it is stopped (so a test can
     watch it "running"); lr >= 10 diverges at step 3 (loss inf)."""
+
+    name = "fake"
 
     def __init__(self):
         self.release = threading.Event()
         self.configs = []          # every config the trainer was called with, in order
+        self.groups = []           # run ids of each group it was handed (a pack: several)
         self.lock = threading.Lock()
 
-    def __call__(self, cfg, *, run_id, emit, should_stop):
+    def max_concurrent(self):
+        return None
+
+    def describe(self):
+        return {"executor": self.name}
+
+    def train(self, cfgs, *, run_ids, emit, should_stop_each):
         with self.lock:
-            self.configs.append(cfg.to_dict())
-        steps = cfg.max_steps or 4 * cfg.epochs
-        per_epoch = max(1, steps // cfg.epochs)
-        emit(RunStarted(run_id, params=123, device="cpu", total_steps=steps,
-                        steps_per_epoch=per_epoch))
-        for step in range(1, steps + 1):
-            if should_stop():
-                return self._end(emit, run_id, RunStatus.STOPPED, step - 1, "stopped by user")
-            loss = float("inf") if cfg.lr >= 10 and step >= 3 else 2.0 / step
-            emit(StepLoss(run_id, step, step / per_epoch, loss))
-            if loss == float("inf"):
-                return self._end(emit, run_id, RunStatus.DIVERGED, step,
-                                 f"loss is inf at step {step}")
-            if step % per_epoch == 0:
-                emit(Evaluated(run_id, step, step / per_epoch,
-                               {TRAIN_LOSS: 1.5 / step, VAL_LOSS: 1.6 / step,
-                                TRAIN_ACC: 0.5 + 0.01 * step, VAL_ACC: 0.45 + 0.01 * step,
-                                EXAMPLES_PER_S: 1000.0, ELAPSED_S: 0.01 * step}))
-                if cfg.seed == 7:
-                    while not should_stop() and not self.release.wait(0.01):
-                        pass
+            self.configs += [cfg.to_dict() for cfg in cfgs]
+            self.groups.append(list(run_ids))
+        members = list(zip(cfgs, run_ids, should_stop_each))
+        plans = {}
+        for cfg, run_id, _ in members:
+            steps = cfg.max_steps or 4 * cfg.epochs
+            plans[run_id] = (steps, max(1, steps // cfg.epochs))
+            emit(RunStarted(run_id, params=123, device="cpu", total_steps=steps,
+                            steps_per_epoch=plans[run_id][1], epochs=cfg.epochs,
+                            pack_size=len(members), pack_member=len(plans) - 1))
+        live = list(members)
+        step = 0
+        while live:
+            step += 1
+            hold = False
+            for cfg, run_id, should_stop in list(live):
+                steps, per_epoch = plans[run_id]
+                if should_stop():
+                    self._end(emit, run_id, RunStatus.STOPPED, step - 1, "stopped by user")
+                    live.remove((cfg, run_id, should_stop))
+                    continue
+                loss = float("inf") if cfg.lr >= 10 and step >= 3 else 2.0 / step
+                emit(StepLoss(run_id, step, step / per_epoch, loss))
+                if loss == float("inf"):
+                    self._end(emit, run_id, RunStatus.DIVERGED, step,
+                              f"loss is inf at step {step}")
+                    live.remove((cfg, run_id, should_stop))
+                    continue
+                if step % per_epoch == 0:
+                    emit(Evaluated(run_id, step, step / per_epoch,
+                                   {TRAIN_LOSS: 1.5 / step, VAL_LOSS: 1.6 / step,
+                                    TRAIN_ACC: 0.5 + 0.01 * step, VAL_ACC: 0.45 + 0.01 * step,
+                                    EXAMPLES_PER_S: 1000.0, ELAPSED_S: 0.01 * step}))
+                    hold = hold or cfg.seed == 7
+                if step >= steps:
+                    self._end(emit, run_id, RunStatus.COMPLETED, steps, "")
+                    live.remove((cfg, run_id, should_stop))
+            if hold:
+                while not self.release.wait(0.01) and not all(s() for _, _, s in live):
+                    pass
             time.sleep(0.001)
-        return self._end(emit, run_id, RunStatus.COMPLETED, steps, "")
 
     @staticmethod
     def _end(emit, run_id, status, step, reason):
-        end = RunEnded(run_id, status, step, reason)
-        emit(end)
-        return end
+        emit(RunEnded(run_id, status, step, reason))
 
 
 @pytest.fixture
@@ -73,7 +102,7 @@ def services(tmp_path, monkeypatch, fake_trainer):
     import app.services as app_services
 
     store = RunStore(tmp_path / "runs.db")
-    manager = JobManager(store, max_concurrent=1, train_fn=fake_trainer)
+    manager = JobManager(store, max_concurrent=1, executor=fake_trainer)
     monkeypatch.setattr(app_services, "get_store", lambda: store)
     monkeypatch.setattr(app_services, "get_manager", lambda: manager)
     monkeypatch.setattr(app_services, "started_manager", lambda: manager)

@@ -65,8 +65,9 @@ def test_running_run_shows_progress_charts_and_stops(services):
 def test_queued_run_shows_its_queue_position(services, fake_trainer):
     store, manager = services
     first = manager.submit(RunConfig(**TOY, seed=7))
-    second = manager.submit(RunConfig(**TOY, seed=1), name="waiting")
     wait_for(lambda: manager.progress(first).step == 4, what="first run held")
+    # submitted while the first trains (too late to join its pack): it waits in the queue
+    second = manager.submit(RunConfig(**TOY, seed=1), name="waiting")
     at = page("live").run()
     texts = progress_texts(at)
     assert any("queued (position 1 in the queue)" in t for t in texts), texts

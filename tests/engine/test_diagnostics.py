@@ -51,27 +51,38 @@ def tiny_net() -> nn.Sequential:
     return nn.Sequential(nn.Flatten(), nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
 
 
+def tiny_stepper(**options):
+    """A run alone's stepper (engine.stepper.SoloStepper) of a 2-3-2 ReLU MLP: the step the
+    training loop takes, with per-layer statistics when asked."""
+    from types import SimpleNamespace
+    from engine.stepper import SoloStepper
+    cfg = RunConfig(**{"dataset": "circles", "depth": 1, "width": [3], "lr": 0.1,
+                       "batch_size": 4, "device": "cpu", **options})
+    shape = SimpleNamespace(input_shape=(2,), num_classes=2)
+    return SoloStepper(cfg, torch.Generator().manual_seed(0), shape, "cpu", epochs=1)
+
+
 # --- statistics against hand computations ----------------------------------------------------
 
 def test_sgd_update_ratio_grad_and_activation_stats_match_a_hand_computation():
-    model = tiny_net()
+    stepper = tiny_stepper()
+    model = stepper.model
+    first, last = model[1][0], model[2]             # the two Linear layers
     with torch.no_grad():
-        model[1].bias[2] = -100.0            # unit 2 of layer 0 never fires: dead
+        first.bias[2] = -100.0            # unit 2 of layer 0 never fires: dead
     x = torch.tensor([[0.5, -1.0], [1.5, 0.25], [-0.5, 2.0], [1.0, 1.0]])
     y = torch.tensor([0, 1, 1, 0])
-    before = [m.weight.detach().clone() for m in (model[1], model[3])]
+    before = [m.weight.detach().clone() for m in (first, last)]
     # the oracle: autograd on a copy, then w - lr * g by hand
-    twin = tiny_net()
-    twin.load_state_dict(model.state_dict())
+    twin = nn.Sequential(nn.Flatten(), nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 2))
+    twin[1].load_state_dict(first.state_dict())
+    twin[3].load_state_dict(last.state_dict())
     F.cross_entropy(twin(x), y).backward()
     grads = [twin[1].weight.grad, twin[3].weight.grad]
     hidden = torch.relu(x @ twin[1].weight.T + twin[1].bias).detach()
 
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    collector = diag.Collector(model, optimizer, due=lambda step: True)
-    F.cross_entropy(model(x), y).backward()
-    optimizer.step()
-    got = collector.take()
+    losses, (got,) = stepper.step(x[None], y[None], collect=True)
+    assert losses.shape == (1,)
 
     for layer, (w0, g) in enumerate(zip(before, grads)):
         assert got[f"diag/grad_norm/{layer}"] == pytest.approx(g.norm().item(), rel=1e-6)
@@ -83,37 +94,33 @@ def test_sgd_update_ratio_grad_and_activation_stats_match_a_hand_computation():
     assert got["diag/act_std/0"] == pytest.approx(hidden.std().item(), rel=1e-6)
     assert got["diag/dead_frac/0"] == pytest.approx(1 / 3)
     assert "diag/dead_frac/1" not in got and "diag/eff_lr/0" not in got   # output; plain SGD
-    assert collector.take() == {}                                          # taken once
 
 
-def test_collector_collects_only_on_due_steps_and_ignores_eval_forwards():
-    model = tiny_net()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    collector = diag.Collector(model, optimizer, due=lambda step: step % 2 == 0)
-    x, y = torch.randn(8, 2), torch.randint(0, 2, (8,))
+def test_statistics_only_on_collection_steps_and_never_from_eval_forwards():
+    stepper = tiny_stepper()
+    x, y = torch.randn(1, 8, 2), torch.randint(0, 2, (1, 8))
     taken = []
-    for _ in range(4):
-        F.cross_entropy(model(x), y).backward()
-        optimizer.step()
-        optimizer.zero_grad()
-        model.eval()
-        model(torch.full((3, 2), 50.0))       # an evaluation forward must not count
-        model.train()
-        taken.append(bool(collector.take()))
+    for step in range(1, 5):
+        _, stats = stepper.step(x, y, collect=step % 2 == 0)
+        stepper.evaluate(torch.full((3, 2), 50.0), torch.zeros(3, dtype=torch.long))
+        taken.append(stats is not None)
     assert taken == [False, True, False, True]
+    # the activations are the training forward's, not the evaluation's (inputs of 50)
+    first = stepper.model[1][0]
+    hidden = torch.relu(x[0] @ first.weight.T + first.bias).detach()
+    _, (stats,) = stepper.step(x, y, collect=True)
+    assert stats["diag/act_mean/0"] == pytest.approx(hidden.mean().item(), rel=1e-6)
 
 
 def test_adam_effective_step_is_lr_over_root_of_second_moment():
-    model = tiny_net()
-    x, y = torch.randn(8, 2), torch.randint(0, 2, (8,))
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01, betas=(0.9, 0.999), eps=1e-8)
-    collector = diag.Collector(model, optimizer, due=lambda step: True)
-    F.cross_entropy(model(x), y).backward()
-    g = model[1].weight.grad.clone()
-    optimizer.step()
+    stepper = tiny_stepper(optimizer="adam", lr=0.01, beta1=0.9, beta2=0.999, eps=1e-8)
+    x, y = torch.randn(1, 8, 2), torch.randint(0, 2, (1, 8))
+    grad = {}
+    stepper.model[1][0].weight.register_hook(lambda g: grad.setdefault("g", g.clone()))
+    _, (stats,) = stepper.step(x, y, collect=True)
     # after one step the bias-corrected second moment is g^2: lr / (|g| + eps)
-    expected = (0.01 / (g.abs() + 1e-8)).median().item()
-    assert collector.take()["diag/eff_lr/0"] == pytest.approx(expected, rel=1e-5)
+    expected = (0.01 / (grad["g"].abs() + 1e-8)).median().item()
+    assert stats["diag/eff_lr/0"] == pytest.approx(expected, rel=1e-5)
 
 
 def test_tanh_saturation_is_the_fraction_of_outputs_near_the_bounds():

@@ -13,6 +13,7 @@ from engine.events import (ELAPSED_S, EXAMPLES_PER_S, STEP_LOSS, VAL_ACC, Evalua
                            RunStarted, RunStatus, StepLoss)
 from engine.jobs import SHUTDOWN_REASON, STOPPED_QUEUED_REASON, JobManager
 from engine.store import RunStore
+from tests.fakes import OneRunExecutor
 
 
 class FakeTrainer:
@@ -57,7 +58,7 @@ class FakeTrainer:
 
 
 def cfg(steps=5, seed=0):
-    return RunConfig(max_steps=steps, seed=seed, epochs=1)
+    return RunConfig(max_steps=steps, seed=seed, epochs=1, pack=False)   # the queue alone
 
 
 @pytest.fixture
@@ -72,7 +73,7 @@ def make(store):
     managers = []
 
     def factory(fake, max_concurrent=1):
-        m = JobManager(store, max_concurrent=max_concurrent, train_fn=fake)
+        m = JobManager(store, max_concurrent=max_concurrent, executor=OneRunExecutor(fake))
         managers.append(m)
         return m
     yield factory
@@ -191,14 +192,14 @@ def test_submit_validates_and_writes_nothing_on_bad_input(store, make):
 
 def test_max_concurrent_from_the_environment(store, monkeypatch):
     monkeypatch.setenv("TRAINLAB_MAX_CONCURRENT", "3")
-    m = JobManager(store, train_fn=FakeTrainer())
+    m = JobManager(store, executor=OneRunExecutor(FakeTrainer()))
     try:
         assert m.max_concurrent == 3 and len(m._workers) == 3
     finally:
         m.shutdown(1)
     monkeypatch.setenv("TRAINLAB_MAX_CONCURRENT", "many")
     with pytest.raises(ValueError, match="TRAINLAB_MAX_CONCURRENT"):
-        JobManager(store, train_fn=FakeTrainer())
+        JobManager(store, executor=OneRunExecutor(FakeTrainer()))
 
 
 def test_shutdown_interrupts_running_and_queued_runs(store, make):

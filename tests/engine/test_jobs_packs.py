@@ -10,7 +10,7 @@ import pytest
 from engine.config import RunConfig
 from engine.events import STEP_LOSS, VAL_LOSS, StepLoss, RunStatus
 from engine.jobs import JobManager
-from engine.packs import PACK_MEMBER, PACK_SIZE, THREADS, member_bytes
+from engine.packs import member_bytes
 from engine.store import RunStore
 from engine.trainer import train
 
@@ -52,6 +52,12 @@ def metric(store, run_id, name) -> list[float]:
     return list(store.read_metrics(run_id, names=[name])["value"])
 
 
+def packed_as(store, run_id) -> tuple[int, int]:
+    """(pack size, place in the pack) the run trained with, from its stored provenance."""
+    provenance = store.get_run(run_id).provenance
+    return provenance["pack_size"], provenance["pack_member"]
+
+
 def solo_losses(config) -> list[float]:
     events = []
     train(config, run_id="solo", emit=events.append)
@@ -63,9 +69,9 @@ def test_a_grid_trains_in_one_pack_and_each_member_is_its_own_run_with_its_solo_
     configs = [cfg(seed=1), cfg(seed=2), cfg(seed=1, lr=0.2, momentum=0.5)]
     ids = run_grid(store, manager, configs)
     assert [store.get_run(r).status for r in ids] == [RunStatus.COMPLETED] * 3
-    assert [metric(store, r, PACK_SIZE) for r in ids] == [[3.0]] * 3
-    assert [metric(store, r, PACK_MEMBER) for r in ids] == [[0.0], [1.0], [2.0]]
-    assert all(metric(store, r, THREADS) == [1.0] for r in ids)
+    assert [packed_as(store, r) for r in ids] == [(3, 0), (3, 1), (3, 2)]
+    assert all(store.get_run(r).provenance["threads"] == 1 for r in ids)
+    assert {store.get_run(r).provenance["packing"] for r in ids} == {"trained in a pack of 3"}
     for run_id, config in zip(ids, configs):
         assert store.get_run(run_id).name.startswith("run ")
         assert metric(store, run_id, STEP_LOSS) == pytest.approx(solo_losses(config),
@@ -77,7 +83,9 @@ def test_a_grid_trains_in_one_pack_and_each_member_is_its_own_run_with_its_solo_
 def test_pack_off_trains_each_run_alone_on_todays_path(store, manager):
     configs = [cfg(seed=1, pack=False), cfg(seed=2, pack=False)]
     ids = run_grid(store, manager, configs)
-    assert [metric(store, r, PACK_SIZE) for r in ids] == [[1.0], [1.0]]
+    assert [packed_as(store, r) for r in ids] == [(1, 0), (1, 0)]
+    assert {store.get_run(r).provenance["packing"] for r in ids} == \
+        {"trained alone: pack false"}
     for run_id, config in zip(ids, configs):
         assert store.get_run(run_id).status == RunStatus.COMPLETED
         assert metric(store, run_id, STEP_LOSS) == pytest.approx(solo_losses(config),
@@ -88,18 +96,16 @@ def test_only_runs_of_one_shape_share_a_pack(store, manager):
     configs = [cfg(seed=1), cfg(seed=1, width=[16]), cfg(seed=2), cfg(seed=2, width=[16]),
                cfg(seed=3, pack=False), cfg(seed=4, keep_best=True)]
     ids = run_grid(store, manager, configs)
-    sizes = [metric(store, r, PACK_SIZE) for r in ids]
-    # pack false, and an option packs do not implement (keep_best, same pack key), train alone.
-    assert sizes == [[2.0], [2.0], [2.0], [2.0], [1.0], [1.0]]
+    # width 8 (keep_best too: a member option) and width 16 pack apart; pack false alone.
+    assert [packed_as(store, r) for r in ids] == [(3, 0), (2, 0), (3, 1), (2, 1), (1, 0), (3, 2)]
     assert all(store.get_run(r).status == RunStatus.COMPLETED for r in ids)
-    assert [metric(store, r, PACK_MEMBER) for r in ids[:4]] == [[0.0], [0.0], [1.0], [1.0]]
 
 
 def test_a_pack_too_big_for_the_memory_budget_splits(store, manager):
     configs = [cfg(seed=s) for s in range(5)]
     manager.pack_budget_bytes = 2 * member_bytes(configs[0]) + 1      # room for two members
     ids = run_grid(store, manager, configs)
-    assert [metric(store, r, PACK_SIZE) for r in ids] == [[2.0], [2.0], [2.0], [2.0], [1.0]]
+    assert [packed_as(store, r)[0] for r in ids] == [2, 2, 2, 2, 1]
     for run_id, config in zip(ids, configs):
         assert metric(store, run_id, STEP_LOSS) == pytest.approx(solo_losses(config),
                                                                  rel=RTOL, abs=ATOL)
@@ -143,7 +149,7 @@ def test_cli_grid_trains_every_combination_in_packs_and_prints_one_line_per_run(
         assert sorted(map(key, runs)) == sorted(
             (lr, w, s) for lr in (0.1, 0.01) for w in ([8], [16, 16]) for s in (0, 1))
         # width 8 (one shape) and width 16,16 (another): two packs of four.
-        assert sorted(metric(store, r.id, PACK_SIZE)[0] for r in runs) == [4.0] * 8
+        assert sorted(packed_as(store, r.id)[0] for r in runs) == [4] * 8
         lone = next(r for r in runs if key(r) == (0.01, [16, 16], 1))
         config = RunConfig.from_dict(lone.config)
         assert metric(store, lone.id, STEP_LOSS) == pytest.approx(solo_losses(config),
@@ -159,7 +165,7 @@ def test_cli_grid_with_no_pack_trains_each_run_alone(tmp_path, capsys):
     store = RunStore(db)
     runs = store.list_runs()
     assert [r.config["pack"] for r in runs] == [False, False]
-    assert [metric(store, r.id, PACK_SIZE) for r in runs] == [[1.0], [1.0]]
+    assert [packed_as(store, r.id)[0] for r in runs] == [1, 1]
     store.close()
 
 
@@ -168,7 +174,11 @@ def test_cli_grid_with_no_pack_trains_each_run_alone(tmp_path, capsys):
     (["--grid", "lrx=0.1"], "grid: 'lrx=0.1' is not allowed"),
     (["--grid", "optimizer=sgd,lion"], "optimizer: 'lion' is not allowed"),
     (["--grid", "width=8;16,16", "--depth", "3"], "width"),
-    (["--seeds", "0"], "seeds: '0' is not allowed")])
+    (["--seeds", "0"], "seeds: '0' is not allowed"),
+    (["--seeds", "21"], "must be a whole number from 1 to 20"),
+    (["--grid", "seed=0,1", "--seeds", "2"], "either as a seed sweep"),
+    (["--grid", "lr=" + ",".join(f"0.{i + 1}" for i in range(9)), "--seeds", "20",
+      "--grid", "batch_size=8,16"], "at most 256 runs per launch")])
 def test_cli_grid_refuses_bad_values_before_anything_is_stored(tmp_path, capsys, flags, message):
     from engine.cli import main
     db = tmp_path / "cli.db"
@@ -187,4 +197,43 @@ def test_a_grid_submitted_run_by_run_still_trains_as_one_pack(store, manager):
             manager.progress(r).status in RunStatus.TERMINAL for r in ids):
         time.sleep(0.02)
     store.flush(5)
-    assert [metric(store, r, PACK_SIZE) for r in ids] == [[4.0]] * 4
+    assert [packed_as(store, r)[0] for r in ids] == [4] * 4
+
+
+def test_cli_grid_over_seeds_is_a_seed_sweep(tmp_path, capsys):
+    # --grid seed=... was a TypeError (replace() got two values for seed): a seed sweep now.
+    from engine.cli import main
+    db = tmp_path / "cli.db"
+    assert main(["--db", str(db), "run", *TOY_FLAGS, "--grid", "seed=3,5", "--name", "s"]) == 0
+    store = RunStore(db)
+    runs = sorted(store.list_runs(), key=lambda r: r.config["seed"])
+    assert [(r.config["seed"], r.name) for r in runs] == [(3, "s #1"), (5, "s #2")]
+    store.close()
+
+
+def test_a_packed_grid_collects_diagnostics_per_member_and_keeps_its_best(store, manager):
+    # Both default on: a Launch grid arrives on Diagnostics with every member's statistics.
+    configs = [cfg(seed=1, diag_every=2), cfg(seed=2, diag_every=2, keep_best=True, lr=1.5)]
+    ids = run_grid(store, manager, configs)
+    assert [packed_as(store, r) for r in ids] == [(2, 0), (2, 1)]
+    for run_id, config in zip(ids, configs):
+        frame = store.read_metrics(run_id)
+        grads = frame[frame["name"] == "diag/grad_norm/0"]
+        assert list(grads["step"]) == [2, 4, 6, 8]
+        alone = []
+        train(config, run_id="solo", emit=alone.append)
+        want = [e.metrics["diag/grad_norm/0"] for e in alone
+                if hasattr(e, "metrics") and "diag/grad_norm/0" in e.metrics]
+        assert list(grads["value"]) == pytest.approx(want, rel=1e-2)
+        assert store.read_snapshots(run_id, "regions")
+    best = metric(store, ids[1], "best/epoch")
+    assert len(best) == 1 and best[0] in (1.0, 2.0)
+
+
+def test_planned_epochs_come_from_the_trainers_plan(store, manager):
+    # max_steps=5 on spirals (4 steps an epoch) plans 2 epochs, whatever `epochs` says.
+    ids = run_grid(store, manager, [cfg(epochs=10, max_steps=5)])
+    progress = manager.progress(ids[0])
+    assert (progress.status, progress.step, progress.epochs) == (RunStatus.COMPLETED, 5, 2)
+    from engine.jobs import stored_progress
+    assert stored_progress(store, ids[0]).epochs == 2

@@ -10,6 +10,7 @@ from engine.config import RunConfig
 from engine.events import RunEnded, RunStarted, RunStatus, StepLoss
 from engine.jobs import JobManager
 from engine.store import RunStore
+from tests.fakes import OneRunExecutor
 
 STEPS = 5
 QUIET_S = 0.3   # how long a held run is watched to see that it takes no step
@@ -52,7 +53,7 @@ def wait_for(predicate, what, timeout=10.0):
 def setup(tmp_path):
     store = RunStore(tmp_path / "runs.db")
     trainer = CountingTrainer()
-    manager = JobManager(store, max_concurrent=1, train_fn=trainer)
+    manager = JobManager(store, max_concurrent=1, executor=OneRunExecutor(trainer))
     yield manager, trainer
     trainer.go.set()
     manager.shutdown(5)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from engine import config, data, models, optim, packs, trainer
+from engine import config, data, models, optim, packs, stepper, trainer
 from engine.config import ConfigError, RunConfig
 from engine.events import VAL_ACC, Evaluated
 from tests.datafiles import write_idx_dataset
@@ -123,13 +123,13 @@ def test_keep_best_ends_on_the_best_evaluation():
                     optimizer="sgd", lr=2.0, epochs=6, keep_best=True, diagnostics=False,
                     device="cpu")
     events, passes = [], []
-    real_evaluate = trainer.evaluate
+    real_evaluate = stepper.evaluate
 
     def counting(model, x, y):
         passes.append(len(y))
         return real_evaluate(model, x, y)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(trainer, "evaluate", counting)
+        patch.setattr(stepper, "evaluate", counting)
         ended = trainer.train(cfg, run_id="r", emit=events.append)
     assert ended.status == "completed"
     # keep_best reuses each epoch's evaluation: 7 reports (6 epochs and the restored best),
@@ -148,14 +148,13 @@ def test_keep_best_ends_on_the_best_evaluation():
     assert len([e for e in plain if isinstance(e, Evaluated) and VAL_ACC in e.metrics]) == 6
 
 
-def test_options_the_pack_loop_lacks_train_alone():
+def test_every_option_of_the_seeds_packs_keep_best_included():
     cfg = RunConfig(dataset="spirals", depth=2, width=[8])
     assert packs.can_pack([cfg, cfg.replace(seed=1)])[0]
-    # norm_first_layer, bias, input_bn, shuffle and sample_with_replacement pack
-    # (tests/engine/test_packs.py checks them against solo runs).
-    for change in ({"keep_best": True},):
-        ok, why = packs.can_pack([cfg.replace(**change), cfg.replace(seed=1, **change)])
-        assert not ok and next(iter(change)) in why
+    # norm_first_layer, bias, input_bn, shuffle, sample_with_replacement and keep_best pack
+    # (tests/engine/test_packs.py checks them against solo runs); keep_best may even differ
+    # between members.
+    assert packs.can_pack([cfg.replace(keep_best=True), cfg.replace(seed=1)]) == (True, "")
 
 
 def test_zero_bias_false_keeps_torchs_default_biases_under_kaiming():

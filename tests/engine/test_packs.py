@@ -1,5 +1,7 @@
 """Packs against their oracle, the solo trainer: every member's step losses, evaluation
-metrics and ending equal those of engine.trainer.train on the same config and seed.
+metrics (per-layer diagnostics included), snapshots and ending equal those of
+engine.trainer.train on the same config and seed. Both go through the one loop
+(engine.trainer.train_runs); what differs is the stepper (engine.packs.PackStepper).
 
 Tolerance: batched matmuls (bmm/baddbmm) sum in another order than the solo run's addmm,
 so values agree to float32 rounding, compounded over a few steps: relative 2e-5, absolute
@@ -14,12 +16,12 @@ import math
 import pytest
 import torch
 
-from engine.config import RunConfig
+from engine import optim
+from engine.config import (ACTIVATIONS, MEMBER_FIELDS, OPTIMIZERS, SHARED_FIELDS, RunConfig)
 from engine.events import (EVAL_METRICS, LR, EPOCH_TRAIN_LOSS, Evaluated, RunEnded, RunStarted,
-                           RunStatus, StepLoss)
-from engine.packs import (MEMBER_FIELDS, SHARED_FIELDS, can_pack, intra_op_threads,
-                          max_pack_size, member_bytes, pack_key, train_pack)
-from engine.trainer import train
+                           RunStatus, Snapshot, StepLoss)
+from engine.packs import (can_pack, intra_op_threads, max_pack_size, member_bytes, pack_key)
+from engine.trainer import BEST_EPOCH, train, train_runs
 from tests.datafiles import write_idx_dataset
 
 RTOL, ATOL = 2e-5, 1e-6
@@ -42,7 +44,13 @@ def curves(events, run_id) -> dict:
         "losses": [e.loss for e in mine if isinstance(e, StepLoss)],
         "evals": [(e.step, [e.metrics[m] for m in (*EVAL_METRICS, LR)]
                    + [e.metrics.get(EPOCH_TRAIN_LOSS, -1.0)])
-                  for e in mine if isinstance(e, Evaluated)],
+                  for e in mine if isinstance(e, Evaluated) and LR in e.metrics],
+        # per-layer diagnostics (engine.diagnostics), wherever they are reported
+        "diagnostics": [(e.step, {k: v for k, v in e.metrics.items() if k.startswith("diag/")})
+                        for e in mine if isinstance(e, Evaluated)
+                        and any(k.startswith("diag/") for k in e.metrics)],
+        "snapshots": [(e.step, e.kind, e.data.get("classes") or e.data.get("predicted"))
+                      for e in mine if isinstance(e, Snapshot)],
         "end": (ended[0].status, ended[0].step, ended[0].reason),
         "started": [e for e in mine if isinstance(e, RunStarted)],
     }
@@ -57,7 +65,7 @@ def solo(config: RunConfig, should_stop=lambda: False) -> dict:
 def packed(configs, stops=None) -> list[dict]:
     events = []
     ids = [f"m{i}" for i in range(len(configs))]
-    results = train_pack(configs, run_ids=ids, emit=events.append, should_stop_each=stops)
+    results = train_runs(configs, run_ids=ids, emit=events.append, should_stop_each=stops)
     assert [r.run for r in results] == ids
     return [curves(events, i) for i in ids]
 
@@ -69,6 +77,16 @@ def assert_same(member: dict, alone: dict) -> None:
     assert [s for s, _ in member["evals"]] == [s for s, _ in alone["evals"]]
     for (_, got), (_, want) in zip(member["evals"], alone["evals"]):
         assert got == pytest.approx(want, rel=RTOL, abs=ATOL, nan_ok=True)
+    # The same per-layer statistics at the same steps. Statistics of a difference of weights
+    # (the update ratio) and gradients under batch norm (which removes the mean, so the
+    # gradient is a difference of large parts) carry the matmuls' rounding further: relative
+    # 1e-2, still far tighter than any mix-up of members, layers or layouts would pass.
+    assert [s for s, _ in member["diagnostics"]] == [s for s, _ in alone["diagnostics"]]
+    for (_, got), (_, want) in zip(member["diagnostics"], alone["diagnostics"]):
+        assert got.keys() == want.keys()
+        assert got == pytest.approx(want, rel=1e-2, abs=1e-5, nan_ok=True)
+    assert [(s, k) for s, k, _ in member["snapshots"]] == \
+        [(s, k) for s, k, _ in alone["snapshots"]]
 
 
 def check_pack_matches_solo(configs) -> list[dict]:
@@ -80,9 +98,7 @@ def check_pack_matches_solo(configs) -> list[dict]:
 
 # --- the update rules ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "rmsprop", "adagrad",
-                                       "adam", "adamw", "course-momentum", "course-rmsprop",
-                                       "course-adam"])
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_every_optimizer_matches_its_solo_runs_with_per_member_hyperparameters(optimizer):
     configs = [cfg(optimizer=optimizer, seed=1, lr=0.02, momentum=0.9, beta1=0.9, beta2=0.99,
                    alpha=0.9, eps=1e-7, weight_decay=0.0),
@@ -117,6 +133,12 @@ def test_every_norm_kind_impl_and_placement(norm, impl, position):
     check_pack_matches_solo([cfg(norm=norm, norm_impl=impl, norm_position=position, seed=s,
                                  optimizer="momentum", lr=lr)
                              for s, lr in ((4, 0.05), (5, 0.2))])
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_every_activation(activation):
+    # tanh and sigmoid report saturation, the ReLU family dead units: each member its own.
+    check_pack_matches_solo([cfg(activation=activation, seed=s, diag_every=2) for s in (31, 32)])
 
 
 @pytest.mark.parametrize("residual", ["post", "pre"])
@@ -154,6 +176,67 @@ def test_members_get_exactly_their_own_lr_init_and_weight_scale():
     members = check_pack_matches_solo(configs)
     firsts = [m["losses"][0] for m in members]
     assert len({round(f, 5) for f in firsts}) == 4      # four different runs, not four copies
+
+
+def test_members_collect_their_own_diagnostics_on_their_own_schedule():
+    # diagnostics and diag_every are per member: one collects every step, one every third
+    # step, one not at all; each gets exactly its solo run's statistics (or none).
+    members = check_pack_matches_solo([cfg(seed=40, diag_every=1), cfg(seed=41, diag_every=3),
+                                       cfg(seed=42, diagnostics=False)])
+    assert [s for s, _ in members[0]["diagnostics"]] == list(range(1, 9))
+    assert [s for s, _ in members[1]["diagnostics"]] == [3, 4, 6, 8]   # and at evaluations
+    assert members[2]["diagnostics"] == [] and members[2]["snapshots"] == []
+    assert members[0]["snapshots"] and members[0]["snapshots"][0][1] == "regions"
+
+
+def test_keep_best_in_a_pack_ends_each_member_on_its_own_best_evaluation():
+    # A learning rate high enough that validation accuracy goes up and down over 6 epochs.
+    configs = [cfg(seed=s, lr=lr, epochs=6, keep_best=keep) for s, lr, keep in
+               ((50, 2.0, True), (51, 1.5, True), (52, 2.0, False))]
+    assert can_pack(configs) == (True, "")
+    events = []
+    train_runs(configs, run_ids=["a", "b", "c"], emit=events.append)
+    for run_id, config in zip("abc", configs):
+        mine = [e for e in events if getattr(e, "run", "") == run_id and isinstance(
+            e, Evaluated) and LR in e.metrics]
+        alone = []
+        train(config, run_id=run_id, emit=alone.append)
+        theirs = [e for e in alone if isinstance(e, Evaluated) and LR in e.metrics]
+        assert len(mine) == len(theirs) == (7 if config.keep_best else 6)
+        for got, want in zip(mine, theirs):
+            assert got.metrics[EVAL_METRICS[3]] == pytest.approx(want.metrics[EVAL_METRICS[3]],
+                                                                 rel=RTOL, abs=ATOL)
+        if config.keep_best:
+            accs = [e.metrics["val/acc"] for e in mine[:-1]]
+            assert mine[-1].metrics["val/acc"] == pytest.approx(max(accs), rel=RTOL)
+            assert mine[-1].metrics[BEST_EPOCH] == theirs[-1].metrics[BEST_EPOCH]
+
+
+def test_every_optimizer_has_a_stacked_form_or_trains_alone():
+    # Adding an optimizer means config (its name) and optim (both forms); a rule without a
+    # stacked form is refused by can_pack with the reason, never failed at training time.
+    assert set(optim.UPDATE_RULES) == set(OPTIMIZERS)
+    for name, rule in optim.UPDATE_RULES.items():
+        ok, why = can_pack([cfg(optimizer=name, seed=1), cfg(optimizer=name, seed=2)])
+        assert ok == (rule.stacked is not None), (name, why)
+
+
+def test_a_rule_without_a_stacked_form_is_refused_with_the_reason(monkeypatch):
+    monkeypatch.setitem(optim.UPDATE_RULES, "adagrad",
+                        optim.UpdateRule(optim.UPDATE_RULES["adagrad"].build, None))
+    ok, why = can_pack([cfg(optimizer="adagrad", seed=1), cfg(optimizer="adagrad", seed=2)])
+    assert not ok and "adagrad has no stacked form" in why
+
+
+def test_a_layer_the_stacked_form_cannot_run_is_refused_with_the_reason(monkeypatch):
+    import engine.models as models
+    from torch import nn
+    real = models.ACTIVATIONS["relu"]
+    monkeypatch.setitem(models.ACTIVATIONS, "relu", nn.Hardswish)   # a layer packs lack
+    ok, why = can_pack([cfg(seed=1), cfg(seed=2)])
+    assert not ok and "Hardswish" in why
+    monkeypatch.setitem(models.ACTIVATIONS, "relu", real)
+    assert can_pack([cfg(seed=1), cfg(seed=2)]) == (True, "")
 
 
 def test_eval_every_and_max_steps_schedule():
@@ -227,13 +310,13 @@ def test_an_error_hitting_the_pack_fails_every_member_with_the_message():
         if isinstance(event, StepLoss) and event.step == 2:
             raise RuntimeError("the sink broke")
 
-    results = train_pack(configs, run_ids=["a", "b"], emit=broken_emit)
+    results = train_runs(configs, run_ids=["a", "b"], emit=broken_emit)
     assert [(r.status, r.reason) for r in results] == [(RunStatus.FAILED, "the sink broke")] * 2
     assert [e.run for e in events if isinstance(e, RunEnded)] == ["a", "b"]
 
 
 def test_runs_that_cannot_pack_fail_with_the_reason_instead_of_training_wrongly():
-    results = train_pack([cfg(seed=1), cfg(seed=1, batch_size=32)], run_ids=["a", "b"],
+    results = train_runs([cfg(seed=1), cfg(seed=1, batch_size=32)], run_ids=["a", "b"],
                          emit=lambda e: None)
     assert all(r.status == RunStatus.FAILED and "batch_size differs" in r.reason
                for r in results)
@@ -265,8 +348,8 @@ def test_every_option_is_either_per_member_or_shared_by_the_pack():
         "toy_noise", "train_eval_size", "val_from", "val_size", "shuffle",
         "sample_with_replacement", "model", "depth", "width", "channels", "activation", "norm",
         "norm_impl", "norm_position", "norm_first_layer", "residual", "bias", "input_bn",
-        "optimizer", "epochs", "max_steps", "batch_size", "drop_last", "keep_best",
-        "eval_every", "device"}
+        "optimizer", "epochs", "max_steps", "batch_size", "drop_last", "eval_every",
+        "device"}
     assert not set(SHARED_FIELDS) & set(MEMBER_FIELDS)
 
 

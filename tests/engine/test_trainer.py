@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from engine import events as ev
-from engine import trainer
+from engine import runsetup, stepper, trainer
 from engine.config import OPTIMIZERS, RunConfig
 from engine.events import RunStatus
 from tests.datafiles import write_idx_dataset
@@ -106,7 +106,7 @@ def test_non_finite_loss_ends_as_diverged(monkeypatch):
         loss = real(logits, target, **kw)
         return loss * math.nan if calls["n"] == 3 else loss
 
-    monkeypatch.setattr(trainer.F, "cross_entropy", poisoned)
+    monkeypatch.setattr(stepper.F, "cross_entropy", poisoned)
     ended, seen = run(RunConfig(**TINY))
     assert ended.status == RunStatus.DIVERGED and ended.step == 3
     assert "nan" in ended.reason and "step 3" in ended.reason
@@ -143,7 +143,7 @@ def test_out_of_memory_fails_cleanly_and_the_next_run_succeeds(monkeypatch):
 def test_cpu_allocation_failure_counts_as_out_of_memory():
     error = RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't "
                          "allocate memory: you tried to allocate 80000000000 bytes.")
-    assert trainer._describe(error) == "out of memory"
+    assert runsetup.describe_error(error) == "out of memory"
 
 
 def test_a_device_that_is_not_there_fails_with_a_message():
