@@ -6,7 +6,7 @@ column, its type/choices pick the widget, its help is the tooltip), so a new opt
 engine/config.py appears here without a change. Nothing here launches a run: the Launch
 page takes the validated configs from `build_launch` and submits them.
 
-Pure functions (testable without Streamlit): `widget_value`, `expand_grid`, `grid_size`,
+Pure functions (testable without Streamlit): `widget_value`, `grid_size`,
 `parse_sweep_values`, `split_sweep_values`, `examples`, `parse_tags`, `build_launch`,
 `load_presets`. The `*_ui` functions draw widgets and return the user's choices.
 
@@ -18,21 +18,18 @@ holds user text goes through `app.text.plain` (names, files and values are shown
 
 from __future__ import annotations
 
-import itertools
 import json
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
-from engine import config, configfile, paths
+from engine import config, configfile, launch, paths
 from engine.config import ConfigError, RunConfig
 from app import state
 from app.text import plain
 
-MAX_GRID_RUNS = 64          # one click never queues more runs than this
-MAX_SEEDS = 16
+MAX_GRID_RUNS = launch.MAX_RUNS     # one click never queues more runs than this
+MAX_SEEDS = launch.MAX_SEEDS
 PRESETS_FILE = state.ROOT / "assets" / "presets.json"
 
 GROUPS = (("data", "Data"), ("model", "Architecture"), ("optim", "Optimization"), ("run", "Run"))
@@ -238,23 +235,7 @@ def split_sweep_values(name: str, raw) -> tuple[list, list[ConfigError]]:
 
 
 def grid_size(sweep: dict, seeds: int = 1) -> int:
-    return math.prod(len(v) for v in sweep.values()) * max(1, int(seeds))
-
-
-def expand_grid(base: dict, sweep: dict, seeds: int = 1) -> list[dict]:
-    """Every combination of the swept values on top of `base`, times `seeds` seeds.
-
-    Seeds are the combination's seed, +1, +2, ... so "3 seeds" of seed 0 are 0, 1, 2. Order:
-    the first swept option varies slowest, seeds fastest. Empty value lists are ignored."""
-    sweep = {k: list(v) for k, v in sweep.items() if len(v)}
-    seeds = max(1, int(seeds))
-    out = []
-    for combo in itertools.product(*sweep.values()):
-        cfg = {**base, **dict(zip(sweep, combo))}
-        first = config.coerce("seed", cfg.get("seed", config.spec("seed")["default"]))
-        for k in range(seeds):
-            out.append({**cfg, "seed": first + k} if seeds > 1 else cfg)
-    return out
+    return launch.count_runs(sweep, seeds)
 
 
 def sweepable() -> list[str]:
@@ -322,44 +303,13 @@ def parse_tags(text) -> list[str]:
         raise ConfigError("tags", text, str(error).split(": ", 1)[-1], problem="is not allowed")
 
 
-@dataclass
-class Launch:
-    configs: list[RunConfig]
-    names: list[str]
-    tags: list[str]
-
-
-def build_launch(base: dict, sweep: dict, seeds: int, name: str = "", tags="") -> Launch:
-    """Validate everything a click would launch; raise ConfigError (nothing launched) if any
-    config, the name or the tags are wrong, or the grid is over MAX_GRID_RUNS."""
-    name = config.parse_run_name(name or "")
+def build_launch(base: dict, sweep: dict, seeds: int, name: str = "",
+                 tags="") -> launch.Launch:
+    """Validate everything a click would launch (engine.launch.plan: the one launch rule);
+    raise ConfigError (nothing launched) if any config, the name or the tags are wrong, or
+    the grid is too large."""
     tag_list = parse_tags(tags)
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
-        raise ConfigError("seeds", seeds, f"must be a whole number from 1 to {MAX_SEEDS}")
-    for k, values in sweep.items():
-        if not values:
-            raise ConfigError(k, [], f"give at least one value to sweep {k}, or remove it from "
-                              "the sweep", problem="has no values")
-    n = grid_size(sweep, seeds)
-    if n > MAX_GRID_RUNS:
-        raise ConfigError("sweep", describe_grid(sweep, seeds), f"at most {MAX_GRID_RUNS} runs "
-                          "per launch; sweep fewer values or seeds", problem="is too large")
-    dicts = expand_grid(base, sweep, seeds)
-    configs = []
-    for i, d in enumerate(dicts):
-        try:
-            configs.append(RunConfig.from_dict(d))
-        except ConfigError as error:
-            if len(dicts) > 1:
-                varied = ", ".join(f"{k}={d[k]}" for k in [*sweep, "seed"] if k in d)
-                error.args = (f"run {i + 1} of {len(dicts)} ({varied}): {error}",)
-            raise
-    names = [name] * len(configs)
-    if name and len(configs) > 1:
-        width = len(str(len(configs)))
-        names = [config.parse_run_name(f"{name[:config.MAX_NAME_LENGTH - width - 2]} "
-                                       f"#{i + 1:0{width}d}") for i in range(len(configs))]
-    return Launch(configs, names, tag_list)
+    return launch.plan(base, sweep, seeds, name=name, tags=tag_list)
 
 
 # --- presets ------------------------------------------------------------------------------------
@@ -434,7 +384,7 @@ def upload_problem() -> str:
 
 
 def launch_check(base: dict, sweep: dict, seeds: int, name: str, tags: str,
-                 problems: list[str]) -> tuple[Launch | None, str]:
+                 problems: list[str]) -> tuple[launch.Launch | None, str]:
     """(the launch a click would make, "") or (None, why nothing can be launched).
 
     `problems` are complaints already found (a refused upload, refused sweep values); they

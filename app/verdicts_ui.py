@@ -18,7 +18,7 @@ from app import services
 from engine import config, describe, export, plots, verdicts
 from engine.config import ConfigError, RunConfig
 from engine.events import ALL_METRICS, VAL_ACC, metric_info
-from engine.grid import expand_grid
+from engine import launch
 
 SUMMARY_LABELS = {"final": "final value", "best": "best value", "at_step": "value at step",
                   "at_epoch": "value at epoch", "at_seconds": "value at seconds",
@@ -82,7 +82,7 @@ def summary_ui(frame: pd.DataFrame, key: str) -> verdicts.Summary:
     return verdicts.Summary(kind, metric, at, smoothing)
 
 
-MAX_TWIN_SEEDS = 20
+MAX_TWIN_SEEDS = launch.MAX_SEEDS
 
 
 def twin_launch_ui(records, *, key: str = "verdicts_twin") -> list[str]:
@@ -112,13 +112,12 @@ def twin_launch_ui(records, *, key: str = "verdicts_twin") -> list[str]:
             return []
         try:
             value = config.check_value(field, text.strip())
-            twin = RunConfig.from_dict({**cfg, field: value})
-            configs = expand_grid(twin, [], int(seeds))
+            twins = launch.plan(RunConfig.from_dict({**cfg, field: value}), {}, int(seeds),
+                                tags=by_id[rid].tags)
         except ConfigError as error:
             st.error(str(error))
             return []
-        tags = by_id[rid].tags
-        ids = services.get_manager().submit_many([(c, "", tags) for c in configs])
+        ids = twins.submit(services.get_manager())
         st.success(f"Launched {len(ids)} twin(s) of {labels[rid]} with "
                    f"{describe.format_field(field, value)}: " + ", ".join(ids)
                    + ". Add them to the runs above to compare.")

@@ -1,9 +1,10 @@
-"""The command line: `python -m engine run|runs|show|export|probe`.
+"""The command line: `python -m engine run|runs|show|export|compare|experiment|probe`.
 
 This module owns argument parsing and printing. Every config option is a flag named after its
 field (`--batch-size` or `--batch_size` for `batch_size`), generated from `engine.config`, so
 a new option appears here without touching this file. Training goes through a JobManager of
-its own, like the app's; this module only submits, watches the store and prints.
+its own, like the app's, and every launch (one run, a grid, an experiment) through
+engine/launch.py; this module only parses, submits, watches the store and prints.
 
 `run` prints one line per epoch in the seeds' style,
 `[ 3/10] Train Loss = 0.5103; Valid Loss = 0.6069; Valid Accuracy = 78.2%`,
@@ -11,7 +12,7 @@ with a progress bar on stderr when stderr is a terminal.
 
 Exit codes: 0 completed; 2 invalid input; 3 missing data; 4 diverged; 5 failed; 130 stopped
 (Ctrl-C: the run is stored as stopped); 143 terminated (SIGTERM: the run is stored as
-interrupted, the store flushed, within ten seconds).
+interrupted, the store flushed, within a few seconds).
 """
 
 from __future__ import annotations
@@ -21,9 +22,7 @@ import json
 import logging
 import os
 import re
-import signal
 import sys
-import time
 from typing import Sequence
 
 from engine import config as config_module
@@ -33,19 +32,8 @@ from engine.events import EPOCH_TRAIN_LOSS, TRAIN_LOSS, VAL_ACC, VAL_LOSS, RunSt
 
 EXIT_OK, EXIT_INVALID, EXIT_NO_DATA, EXIT_DIVERGED, EXIT_FAILED = 0, 2, 3, 4, 5
 EXIT_STORAGE = 6      # the run store cannot be used (damaged, read-only, disk full, ...)
-TERMINATED_REASON = "terminated (SIGTERM)"
 EXIT_STOPPED, EXIT_TERMINATED = 130, 143
-SHUTDOWN_TIMEOUT_S = 8.0   # SIGTERM must end the process within ten seconds
 EXPORT_FORMATS = ("csv", "json", "html", "png", "svg", "zip")
-POLL_S = 0.1   # how often `run` reads new metrics from the store
-
-
-class _Terminated(Exception):
-    """Raised in the main thread by the SIGTERM handler."""
-
-
-def _raise_terminated(signum, frame):
-    raise _Terminated()
 
 
 class CliError(Exception):
@@ -238,60 +226,50 @@ def _open_store(args):
 def cmd_run(args) -> int:
     # Everything is checked before torch is imported or the store is opened: bad input
     # leaves no file behind and answers at once.
-    name = config_module.parse_run_name(args.name)
-    tags = config_module.parse_tags(args.tags)
+    from engine import launch
     cfg = config_from_args(args)
-    _check_data(cfg)
+    grid = args.grid or args.seeds is not None
+    planned = launch.plan(cfg, launch.parse_grid(args.grid), args.seeds or 1, name=args.name,
+                          tags=args.tags)
+    for each in planned.configs:
+        _check_data(each)
+    from engine.jobs import JobManager, check_device
+    for device in {c.device for c in planned.configs}:
+        check_device(device)
     if args.ray:     # the job manager's executor follows the variable (engine.executors)
         os.environ["TRAINLAB_RAY_ADDRESS"] = args.ray
-    if args.grid or args.seeds is not None:
-        from engine.grid import expand_grid, run_grid
-        from engine.jobs import check_device
-        configs = expand_grid(cfg, args.grid or [], args.seeds or 1)
-        for each in configs:
-            _check_data(each)
-            check_device(each.device)
-        return run_grid(configs, store=_open_store(args), name=name, tags=tags)
-
-    from engine.jobs import JobManager, check_device
-    check_device(cfg.device)
     store = _open_store(args)
-    manager = JobManager(store, max_concurrent=1)
-    run_id = manager.submit(cfg, name=name, tags=tags)
-    printer = _EpochPrinter(cfg, quiet=args.quiet)
-    print(f"run {run_id}: {cfg.dataset}, {cfg.model} depth {cfg.depth}, {cfg.optimizer} "
-          f"lr {cfg.lr:g}, batch {cfg.batch_size}, {cfg.epochs} epochs", file=sys.stderr)
-    after_id = 0
-    terminated = False
-    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated)
-    try:
-        while True:
-            frame = store.read_metrics([run_id], after_id=after_id)
-            if len(frame):
-                after_id = int(frame["id"].iloc[-1])
-                printer.feed(frame)
-            progress = manager.progress(run_id)
-            printer.bar(progress)
-            if progress is not None and progress.status in RunStatus.TERMINAL:
-                store.flush()
-                printer.feed(store.read_metrics([run_id], after_id=after_id))
-                break
-            time.sleep(POLL_S)
-    except KeyboardInterrupt:
-        manager.stop(run_id)
-        _wait_until_ended(manager, run_id)
-    except _Terminated:
-        terminated = True   # shutdown below marks the run interrupted and flushes the store
-    finally:
-        signal.signal(signal.SIGTERM, previous_handler)
-    manager.shutdown(timeout=SHUTDOWN_TIMEOUT_S, reason=TERMINATED_REASON)
-    store.flush()
-    # The manager's record of the end is the truth even when the store could not keep it.
-    ended = manager.progress(run_id)
+    # A grid trains at the default concurrency (one run or pack per core, or per cluster CPU
+    # on Ray); a single run gets all cores. Each run's thread count depends on its size only,
+    # so its curve is the same as from the dashboard.
+    manager = JobManager(store, max_concurrent=None if grid else 1)
+    ids = planned.submit(manager)
+    if grid:
+        print(f"grid of {len(ids)} runs: {', '.join(ids)}", file=sys.stderr)
+        ticker = None
+    else:
+        printer = _EpochPrinter(store, manager, ids[0], quiet=args.quiet)
+        print(f"run {ids[0]}: {describe_start(planned.configs[0])}", file=sys.stderr)
+        ticker = printer.tick
+    waited = launch.wait(manager, ids, on_tick=ticker)
+    if not grid:
+        printer.finish()
+    # The manager's record of each end is the truth even when the store could not keep it.
+    codes = [_report_end(run_id, manager.progress(run_id)) for run_id in ids]
     store.close()
-    printer.finish()
-    code = _report_end(run_id, ended)
-    return EXIT_TERMINATED if terminated else code
+    if waited.terminated:
+        return EXIT_TERMINATED
+    return next((code for code in codes if code != EXIT_OK), EXIT_OK)
+
+
+def describe_start(cfg: RunConfig) -> str:
+    """The start line's words: data, network, update rule, batch and the planned epochs and
+    steps (the trainer's plan: max_steps counts)."""
+    from engine.config import plan_steps, train_size
+    per_epoch, epochs, total = plan_steps(cfg, train_size(cfg))
+    from engine import describe
+    return (f"{describe.config_summary(cfg.to_dict())}; {epochs} epoch"
+            f"{'s' if epochs != 1 else ''} ({total:,} steps)")
 
 
 def _check_data(cfg: RunConfig) -> None:
@@ -300,15 +278,6 @@ def _check_data(cfg: RunConfig) -> None:
     missing = datafiles.missing_files(cfg)
     if missing:
         raise CliError(missing, EXIT_NO_DATA)
-
-
-def _wait_until_ended(manager, run_id, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        progress = manager.progress(run_id)
-        if progress is None or progress.status in RunStatus.TERMINAL:
-            return
-        time.sleep(POLL_S)
 
 
 def _report_end(run_id: str, progress) -> int:
@@ -322,16 +291,29 @@ def _report_end(run_id: str, progress) -> int:
 
 
 class _EpochPrinter:
-    """Turns evaluation rows into the seeds' per-epoch lines; draws a progress bar."""
+    """A single run's per-epoch lines in the seeds' style, read from the store as they come,
+    and a progress bar on a terminal."""
 
-    def __init__(self, cfg: RunConfig, quiet: bool):
-        self.cfg, self.quiet = cfg, quiet
+    def __init__(self, store, manager, run_id: str, quiet: bool):
+        self.store, self.manager, self.run_id, self.quiet = store, manager, run_id, quiet
+        self.after_id = 0
         self.rows: dict[int, dict] = {}   # step -> metric name -> value
         self.printed_steps: set[int] = set()
         self.last_line = ""
         self.tty = sys.stderr.isatty()
 
-    def feed(self, frame) -> None:
+    def tick(self) -> None:
+        """Print what is new; called by the waiting loop (engine.launch.wait)."""
+        progress = self.manager.progress(self.run_id)
+        if progress is not None and progress.status in RunStatus.TERMINAL:
+            self.store.flush()
+        frame = self.store.read_metrics([self.run_id], after_id=self.after_id)
+        if len(frame):
+            self.after_id = int(frame["id"].iloc[-1])
+            self.feed(frame, progress)
+        self.bar(progress)
+
+    def feed(self, frame, progress) -> None:
         for step, name, value in zip(frame["step"], frame["name"], frame["value"]):
             if name in (VAL_LOSS, VAL_ACC, TRAIN_LOSS, EPOCH_TRAIN_LOSS):
                 self.rows.setdefault(int(step), {})[name] = float(value)
@@ -340,14 +322,18 @@ class _EpochPrinter:
             if step in self.printed_steps or not {VAL_LOSS, VAL_ACC} <= row.keys():
                 continue
             self.printed_steps.add(step)
-            self.last_line = self._line(step, row)
+            self.last_line = self._line(row, progress)
             if not self.quiet:
                 self._clear_bar()
                 print(self.last_line, flush=True)
 
-    def _line(self, step: int, row: dict) -> str:
+    def _line(self, row: dict, progress) -> str:
         n_evals = len(self.printed_steps)
-        total = self.cfg.epochs if not self.cfg.eval_every else "?"
+        # The trainer's plan (max_steps counts); with eval_every the count of evaluations is
+        # not a count of epochs.
+        cfg = self.store.get_run(self.run_id).config
+        total = (progress.epochs if progress is not None and progress.epochs else "?") \
+            if not cfg.get("eval_every") else "?"
         train_loss = row.get(EPOCH_TRAIN_LOSS, row.get(TRAIN_LOSS, float("nan")))
         width = max(2, len(str(total)))   # the seeds print f"[{epoch:>2}/{epochs}]"
         return (f"[{n_evals:>{width}}/{total}] Train Loss = {train_loss:.4f}; "
@@ -519,24 +505,24 @@ def cmd_experiment(args) -> int:
     code = EXIT_OK
     store = _open_store(args)
     if args.train:
+        from engine import launch
+        from engine.jobs import JobManager
         planned = experiments.plan(exp, seeds=args.seeds, quick=args.quick,
                                    stored=store.list_runs(), data_dir=args.data_dir)
         for _, cfg in planned:
             _check_data(cfg)
-        from engine.jobs import JobManager
+        runs = launch.of_configs([cfg for _, cfg in planned],
+                                 [experiments.run_name(exp, label, cfg) for label, cfg in planned],
+                                 experiments.run_tags(exp, args.quick))
         manager = JobManager(store)        # as a grid: runs and packs side by side
-        ids = manager.submit_many([(cfg, experiments.run_name(exp, label, cfg),
-                                    experiments.run_tags(exp, args.quick))
-                                   for label, cfg in planned])
+        ids = runs.submit(manager)
         print(f"{exp.id}: {len(ids)} runs", file=sys.stderr)
-        try:
-            experiments.wait_for(manager, ids, sys.stderr)
-        except KeyboardInterrupt:
-            for run_id in ids:
-                manager.stop(run_id)
+        waited = launch.wait(manager, ids)
+        if waited.terminated:
+            store.close()
+            return EXIT_TERMINATED
+        if waited.stopped:
             code = EXIT_STOPPED
-        manager.shutdown(timeout=SHUTDOWN_TIMEOUT_S, reason=TERMINATED_REASON)
-        store.flush()
     result = experiments.results(exp, store, quick=args.quick)
     store.close()
     print(json.dumps(result.to_dict(), indent=2) if args.json

@@ -34,6 +34,7 @@ import yaml
 from scipy import stats
 
 from engine import config as config_module
+from engine.launch import MAX_SEEDS as MAX_LAUNCH_SEEDS
 from engine.config import ConfigError, RunConfig
 from engine.configfile import parse_config_bytes, read_file_bytes
 from engine.events import VAL_ACC, RunStatus, metric_info
@@ -50,7 +51,7 @@ PREDICTION = 0.95     # a notebook value is "inside" our spread: inside the 95% 
                       # notebook printed one run, not a mean.
 TOP_KEYS = {"id", "title", "question", "found", "notebook", "base", "runs", "grid", "seeds",
             "quick", "plots", "references", "claims"}
-MAX_SEEDS = 20
+MAX_SEEDS = MAX_LAUNCH_SEEDS     # engine.launch's one limit on seeds
 # Rough CPU throughput for the time estimate when no run of the experiment has finished yet:
 # multiply-adds per second one run achieves here (a 2x20 MLP epoch of Fashion-MNIST takes
 # about 0.3 s on one core: 60,000 x 16,330 params x 3 (forward + backward) / 0.3 s).
@@ -476,11 +477,14 @@ def run_tags(exp: Experiment, quick: bool) -> list[str]:
 
 def submit(exp: Experiment, manager, *, seeds: int | None = None, quick: bool = False,
            data_dir: str = "") -> list[str]:
-    """Submit the planned runs through a JobManager as one grid (packed where possible)."""
+    """Submit the planned runs through a JobManager as one launch (engine.launch: packed
+    where possible, under the one limit on runs)."""
+    from engine import launch
     planned = plan(exp, seeds=seeds, quick=quick, stored=manager.store.list_runs(),
                    data_dir=data_dir)
-    return manager.submit_many([(cfg, run_name(exp, label, cfg), run_tags(exp, quick))
-                                for label, cfg in planned])
+    return launch.of_configs([cfg for _, cfg in planned],
+                             [run_name(exp, label, cfg) for label, cfg in planned],
+                             run_tags(exp, quick)).submit(manager)
 
 
 def estimate_seconds(exp: Experiment, *, seeds: int | None = None, quick: bool = False,
@@ -755,29 +759,6 @@ def list_text(folder=None) -> str:
         lines.append(f"{exp.id}: {exp.title} ({len(exp.runs)} runs x {exp.seeds} seeds; "
                      f"{exp.notebook or 'no notebook'})")
     return "\n".join(lines)
-
-
-def wait_for(manager, ids, out, poll_s: float = 0.5) -> None:
-    """Block until every run ended, with one progress line on `out` (rewritten in place when
-    it is a terminal)."""
-    import time
-    tty = getattr(out, "isatty", lambda: False)()
-    last, last_done = "", -1
-    while True:
-        progress = [manager.progress(r) for r in ids]
-        done = sum(p is not None and p.status in RunStatus.TERMINAL for p in progress)
-        steps = sum(p.step for p in progress if p is not None)
-        total = sum(p.total_steps or 0 for p in progress if p is not None)
-        line = f"{done}/{len(ids)} runs done, step {steps:,}/{total:,}"
-        # a terminal gets the line rewritten in place; a log one line per finished run
-        if line != last and (tty or done != last_done):
-            print(("\r" if tty else "") + line, end="" if tty else "\n", file=out, flush=True)
-            last, last_done = line, done
-        if done == len(ids):
-            if tty:
-                print(file=out)
-            return
-        time.sleep(poll_s)
 
 
 def results(exp: Experiment, store, *, quick: bool = False) -> Result:

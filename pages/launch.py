@@ -49,40 +49,38 @@ with st.container(border=True):
     tags = col_tags.text_input("Tags (comma-separated)", key=state.RUN_TAGS,
                                help="e.g. lecture-5, normalization. At most 20 tags of 40 "
                                     "characters.")
-    n_runs = forms.grid_size(sweep, seeds)
-    description = forms.describe_grid(sweep, seeds)
-    if n_runs > forms.MAX_GRID_RUNS:
-        st.warning(f"This would make {description}: at most {forms.MAX_GRID_RUNS} runs can be "
-                   "launched at once. Sweep fewer values or seeds.")
-    else:
-        st.markdown(f"**This launches {description}.**")
     launch, problem = forms.launch_check(base, sweep, seeds, name, tags,
                                          [p for p in (upload_problem, *problems) if p])
+    n_runs = len(launch.configs) if launch else 0
     if problem:
         st.error(plain(f"Nothing was launched; Launch stays disabled until this is fixed. "
                        f"{problem}"), icon=":material/error:")
-    clicked = st.button(f"Launch {n_runs} run{'s' if n_runs != 1 else ''}", type="primary",
-                        key="launch", icon=":material/rocket_launch:", disabled=bool(problem))
+    else:
+        st.markdown(f"**This launches {forms.describe_grid(sweep, seeds)}.**")
+    clicked = st.button(f"Launch {n_runs} run{'s' if n_runs != 1 else ''}" if n_runs
+                        else "Launch", type="primary", key="launch",
+                        icon=":material/rocket_launch:", disabled=bool(problem))
     if clicked:
         st.session_state.pop(state.LAST_LAUNCH, None)
         if problem:     # a disabled button can still arrive clicked (a stale browser tab)
             st.error(plain(f"Nothing was launched. {problem}"), icon=":material/error:")
         else:
-            manager = services.get_manager()
             try:
                 # One grid: every run enters the queue at once, so runs that share a shape
                 # train together as a pack (engine/packs.py).
-                ids = manager.submit_many([(cfg, run_name, launch.tags) for cfg, run_name
-                                           in zip(launch.configs, launch.names)])
+                ids = launch.submit(services.get_manager())
             except (ValueError, RuntimeError) as error:
-                st.error(plain(f"Could not launch: {error}"))
+                st.error(plain(f"Could not launch: {error}."))
             else:
                 st.session_state[state.LAST_LAUNCH] = ids
     launched = st.session_state.get(state.LAST_LAUNCH)
     if launched:
-        st.success(f"Launched {len(launched)} run{'s' if len(launched) != 1 else ''}; they "
-                   "train in the background (queued runs start as others finish).")
-        if st.button("Watch them on the Live page →", key="to_live"):
+        many = len(launched) != 1
+        st.success(f"Launched {len(launched)} run{'s' if many else ''}; "
+                   f"{'they train' if many else 'it trains'} in the background (queued runs "
+                   "start as others finish).")
+        if st.button("Watch them on the Live page →" if many else "Watch it on the Live page →",
+                     key="to_live"):
             st.session_state.pop(state.LAST_LAUNCH, None)
             state.switch_to("live")
 

@@ -54,7 +54,9 @@ def test_seeds_out_of_range_is_refused(services):
     store, _ = services
     at = set_toy(page("launch").run())
     at = at.number_input(key="sweep_seeds").set_value(100).run()
-    assert "seeds: 100" in errors(at) and "from 1 to 16" in errors(at)
+    assert "seeds: 100" in errors(at) and "from 1 to 20" in errors(at)
+    # no "This launches 100 runs" above the refusal
+    assert not any("This launches" in m.value for m in at.markdown)
     assert launch_button(at).disabled and store.list_runs() == []
 
 
@@ -97,9 +99,12 @@ def test_one_bad_sweep_value_is_named_and_the_good_ones_kept(services):
     at = at.text_input(key="sweep_values_lr").set_value("1e-3, fast, 0.01, -5").run()
     message = errors(at)
     assert "lr: 'fast'" in message and "lr: -5.0" in message
-    assert any("This launches 2 runs" in m.value for m in at.markdown)   # good ones kept
+    # the good ones are kept; nothing claims a launch while Launch is disabled
+    assert not any("This launches" in m.value for m in at.markdown)
     assert launch_button(at).disabled
     assert store.list_runs() == []
+    at = at.text_input(key="sweep_values_lr").set_value("1e-3, 0.01").run()
+    assert any("This launches 2 runs" in m.value for m in at.markdown)
 
 
 def test_split_sweep_values():

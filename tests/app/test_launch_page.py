@@ -106,10 +106,14 @@ def test_too_large_grid_is_refused_and_nothing_launched(services):
     at.multiselect(key="sweep_fields").set_value(["optimizer", "lr"]).run()
     at.multiselect(key="sweep_values_optimizer").set_value(list(forms.config.OPTIMIZERS))
     at.text_input(key="sweep_values_lr").set_value("1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1")
+    at.number_input(key="sweep_seeds").set_value(4)
     at = at.run()
-    assert any("at most 64 runs" in w.value for w in at.warning)   # said before launching
+    # said before launching (10 x 7 x 4 = 280), with no "This launches" above it
+    assert "280 runs" in errors(at) and "at most 256 runs" in errors(at)
+    assert not any("This launches" in m.value for m in at.markdown)
+    assert at.button(key="launch").disabled
     at = launch(at)
-    assert "Nothing was launched" in errors(at) and "at most 64 runs" in errors(at)
+    assert "Nothing was launched" in errors(at) and "at most 256 runs" in errors(at)
     assert store.list_runs() == []
 
 
@@ -234,16 +238,6 @@ def test_clone_config_prefills_the_form(services):
 
 # --- pure helpers -------------------------------------------------------------------------------
 
-def test_expand_grid_is_the_product_with_seeds_fastest():
-    out = forms.expand_grid({"lr": 0.1, "seed": 5}, {"optimizer": ["sgd", "adam"],
-                                                     "norm": ["none", "batch", "layer"]}, 2)
-    assert len(out) == 12 == forms.grid_size({"a": [1, 2], "b": [1, 2, 3]}, 2)
-    assert out[0] == {"lr": 0.1, "seed": 5, "optimizer": "sgd", "norm": "none"}
-    assert out[1] == {"lr": 0.1, "seed": 6, "optimizer": "sgd", "norm": "none"}
-    assert out[-1] == {"lr": 0.1, "seed": 6, "optimizer": "adam", "norm": "layer"}
-    assert forms.expand_grid({"lr": 1}, {}, 1) == [{"lr": 1}]
-
-
 def test_parse_sweep_values():
     assert forms.parse_sweep_values("lr", "1e-3, 0.01,,1e-3") == ["1e-3", "0.01"]
     assert forms.parse_sweep_values("width", "20; 1024,512") == ["20", "1024,512"]
@@ -259,5 +253,5 @@ def test_build_launch_names_and_refusals():
     assert [c.lr for c in launch_.configs] == [0.1, 0.2]
     with pytest.raises(ConfigError, match="has no values"):
         forms.build_launch(base, {"lr": []}, 1)
-    with pytest.raises(ConfigError, match="too large"):
-        forms.build_launch(base, {"lr": [str(i) for i in range(1, 11)]}, 7)
+    with pytest.raises(ConfigError, match="too many"):
+        forms.build_launch(base, {"lr": [str(i) for i in range(1, 14)]}, 20)

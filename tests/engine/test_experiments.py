@@ -198,6 +198,14 @@ def test_shrunken_experiment_trains(exp_id, data_root, catalogue):
         assert ended.status == "completed", (exp_id, label, ended.reason)
 
 
+def wait_idle(manager, ids, timeout=120):
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and manager.active():
+        time.sleep(0.05)
+    manager.store.flush()
+
+
 def test_shrunken_experiment_through_jobs_and_store(data_root, tmp_path, catalogue):
     from engine.jobs import JobManager
     from engine.store import RunStore
@@ -206,8 +214,7 @@ def test_shrunken_experiment_through_jobs_and_store(data_root, tmp_path, catalog
     manager = JobManager(store, max_concurrent=1)
     ids = experiments.submit(exp, manager, seeds=2, quick=True)
     assert len(ids) == 8
-    experiments.wait_for(manager, ids, io.StringIO(), poll_s=0.05)
-    store.flush()
+    wait_idle(manager, ids)
     assert all(store.get_run(r).status == "completed" for r in ids)
     assert all("exp:hw8-depth20" in store.get_run(r).tags for r in ids)
     result = experiments.results(exp, store, quick=True)
@@ -215,8 +222,7 @@ def test_shrunken_experiment_through_jobs_and_store(data_root, tmp_path, catalog
     assert {c["status"] for c in result.claims} <= {"holds", "does not hold"}
     # running again adds seeds 2 and 3
     more = experiments.submit(exp, manager, seeds=2, quick=True)
-    experiments.wait_for(manager, more, io.StringIO(), poll_s=0.05)
-    store.flush()
+    wait_idle(manager, more)
     assert [row["seeds"] for row in experiments.results(exp, store, quick=True).runs] == \
         [[0, 1, 2, 3]] * 4
     manager.shutdown()
