@@ -29,16 +29,9 @@ css = ROOT / "assets" / "style.css"
 if css.is_file():
     st.html(f"<style>{css.read_text(encoding='utf-8')}</style>")
 
-PAGE_INFO = [("playground", "Playground", ":material/toggle_on:"),
-             ("launch", "Launch", ":material/rocket_launch:"),
-             ("live", "Live", ":material/monitoring:"),
-             ("compare", "Compare", ":material/compare_arrows:"),
-             ("runs", "Runs", ":material/table_rows:"),
-             ("diagnostics", "Diagnostics", ":material/troubleshoot:"),
-             ("experiments", "Experiments", ":material/science:")]
-pages = [st.Page(state.PAGES[key], title=title, icon=icon, url_path=key,
+pages = [st.Page(page.path, title=page.title, icon=page.icon, url_path=key,
                  default=key == "playground")
-         for key, title, icon in PAGE_INFO if state.PAGES[key].is_file()]
+         for key, page in state.PAGES.items() if page.path.is_file()]
 navigation = st.navigation(pages)
 
 def storage_fault_page(error: StoreError) -> None:

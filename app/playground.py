@@ -22,7 +22,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import charts, services, state, widgets
+from app import live_cache, services, state, widgets
 from app.text import plain
 from engine import config, describe, diagnostic_plots, plots
 from engine.config import ConfigError, RunConfig
@@ -392,7 +392,7 @@ def tries_ui(current: str) -> None:
     controls_ui(services.get_manager(), current)
     trail = [rid for rid in st.session_state.get(state.PG_TRAIL, []) if rid]
     records = {rid: r for rid in trail if (r := store.get_run(rid)) is not None}
-    frames = charts.update_cache(st.session_state.setdefault(state.PG_CACHE, {}), store,
+    frames = live_cache.update_cache(st.session_state.setdefault(state.PG_CACHE, {}), store,
                                  list(records))
     labels = trail_labels({rid: r.config for rid, r in records.items()}, current)
     pinned = {rid for rid, r in records.items() if PINNED_TAG in r.tags}

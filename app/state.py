@@ -10,23 +10,31 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The pages, by short name. Absolute paths: the main script lives in app/, so a relative path
-# given to st.switch_page would be resolved against app/ and miss pages/.
-PAGES = {
-    "launch": ROOT / "pages" / "launch.py",
-    "live": ROOT / "pages" / "live.py",
-    "compare": ROOT / "pages" / "compare.py",
-    "runs": ROOT / "pages" / "runs.py",
-    "playground": ROOT / "pages" / "playground.py",
-    "diagnostics": ROOT / "pages" / "diagnostics.py",
-    "experiments": ROOT / "pages" / "experiments.py",
-}
+# The one page table: short name -> (script, title, icon), in the sidebar's order. Absolute
+# paths: the main script lives in app/, so a relative path given to st.switch_page would be
+# resolved against app/ and miss pages/.
+@dataclass(frozen=True)
+class Page:
+    path: Path
+    title: str
+    icon: str
+
+
+PAGES = {key: Page(ROOT / "pages" / f"{key}.py", title, icon) for key, title, icon in (
+    ("playground", "Playground", ":material/toggle_on:"),
+    ("launch", "Launch", ":material/rocket_launch:"),
+    ("live", "Live", ":material/monitoring:"),
+    ("compare", "Compare", ":material/compare_arrows:"),
+    ("runs", "Runs", ":material/table_rows:"),
+    ("diagnostics", "Diagnostics", ":material/troubleshoot:"),
+    ("experiments", "Experiments", ":material/science:"))}
 
 # --- launch form ------------------------------------------------------------------------------
 FORM_PREFIX = "cfg_"            # + field name: the widget key of one config option
@@ -62,7 +70,7 @@ def sweep_key(field_name: str) -> str:
 
 def switch_to(page: str) -> None:
     """Go to another page (by short name, a key of PAGES)."""
-    st.switch_page(str(PAGES[page]))
+    st.switch_page(str(PAGES[page].path))
 
 
 def set_default(key: str, value) -> None:

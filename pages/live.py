@@ -6,12 +6,12 @@ per run with its colour, progress, Stop and Pin, redrawn in place every second.
 Runs come from the job manager and the store (never from session state), so a refresh or a
 second tab shows the same runs; pins are a "pinned" tag in the store. Labels and colours
 come from engine/describe.py, the figures from engine/plots.py, and each tick reads only new
-metric rows (app/charts.py).
+metric rows (app/live_cache.py).
 """
 
 import streamlit as st
 
-from app import charts, diagnostics_ui, services, state, widgets
+from app import diagnostics_ui, live_cache, services, state, widgets
 from app.text import plain
 from engine import describe, jobs, plots
 from engine.events import RunStatus
@@ -74,7 +74,7 @@ def live_view():
     labels = describe.run_labels(shown)
     groups = describe.seed_groups(shown)
     colors = describe.run_colors(labels, groups)
-    frames = charts.update_cache(st.session_state.setdefault(state.LIVE_CACHE, {}), store,
+    frames = live_cache.update_cache(st.session_state.setdefault(state.LIVE_CACHE, {}), store,
                                  [r.id for r in shown])
     ends = {r.id: (r.status, r.last_step, r.reason) for r in shown
             if r.status in RunStatus.TERMINAL}

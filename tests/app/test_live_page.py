@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from app.charts import LIVE_METRICS
+from app.live_cache import LIVE_METRICS
 from engine.config import RunConfig
 from tests.app.conftest import page, wait_for, wait_idle
 
