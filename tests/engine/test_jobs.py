@@ -97,10 +97,9 @@ def status(store, rid):
 def test_submit_returns_at_once_and_runs_complete(store, make):
     fake = FakeTrainer(delay=0.02)
     m = make(fake)
-    started = time.perf_counter()
     ids = [m.submit(cfg(steps=10), name=f"run {i}", tags=["t"]) for i in range(3)]
-    took = time.perf_counter() - started
-    assert took < 0.5, f"submit took {took:.2f} s for 3 runs of 0.2 s each"
+    # submit returned before training: one run at a time, so the last is still waiting
+    assert status(store, ids[-1]) == RunStatus.QUEUED
     assert len(set(ids)) == 3 and store.get_run(ids[0]).name == "run 0"
     assert wait_for(lambda: all(status(store, r) == RunStatus.COMPLETED for r in ids))
     store.flush(5)
@@ -222,10 +221,8 @@ def test_shutdown_returns_within_its_timeout_when_a_run_ignores_stop(store, make
     m = make(fake)
     stuck = m.submit(cfg(steps=3, seed=2))            # ignores should_stop until released
     assert wait_for(lambda: m.progress(stuck).status == RunStatus.RUNNING)
-    started = time.monotonic()
     m.shutdown(timeout=0.5)
-    took = time.monotonic() - started
-    assert took < 1.5, f"shutdown(timeout=0.5) took {took:.2f} s"
+    assert m._workers[0].is_alive()      # returned although the run is still stuck in it
     rec = store.get_run(stuck)
     assert (rec.status, rec.reason) == (RunStatus.INTERRUPTED, SHUTDOWN_REASON)
     fake.release.set()                                 # it finishes late: its events are dropped
