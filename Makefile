@@ -49,3 +49,12 @@ soak: setup
 # through the object store): run by hand, not in CI.
 ray-test: setup
 	$(PY) -m pytest -m ray_slow -p no:cacheprovider tests/e2e/test_ray.py
+
+# A Ray head that requires a token (engine/ray_head.py): makes ~/.ray/auth_token (mode 600)
+# when there is no token, starts `ray start --head` with token authentication on port
+# RAY_HEAD_PORT (6379), announcing RAY_HEAD_HOST (default: this machine's address; Ray listens
+# on every interface whatever it announces), and prints how another machine joins and how to
+# point Train Lab at it. Stop it with `.venv/bin/ray stop`.
+.PHONY: ray-head
+ray-head: setup
+	$(PY) -m engine.ray_head

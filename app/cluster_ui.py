@@ -53,8 +53,9 @@ def executor_panel_ui(store) -> None:
 
 
 def executor_fault_ui(error: Exception) -> None:
-    """The page when the job manager cannot start because Ray cannot be reached: one
-    message naming the address and the fix, never a traceback; nothing was launched."""
-    st.error(f"**Train Lab cannot reach its Ray cluster.** {error}", icon=":material/cloud_off:")
-    st.caption(f"Nothing was launched. Start the cluster (or unset {RAY_ADDRESS_ENV} to train "
+    """The page when the job manager cannot start because its Ray cluster cannot be used
+    (unreachable, or refused: it requires no authentication): one message naming the address
+    and the fix, never a traceback; nothing was launched."""
+    st.error(f"**Train Lab cannot use its Ray cluster.** {error}", icon=":material/cloud_off:")
+    st.caption(f"Nothing was launched. Fix that (or unset {RAY_ADDRESS_ENV} to train "
                "on this machine), then reload this page.")

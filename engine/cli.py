@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray", metavar="ADDRESS", default=None, help="Train on the Ray cluster "
                      "at ADDRESS (auto, or HOST:PORT of `ray start --head`); default: "
                      "$TRAINLAB_RAY_ADDRESS, else on this machine.")
+    run.add_argument("--ray-insecure", action="store_true", help="Use the Ray cluster even if "
+                     "it requires no authentication token (anyone who reaches it can run code "
+                     "there); default: refuse it, unless $TRAINLAB_RAY_INSECURE=1.")
     run.add_argument("--grid", action="append", metavar="FIELD=V1,V2", help="Train a grid: "
                      "every combination of these values (repeat for more fields; a list option "
                      "separates its values with ';'), packed like the dashboard's grids; prints "
@@ -238,6 +241,8 @@ def cmd_run(args) -> int:
         check_device(device)
     if args.ray:     # the job manager's executor follows the variable (engine.executors)
         os.environ["TRAINLAB_RAY_ADDRESS"] = args.ray
+    if args.ray_insecure:     # the user's explicit consent, read by engine.executors
+        os.environ["TRAINLAB_RAY_INSECURE"] = "1"
     store = _open_store(args)
     # A grid trains at the default concurrency (one run or pack per core, or per cluster CPU
     # on Ray); a single run gets all cores. Each run's thread count depends on its size only,

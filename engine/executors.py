@@ -22,6 +22,11 @@ How a Ray run talks to the driver (the process that runs the job manager):
   (...)"; other tasks keep training. When the driver dies, Ray kills the tasks and the
   channel it owns (a job's workers share its fate), and the store's start-up recovery marks
   the runs interrupted, as for local runs (the store records the driver as their owner).
+- Authentication: before connecting, one call without a token (from a fresh process) asks
+  the cluster whether it requires one. A cluster that does not is refused (anyone who reaches
+  it can run code there) unless $TRAINLAB_RAY_INSECURE=1 (`run --ray-insecure`); for one that
+  does, this process presents the token Ray finds ($RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH or
+  ~/.ray/auth_token), whatever the address (Ray does that by itself only for "auto").
 - Data: a node reads the dataset from its own data directory when the files are there
   ($TRAINLAB_RAY_DATA_DIR, else the driver's data directory path); when they are not, it
   takes the driver's copy of the files, put into Ray's object store once per dataset and
@@ -38,6 +43,8 @@ import hashlib
 import logging
 import os
 import socket
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -55,8 +62,13 @@ RAY_CPUS_ENV = "TRAINLAB_RAY_CPUS"              # CPUs per run or pack (default:
 RAY_GPU_FRACTION_ENV = "TRAINLAB_RAY_GPU_FRACTION"   # GPU share of a small model (default 0.25)
 RAY_LARGE_PARAMS_ENV = "TRAINLAB_RAY_LARGE_PARAMS"   # parameters from which a run takes a whole GPU
 RAY_RETRIES_ENV = "TRAINLAB_RAY_RETRIES"        # Ray task retries after a worker dies (default 0)
+RAY_INSECURE_ENV = "TRAINLAB_RAY_INSECURE"      # 1: use a cluster that requires no token anyway
 
 CONNECT_TIMEOUT_S = 5.0     # a cluster address that does not answer within this is unreachable
+AUTH_PROBE_TIMEOUT_S = 30.0  # the token-less probe: a fresh Python importing Ray (0.3-2 s) + 1 call
+PROBE_CONNECT_S = 3         # inside the probe, Ray's own waits for a GCS (its defaults: 5 s for the
+                            # channel, 5 s for pubsub, then 30 s), so a port that is not a Ray
+                            # head is told in about 3 x this
 FLUSH_S = 0.1               # seconds events wait on the remote side before being sent
 FLUSH_EVENTS = 256          # events sent at once at most
 DRAIN_WAIT_S = 0.5          # the driver's long poll on the channel (returns early on events)
@@ -143,6 +155,88 @@ def _env_number(name: str, default: float, low: float, high: float) -> float:
     return value
 
 
+# --- Ray: authentication -----------------------------------------------------------------------
+# One call to the cluster's GCS without a token. It runs in a fresh process because Ray's token
+# mode is process-wide (this process may already present a token, and a token is accepted by a
+# cluster that requires none). Exit 0: answered, so the cluster requires no token; 3: refused
+# for want of one; 4: anything else (the last stderr line says what).
+AUTH_PROBE_SCRIPT = """
+import sys
+try:
+    from ray._raylet import GcsClient
+    GcsClient(address=sys.argv[1]).internal_kv_get(b"trainlab-auth-probe", None, timeout=10)
+except Exception as error:
+    print(f"{type(error).__name__}: {error}", file=sys.stderr)
+    refused = type(error).__name__ == "AuthenticationError" or "Unauthenticated" in str(error)
+    sys.exit(3 if refused else 4)
+"""
+TOKEN_VARIABLES = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")   # where Ray looks before ~/.ray
+
+
+def insecure_allowed() -> bool:
+    """True when the user said to use a Ray cluster that requires no authentication:
+    $TRAINLAB_RAY_INSECURE=1 (what `run --ray-insecure` sets)."""
+    text = os.environ.get(RAY_INSECURE_ENV, "").strip()
+    if text.lower() in ("", "0", "false", "no"):
+        return False
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    raise ExecutorError(f"{RAY_INSECURE_ENV}={text[:40]!r} is not allowed; allowed: 1 (use a "
+                        "Ray cluster that requires no authentication) or 0 (refuse one, the "
+                        "default)")
+
+
+def cluster_requires_token(target: str) -> bool:
+    """Whether the Ray cluster whose GCS is at `target` (HOST:PORT) refuses a caller without
+    a token; ExecutorError when that cannot be told (not a Ray GCS, no answer)."""
+    env = {k: v for k, v in os.environ.items() if k not in TOKEN_VARIABLES}
+    env["RAY_AUTH_MODE"] = "disabled"      # this call presents no token, whatever is on disk
+    env["RAY_gcs_rpc_server_connect_timeout_s"] = str(PROBE_CONNECT_S)
+    env["RAY_py_gcs_connect_timeout_s"] = str(PROBE_CONNECT_S)
+    try:
+        done = subprocess.run([sys.executable, "-c", AUTH_PROBE_SCRIPT, target], env=env,
+                              capture_output=True, text=True, timeout=AUTH_PROBE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise ExecutorError(f"Ray cluster at {target} did not answer within "
+                            f"{AUTH_PROBE_TIMEOUT_S:g} s; is it a Ray head (`ray start "
+                            "--head`)?") from None
+    if done.returncode in (0, 3):
+        return done.returncode == 3
+    why = (done.stderr.strip().splitlines() or ["no answer"])[-1][:300]
+    raise ExecutorError(f"Ray cluster at {target}: cannot tell whether it requires "
+                        f"authentication ({why}); is it the port of a Ray head?")
+
+
+def refuse_unauthenticated(target: str, allowed: bool) -> None:
+    """For a cluster that requires no token: ExecutorError, unless the user allowed it
+    (`allowed`, from insecure_allowed())."""
+    if not allowed:
+        raise ExecutorError(f"Ray cluster at {target} does not require authentication, so anyone "
+                            "who can reach it can run code there and read your runs: start it "
+                            "with token authentication (`make ray-head`), or set "
+                            f"{RAY_INSECURE_ENV}=1 (CLI: --ray-insecure) to use it anyway")
+    log.warning("Ray cluster at %s requires no authentication; used because %s=1", target,
+                RAY_INSECURE_ENV)
+
+
+def present_token(target: str) -> None:
+    """Before ray.init to a cluster that requires a token: this process presents the one Ray
+    finds, whatever the address (Ray turns token mode on by itself only for "auto")."""
+    from ray._raylet import AuthenticationTokenLoader, Config
+    mode = os.environ.get("RAY_AUTH_MODE")
+    if mode is not None and mode.strip().lower() != "token":
+        raise ExecutorError(f"Ray cluster at {target} requires a token, but RAY_AUTH_MODE="
+                            f"{mode[:40]!r} here; unset RAY_AUTH_MODE or set it to token")
+    if not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
+        raise ExecutorError(f"Ray cluster at {target} requires a token and this machine has "
+                            "none: copy the head's ~/.ray/auth_token (`ray get-auth-token` "
+                            "there) to ~/.ray/auth_token here (chmod 600), or set "
+                            "RAY_AUTH_TOKEN_PATH")
+    if mode is None:    # what Ray itself does for "auto": token mode for this process
+        os.environ["RAY_AUTH_MODE"] = "token"
+        Config.initialize("")     # Ray reads RAY_AUTH_MODE into its config: read it again
+
+
 # --- Ray ----------------------------------------------------------------------------------------
 class RayExecutor:
     """Runs each run or pack as a Ray task on the cluster at `address` (see the module text)."""
@@ -181,6 +275,7 @@ class RayExecutor:
     # --- connection ---------------------------------------------------------------------------
     def _connect(self) -> None:
         ray = self._ray
+        allowed = insecure_allowed()     # a bad value is refused whatever the cluster
         if ray.is_initialized() and self.address == "auto":
             return      # this process is already a driver: "auto" means that cluster
         from ray._private import services
@@ -203,15 +298,18 @@ class RayExecutor:
             raise ExecutorError(f"Ray cluster at {target} cannot be reached ({error}); is "
                                 "`ray start --head` running there and its port open to this "
                                 "machine?") from None
+        requires_token = cluster_requires_token(target)     # asked before connecting
+        if not requires_token:
+            refuse_unauthenticated(target, allowed)
         if ray.is_initialized():      # already a driver (a test's instance): only of that one
             current = ray.get_runtime_context().gcs_address
             if current != target:
                 raise ExecutorError(f"this process is connected to the Ray cluster at "
                                     f"{current}; it cannot also use {target}")
             return
+        if requires_token:
+            present_token(target)
         try:
-            # The address as given: Ray turns token authentication on by itself (when a token
-            # is there) only for "auto"; for HOST:PORT set RAY_AUTH_MODE=token (README).
             ray.init(address=self.address, log_to_driver=False, namespace="trainlab",
                      runtime_env=ray_runtime_env())
         except Exception as error:  # noqa: BLE001

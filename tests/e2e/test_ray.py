@@ -135,7 +135,7 @@ def test_an_unreachable_address_is_one_clear_message_in_the_cli_and_the_dashboar
     why = "Ray cluster at 127.0.0.1:1 cannot be reached"
     page = [e.value for e in at.main.error]
     assert len(page) == 1 and page[0].startswith(
-        f"**Train Lab cannot reach its Ray cluster.** {why}"), page
+        f"**Train Lab cannot use its Ray cluster.** {why}"), page
     assert [e.value[:len(why) + 5] for e in at.sidebar.error] == [f"Ray: {why}"]
 
 
@@ -273,3 +273,181 @@ def test_when_the_driver_dies_its_ray_runs_are_killed_and_recovered_as_interrupt
         assert run.device.endswith("@" + ray.util.get_node_ip_address())
     finally:
         store.close()
+
+
+# --- Secure by default: real heads started here, each in a temporary HOME ----------------------
+def quiet_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Head:
+    """A Ray head of its own (`ray start --head --block`, or `python -m engine.ray_head
+    --block`), in a new session so that stop() ends it and everything it started, whatever
+    happens; its HOME is `home` (where Ray keeps and reads the token)."""
+
+    def __init__(self, home: Path, command: list[str], env: dict):
+        self.port = quiet_port()
+        self.address = f"127.0.0.1:{self.port}"
+        import tempfile
+        self.temp_dir = tempfile.mkdtemp(prefix="tlray", dir="/tmp")   # short: socket paths
+        self.log = open(home / "head.log", "w")
+        self.process = subprocess.Popen(
+            [*command, f"--port={self.port}", "--block", "--num-cpus=1",
+             f"--temp-dir={self.temp_dir}"], cwd=ROOT, env=env, stdout=self.log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+        self.home = home
+        if not wait_until(self.serving, timeout=60):
+            self.stop()
+            pytest.fail("the Ray head did not start:\n" + (home / "head.log").read_text())
+
+    def serving(self) -> bool:
+        assert self.process.poll() is None, (self.home / "head.log").read_text()
+        return port_answers(self.port)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()      # `ray start --block` ends the processes it started
+            try:
+                self.process.wait(45)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)    # anything left of this session
+        except ProcessLookupError:
+            pass
+        self.log.close()
+        import shutil
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def port_answers(port: int) -> bool:
+    import socket
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def head_env(home: Path, **more) -> dict:
+    """This environment with HOME = `home` and no Ray token or auth mode of its own."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE",
+                        "RAY_ADDRESS", executors.RAY_INSECURE_ENV, executors.RAY_ADDRESS_ENV)}
+    return {**env, "HOME": str(home), "TRAINLAB_HOME": str(home / "trainlab"), **more}
+
+
+def cli_run(address: str, env: dict, *flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "engine", "run", "--ray", address, *flags,
+                           "--dataset", "spirals", "--toy-samples", "64", "--batch-size", "16",
+                           "--epochs", "1", "--width", "8", "--quiet"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+
+
+def stored_runs(env: dict) -> list:
+    db = Path(env["TRAINLAB_HOME"]) / "runs.db"
+    if not db.exists():
+        return []
+    store = RunStore(db)
+    try:
+        return store.list_runs()
+    finally:
+        store.close()
+
+
+def connects(address: str, env: dict) -> subprocess.CompletedProcess:
+    """A fresh process makes the RayExecutor for `address` (connects, starts its channel) and
+    prints the cluster's description: a connection without training."""
+    code = ("import json, sys\nfrom engine.executors import RayExecutor\n"
+            "print(json.dumps(RayExecutor(sys.argv[1]).describe()))")
+    return subprocess.run([sys.executable, "-c", code, address], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def open_head(home: Path, env: dict) -> Head:
+    """Plain `ray start --head` with no token anywhere: Ray 2.60 starts an open cluster."""
+    return Head(home, [str(Path(sys.executable).parent / "ray"), "start", "--head",
+                       "--include-dashboard=false", "--disable-usage-stats"], env)
+
+
+def test_a_cluster_without_authentication_is_refused_unless_the_user_says_so(tmp_path,
+                                                                            monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = head_env(home)
+    head = open_head(home, env)
+    try:
+        assert executors.cluster_requires_token(head.address) is False
+        refused = cli_run(head.address, env)
+        lines = refused.stderr.strip().splitlines()
+        assert refused.returncode == 5 and len(lines) == 1, refused.stderr
+        assert lines[0].startswith(f"error: Ray cluster at {head.address} does not require "
+                                   "authentication")
+        assert stored_runs(env) == []                       # nothing was launched
+
+        from streamlit.testing.v1 import AppTest
+        monkeypatch.setenv(executors.RAY_ADDRESS_ENV, head.address)
+        monkeypatch.delenv(executors.RAY_INSECURE_ENV, raising=False)
+        monkeypatch.setenv("TRAINLAB_HOME", str(tmp_path / "app-home"))
+        at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=60).run()
+        page = [e.value for e in at.main.error]
+        assert len(page) == 1 and page[0].startswith(
+            f"**Train Lab cannot use its Ray cluster.** Ray cluster at {head.address} does "
+            "not require authentication"), page
+
+        allowed = connects(head.address, {**env, executors.RAY_INSECURE_ENV: "1"})
+        assert allowed.returncode == 0, allowed.stderr
+        assert json.loads(allowed.stdout.strip().splitlines()[-1])["cpus"] == 1
+    finally:
+        head.stop()
+    assert not port_answers(head.port)      # no head left running
+
+
+def test_make_ray_head_makes_a_private_token_and_a_head_that_requires_it(tmp_path):
+    home, stranger = tmp_path / "home", tmp_path / "stranger"
+    home.mkdir()
+    stranger.mkdir()
+    env = head_env(home)
+    head = Head(home, [sys.executable, "-m", "engine.ray_head"], env)
+    try:
+        token = home / ".ray" / "auth_token"
+        assert (token.stat().st_mode & 0o777) == 0o600 and len(token.read_text()) == 64
+        assert executors.cluster_requires_token(head.address) is True
+        printed = (home / "head.log").read_text()
+        assert f"Made a new Ray token in {token} (mode 600)." in printed
+        assert "RAY_AUTH_MODE=token .venv/bin/ray start --address=" in printed
+        assert "TRAINLAB_RAY_ADDRESS=" in printed
+
+        # A machine without the token is told what to do; one with it connects (by
+        # HOST:PORT, where Ray would not present a token by itself).
+        refused = connects(head.address, head_env(stranger))
+        assert refused.returncode == 1
+        assert (f"ExecutorError: Ray cluster at {head.address} requires a token and this "
+                "machine has none") in refused.stderr
+        allowed = connects(head.address, env)
+        assert allowed.returncode == 0, allowed.stderr
+        assert json.loads(allowed.stdout.strip().splitlines()[-1])["cpus"] == 1
+    finally:
+        head.stop()
+    assert not port_answers(head.port)
+
+
+@pytest.mark.ray_slow
+def test_the_cli_trains_on_a_make_ray_head_cluster_and_with_ray_insecure_on_an_open_one(
+        tmp_path):
+    for kind in ("token", "open"):
+        home = tmp_path / kind
+        home.mkdir()
+        env = head_env(home)
+        head = (Head(home, [sys.executable, "-m", "engine.ray_head"], env) if kind == "token"
+                else open_head(home, env))
+        try:
+            done = cli_run(head.address, env, *(["--ray-insecure"] if kind == "open" else []))
+            assert done.returncode == 0, done.stderr
+            assert [r.status for r in stored_runs(env)] == ["completed"]
+        finally:
+            head.stop()
+        assert not port_answers(head.port)
