@@ -9,15 +9,15 @@ banner) with a blocking HTTP GET to checkip.amazonaws.com, then its https twin, 
 each, on the server's event loop, not cached when it fails. So any web page the user opens
 can make the app tell AWS it is running and stall every session: 20 foreign handshakes held
 the health check for 5.2 s, 40 for 15.7 s (0.002 s normally). Upstream closed the report as
-not theirs: https://github.com/streamlit/streamlit/issues/7721. Its internal-IP lookup
-(`get_internal_ip`, the next entry of that list) opens a UDP socket "to" 8.8.8.8 to learn the
-route; it sends nothing, but Train Lab needs neither answer: the app listens on 127.0.0.1,
-and a page served from any other address it is reached by is same-origin, which Streamlit
-allows before it consults that list.
+not theirs: https://github.com/streamlit/streamlit/issues/7721. The entry before it, the
+internal IP (`get_internal_ip`), opens a UDP socket "to" 8.8.8.8 to learn the route; that
+sends nothing, but Train Lab needs neither answer: its own page is same-origin wherever the
+app is reached from (Streamlit allows that before it consults the list), and any other site
+must be refused.
 
-The patch replaces both lookups with "unknown" (None), which Streamlit already handles: the
-origin is refused (403) unless it is localhost or listed in server.corsAllowedOrigins, and the
-banner leaves out the network and external URLs. It must be in place before the first
+The patch replaces both lookups with "unknown" (None), which Streamlit already handles: a
+foreign origin is refused (403) unless it is localhost, 127.0.0.1, browser.serverAddress or
+listed in server.corsAllowedOrigins, and the banner leaves out the network and external URLs. It must be in place before the first
 handshake: page scripts run only when a browser session starts, and a foreign request can come
 first, so `main` applies it and then runs `streamlit run app/main.py` in the same process.
 app/main.py calls `ensure_patched()` too, so a server started the plain way
