@@ -3,15 +3,22 @@
 For K = 1, 4, 8, 16 members of (a) the Homework 8 2x20 MLP ("hw8") and (b) its depth-20
 variant ("depth20": 20 hidden layers of 20 ReLU units), one epoch of Fashion-MNIST each
 (SGD lr 1e-3, batch 256, seeds 0..K-1), measured in this one process:
-  packed      engine.packs.train_pack on all K at once;
+  packed      engine.trainer.train_runs on all K at once (one pack);
   one after another  engine.trainer.train K times in a row;
-  concurrent  the job manager's workers today (pack false, one run per core), K runs.
+  concurrent  the job manager's workers (pack false, one run per core), K runs.
 Every time (the best of --repeat) is divided by the time of ONE solo run of the same model,
 measured first (after a warm-up run), and
 printed as `pack <model> K=<k>: <x>x the time of one run` (and `one after another ...`,
-`concurrent ...`). Diagnostics are off in every run (packs do not collect them), so the
-solo runs do no extra work. The dataset is read once before any timing (cached).
+`concurrent ...`). Diagnostics are off in every run unless --diagnostics (then packed and
+solo runs both collect them). The dataset is read once before any timing (cached).
 Threads: each run or pack gets engine.packs.intra_op_threads of its size, as in the app.
+
+How far from the limit: for every packed MLP it also prints the pack's time against a floor
+measured in the same run: only the batched matmuls of the pack's epoch (forward, weight and
+input gradients of every training step, and the forward of its evaluations), timed alone on
+the same shapes and threads. `floor` is what the arithmetic costs at the GEMM rate this CPU
+reaches for those shapes; the rest is everything else (elementwise work, optimizer, loss,
+indexing, Python).
 
 With --threads it times one run of each model on 1 and on 2 intra-op threads.
 With --grid it also trains the Homework 8 depth-20 grid (4 variants: plain, course layer
@@ -42,8 +49,9 @@ import torch  # noqa: E402
 
 from engine.config import RunConfig  # noqa: E402
 from engine.data import prepare_data  # noqa: E402
-from engine.packs import intra_op_threads, train_pack  # noqa: E402
-from engine.trainer import resolve_device, train  # noqa: E402
+from engine.config import plan_steps, train_size  # noqa: E402
+from engine.packs import intra_op_threads  # noqa: E402
+from engine.trainer import resolve_device, train, train_runs  # noqa: E402
 
 MODELS = {"hw8": dict(depth=2, width=[20]), "depth20": dict(depth=20, width=[20]),
           "mnist-cnn": dict(model="mnist-cnn")}     # the CNN: grouped convolutions
@@ -54,8 +62,8 @@ GRID_VARIANTS = {"plain": {}, "layer": dict(norm="layer", norm_impl="course"),
 def base_config(args, model: str, seed: int = 0, **changes) -> RunConfig:
     return RunConfig.from_dict({"dataset": "fashion-mnist", "data_dir": args.data_dir,
                                 "epochs": 1, "train_subset": args.train_subset,
-                                "device": args.device, "diagnostics": False, "seed": seed,
-                                **MODELS[model], **changes})
+                                "device": args.device, "diagnostics": args.diagnostics,
+                                "seed": seed, **MODELS[model], **changes})
 
 
 def timed(fn) -> float:
@@ -72,8 +80,51 @@ def solo(cfg: RunConfig) -> None:
 
 def packed(cfgs: list[RunConfig]) -> None:
     torch.set_num_threads(intra_op_threads(cfgs[0], len(cfgs)))
-    ended = train_pack(cfgs, run_ids=[f"m{i}" for i in range(len(cfgs))], emit=lambda e: None)
+    ended = train_runs(cfgs, run_ids=[f"m{i}" for i in range(len(cfgs))], emit=lambda e: None)
     assert all(e.status == "completed" for e in ended), ended
+
+
+def matmul_floor(cfg: RunConfig, members: int, device, repeat: int) -> float:
+    """Seconds the batched matmuls of one packed epoch of an MLP take on their own: per
+    training step, for each Linear (K, B, in) @ (K, in, out) forward, the weight gradient
+    (K, in, B) @ (K, B, out) and, except the first layer's, the input gradient
+    (K, B, out) @ (K, out, in); per evaluation the forward of every example, shared by the
+    members ((n, in) @ (in, K*out) for the first layer, then batched). Same thread count."""
+    widths = [784] + cfg.hidden_widths + [10]
+    total = plan_steps(cfg, train_size(cfg))[2]        # steps of the epoch (the last batch
+    batch = cfg.batch_size                              # counted full: a floor a bit high)
+    evaluated = min(cfg.train_eval_size, train_size(cfg)) + 10_000   # train subset + test set
+    torch.set_num_threads(intra_op_threads(cfg, members))
+    tensors = []
+    for a, b in zip(widths, widths[1:]):
+        tensors.append((torch.randn(members, batch, a, device=device),
+                        torch.randn(members, a, b, device=device),
+                        torch.randn(members, batch, b, device=device)))
+    eval_x = torch.randn(4096, widths[0], device=device)
+    first_w = torch.randn(widths[0], members * widths[1], device=device)
+
+    def step():
+        for index, (x, w, g) in enumerate(tensors):
+            torch.bmm(x, w)                                # forward
+            torch.bmm(x.transpose(1, 2), g)                # weight gradient
+            if index:
+                torch.bmm(g, w.transpose(1, 2))            # input gradient
+
+    def evaluation():
+        for start in range(0, evaluated, 4096):
+            n = min(4096, evaluated - start)
+            eval_x[:n] @ first_w
+            for x, w, _ in tensors[1:]:
+                torch.bmm(torch.empty(members, n, w.shape[1], device=device), w)
+
+    def epoch():
+        for _ in range(total):
+            step()
+        evaluation()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+    epoch()                                                # warm-up
+    return min(timed(epoch) for _ in range(repeat))
 
 
 def through_manager(cfgs: list[RunConfig], max_concurrent: int | None = None) -> float:
@@ -122,6 +173,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="best of this many timings")
     parser.add_argument("--threads", action="store_true", help="also time one run of each "
                         "model on 1 and on 2 intra-op threads (run it beside a busy process too)")
+    parser.add_argument("--diagnostics", action="store_true",
+                        help="collect per-layer diagnostics in every run (default off)")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the matmul floor of each packed MLP")
     parser.add_argument("--grid", action="store_true")
     parser.add_argument("--grid-epochs", type=int, default=10)
     args = parser.parse_args()
@@ -158,8 +213,13 @@ def main() -> None:
                           f"(GPU busy {busy:.0%} of it)")
                 else:
                     took = best(lambda: packed(cfgs))
+                    floor = ""
+                    if not args.no_floor and one.model == "mlp":
+                        f = matmul_floor(one, k, device, args.repeat)
+                        floor = f"; {took:.2f} s against a matmul floor of {f:.2f} s " \
+                                f"({took / f:.1f}x the floor)"
                     print(f"pack {model} K={k}: {took / t1:.2f}x the time of one run "
-                          f"({intra_op_threads(one, k)} thread(s))")
+                          f"({intra_op_threads(one, k)} thread(s){floor})")
             if "sequential" in modes and k > 1:
                 took = best(lambda: [solo(c) for c in cfgs])
                 print(f"one after another {model} K={k}: {took / t1:.2f}x the time of one run")

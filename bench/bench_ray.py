@@ -47,9 +47,9 @@ def stand_in_train(cfg, *, run_id, emit, should_stop):
     return end
 
 
-def stand_in_remote(cfg_dicts, run_ids, packed, channel, shipped, threads):
-    """The Ray task of executors._train_remote with the stand-in trainer (pickled by value)."""
-    outbox = executors._Outbox(channel, run_ids)
+def stand_in_remote(cfg_dicts, run_ids, channel, shipped, threads):
+    """The Ray task of executors' remote trainer with the stand-in trainer (pickled by value)."""
+    outbox = executors.Outbox(channel, run_ids)
     outbox.flush(hello=True)
     stand_in_train(None, run_id=run_ids[0], emit=outbox.emit,
                    should_stop=outbox.stopper(run_ids[0]))
@@ -57,8 +57,9 @@ def stand_in_remote(cfg_dicts, run_ids, packed, channel, shipped, threads):
 
 
 class StandInLocal(executors.LocalExecutor):
-    def train(self, cfg, *, run_id, emit, should_stop):
-        return stand_in_train(cfg, run_id=run_id, emit=emit, should_stop=should_stop)
+    def train(self, cfgs, *, run_ids, emit, should_stop_each):
+        return [stand_in_train(cfg, run_id=run_id, emit=emit, should_stop=should_stop)
+                for cfg, run_id, should_stop in zip(cfgs, run_ids, should_stop_each)]
 
 
 def latencies(store: RunStore, manager: JobManager) -> list[float]:

@@ -575,7 +575,7 @@ class _Channel:
         self._stopping.difference_update(run_ids)
 
 
-class _Outbox:
+class Outbox:
     """The remote side's end of the channel: numbers events per run, sends them in batches,
     and keeps the set of its runs the driver asked to stop."""
 
@@ -624,7 +624,7 @@ def _train_remote(cfg_dicts: list, run_ids: list, channel, shipped: list,
     """A Ray task: train one run or one pack, sending its events through `channel`."""
     import torch
     torch.set_num_threads(threads)
-    outbox = _Outbox(channel, run_ids)
+    outbox = Outbox(channel, run_ids)
     outbox.flush(hello=True)   # tells the driver where this task runs, before loading data
     cfgs = [_with_node_data(RunConfig.from_dict(d), shipped[0]) for d in cfg_dicts]
     try:
