@@ -359,9 +359,10 @@ def _check_nodes(root, filename: str, field: str = FIELD) -> None:
 
 
 def _parse_yaml(text: str, filename: str, field: str = FIELD):
-    loader = yaml.SafeLoader(text)
+    loader = None
     try:
         _check_yaml_events(text, filename, field)
+        loader = yaml.SafeLoader(text)      # its reader refuses control characters (ReaderError)
         node = loader.get_single_node()
         if node is None:
             return None
@@ -383,7 +384,8 @@ def _parse_yaml(text: str, filename: str, field: str = FIELD):
         raise ConfigError(field, filename, "fix the file and try again",
                           problem=f"is not valid YAML: {problem}{_where(error)}") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def _where_mark(mark) -> str:
