@@ -50,6 +50,14 @@ soak: setup
 ray-test: setup
 	$(PY) -m pytest -m ray_slow -p no:cacheprovider tests/e2e/test_ray.py
 
+# The standing fuzzing harness at full strength (tests/fuzz): 10,000 random examples per input
+# path (config values, config and experiment files, URL parameters, CLI argument vectors, run
+# names and tags, IDX/CIFAR archives); tens of minutes. `make test` runs a short profile.
+.PHONY: fuzz
+fuzz: setup
+	TRAINLAB_FUZZ=long $(PY) -m pytest -p no:cacheprovider --timeout=7200 \
+	  --hypothesis-show-statistics tests/fuzz
+
 # A Ray head that requires a token (engine/ray_head.py): makes ~/.ray/auth_token (mode 600)
 # when there is no token, starts `ray start --head` with token authentication on port
 # RAY_HEAD_PORT (6379), announcing RAY_HEAD_HOST (default: this machine's address; Ray listens
