@@ -88,6 +88,7 @@ NORM_CONSTANTS = {
 
 # Toy sets are generated from this fixed seed, so every run seed sees the same points.
 TOY_DATA_SEED = 20_240_601
+SPIRAL_TURN = 2 * math.pi        # radians each spiral arm turns from centre to rim
 
 
 # --- the per-process cache ----------------------------------------------------------------
@@ -120,6 +121,8 @@ def prepare_data(cfg: config.RunConfig, device) -> PreparedData:
     else:
         source = (str(paths.data_dir(cfg.data_dir).resolve()),)
         norm = cfg.input_norm
+        if norm == "raw-mean-image":    # the mean image depends on which images train
+            norm = (norm, cfg.val_from, cfg.val_split)
     base_key = (cfg.dataset, source, norm, str(device))
     key = base_key + (cfg.train_subset, cfg.val_split, cfg.train_eval_size, cfg.val_from,
                       cfg.val_size)
@@ -200,12 +203,32 @@ def _load_images(cfg, device):
     train = _to_device(x_train, y_train, device, cfg.input_norm, mean, std)
     test = _to_device(x_test, y_test, device, cfg.input_norm, mean, std)
     if cfg.input_norm == "mean-image":
-        # cs231n: the mean training image (per pixel and channel, on the [0, 1] scale) is
-        # subtracted from every image, training and test alike.
+        # the mean training image (per pixel and channel, on the [0, 1] scale, over every
+        # training image) is subtracted from every image, training and test alike.
         mean_image = train[0].mean(dim=0, keepdim=True)
         train[0].sub_(mean_image)
         test[0].sub_(mean_image)
+    elif cfg.input_norm == "raw-mean-image":
+        # cs231n's and ECE C147's get_CIFAR10_data: pixels stay 0-255 and the mean image of
+        # the training split (X_train: the first 49,000 images, validation 49000-49999 held
+        # out) is subtracted from every image. The scale matters: the notebooks' first losses
+        # (2.5-2.9 for the 5x100 net at weight scale 5e-2) come from raw-scale inputs.
+        train[0].mul_(255.0)
+        test[0].mul_(255.0)
+        used = raw_mean_count(cfg, len(train[0]))
+        mean_image = train[0][:used].mean(dim=0, keepdim=True)
+        train[0].sub_(mean_image)
+        test[0].sub_(mean_image)
     return (*train, *test)
+
+
+def raw_mean_count(cfg, pool: int) -> int:
+    """How many leading training images the raw-mean-image mean is taken over: the training
+    split before any train_subset (cs231n takes the mean of its 49,000 training images, then
+    subsamples): images before val_from, or the part val_split leaves, else all of them."""
+    if cfg.val_from:
+        return min(cfg.val_from, pool)
+    return max(1, pool - int(round(pool * cfg.val_split)))
 
 
 def _to_device(images: np.ndarray, labels: np.ndarray, device, input_norm, mean, std):
@@ -415,16 +438,25 @@ def _load_toy(cfg, device):
 def make_toy(name: str, n: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
     """`n` shuffled 2-D points (float32, about [-1, 1]) and their int64 labels.
 
-    `noise` is the std of Gaussian noise added to each coordinate, in input units. The
-    generator is seeded with TOY_DATA_SEED, so the same options always give the same points.
+    `noise` is the std of Gaussian noise added to each coordinate, in input units. Spirals:
+    that std at the arms' outer end (radius 1), shrinking in proportion to the radius towards
+    the centre, where the arms meet. The generator is seeded with TOY_DATA_SEED, so the same
+    options always give the same points.
     """
     rng = np.random.default_rng(TOY_DATA_SEED)
     k = config.NUM_CLASSES[name]
     labels = np.arange(n) % k                       # classes as balanced as n allows
     u = rng.uniform(0.0, 1.0, size=n)
-    if name == "spirals":        # as cs231n's: radius 0..1, each arm turns 4 radians
-        angle = u * 4.0 + labels * (2 * np.pi / k)
+    scale = np.ones((n, 1))                         # noise std per point, times `noise`
+    if name == "spirals":
+        # k arms, radius 0..1, each turning SPIRAL_TURN radians (one full turn). Along a ray
+        # the arms are only (2 pi / k) / SPIRAL_TURN = 0.33 apart, and closer still near the
+        # centre, so a noise of the same std everywhere (as before: arms of 4 radians, noise
+        # 0.1 everywhere) blurred them into overlapping blobs; noise in proportion to the
+        # radius keeps the arms' gap-to-noise ratio the same from the centre out.
+        angle = u * SPIRAL_TURN + labels * (2 * np.pi / k)
         points = np.stack([u * np.sin(angle), u * np.cos(angle)], axis=1)
+        scale = u[:, None]
     elif name == "circles":      # inner circle radius 0.5, outer radius 1
         angle = u * 2 * np.pi
         radius = np.where(labels == 0, 0.5, 1.0)
@@ -437,6 +469,6 @@ def make_toy(name: str, n: int, noise: float) -> tuple[np.ndarray, np.ndarray]:
         points = centers[labels] + rng.normal(0.0, 0.15, size=(n, 2))
     else:
         raise ValueError(f"unknown toy set {name!r}; allowed: {', '.join(config.TOY_DATASETS)}")
-    points = points + rng.normal(0.0, noise, size=(n, 2))
+    points = points + rng.normal(0.0, noise, size=(n, 2)) * scale
     order = rng.permutation(n)   # shuffled, so the held-out tail has every class
     return points[order].astype(np.float32), labels[order].astype(np.int64)
