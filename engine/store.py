@@ -61,8 +61,9 @@ from engine.store_writer import (BATCH_ROWS, BATCH_S, LOCK_PATIENCE_S, MAX_BACKL
                                  StoreWriter)
 
 __all__ = ["APPLICATION_ID", "SCHEMA_VERSION", "BATCH_ROWS", "BATCH_S", "METRIC_COLUMNS",
-           "RECOVERY_REASON", "ORPHAN_REASON", "RunRecord", "RunStore", "StoreError",
-           "check_run_id", "check_tags", "open_existing", "store_file"]
+           "RECOVERY_REASON", "ORPHAN_REASON", "MAX_NOTES_LENGTH", "RunRecord", "RunStore",
+           "StoreError", "check_notes", "check_run_id", "check_tags", "open_existing",
+           "store_file"]
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +72,16 @@ log = logging.getLogger(__name__)
 # file belongs to another program.
 APPLICATION_ID = int.from_bytes(b"TLab", "big")
 # user_version: 1 is the schema before stamping (those stores carry no application_id and
-# are recognised by their tables); 2 added runs.provenance.
-SCHEMA_VERSION = 2
+# are recognised by their tables); 2 added runs.provenance; 3 added runs.notes; 4 added the
+# lesson tables (predictions, lesson_progress: engine/lessons.py).
+SCHEMA_VERSION = 4
 
 BUSY_TIMEOUT_MS = 10_000  # how long a reader waits for another process's lock
 # The writer waits only briefly inside SQLite and then backs off itself (store_writer), so it
 # stays free to take new events, count its backlog and look for orphaned runs.
 WRITER_BUSY_MS = 500
 MAX_REASON_LENGTH = 2000  # characters kept of a failure message
+MAX_NOTES_LENGTH = 10_000  # characters of a run's notes (a page of text; refused beyond)
 RECOVERY_REASON = "the process stopped while the run was running (found at start-up)"
 ORPHAN_REASON = "the process running it stopped (found while Train Lab was running)"
 OP_TIMEOUT_S = 60.0       # a synchronous operation's caller waits this long for its commit
@@ -93,7 +96,8 @@ CREATE TABLE IF NOT EXISTS runs (
     last_step INTEGER NOT NULL DEFAULT 0, reason TEXT NOT NULL DEFAULT '',
     tags TEXT NOT NULL DEFAULT '[]',
     owner TEXT NOT NULL DEFAULT '',         -- "pid:start-ticks" of the process running it
-    provenance TEXT NOT NULL DEFAULT '{}'   -- JSON: code version, library versions, device
+    provenance TEXT NOT NULL DEFAULT '{}',  -- JSON: code version, library versions, device
+    notes TEXT NOT NULL DEFAULT ''          -- the user's notes on the run (the run page)
 );
 -- value is NULL when the number is not finite (SQLite stores NaN as NULL); nonfinite then
 -- holds 'nan', 'inf' or '-inf' so readers give back exactly what was logged.
@@ -109,6 +113,21 @@ CREATE TABLE IF NOT EXISTS snapshots (
     kind TEXT NOT NULL, data TEXT NOT NULL, time REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS snapshots_run_kind ON snapshots (run, kind, step);
+-- Lessons (engine/lessons.py; version 4): a student's prediction on a lesson step, stored with
+-- the ids of the runs it is about (JSON list), and where each student is in each lesson. A
+-- learner is a random token, never a name: the class view counts answers, anonymously.
+CREATE TABLE IF NOT EXISTS predictions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, lesson TEXT NOT NULL, step INTEGER NOT NULL,
+    learner TEXT NOT NULL, kind TEXT NOT NULL,
+    answer TEXT NOT NULL DEFAULT 'null',    -- JSON: a choice, an order (list) or a number
+    skipped INTEGER NOT NULL DEFAULT 0,     -- 1: the student ran without predicting
+    runs TEXT NOT NULL DEFAULT '[]', created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS predictions_step ON predictions (lesson, step, learner);
+CREATE TABLE IF NOT EXISTS lesson_progress (
+    learner TEXT NOT NULL, lesson TEXT NOT NULL, step INTEGER NOT NULL,
+    updated_at REAL NOT NULL, PRIMARY KEY (learner, lesson)
+);
 """
 
 # The columns of each table at version 1 (an unstamped store must have exactly these).
@@ -118,9 +137,11 @@ _V1_COLUMNS = {
     "metrics": {"id", "run", "step", "epoch", "name", "value", "nonfinite", "time"},
     "snapshots": {"id", "run", "step", "kind", "data", "time"},
 }
-# Version 1 -> 2, each statement safe to run again (a migration cut short is redone).
+# New columns of older stores (version 1 -> 2: provenance; 2 -> 3: notes), each added only
+# when missing, so a migration cut short is redone.
 _MIGRATIONS = {
     "provenance": "ALTER TABLE runs ADD COLUMN provenance TEXT NOT NULL DEFAULT '{}'",
+    "notes": "ALTER TABLE runs ADD COLUMN notes TEXT NOT NULL DEFAULT ''",
 }
 
 
@@ -142,6 +163,7 @@ class RunRecord:
     # What produced the run (code_version, torch, numpy, python, device, threads), as given
     # in its RunStarted; {} for a run that never started or was stored before provenance.
     provenance: dict = field(default_factory=dict)
+    notes: str = ""                 # the user's notes ('' when none), RunStore.set_notes
 
 
 # --- validation (public methods call these before anything is queued) --------------------------
@@ -156,6 +178,25 @@ def check_run_id(run_id) -> str:
 def check_tags(tags) -> list[str]:
     """Tags: the config module's rule (one place decides)."""
     return config.parse_tags(tags)
+
+
+def check_notes(notes) -> str:
+    """A run's notes: text of at most MAX_NOTES_LENGTH characters, several lines allowed (tabs
+    too) but, as in run names and tags, no other control, format or bidirectional character
+    (U+202E would show the text reversed). Line ends are stored as newlines; nothing else is
+    changed."""
+    if not isinstance(notes, str):
+        raise config.ConfigError("notes", notes, "must be text")
+    text = notes.replace("\r\n", "\n")
+    if len(text) > MAX_NOTES_LENGTH:
+        raise config.ConfigError("notes", notes, "shorten them",
+                                 problem=f"are longer than {MAX_NOTES_LENGTH:,} characters")
+    bad = next((c for c in text if c not in "\n\t" and not c.isprintable()), None)
+    if bad is not None:
+        raise config.ConfigError("notes", notes, "use letters, digits, spaces, punctuation and "
+                                 "line breaks; no other control, format or bidirectional "
+                                 "characters", problem=f"contain U+{ord(bad):04X}")
+    return text
 
 
 def _run_ids(run_ids) -> list[str]:
@@ -624,6 +665,11 @@ class RunStore:
         self._update_one(check_run_id(run_id), "UPDATE runs SET tags=? WHERE id=?",
                          (json.dumps(check_tags(tags)),))
 
+    def set_notes(self, run_id: str, notes: str) -> None:
+        """Replace a run's notes (check_notes; '' clears them). Waits for the commit."""
+        self._update_one(check_run_id(run_id), "UPDATE runs SET notes=? WHERE id=?",
+                         (check_notes(notes),))
+
     def mark(self, run_id: str, status: str, reason: str = "") -> None:
         """Set a run's status (and ended_at for a terminal one), e.g. stopped while queued."""
         check_run_id(run_id)
@@ -708,7 +754,7 @@ class RunStore:
         return [dict(zip(columns, row)) for row in rows]
 
     _RUN_COLUMNS = ("id, name, config, status, created_at, started_at, ended_at, device, params,"
-                    " total_steps, last_step, reason, tags, provenance")
+                    " total_steps, last_step, reason, tags, provenance, notes")
 
     @staticmethod
     def _to_record(row: dict) -> RunRecord:
@@ -717,7 +763,8 @@ class RunStore:
             status=row["status"], created_at=row["created_at"], started_at=row["started_at"],
             ended_at=row["ended_at"], device=row["device"], params=row["params"],
             total_steps=row["total_steps"], last_step=row["last_step"], reason=row["reason"],
-            tags=json.loads(row["tags"]), provenance=json.loads(row["provenance"] or "{}"))
+            tags=json.loads(row["tags"]), provenance=json.loads(row["provenance"] or "{}"),
+            notes=row["notes"] or "")
 
     def list_runs(self) -> list[RunRecord]:
         """Every run, newest first."""
@@ -769,6 +816,78 @@ class RunStore:
     def integrity_ok(self) -> bool:
         """PRAGMA integrity_check on a read-only connection: True when the file is sound."""
         return self._records("PRAGMA integrity_check")[0]["integrity_check"] == "ok"
+
+    # --- lessons: predictions and where each student is (engine/lessons.py) ------------------
+    def add_prediction(self, lesson: str, step: int, learner: str, kind: str, answer=None, *,
+                       skipped: bool = False, runs: Iterable[str] = ()) -> int:
+        """Store one prediction (or a skip) on a lesson step with the runs it is about; its
+        id once committed. `answer` is plain JSON (a choice, a list, a number)."""
+        row = (_lesson_key("lesson", lesson), _step_number(step), _lesson_key("learner", learner),
+               _lesson_key("kind", kind), _answer_json(None if skipped else answer),
+               int(bool(skipped)), json.dumps(_run_ids(list(runs))), time.time())
+        return self._call(lambda w: w.execute(
+            "INSERT INTO predictions (lesson, step, learner, kind, answer, skipped, runs, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row).lastrowid)
+
+    def predictions(self, lesson: str, step: int | None = None, *,
+                    learner: str | None = None) -> list[dict]:
+        """Predictions on a lesson (one step, one learner), oldest first: {id, lesson, step,
+        learner, kind, answer, skipped, runs, created_at}."""
+        sql, args = "SELECT * FROM predictions WHERE lesson=?", [_lesson_key("lesson", lesson)]
+        if step is not None:
+            sql, args = sql + " AND step=?", args + [_step_number(step)]
+        if learner is not None:
+            sql, args = sql + " AND learner=?", args + [_lesson_key("learner", learner)]
+        rows = self._records(sql + " ORDER BY id", args)
+        return [{**r, "answer": json.loads(r["answer"]), "skipped": bool(r["skipped"]),
+                 "runs": json.loads(r["runs"])} for r in rows]
+
+    def set_lesson_step(self, learner: str, lesson: str, step: int) -> None:
+        """Remember the step a learner is at in a lesson (survives restarts)."""
+        row = (_lesson_key("learner", learner), _lesson_key("lesson", lesson),
+               _step_number(step), time.time())
+        self._call(lambda w: w.execute(
+            "INSERT INTO lesson_progress (learner, lesson, step, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (learner, lesson) DO UPDATE SET step=excluded.step, "
+            "updated_at=excluded.updated_at", row))
+
+    def lesson_steps(self, learner: str) -> dict[str, int]:
+        """{lesson id: the step this learner was last at}."""
+        rows = self._records("SELECT lesson, step FROM lesson_progress WHERE learner=?",
+                             (_lesson_key("learner", learner),))
+        return {r["lesson"]: int(r["step"]) for r in rows}
+
+
+MAX_ANSWER_CHARS = 2000     # a prediction's answer as JSON (an order of 20 run names fits)
+MAX_LESSON_STEP = 1000
+
+
+def _lesson_key(name: str, value) -> str:
+    """A lesson id, learner token or prediction kind: 1-64 letters, digits, '-', '_'."""
+    if not isinstance(value, str) or not 0 < len(value) <= 64 \
+            or not all(c.isascii() and (c.isalnum() or c in "-_") for c in value):
+        raise ValueError(f"{name}: {config.excerpt(value, 60)} is not allowed; allowed: 1-64 "
+                         "letters, digits, '-' or '_'")
+    return value
+
+
+def _step_number(step) -> int:
+    if isinstance(step, bool) or not isinstance(step, int) or not 1 <= step <= MAX_LESSON_STEP:
+        raise ValueError(f"step: {config.excerpt(step, 60)} is not allowed; allowed: a whole "
+                         f"number from 1 to {MAX_LESSON_STEP}")
+    return step
+
+
+def _answer_json(answer) -> str:
+    try:
+        text = json.dumps(answer, allow_nan=False)
+    except (TypeError, ValueError):
+        text = None
+    if text is None or len(text) > MAX_ANSWER_CHARS:
+        raise ValueError(f"answer: {config.excerpt(answer, 60)} is not allowed; allowed: a "
+                         f"choice, a list or a finite number, at most {MAX_ANSWER_CHARS} "
+                         "characters as JSON")
+    return text
 
 
 _OPEN_PATHS: set[str] = set()
