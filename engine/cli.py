@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import logging
 import os
 import re
@@ -123,6 +124,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Examples in the probe's batch (default: the run's batch size).")
     add_run_options(probe)
     probe.set_defaults(handler=cmd_probe)
+
+    lr_find = sub.add_parser("lr-find", help="The learning-rate range test: a short run whose "
+                             "rate rises exponentially from --lr-min to --lr-max until the loss "
+                             "explodes; prints the suggested rates (steepest, min/10, valley). "
+                             "Stored as a run (tag lr-find), comparable like any other.")
+    lr_find.add_argument("--config", metavar="FILE", help="JSON or YAML file of options; flags "
+                         "given as well override it.")
+    lr_find.add_argument("--steps", type=int, default=100, metavar="N",
+                         help="Steps of the test (default 100).")
+    lr_find.add_argument("--lr-max", "--lr_max", type=float, default=10.0, metavar="LR",
+                         help="The rate of the last step (default 10; the first is --lr-min).")
+    lr_find.add_argument("--seeds", default=None, metavar="N", help="Run the test with N seeds "
+                         "(trained together as a pack).")
+    lr_find.add_argument("--launch", default=None, metavar="WHICH", help="Then train the config "
+                         "with this suggestion's rate: steepest, min/10 or valley.")
+    lr_find.add_argument("--name", default="", help="Name of the test run(s).")
+    lr_find.add_argument("--json", action="store_true", help="Print one JSON object.")
+    add_run_options(lr_find)
+    lr_find.set_defaults(handler=cmd_lr_find)
 
     runs = sub.add_parser("runs", help="List stored runs.")
     runs.add_argument("--status", choices=RunStatus.ALL, help="Only runs with this status.")
@@ -425,6 +445,59 @@ def cmd_probe(args) -> int:
               f"{row['grad_norm']:>11.4g} {row['weight_norm']:>11.4g}")
     print(f"with these settings {describe_ratio(gradient_ratio(profile))}")
     return EXIT_OK
+
+
+def cmd_lr_find(args) -> int:
+    """Train the range test (stored, tag lr-find), print its suggestions; with --launch, train
+    the config with the chosen suggestion's rate (one run, its epoch lines, exit code)."""
+    from engine import launch, lr_find
+    base = config_from_args(args)
+    test = lr_find.range_config(base, steps=args.steps, lr_min=base.lr_min, lr_max=args.lr_max)
+    if args.launch is not None and args.launch not in lr_find.SUGGESTIONS:
+        raise CliError(f"--launch: {args.launch!r} is not allowed; allowed: "
+                       + ", ".join(lr_find.SUGGESTIONS))
+    planned = launch.plan(test, {}, args.seeds or 1, name=args.name, tags=[lr_find.TAG])
+    _check_data(base)
+    from engine.jobs import JobManager, check_device
+    check_device(base.device)
+    store = _open_store(args)
+    manager = JobManager(store)
+    ids = planned.submit(manager)
+    print(f"range test {', '.join(ids)}: lr {test.lr_min:g} -> {test.lr:g} over {args.steps} "
+          "steps", file=sys.stderr)
+    waited = launch.wait(manager, ids)
+    if waited.terminated or waited.stopped:
+        store.close()
+        return EXIT_TERMINATED if waited.terminated else EXIT_STOPPED
+    found = {}
+    for run_id in ids:
+        record = store.get_run(run_id)
+        curve = lr_find.read_curve(store.read_metrics([run_id]), record.config,
+                                   record.total_steps or args.steps)
+        found[run_id] = lr_find.suggest(curve)
+    store.close()
+    if args.json:
+        print(json.dumps({r: [vars(s) for s in sug] for r, sug in found.items()}, indent=2))
+    else:
+        for run_id, sug in found.items():
+            print(f"run {run_id}:\n{lr_find.describe(sug)}")
+    if args.launch is None:
+        return EXIT_OK
+    # One rate for the launch: the chosen suggestion of the first test (over seeds, their
+    # geometric mean: rates are read on a log scale).
+    rates = [lr_find.pick(sug, args.launch).lr for sug in found.values()]
+    lr = lr_find.rounded(math.exp(sum(math.log(r) for r in rates) / len(rates)))
+    print(f"launching with lr {lr:g} ({args.launch})", file=sys.stderr)
+    chosen = launch.plan(base.replace(lr=lr), name=args.name, tags=[])
+    store = _open_store(args)
+    manager = JobManager(store, max_concurrent=1)
+    (run_id,) = chosen.submit(manager)
+    printer = _EpochPrinter(store, manager, run_id, quiet=False)
+    waited = launch.wait(manager, [run_id], on_tick=printer.tick)
+    printer.finish()
+    code = _report_end(run_id, manager.progress(run_id))
+    store.close()
+    return EXIT_TERMINATED if waited.terminated else code
 
 
 def cmd_export(args) -> int:

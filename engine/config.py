@@ -48,7 +48,7 @@ OPTIMIZERS = (
     "sgd", "momentum", "nesterov", "rmsprop", "adagrad", "adam", "adamw",
     "course-momentum", "course-rmsprop", "course-adam",
 )
-SCHEDULES = ("constant", "step", "exponential", "cosine")
+SCHEDULES = ("constant", "step", "exponential", "cosine", "lr-range")
 INPUT_NORMS = ("dataset", "none", "mean-image")
 MOMENTUM_OPTIMIZERS = ("momentum", "nesterov", "course-momentum")
 ADAM_OPTIMIZERS = ("adam", "adamw", "course-adam")
@@ -317,7 +317,10 @@ class RunConfig:
                                  member=True, applies=lambda c: c["optimizer"] == "course-adam")
     schedule: str = _opt("constant", "Learning-rate schedule, stepped once per epoch: step (times "
                          "lr_decay every lr_step epochs), exponential (times lr_decay each epoch, "
-                         "cs231n's lr_decay), cosine (to 0 at the last epoch).", choices=SCHEDULES,
+                         "cs231n's lr_decay), cosine (to 0 at the last epoch); lr-range is the "
+                         "learning-rate range test (engine lr-find): the rate rises "
+                         "exponentially every step from lr_min to lr over the run's steps, and "
+                         "the run ends when the loss explodes.", choices=SCHEDULES,
                          group="optim",
                          label="Schedule", short="{} schedule", role=EXPERIMENT, member=True)
     lr_decay: float = _opt(0.9, "Multiplier for the step and exponential schedules.", low=0.0,
@@ -328,6 +331,10 @@ class RunConfig:
                         group="optim",
                         label="LR step (epochs)", short="lr step", role=EXPERIMENT, member=True,
                         applies=lambda c: c["schedule"] == "step")
+    lr_min: float = _opt(1e-7, "lr-range schedule: the learning rate of the first step (the last "
+                         "step's is lr).", low=0.0, high=100.0, low_open=True, group="optim",
+                         label="LR range start", short="lr from", role=EXPERIMENT, member=True,
+                         applies=lambda c: c["schedule"] == "lr-range")
     grad_clip: float = _opt(0.0, "Clip the global gradient norm to this value (0 = off).",
                             low=0.0, high=1e6, group="optim",
                             label="Gradient clipping (norm)", short="clip", role=EXPERIMENT,
@@ -387,6 +394,15 @@ class RunConfig:
                            group="run",
                            label="Diagnostics every (steps)", short="diag every", role=SCHEDULING,
                            member=True, applies=lambda c: c["diagnostics"])
+    # Scheduling: measured on a copy of the state in evaluation mode, so the run's own steps,
+    # random draws and batch-norm statistics are exactly those of a run without it.
+    sharpness_every: int = _opt(0, "Estimate the sharpness of the training loss (its top Hessian "
+                                "eigenvalue, by 20 power iterations of Hessian-vector products on "
+                                "a fixed batch, in evaluation mode) every N steps, to draw against "
+                                "the stability line 2/lr (0 = off; each estimate costs about 40 "
+                                "forward-backward passes).", low=0, high=MAX_STEPS, group="run",
+                                label="Sharpness every (steps)", short="sharpness every",
+                                role=SCHEDULING, member=True)
 
     def __post_init__(self):
         _validate(self)
@@ -700,6 +716,9 @@ def check_value(name: str, value: Any) -> Any:
 
 
 def _check_cross_field(cfg: RunConfig) -> None:
+    if cfg.schedule == "lr-range" and cfg.lr_min >= cfg.lr:
+        raise ConfigError("lr_min", cfg.lr_min, f"the range test rises from lr_min to lr: must "
+                          f"be below lr={cfg.lr:g}")
     if not _DEVICE_RE.match(cfg.device):
         raise ConfigError("device", cfg.device, "allowed: auto, cpu, cuda, cuda:N, mps")
     if len(cfg.data_dir) > 4096 or any(ord(c) < 32 for c in cfg.data_dir):

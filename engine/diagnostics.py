@@ -202,10 +202,66 @@ def layer_metrics(layers: list[Layer], grad_norms: list[torch.Tensor],
     return [dict(zip(names, column)) for column in zip(*table)]
 
 
+def top_eigenvalue(hvp, params: list[torch.Tensor], per_member, iterations: int,
+                   seed: int = 0) -> torch.Tensor:
+    """(K,) largest eigenvalues of K independent Hessians (block diagonal: each member's loss
+    depends on its own parameters only) by power iteration: v <- Hv / |Hv| per member,
+    starting from a fixed random direction (its own generator: the run's are not touched).
+    `hvp(vectors) -> H @ vectors` (lists shaped like params); `per_member(t) -> (K,)` sums one
+    parameter-shaped tensor per member. The estimate is the Rayleigh quotient v.Hv, which
+    for the top eigenvalue of largest magnitude converges from below in size."""
+    generator = torch.Generator().manual_seed(seed)
+    vectors = [torch.randn(p.shape, generator=generator).to(p.device, p.dtype) for p in params]
+
+    def normalized(vs):
+        norm = torch.sqrt(sum(per_member(v * v) for v in vs))           # (K,)
+        return [v / _members_first(norm, v).clamp_min(1e-30) for v in vs]
+    vectors = normalized(vectors)
+    value = torch.zeros(1)
+    for _ in range(max(1, iterations)):
+        products = [h.detach() for h in hvp(vectors)]
+        value = sum(per_member(h * v) for h, v in zip(products, vectors))
+        vectors = normalized(products)
+    return value.detach()
+
+
+def _members_first(column: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A (K,) column shaped to broadcast over a (K, ...) tensor; a scalar for K = 1 solo
+    parameters (which have no member dimension)."""
+    if column.numel() == 1 and (like.dim() == 0 or like.shape[0] != 1):
+        return column.reshape(())
+    return column.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def stability_limit(cfg: RunConfig, lr: float) -> float | None:
+    """The sharpness above which gradient descent with this update rule diverges on a
+    quadratic: 2/lr for SGD, 2(1+b)/lr with heavy-ball momentum b, 2(1+b)/((1+2b) lr) for
+    Nesterov, 2(1+b)/((1-b) lr) for the course's dampened momentum; None for adaptive rules
+    (their step is preconditioned: no single line applies)."""
+    if lr <= 0:
+        return None
+    b = cfg.momentum
+    if cfg.optimizer == "sgd":
+        return 2 / lr
+    if cfg.optimizer == "momentum":
+        return 2 * (1 + b) / lr
+    if cfg.optimizer == "nesterov":
+        return 2 * (1 + b) / ((1 + 2 * b) * lr)
+    if cfg.optimizer == "course-momentum" and b < 1:
+        return 2 * (1 + b) / ((1 - b) * lr)
+    return None
+
+
+EARLY_STEPS = 10   # every one of a run's first steps is collected: a learning rate far too
+#                    large diverges at step 2 or 3, long before the first diag_every step,
+#                    and these are the steps that show why (costs 10 collections a run)
+
+
 def collection_due(cfg: RunConfig, steps_per_epoch: int, total_steps: int) -> Callable[[int], bool]:
-    """Collect every cfg.diag_every steps and at each step the trainer evaluates at."""
+    """Collect at each of the first EARLY_STEPS steps, every cfg.diag_every steps and at each
+    step the trainer evaluates at."""
     def due(step: int) -> bool:
-        return bool((cfg.diag_every and step % cfg.diag_every == 0)
+        return bool(step <= EARLY_STEPS or (cfg.diag_every and step % cfg.diag_every == 0)
                     or evaluates_at(cfg, step, steps_per_epoch, total_steps))
     return due
 

@@ -20,6 +20,8 @@ EPOCH_TRAIN_LOSS = "train/epoch_loss"  # mean step loss over the epoch (the seed
 LR = "train/lr"                      # learning rate in force at the evaluation
 EXAMPLES_PER_S = "perf/examples_per_s"
 ELAPSED_S = "perf/elapsed_s"         # seconds since the run started training
+SHARPNESS = "sharpness/top_eigenvalue"      # top Hessian eigenvalue of the training loss
+STABILITY_LIMIT = "sharpness/stability_limit"   # where GD with this rule and lr diverges (2/lr)
 
 EVAL_METRICS = (TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC)
 ALL_METRICS = (STEP_LOSS, TRAIN_LOSS, TRAIN_ACC, VAL_LOSS, VAL_ACC, EPOCH_TRAIN_LOSS, LR,
@@ -63,6 +65,8 @@ _METRIC_INFO = {m.name: m for m in (
     MetricInfo(LR, "learning rate", log_friendly=True),
     MetricInfo(EXAMPLES_PER_S, "throughput", "examples/s", higher_is_better=True),
     MetricInfo(ELAPSED_S, "elapsed time", "s"),
+    MetricInfo(SHARPNESS, "sharpness (top Hessian eigenvalue)", log_friendly=True),
+    MetricInfo(STABILITY_LIMIT, "stability limit (2/lr for SGD)", log_friendly=True),
 )}
 _SPLIT_WORDS = {"train": "training", "val": "validation", "test": "test"}
 

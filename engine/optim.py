@@ -292,9 +292,14 @@ def build_optimizer(cfg: RunConfig, params) -> torch.optim.Optimizer:
     return rule.build(cfg, list(params))
 
 
-def build_schedule(cfg: RunConfig, optimizer: torch.optim.Optimizer,
-                   epochs: int) -> lr_scheduler.LRScheduler | None:
-    """The per-epoch learning-rate schedule; None for a constant rate."""
+# Schedules that move the learning rate after every step (the others: once per epoch).
+PER_STEP_SCHEDULES = ("lr-range",)
+
+
+def build_schedule(cfg: RunConfig, optimizer: torch.optim.Optimizer, epochs: int,
+                   total_steps: int = 0) -> lr_scheduler.LRScheduler | None:
+    """The learning-rate schedule; None for a constant rate. Stepped once per epoch, or after
+    every step for PER_STEP_SCHEDULES (lr-range over `total_steps` steps)."""
     if cfg.schedule == "constant":
         return None
     if cfg.schedule == "step":
@@ -303,7 +308,21 @@ def build_schedule(cfg: RunConfig, optimizer: torch.optim.Optimizer,
         return lr_scheduler.ExponentialLR(optimizer, gamma=cfg.lr_decay)
     if cfg.schedule == "cosine":
         return lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs))
+    if cfg.schedule == "lr-range":
+        return lr_scheduler.LambdaLR(optimizer, lambda i: range_factor(cfg, i, total_steps))
     raise ValueError(f"unknown schedule {cfg.schedule!r}")
+
+
+def range_factor(cfg: RunConfig, done: int, total_steps: int) -> float:
+    """lr-range: the multiplier of cfg.lr for the step after `done` steps: lr_min at the first
+    step, rising exponentially to lr at step total_steps."""
+    span = max(1, total_steps - 1)
+    return (cfg.lr_min / cfg.lr) ** max(0.0, 1 - min(done, span) / span)
+
+
+def range_lr(cfg: RunConfig, step: int, total_steps: int) -> float:
+    """The learning rate an lr-range run used at `step` (1-based): for reading its curve."""
+    return cfg.lr * range_factor(cfg, step - 1, total_steps)
 
 
 # --- K members at once ---------------------------------------------------------------------------

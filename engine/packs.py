@@ -32,7 +32,8 @@ from engine import diagnostics
 from engine.config import (CNN_MODELS, IMAGE_SHAPES, MEMBER_FIELDS, NUM_CLASSES, SHARED_FIELDS,
                            RunConfig, estimate_parameters, input_size)
 from engine.models import DEFAULT_CHANNELS, build_model, count_parameters
-from engine.optim import UPDATE_RULES, StackedOptimizer, build_optimizer, build_schedule
+from engine.optim import (PER_STEP_SCHEDULES, UPDATE_RULES, StackedOptimizer, build_optimizer,
+                          build_schedule)
 from engine.runsetup import seeded_model
 from engine.stacked import StackedModel, clip_per_member, stack_members, unsupported_modules
 from engine.stepper import EVAL_CHUNK, Stepper
@@ -153,7 +154,8 @@ class PackStepper(Stepper):
     then stacked; each keeps its own torch optimizer over a stand-in parameter for its
     hyperparameters and schedule."""
 
-    def __init__(self, cfgs: Sequence[RunConfig], generators, data, device, epochs: int):
+    def __init__(self, cfgs: Sequence[RunConfig], generators, data, device, epochs: int,
+                 total_steps: int = 0):
         self.cfgs = list(cfgs)
         self.solo_models = [seeded_model(c, data.input_shape, data.num_classes)
                             for c in self.cfgs]
@@ -179,7 +181,7 @@ class PackStepper(Stepper):
             # the member's hyperparameters and its schedule moves its lr exactly as alone.
             optimizer = build_optimizer(cfg, [torch.zeros(1, requires_grad=True)])
             self.member_optimizers.append(optimizer)
-            self.schedules.append(build_schedule(cfg, optimizer, epochs))
+            self.schedules.append(build_schedule(cfg, optimizer, epochs, total_steps))
         self.optimizer = StackedOptimizer(self.cfgs[0].optimizer, list(self.model.params.values()),
                                           self.member_optimizers)
         self._clip_norms = None
@@ -209,6 +211,21 @@ class PackStepper(Stepper):
 
     def update(self):
         self.optimizer.step()
+        if any(c.schedule in PER_STEP_SCHEDULES for c in self.cfgs):   # a member field
+            self._step_schedules(per_step=True)
+
+    def _step_schedules(self, per_step: bool) -> None:
+        """Each member's schedule steps once (per epoch, or per step for PER_STEP_SCHEDULES)."""
+        stepped = False
+        for cfg, optimizer, schedule in zip(self.cfgs, self.member_optimizers, self.schedules):
+            if schedule is not None and (cfg.schedule in PER_STEP_SCHEDULES) == per_step:
+                # The stand-in has no gradient, so this step changes nothing; it only tells
+                # the schedule that an optimizer step came first, as in a solo run.
+                optimizer.step()
+                schedule.step()
+                stepped = True
+        if stepped:
+            self.optimizer.refresh()
 
     def _solo_layout(self, tensors):
         # A stacked Linear weight is (K, in, out); diagnostics read units as rows (K, out, in).
@@ -257,13 +274,22 @@ class PackStepper(Stepper):
         return (loss_sum / len(y)).tolist(), (correct / len(y)).tolist()
 
     def end_epoch(self):
-        for optimizer, schedule in zip(self.member_optimizers, self.schedules):
-            if schedule is not None:
-                # The stand-in has no gradient, so this step changes nothing; it only tells
-                # the schedule that an optimizer step came first, as in a solo run.
-                optimizer.step()
-                schedule.step()
-        self.optimizer.refresh()
+        self._step_schedules(per_step=False)
+
+    def hvp_parameters(self):
+        return list(self.model.params.values())
+
+    def per_member(self, t):
+        return t.reshape(len(t), -1).sum(1)
+
+    def eval_mode(self, on):
+        self.model.training = not on
+
+    def eval_losses(self, x, y):
+        out = self.model.shared_input(x)                                # (K, n, classes)
+        members = out.shape[0]
+        return F.cross_entropy(out.transpose(1, 2), y.expand(members, -1),
+                               reduction="none").mean(1)
 
     def keep(self, positions):
         if len(positions) == len(self.cfgs):

@@ -35,12 +35,13 @@ from torch import nn
 from engine import diagnostics
 from engine.config import RunConfig
 from engine.models import count_parameters
-from engine.optim import build_optimizer, build_schedule
+from engine.optim import PER_STEP_SCHEDULES, build_optimizer, build_schedule
 from engine.runsetup import draw_dropout_from, seeded_model
 
 # Evaluation runs in chunks of this many examples so a 10,000-image validation set through a
 # CNN does not need one huge activation tensor.
 EVAL_CHUNK = 4096
+SHARPNESS_ITERATIONS = 20   # power iterations per sharpness estimate (2 passes each)
 
 
 class Stepper:
@@ -113,16 +114,52 @@ class Stepper:
         """Per layer, the (K,) median effective step of adaptive optimizers, else None."""
         raise NotImplementedError
 
+    # --- sharpness: the top Hessian eigenvalue of each member's loss on one batch ----------------
+    def sharpness(self, x: torch.Tensor, y: torch.Tensor,
+                  iterations: int = SHARPNESS_ITERATIONS) -> torch.Tensor:
+        """(K,) top eigenvalues of each member's training loss on the batch (x, y) that every
+        member sees, by power iteration with Hessian-vector products. In evaluation mode and
+        through torch.autograd.grad only: no parameter gradient, batch-norm statistic or
+        random draw of the run changes, so the run trains exactly as without it."""
+        params = self.hvp_parameters()
+        self.eval_mode(True)
+        try:
+            losses = self.eval_losses(x, y)                     # (K,), with autograd
+            grads = torch.autograd.grad(losses.sum(), params, create_graph=True)
+
+            def hvp(vectors):
+                return torch.autograd.grad(grads, params, grad_outputs=vectors,
+                                           retain_graph=True)
+            return diagnostics.top_eigenvalue(hvp, params, self.per_member, iterations)
+        finally:
+            self.eval_mode(False)
+
+    def hvp_parameters(self) -> list[torch.Tensor]:
+        raise NotImplementedError
+
+    def per_member(self, t: torch.Tensor) -> torch.Tensor:
+        """Sum of one parameter-shaped tensor per member: (K,)."""
+        raise NotImplementedError
+
+    def eval_mode(self, on: bool) -> None:
+        raise NotImplementedError
+
+    def eval_losses(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """(K,) mean losses of every member on one shared batch, in the current mode."""
+        raise NotImplementedError
+
 
 class SoloStepper(Stepper):
     """One run (K = 1): its nn.Module and its torch optimizer, exactly as built for it."""
 
-    def __init__(self, cfg: RunConfig, generator: torch.Generator, data, device, epochs: int):
+    def __init__(self, cfg: RunConfig, generator: torch.Generator, data, device, epochs: int,
+                 total_steps: int = 0):
         self.cfg = cfg
         self.model = seeded_model(cfg, data.input_shape, data.num_classes, device)
         draw_dropout_from(self.model, generator)
         self.optimizer = build_optimizer(cfg, self.model.parameters())
-        self.schedule = build_schedule(cfg, self.optimizer, epochs)
+        self.schedule = build_schedule(cfg, self.optimizer, epochs, total_steps)
+        self.per_step = cfg.schedule in PER_STEP_SCHEDULES
         self.layers = diagnostics.model_layers(self.model)
         self.hooks = diagnostics.ActivationHooks(self.layers)
         self._size = 1
@@ -143,6 +180,8 @@ class SoloStepper(Stepper):
 
     def update(self):
         self.optimizer.step()
+        if self.per_step:
+            self.schedule.step()
 
     def layer_weights(self):
         return [layer.weight_module.weight.unsqueeze(0) for layer in self.layers]
@@ -174,8 +213,20 @@ class SoloStepper(Stepper):
         loss, acc = evaluate(self.model, x, y)
         return [loss], [acc]
 
+    def hvp_parameters(self):
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def per_member(self, t):
+        return t.sum().reshape(1)
+
+    def eval_mode(self, on):
+        self.model.train(not on)
+
+    def eval_losses(self, x, y):
+        return F.cross_entropy(self.model(x), y).reshape(1)
+
     def end_epoch(self):
-        if self.schedule is not None:
+        if self.schedule is not None and not self.per_step:
             self.schedule.step()
 
     def keep(self, positions):

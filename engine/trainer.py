@@ -32,9 +32,9 @@ import torch
 
 from engine import diagnostics
 from engine.config import RunConfig, drops_last_batch, plan_steps
-from engine.events import (ELAPSED_S, EPOCH_TRAIN_LOSS, EXAMPLES_PER_S, LR, TRAIN_ACC,
-                           TRAIN_LOSS, VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted,
-                           RunStatus, StepLoss)
+from engine.events import (ELAPSED_S, EPOCH_TRAIN_LOSS, EXAMPLES_PER_S, LR, SHARPNESS,
+                           STABILITY_LIMIT, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, Evaluated,
+                           RunEnded, RunStarted, RunStatus, StepLoss)
 from engine.packs import PackStepper, can_pack
 from engine.runsetup import (OUT_OF_MEMORY, available_devices, describe_error, provenance,
                              release_memory, resolve_device)
@@ -56,7 +56,8 @@ class Member:
     should_stop: Callable[[], bool]
     place: int                                  # its place in its pack, from 0
     generator: torch.Generator = None
-    first_loss: float | None = None             # divergence is measured against it
+    first_loss: float | None = None             # divergence is measured against it (the
+    #                                             lowest so far for an lr-range test)
     epoch_loss: float = 0.0                     # sum of step loss x batch over the epoch
     epoch_examples: int = 0
     diag_due: Callable[[int], bool] = lambda step: False
@@ -137,7 +138,7 @@ class _Loop:
         self.data = data
         # The plan: shared by every member of a pack (the fields it depends on are shared).
         self.steps_per_epoch, epochs, self.total_steps = plan_steps(first, n_train)
-        self.stepper = _stepper(self.members, data, device, epochs)
+        self.stepper = _stepper(self.members, data, device, epochs, self.total_steps)
         size = len(self.members)
         packing = _packing_note(self.members)
         for m in self.members:
@@ -184,6 +185,7 @@ class _Loop:
                     self.drain_losses()
                 if layer_stats is not None:
                     self.hand_out_diagnostics(stepped, collect, layer_stats)
+                self.measure_sharpness()
                 if first.eval_every and self.step % first.eval_every == 0 and self.live:
                     self.drain_losses()
                     self.report(epoch_end=False)
@@ -223,22 +225,22 @@ class _Loop:
         if not self.pending:
             return
         rows = torch.stack([p[3] for p in self.pending]).tolist()
-        diverged: dict[int, tuple[int, str]] = {}
+        ending: dict[int, tuple[int, str, str]] = {}      # k -> (step, status, reason)
         for (step, epoch, batch, _), values in zip(self.pending, rows):
             for k, (m, value) in enumerate(zip(self.live, values)):
-                if k in diverged:
+                if k in ending:
                     continue
                 self.emit(StepLoss(run=m.run_id, step=step, epoch=epoch, loss=value))
-                why = _divergence(m, step, value)
-                if why:
-                    diverged[k] = (step, why)
+                end = _divergence(m, step, value)
+                if end:
+                    ending[k] = (step, *end)
                     continue
                 m.epoch_loss += value * batch
                 m.epoch_examples += batch
         self.pending.clear()
-        for k, (step, why) in diverged.items():
-            self.end(self.live[k], RunStatus.DIVERGED, why, step)
-        self.leave(set(diverged))
+        for k, (step, status, reason) in ending.items():
+            self.end(self.live[k], status, reason, step)
+        self.leave(set(ending))
 
     # --- diagnostics, evaluation, keep_best -----------------------------------------------------
     def hand_out_diagnostics(self, stepped: list[Member], collect: list[bool],
@@ -250,10 +252,26 @@ class _Loop:
                 continue
             if diagnostics.evaluates_at(m.cfg, self.step, self.steps_per_epoch,
                                         self.total_steps):
-                m.held_diag = stats
+                m.held_diag = {**m.held_diag, **stats}
             else:
                 self.emit(Evaluated(run=m.run_id, step=self.step,
                                     epoch=self.step / self.steps_per_epoch, metrics=stats))
+
+    def measure_sharpness(self) -> None:
+        """Members whose sharpness_every divides this step: the top Hessian eigenvalue of
+        their loss on a fixed batch (the first batch_size training examples), beside the
+        stability limit of their rule at their current rate."""
+        due = [bool(m.cfg.sharpness_every and self.step % m.cfg.sharpness_every == 0)
+               for m in self.live]
+        if not any(due):
+            return
+        n = min(self.members[0].cfg.batch_size, len(self.data.y_train))
+        values = self.stepper.sharpness(self.data.x_train[:n], self.data.y_train[:n]).tolist()
+        stats = []
+        for k, (m, value) in enumerate(zip(self.live, values)):
+            limit = diagnostics.stability_limit(m.cfg, self.stepper.lr(k))
+            stats.append({SHARPNESS: value, **({STABILITY_LIMIT: limit} if limit else {})})
+        self.hand_out_diagnostics(list(self.live), due, stats)
 
     def report(self, epoch_end: bool, only: set[str] | None = None,
                extra: dict | None = None) -> list[float]:
@@ -328,13 +346,13 @@ class _Loop:
                     extra={r: {BEST_EPOCH: m.best_epoch} for r, m in keepers.items()})
 
 
-def _stepper(members: list[Member], data, device, epochs: int):
+def _stepper(members: list[Member], data, device, epochs: int, total_steps: int):
     """The solo stepper for one run, the pack stepper for several."""
     if len(members) == 1:
         m = members[0]
-        return SoloStepper(m.cfg, m.generator, data, device, epochs)
+        return SoloStepper(m.cfg, m.generator, data, device, epochs, total_steps)
     return PackStepper([m.cfg for m in members], [m.generator for m in members], data, device,
-                       epochs)
+                       epochs, total_steps)
 
 
 def _packing_note(members: list[Member]) -> str:
@@ -349,13 +367,24 @@ def _packing_note(members: list[Member]) -> str:
         "trained alone: no other queued run shared its shape"
 
 
-def _divergence(m: Member, step: int, loss: float) -> str:
-    """Why this step's loss makes the member diverged ('' when it does not)."""
+RANGE_EXPLODES = 4.0   # lr-range: the test ends when a loss exceeds 4x the lowest so far
+
+
+def _divergence(m: Member, step: int, loss: float) -> tuple[str, str] | None:
+    """(status, reason) when this step's loss ends the member: diverged (not finite, or past
+    diverge_factor times its first loss); for the learning-rate range test (schedule
+    lr-range) an exploding loss is its normal end: completed. None otherwise."""
+    if m.cfg.schedule == "lr-range":
+        if math.isfinite(loss) and (m.first_loss is None or loss <= RANGE_EXPLODES * m.first_loss):
+            m.first_loss = loss if m.first_loss is None else min(m.first_loss, loss)
+            return None
+        return (RunStatus.COMPLETED, f"range test done: the loss exploded at step {step} "
+                f"({loss:.4g}, above {RANGE_EXPLODES:g}x its lowest {m.first_loss:.4g})")
     if not math.isfinite(loss):
-        return f"loss is {loss} at step {step}"
+        return RunStatus.DIVERGED, f"loss is {loss} at step {step}"
     if m.first_loss is None:
         m.first_loss = loss
     elif loss > m.cfg.diverge_factor * max(m.first_loss, 1e-3):
-        return (f"loss {loss:.4g} at step {step} exceeds {m.cfg.diverge_factor:g}x its first "
-                f"value {m.first_loss:.4g}")
-    return ""
+        return (RunStatus.DIVERGED, f"loss {loss:.4g} at step {step} exceeds "
+                f"{m.cfg.diverge_factor:g}x its first value {m.first_loss:.4g}")
+    return None
