@@ -765,3 +765,46 @@ def parallel_figure(exp: "experiments.Experiment", frame, groups: dict, metric: 
                                  dimensions=dimensions))
     fig.update_layout(title=f"Every run: the options it varies and its {what}", height=420)
     return fig
+
+
+# --- the learning-rate range test -----------------------------------------------------------------
+
+SUGGESTION_SYMBOLS = {"steepest": "triangle-down", "min/10": "diamond", "valley": "circle"}
+
+
+def lr_find_figure(tests: dict, suggestions: dict, labels: dict) -> go.Figure:
+    """Range tests (engine.lr_find): each test's loss against the learning rate on a log axis,
+    raw faint and smoothed solid, with its suggested points marked and named in the hover.
+    `tests`: {run id: lr_find.Curve}, `suggestions`: {run id: [Suggestion]}."""
+    colors = describe.palette_colors(list(tests))
+    fig = go.Figure()
+    for run_id, curve in tests.items():
+        name = describe.plotly_text(labels.get(run_id, run_id))
+        color = colors[run_id]
+        fig.add_trace(go.Scatter(x=curve.lrs, y=curve.losses, mode="lines", name=name,
+                                 line=dict(color=rgba(color, 0.25), width=1), showlegend=False,
+                                 hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=curve.lrs, y=curve.smoothed, mode="lines", name=name,
+                                 line=dict(color=color, width=2.5),
+                                 hovertemplate="lr %{x:.3g}<br>smoothed loss %{y:.4g}"
+                                               "<extra>%{fullData.name}</extra>"))
+        for s in suggestions.get(run_id, []):
+            fig.add_trace(go.Scatter(
+                x=[s.lr], y=[s.loss], mode="markers+text", text=[s.name],
+                textposition="top center", showlegend=False, name=s.name,
+                marker=dict(symbol=SUGGESTION_SYMBOLS.get(s.name, "circle"), size=12,
+                            color=color, line=dict(color="white", width=1)),
+                hovertemplate=f"<b>{s.name}</b>: lr %{{x:.3g}}<br>{describe.plotly_text(s.why)}"
+                              "<extra></extra>"))
+    fig.update_xaxes(type="log", title_text="learning rate (log scale)")
+    fig.update_yaxes(title_text="training loss per step")
+    finite = np.concatenate([c.smoothed[np.isfinite(c.smoothed)] for c in tests.values()]
+                            or [np.array([])])
+    if finite.size:     # the exploding end would squash the part that matters
+        low, high = float(finite.min()), float(np.percentile(finite, 95))
+        pad = 0.1 * max(high - low, 1e-6)
+        fig.update_yaxes(range=[low - pad, high + 3 * pad])
+    fig.update_layout(title=dict(text="Learning-rate range test: loss as the rate rises",
+                                 font=dict(size=15)), height=420,
+                      margin=dict(l=60, r=20, t=60, b=50), legend=dict(orientation="h"))
+    return fig
