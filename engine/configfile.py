@@ -52,11 +52,11 @@ def parse_config_bytes(raw: bytes, filename: str, field: str = FIELD) -> dict:
         raise ConfigError(field, filename, f"at most {MAX_CONFIG_BYTES:,} bytes are allowed",
                           problem=f"is {len(raw):,} bytes")
     if b"\x00" in raw:
-        raise ConfigError(field, filename, f"a {field} is UTF-8 text", problem="is binary")
+        raise ConfigError(field, filename, f"{_a(field)} is UTF-8 text", problem="is binary")
     try:
         text = raw.decode("utf-8-sig")     # a leading byte-order mark is not content
     except UnicodeDecodeError as error:
-        raise ConfigError(field, filename, f"a {field} is UTF-8 text",
+        raise ConfigError(field, filename, f"{_a(field)} is UTF-8 text",
                           problem=f"has a non-UTF-8 byte at offset {error.start}") from None
     data = _parse_json(text, filename, field) if kind == "json" \
         else _parse_yaml(text, filename, field)
@@ -92,8 +92,12 @@ def load_config_file(path: str | Path) -> RunConfig:
 
 
 def _refuse(filename: str, problem: str, field: str = FIELD, allowed: str = ""):
-    return ConfigError(field, filename, allowed or f"a {field} is a small mapping of names to "
-                       "plain values", problem=problem)
+    return ConfigError(field, filename, allowed or f"{_a(field)} is a small mapping of names "
+                       "to plain values", problem=problem)
+
+
+def _a(noun: str) -> str:
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
 
 
 def _check_number_text(text: str, filename: str, field: str = FIELD) -> str:
