@@ -1,7 +1,8 @@
 """What a run's per-layer diagnostics say, read from the store: the metric names
 (`diag/<quantity>/<layer>`) and their labels, the gradient ratio at initialization in words,
-and the warnings in plain words (spike, plateau, divergence, vanishing or exploding gradient,
-update ratio, dead units, overfitting, symmetry).
+the warnings in plain words (spike, plateau, divergence, vanishing or exploding gradient,
+update ratio, dead units, overfitting, symmetry), and how a run that ended early ended
+(`outcome`, `before_first_evaluation`): one event, one number, the stored one.
 
 Torch-free on purpose: a page or CLI command that only reads stored runs (the Diagnostics
 page, `python -m engine show`) draws without waiting for torch to load. Collecting the
@@ -14,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 from engine.config import TOY_DATASETS, RunConfig
-from engine.events import STEP_LOSS, TRAIN_LOSS, VAL_LOSS
+from engine.events import STEP_LOSS, TRAIN_LOSS, VAL_LOSS, RunStatus
 
 PREFIX = "diag/"
 GRAD_NORM, WEIGHT_NORM, UPDATE_RATIO = "grad_norm", "weight_norm", "update_ratio"
@@ -58,8 +59,10 @@ def gradient_ratio(profile: list[dict]) -> float:
     return first / last if last else math.nan
 
 
-def describe_ratio(ratio: float) -> str:
-    """E.g. "the gradient at the first layer is 10^-9 of the last layer's: it vanishes ..."."""
+def describe_ratio(ratio: float, *, diverged_at: int | None = None) -> str:
+    """E.g. "the gradient at the first layer is 10^-9 of the last layer's: it vanishes ...".
+    `diverged_at`: the step where the run with this profile diverged; a ratio in range then
+    says the signal at init is not what broke it (never "healthy" for a diverged run)."""
     if not math.isfinite(ratio) or ratio <= 0:
         return "the gradient at the first layer is zero or undefined (no signal reaches it)"
     exponent = round(math.log10(ratio))
@@ -69,6 +72,11 @@ def describe_ratio(ratio: float) -> str:
     if ratio > EXPLODING_RATIO:
         return (f"the gradient at the first layer is 10^{exponent} times the last layer's: it "
                 "explodes on its way back")
+    if diverged_at is not None:
+        return (f"the gradient at the first layer is about {ratio:.2g} times the last layer's "
+                f"(between {VANISHING_RATIO:g} and {EXPLODING_RATIO:g}: the signal reaches "
+                f"every layer at initialization), so it is not what broke this run: it "
+                f"diverged at step {diverged_at}, most often from a learning rate too large")
     return (f"the gradient at the first layer is about {ratio:.2g} times the last layer's "
             f"(healthy: between {VANISHING_RATIO:g} and {EXPLODING_RATIO:g})")
 
@@ -110,10 +118,52 @@ class RunWarning:
                 "message": self.message}
 
 
-def warnings_for(frame, config: dict | None = None) -> list[RunWarning]:
+def _get(run, name, default=None):
+    return run.get(name, default) if isinstance(run, dict) else getattr(run, name, default)
+
+
+def outcome(run) -> str:
+    """How a run that did not complete ended, in words with the stored step and reason ('' for
+    a completed, running or queued run): 'diverged at step 2: loss 1.2e+04 at step 2 exceeds
+    1000x its first value 2.303'. `run`: a RunRecord or a dict with status, last_step,
+    reason."""
+    status, step = _get(run, "status"), _get(run, "last_step") or 0
+    reason = (_get(run, "reason") or "").strip()
+    verb = {RunStatus.DIVERGED: "diverged", RunStatus.FAILED: "failed",
+            RunStatus.STOPPED: "was stopped", RunStatus.INTERRUPTED: "was interrupted"}.get(status)
+    if verb is None:
+        return ""
+    where = f" at step {step}" if step else " before its first step"
+    return f"{verb}{where}" + (f": {reason}" if reason else "")
+
+
+def before_first_evaluation(run) -> str:
+    """Why a run has no evaluation (validation loss and accuracy) to draw: 'diverged at step 2,
+    before its first evaluation', 'has not reached its first evaluation yet (at the end of
+    each epoch)', 'is queued'."""
+    status, step = _get(run, "status"), _get(run, "last_step") or 0
+    if status == RunStatus.QUEUED:
+        return "is queued"
+    if status == RunStatus.RUNNING:
+        every = dict(_get(run, "config") or {}).get("eval_every") or 0
+        return "has not reached its first evaluation yet (" + (
+            f"every {every} steps)" if every else "at the end of each epoch)")
+    verb = {RunStatus.DIVERGED: "diverged", RunStatus.FAILED: "failed",
+            RunStatus.STOPPED: "was stopped",
+            RunStatus.INTERRUPTED: "was interrupted"}.get(status, "ended")
+    return f"{verb} at step {step}, before its first evaluation" if step else \
+        f"{verb} before its first step"
+
+
+def warnings_for(frame, config: dict | None = None, *, run=None) -> list[RunWarning]:
     """Warnings about one run from its stored metrics (a `RunStore.read_metrics` frame of one
     run: columns step, name, value) and its config dict. Pure and computed on read: nothing is
     stored, so a threshold changed here applies to every stored run at once.
+
+    `run` (its RunRecord, or a dict with status, last_step, reason): a run stored as diverged
+    gets one divergence warning, the stored event itself (its step and the numbers of its
+    reason, as the trainer wrote them), instead of the loss rules below, so the reason on
+    every page and the warning quote one event with one number.
 
     Rules and thresholds (constants above, with their sources):
     - spike: a step loss above SPIKE_FACTOR x the exponentially smoothed loss of the steps
@@ -132,18 +182,31 @@ def warnings_for(frame, config: dict | None = None) -> list[RunWarning]:
       initialization leaves them.
     """
     config = dict(config or {})
+    stored = _stored_divergence(run)
     if frame is None or len(frame) == 0:
-        return []
+        return [stored] if stored else []
     series = {name: (g["step"].to_numpy(), g["value"].to_numpy(dtype=float))
               for name, g in frame.sort_values(["step"], kind="stable").groupby("name")}
-    found: list[RunWarning] = []
-    found += _loss_warnings(series)
+    found: list[RunWarning] = [stored] if stored else _loss_warnings(series)
     found += _gradient_warnings(series)
     found += _update_warnings(series)
     found += _dead_warnings(series)
     found += _overfit_warnings(series)
     found += _symmetry_warnings(series, config)
     return sorted(found, key=lambda w: (w.step, w.kind))
+
+
+def _stored_divergence(run) -> RunWarning | None:
+    """The divergence warning of a run stored as diverged: its RunEnded's step and reason."""
+    if run is None or _get(run, "status") != RunStatus.DIVERGED:
+        return None
+    step = int(_get(run, "last_step") or 0)
+    reason = (_get(run, "reason") or "").strip() or "the loss was no longer usable"
+    if f"step {step}" not in reason:
+        reason += f" at step {step}"
+    return RunWarning("divergence", step, None,
+                      f"Divergence: {reason}; the run stopped there. The learning rate is "
+                      "probably too large.")
 
 
 def _layer_series(series: dict, quantity: str) -> dict[int, tuple]:

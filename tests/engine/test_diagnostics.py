@@ -193,13 +193,33 @@ def test_a_long_toy_run_stores_at_most_a_hundred_region_snapshots_spread_over_it
 # --- the trainer hook ----------------------------------------------------------------------------
 
 def test_diagnostics_are_collected_every_diag_every_steps_and_at_evaluations():
-    seen = run_events(diag_every=3)            # 4 steps per epoch, 8 steps
+    seen = run_events(diag_every=3, epochs=8)    # 4 steps per epoch, 32 steps
     steps = [e.step for e in seen if isinstance(e, ev.Evaluated)
              and "diag/grad_norm/0" in e.metrics]
-    assert steps == [3, 4, 6, 8]
+    # every one of the first 10 steps, then every 3rd step and every evaluation (4th)
+    assert diag.EARLY_STEPS == 10
+    assert steps == list(range(1, 11)) + [12, 15, 16, 18, 20, 21, 24, 27, 28, 30, 32]
     names = {n for e in seen if isinstance(e, ev.Evaluated) for n in e.metrics}
     assert {f"diag/{q}/{layer}" for q in ("grad_norm", "update_ratio", "act_std")
             for layer in range(3)} <= names
+
+
+def test_a_run_diverging_at_step_4_has_diagnostics_of_every_step_before_it():
+    # lr 50 on spirals: the loss goes 1.1, 3.3, 208, 2e6 (> 1000x the first) and the run
+    # stops at step 4, long before its first evaluation or diag_every (50) step.
+    seen: list = []
+    end = train(RunConfig(**{**TOY, "lr": 50.0}), run_id="r", emit=seen.append)
+    assert end.status == "diverged" and end.step == 4
+    steps = [e.step for e in seen if isinstance(e, ev.Evaluated)
+             and "diag/grad_norm/0" in e.metrics]
+    assert steps == [1, 2, 3]
+    frame = metric_frame(seen)
+    # One event, one number: the warning is the stored end, with the reason's figures.
+    [w] = [w for w in run_warnings.warnings_for(frame, {}, run={
+        "status": end.status, "last_step": end.step, "reason": end.reason})
+        if w.kind == "divergence"]
+    loss = frame[(frame["name"] == ev.STEP_LOSS) & (frame["step"] == 4)]["value"].iloc[0]
+    assert w.step == 4 and f"loss {loss:.4g} at step 4" in w.message and end.reason in w.message
 
 
 def test_diagnostics_off_gives_exactly_the_metrics_of_a_run_without_them():
@@ -280,6 +300,48 @@ def test_divergence_names_the_first_bad_step():
     loss[150:] = math.inf
     w = only(warnings_of(healthy_rows(loss=loss)), "divergence")
     assert w.step == int(np.argmax(loss > 10 * loss[0])) + 1 and "learning rate" in w.message
+
+
+def test_a_diverged_run_gets_its_stored_event_as_its_one_divergence_warning():
+    # The loss passes 10x its first value at step 120 (the reader's rule) and the trainer
+    # stopped the run at step 150 (1000x): the warning quotes the stored event only.
+    loss = 0.5 * 1.1 ** STEPS.astype(float)
+    loss[150:] = math.inf
+    rows = [r for r in healthy_rows(loss=loss) if r[0] <= 150]
+    reason = f"loss {loss[149]:.4g} at step 150 exceeds 1000x its first value {loss[0]:.4g}"
+    run = {"status": "diverged", "last_step": 150, "reason": reason}
+    w = only(warnings_of_run(rows, run), "divergence")
+    assert w.step == 150 and reason in w.message and "learning rate" in w.message
+    assert int(np.argmax(loss > 10 * loss[0])) + 1 != 150          # the rule alone differs
+    # a stored end without the step in its words still names it; no metrics at all too
+    w = only(warnings_of_run([], {"status": "diverged", "last_step": 3,
+                                  "reason": "evaluation loss is nan"}), "divergence")
+    assert w.step == 3 and "evaluation loss is nan at step 3" in w.message
+    # a completed run is read by the rules, as before
+    assert warnings_of_run(healthy_rows(), {"status": "completed", "last_step": 200,
+                                            "reason": ""}) == []
+
+
+def warnings_of_run(rows, run):
+    return run_warnings.warnings_for(pd.DataFrame(rows, columns=["step", "name", "value"]),
+                                     {}, run=run)
+
+
+def test_a_diverged_run_is_never_called_healthy_and_its_end_is_said_in_words():
+    healthy = run_warnings.describe_ratio(0.5)
+    assert "healthy" in healthy
+    diverged = run_warnings.describe_ratio(0.5, diverged_at=2)
+    assert "healthy" not in diverged and "diverged at step 2" in diverged
+    assert "vanishes" in run_warnings.describe_ratio(1e-9, diverged_at=2)
+    run = {"status": "diverged", "last_step": 2, "reason": "loss is inf at step 2"}
+    assert run_warnings.outcome(run) == "diverged at step 2: loss is inf at step 2"
+    assert run_warnings.outcome({**run, "status": "completed"}) == ""
+    assert run_warnings.before_first_evaluation(run) == \
+        "diverged at step 2, before its first evaluation"
+    assert run_warnings.before_first_evaluation(
+        {"status": "running", "last_step": 1, "config": {"eval_every": 25}}) == \
+        "has not reached its first evaluation yet (every 25 steps)"
+    assert run_warnings.before_first_evaluation({"status": "queued"}) == "is queued"
 
 
 @pytest.mark.parametrize("scale, kind", [(1e-9, "vanishing"), (1e6, "exploding")])

@@ -26,6 +26,12 @@ def of(seen, kind):
     return [e for e in seen if isinstance(e, kind)]
 
 
+def evaluations(seen):
+    """The Evaluated events of evaluations, not the diagnostics-only ones of collection steps
+    (every one of the first diagnostics.EARLY_STEPS steps, every diag_every steps)."""
+    return [e for e in of(seen, ev.Evaluated) if ev.VAL_ACC in e.metrics]
+
+
 def step_losses(seen):
     return [e.loss for e in of(seen, ev.StepLoss)]
 
@@ -39,7 +45,7 @@ def test_completed_run_emits_started_losses_evaluations_and_one_end():
     assert (started.steps_per_epoch, started.total_steps) == (4, 8)
     assert started.params == (2 * 8 + 8) + (8 * 8 + 8) + (8 * 3 + 3)
     assert [e.step for e in of(seen, ev.StepLoss)] == list(range(1, 9))
-    evals = of(seen, ev.Evaluated)
+    evals = evaluations(seen)
     assert [e.step for e in evals] == [4, 8] and [e.epoch for e in evals] == [1.0, 2.0]
     for e in evals:
         assert set(ev.EVAL_METRICS) <= e.metrics.keys()
@@ -53,14 +59,14 @@ def test_completed_run_emits_started_losses_evaluations_and_one_end():
 
 def test_training_lowers_the_loss_on_a_toy_set():
     ended, seen = run(RunConfig(**{**TINY, "epochs": 30, "width": [32]}))
-    evals = of(seen, ev.Evaluated)
+    evals = evaluations(seen)
     assert evals[-1].metrics[ev.TRAIN_LOSS] < 0.7 * evals[0].metrics[ev.TRAIN_LOSS]
 
 
 def test_eval_every_n_steps_and_max_steps():
     ended, seen = run(RunConfig(**{**TINY, "eval_every": 3, "max_steps": 7, "epochs": 5}))
     assert ended.status == RunStatus.COMPLETED and ended.step == 7
-    assert [e.step for e in of(seen, ev.Evaluated)] == [3, 6, 7]   # plus one at the end
+    assert [e.step for e in evaluations(seen)] == [3, 6, 7]   # plus one at the end
     assert seen[0].total_steps == 7
 
 
