@@ -5,7 +5,9 @@ This module computes every derived per-layer quantity; their names and labels, a
 warnings read from them, live in engine/run_warnings.py (torch-free, for the readers).
 Scalars are ordinary metrics named `diag/<quantity>/<layer>` so they store, export, compare
 and stream like any other; non-scalar records (decision regions) are `Snapshot` events of
-kind "regions".
+kind "regions". Those of toy runs, and the prediction strips of image runs, carry the
+network as layers of units (`network_view`: each drawn unit's activation, each edge's
+weights) that the Playground draws (engine/network_view.py).
 
 Layers are the weight layers (nn.Linear, nn.Conv2d) in the order the model applies them:
 for an MLP of depth D, layers 0..D-1 are the hidden layers and layer D the output layer. A
@@ -202,6 +204,68 @@ def layer_metrics(layers: list[Layer], grad_norms: list[torch.Tensor],
     return [dict(zip(names, column)) for column in zip(*table)]
 
 
+HISTOGRAM_BINS = 40           # bins per histogram (weights, gradients, activations per layer)
+HISTOGRAM_HEADROOM = 2.0      # a range is this many times the largest |value| first seen
+MAX_HISTOGRAM_SNAPSHOTS = 200  # histogram snapshots per run at most (evenly spread)
+
+
+@dataclass
+class Collected:
+    """One member's per-layer statistics of one collection step: scalar metrics (stored as
+    metrics) and histograms (stored as a Snapshot of kind "histograms")."""
+    metrics: dict
+    histograms: dict
+
+
+class HistogramRanges:
+    """Per member and per (quantity, layer), the symmetric range [-r, r] of its histograms,
+    fixed at the first collection (r = HISTOGRAM_HEADROOM x the largest |value| then), so
+    one run's histograms share their bins over training; values beyond it fall in the end
+    bins. Stored as (K,) tensors, selected like the members (keep)."""
+
+    def __init__(self):
+        self.ranges: dict[tuple[str, int], torch.Tensor] = {}
+
+    def get(self, quantity: str, layer: int, values: torch.Tensor) -> torch.Tensor:
+        key = (quantity, layer)
+        if key not in self.ranges:
+            top = values.detach().abs().reshape(len(values), -1).amax(dim=1).float()
+            self.ranges[key] = (HISTOGRAM_HEADROOM * top).clamp_min(1e-8)
+        return self.ranges[key]
+
+    def keep(self, positions: list[int]) -> None:
+        for key, r in self.ranges.items():
+            self.ranges[key] = r[torch.tensor(positions, dtype=torch.long, device=r.device)] \
+                if positions else r[:0]
+
+
+def layer_histograms(layers: list[Layer], weights: list[torch.Tensor],
+                     grads: list[torch.Tensor], activations: dict[int, torch.Tensor] | None,
+                     ranges: HistogramRanges) -> list[dict]:
+    """Per member: {"bins": HISTOGRAM_BINS, "layers": [{"layer": i, "weight"|"grad"|"act":
+    {"range": r, "counts": [...]}}]} of one collection step; counts over [-r, r] in
+    HISTOGRAM_BINS equal bins, values beyond r counted in the end bins. Inputs stacked
+    (K, ...) as for layer_metrics."""
+    members = len(weights[0]) if weights else 0
+    out = [{"bins": HISTOGRAM_BINS, "layers": []} for _ in range(members)]
+    for layer, weight, grad in zip(layers, weights, grads):
+        tables = {"weight": weight, "grad": grad}
+        act = (activations or {}).get(layer.index)
+        if act is not None:
+            tables["act"] = act
+        rows = [{"layer": layer.index} for _ in range(members)]
+        for quantity, values in tables.items():
+            r = ranges.get(quantity, layer.index, values)
+            flat = values.detach().reshape(members, -1).float()
+            for k in range(members):
+                counts = torch.histc(flat[k].clamp(-r[k], r[k]), bins=HISTOGRAM_BINS,
+                                     min=-float(r[k]), max=float(r[k]))
+                rows[k][quantity] = {"range": float(r[k]), "counts": counts.int().tolist()}
+        for k in range(members):
+            out[k]["layers"].append(rows[k])
+    return out
+
+
 def top_eigenvalue(hvp, params: list[torch.Tensor], per_member, iterations: int,
                    seed: int = 0) -> torch.Tensor:
     """(K,) largest eigenvalues of K independent Hessians (block diagonal: each member's loss
@@ -371,6 +435,118 @@ def unit_thumbnails(model: nn.Module, bounds, resolution: int = THUMB_GRID,
     return [[[round(v, 3) for v in row] for row in unit] for unit in out.float().tolist()]
 
 
+# --- the network as layers of units (the Playground's drawing) -----------------------------------
+
+VIEW_UNITS = 8            # units drawn per layer (TensorFlow Playground's most); output: all
+VIEW_LAYERS = 8           # hidden layers drawn at most: the first and last 4 of a deeper net
+VIEW_GRID = 14            # a unit's thumbnail over the input plane, points per side
+VIEW_BATCH = 256          # validation images an image run's unit activity is averaged over
+
+
+def view_layers(hidden: int) -> list[int]:
+    """The hidden layers the network view draws: all of them up to VIEW_LAYERS, else the
+    first and the last VIEW_LAYERS // 2 (a gap between)."""
+    if hidden <= VIEW_LAYERS:
+        return list(range(hidden))
+    half = VIEW_LAYERS // 2
+    return list(range(half)) + list(range(hidden - half, hidden))
+
+
+def edge_values(weight: torch.Tensor, inputs: int, shown_out: int, shown_in: int) -> list:
+    """The edges into one layer, (shown_out, shown_in): per (unit, input unit) the L2 norm of
+    the weights joining them, signed as their sum. One weight is just itself; a conv kernel,
+    or a flattened channel's pixels (Flatten is channel-major), is a block of weights; an
+    input width that is not a multiple of `inputs` counts as one block per unit."""
+    w = weight.detach().float()
+    units = w.shape[0]
+    w = w.reshape(units, -1)
+    if w.shape[1] % inputs:
+        w = w.reshape(units, 1, -1).expand(units, inputs, w.shape[1])
+    w = w.reshape(units, inputs, -1)[:shown_out, :shown_in]
+    values = torch.sign(w.sum(-1)) * w.norm(dim=-1)
+    return [[round(v, 4) for v in row] for row in values.tolist()]
+
+
+@torch.no_grad()
+def network_view(model: nn.Module, x: torch.Tensor, *, input_names: list[str],
+                 grid: int = 0) -> dict:
+    """The network as layers of units, for the Playground's drawing (engine/network_view.py).
+
+    `x`: what colours the units, one eval-mode forward: a toy run's grid x grid points over
+    its input plane (rows over y), giving each shown unit's activation there (a thumbnail);
+    or an image run's validation images, giving each shown unit's mean activation (over the
+    images, and positions for a conv channel). A unit's activation is its layer's, as
+    everywhere in this module (the first nonlinearity after its weights).
+
+    Returns {"inputs": input_names, "grid": grid, "layers": [{"index", "units" (how many
+    it has), "weights" (edges from the previous drawn layer, `edge_values`), "gap" (hidden
+    layers left out before it), "thumbs" (grid runs) or "mean" (image runs); the output
+    layer: "output": True and no unit values}]}, at most VIEW_UNITS units per hidden layer.
+    """
+    layers = model_layers(model)
+    if not layers:
+        return {"inputs": list(input_names), "grid": grid, "layers": []}
+    hidden = layers[:-1]
+    drawn = [hidden[i] for i in view_layers(len(hidden))] + [layers[-1]]
+    outputs: dict[int, torch.Tensor] = {}
+
+    def keep(index):
+        def hook(module, inputs, output):
+            outputs[index] = output.detach()
+        return hook
+    handles = [(layer.activation or layer.weight_module).register_forward_hook(keep(layer.index))
+               for layer in drawn[:-1]]
+    was_training = model.training
+    model.eval()
+    try:
+        model(x)
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
+    view, previous, shown_before = [], -1, len(input_names)
+    for layer in drawn:
+        weight = layer.weight_module.weight
+        output = layer is drawn[-1]
+        shown = weight.shape[0] if output else min(VIEW_UNITS, weight.shape[0])
+        entry = {"index": layer.index, "units": int(weight.shape[0]),
+                 "gap": layer.index - previous - 1, "output": output}
+        if entry["gap"] == 0:
+            # edges from the drawn units of the layer before (or the inputs)
+            before = (len(input_names) if previous < 0 else int(
+                layers[previous].weight_module.weight.shape[0]))
+            entry["weights"] = edge_values(weight, before, shown, shown_before)
+        if not output:
+            out = outputs[layer.index].float()[:, :shown]
+            if grid:
+                entry["thumbs"] = [[[round(v, 3) for v in row] for row in unit] for unit in
+                                   out.T.reshape(shown, grid, grid).tolist()]
+            else:
+                dims = [0] + list(range(2, out.dim()))
+                entry["mean"] = [round(v, 4) for v in out.mean(dim=dims).tolist()]
+        view.append(entry)
+        previous, shown_before = layer.index, shown
+    return {"inputs": list(input_names), "grid": grid, "layers": view}
+
+
+def input_names(input_shape: tuple) -> list[str]:
+    """The input nodes of the network view: x1, x2 for 2-D points; one per image channel
+    (a grey image's pixels are one node, a colour image's red, green and blue three)."""
+    if len(input_shape) == 1:
+        return [f"x{i + 1}" for i in range(input_shape[0])]
+    channels, size = input_shape[0], "×".join(str(s) for s in input_shape[1:])
+    return [f"{size} pixels"] if channels == 1 else \
+        [f"{name} {size}" for name in ("red", "green", "blue")][:channels]
+
+
+@torch.no_grad()
+def toy_network_view(model: nn.Module, bounds) -> dict:
+    """network_view over a VIEW_GRID x VIEW_GRID grid of the input plane within `bounds`."""
+    device = next(model.parameters()).device
+    points, _, _ = _grid(bounds, VIEW_GRID, device)
+    return network_view(model, points, input_names=input_names((2,)), grid=VIEW_GRID)
+
+
 def regions_due(cfg: RunConfig, step: int, steps_per_epoch: int, total_steps: int) -> bool:
     """Whether the evaluation at `step` of a toy run stores its decision regions."""
     return is_toy(cfg) and snapshot_due(cfg, step, steps_per_epoch, total_steps)
@@ -395,6 +571,7 @@ def regions_snapshot(run_id: str, step: int, model: nn.Module, points) -> Snapsh
     data = decision_regions(model, bounds)
     data["units"] = unit_thumbnails(model, bounds)
     data["thumb_grid"] = THUMB_GRID
+    data["network"] = toy_network_view(model, bounds)
     return Snapshot(run=run_id, step=step, kind="regions", data=data)
 
 
@@ -406,7 +583,8 @@ def predictions_snapshot(run_id: str, step: int, model: nn.Module, x_val, y_val,
                          classes) -> Snapshot:
     """The Snapshot (kind "predictions") of an image run at an evaluation: the first
     PREDICTION_IMAGES validation images (the same ones at every step), each rescaled to
-    [0, 1] for display (inputs are standardized), with the true and the predicted class."""
+    [0, 1] for display (inputs are standardized), with the true and the predicted class,
+    and the network's units averaged over the first VIEW_BATCH validation images."""
     n = min(PREDICTION_IMAGES, len(y_val))
     x = x_val[:n]
     was_training = model.training
@@ -421,4 +599,21 @@ def predictions_snapshot(run_id: str, step: int, model: nn.Module, x_val, y_val,
     images = images[:, 0] if images.shape[1] == 1 else images.permute(0, 2, 3, 1)
     return Snapshot(run=run_id, step=step, kind="predictions", data={
         "images": images.double().mul(100).round().div(100).tolist(),
-        "labels": y_val[:n].tolist(), "predicted": predicted, "classes": list(classes)})
+        "labels": y_val[:n].tolist(), "predicted": predicted, "classes": list(classes),
+        "network": network_view(model, x_val[:VIEW_BATCH],
+                                input_names=input_names(tuple(x_val.shape[1:])))})
+
+
+def initial_snapshot(cfg: RunConfig, run_id: str = "") -> Snapshot:
+    """What a run of `cfg` shows before its first step: the snapshot its trainer would store
+    at step 0 (decision regions or prediction strip, and the network view) of the untrained
+    model, with the run's own initialization (cfg.seed), built on the CPU (the same weights
+    as on any device: models are built on the CPU and moved). Reads the data as the run does
+    (engine.data.prepare_data, cached per process; DataMissingError when files are missing)."""
+    from engine.data import prepare_data
+    from engine.runsetup import seeded_model
+    data = prepare_data(cfg, torch.device("cpu"))
+    model = seeded_model(cfg, data.input_shape, data.num_classes, "cpu")
+    if is_toy(cfg):
+        return regions_snapshot(run_id, 0, model, data.x_train)
+    return predictions_snapshot(run_id, 0, model, data.x_val, data.y_val, data.classes)

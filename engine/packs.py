@@ -303,6 +303,7 @@ class PackStepper(Stepper):
         self.member_optimizers = [self.member_optimizers[k] for k in positions]
         self.schedules = [self.schedules[k] for k in positions]
         self._clip_norms = None
+        self.histogram_ranges.keep(positions)
 
     def lr(self, k):
         return self.member_optimizers[k].param_groups[0]["lr"]

@@ -57,9 +57,10 @@ class Stepper:
 
     # --- one step, written once ----------------------------------------------------------------
     def step(self, x: torch.Tensor, y: torch.Tensor,
-             collect: bool = False) -> tuple[torch.Tensor, list[dict] | None]:
+             collect: bool = False) -> tuple[torch.Tensor, list | None]:
         """x: (K, B, ...) one batch per member, y: (K, B). Returns the (K,) losses (detached)
-        and, when `collect`, one dict of per-layer metrics per member."""
+        and, when `collect`, per member a `diagnostics.Collected` (its per-layer metrics and
+        the histograms of its weights, gradients and activations at this step)."""
         before = [w.detach().clone() for w in self.layer_weights()] if collect else None
         self.capture(collect)
         try:
@@ -70,15 +71,26 @@ class Stepper:
         self.zero_grad()
         losses.sum().backward()    # the sum: each member's gradient is its own loss's
         self.clip()
-        grad_norms = [g.flatten(1).norm(dim=1) for g in self.layer_grads()] if collect \
-            else None                # the gradients the update uses (after clipping)
-        self.update()
-        metrics = None
+        grads = [g.detach().clone() for g in self.layer_grads()] if collect else None
+        self.update()                # (the gradients above are the ones it used: after clipping)
+        collected = None
         if collect:
+            after = [w.detach() for w in self.layer_weights()]
             metrics = diagnostics.layer_metrics(
-                self.layers, grad_norms, before, [w.detach() for w in self.layer_weights()],
+                self.layers, [g.flatten(1).norm(dim=1) for g in grads], before, after,
                 activations, self.effective_lrs())
-        return losses.detach(), metrics
+            histograms = diagnostics.layer_histograms(self.layers, after, grads, activations,
+                                                      self.histogram_ranges)
+            collected = [diagnostics.Collected(m, h) for m, h in zip(metrics, histograms)]
+        return losses.detach(), collected
+
+    @property
+    def histogram_ranges(self) -> "diagnostics.HistogramRanges":
+        """Each member's fixed histogram ranges, set at its first collection (so a run's
+        histograms line up over training); members that leave drop theirs (keep)."""
+        if getattr(self, "_histogram_ranges", None) is None:
+            self._histogram_ranges = diagnostics.HistogramRanges()
+        return self._histogram_ranges
 
     # --- what a backend supplies -----------------------------------------------------------------
     def losses(self, x, y) -> torch.Tensor:
@@ -231,6 +243,7 @@ class SoloStepper(Stepper):
 
     def keep(self, positions):
         self._size = len(positions)       # 0: the run has ended; nothing else to drop
+        self.histogram_ranges.keep(positions)
 
     def lr(self, k):
         return self.optimizer.param_groups[0]["lr"]

@@ -34,7 +34,7 @@ from engine import diagnostics
 from engine.config import RunConfig, drops_last_batch, plan_steps
 from engine.events import (ELAPSED_S, EPOCH_TRAIN_LOSS, EXAMPLES_PER_S, LR, SHARPNESS,
                            STABILITY_LIMIT, TRAIN_ACC, TRAIN_LOSS, VAL_ACC, VAL_LOSS, Evaluated,
-                           RunEnded, RunStarted, RunStatus, StepLoss)
+                           RunEnded, RunStarted, RunStatus, Snapshot, StepLoss)
 from engine.packs import PackStepper, can_pack
 from engine.runsetup import (OUT_OF_MEMORY, available_devices, describe_error, provenance,
                              release_memory, resolve_device)
@@ -63,6 +63,7 @@ class Member:
     diag_due: Callable[[int], bool] = lambda step: False
     held_diag: dict = field(default_factory=dict)   # a collection step's metrics, kept for
     #                                                  the evaluation at the same step
+    histogram_step: int | None = None           # the step of its last histogram snapshot
     best_acc: float = -math.inf                 # keep_best: the best validation accuracy,
     best_epoch: float = 0.0                     # when it was reached,
     best_state: dict | None = None              # and the weights then
@@ -244,12 +245,21 @@ class _Loop:
 
     # --- diagnostics, evaluation, keep_best -----------------------------------------------------
     def hand_out_diagnostics(self, stepped: list[Member], collect: list[bool],
-                             layer_stats: list[dict]) -> None:
+                             layer_stats: list) -> None:
         """Each due member's per-layer metrics of the step just taken: with its evaluation
-        when one follows at this step, else as an Evaluated of their own now."""
+        when one follows at this step, else as an Evaluated of their own now; histograms as
+        a Snapshot, at most MAX_HISTOGRAM_SNAPSHOTS per run, evenly spread."""
         for m, due, stats in zip(stepped, collect, layer_stats):
             if not due or not stats or m.run_id in self.ended:
                 continue
+            if isinstance(stats, diagnostics.Collected):
+                spacing = self.total_steps / diagnostics.MAX_HISTOGRAM_SNAPSHOTS
+                if m.histogram_step is None or self.step == self.total_steps \
+                        or self.step - m.histogram_step >= spacing:
+                    m.histogram_step = self.step
+                    self.emit(Snapshot(run=m.run_id, step=self.step, kind="histograms",
+                                       data=stats.histograms))
+                stats = stats.metrics
             if diagnostics.evaluates_at(m.cfg, self.step, self.steps_per_epoch,
                                         self.total_steps):
                 m.held_diag = {**m.held_diag, **stats}

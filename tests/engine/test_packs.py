@@ -181,12 +181,15 @@ def test_members_get_exactly_their_own_lr_init_and_weight_scale():
 def test_members_collect_their_own_diagnostics_on_their_own_schedule():
     # diagnostics and diag_every are per member: one collects every step, one every third
     # step, one not at all; each gets exactly its solo run's statistics (or none).
-    members = check_pack_matches_solo([cfg(seed=40, diag_every=1), cfg(seed=41, diag_every=3),
-                                       cfg(seed=42, diagnostics=False)])
-    assert [s for s, _ in members[0]["diagnostics"]] == list(range(1, 9))
-    assert [s for s, _ in members[1]["diagnostics"]] == [3, 4, 6, 8]   # and at evaluations
+    members = check_pack_matches_solo([cfg(seed=40, diag_every=1, epochs=5),
+                                       cfg(seed=41, diag_every=3, epochs=5),
+                                       cfg(seed=42, diagnostics=False, epochs=5)])
+    from engine.diagnostics import EARLY_STEPS           # every step at first, then the rule
+    assert [s for s, _ in members[0]["diagnostics"]] == list(range(1, 21))
+    assert [s for s, _ in members[1]["diagnostics"]] == sorted(
+        set(range(1, EARLY_STEPS + 1)) | {12, 15, 18} | {4, 8, 12, 16, 20})   # + evaluations
     assert members[2]["diagnostics"] == [] and members[2]["snapshots"] == []
-    assert members[0]["snapshots"] and members[0]["snapshots"][0][1] == "regions"
+    assert {kind for _, kind, _ in members[0]["snapshots"]} == {"regions", "histograms"}
 
 
 def test_keep_best_in_a_pack_ends_each_member_on_its_own_best_evaluation():
