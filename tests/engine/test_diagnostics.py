@@ -81,7 +81,8 @@ def test_sgd_update_ratio_grad_and_activation_stats_match_a_hand_computation():
     grads = [twin[1].weight.grad, twin[3].weight.grad]
     hidden = torch.relu(x @ twin[1].weight.T + twin[1].bias).detach()
 
-    losses, (got,) = stepper.step(x[None], y[None], collect=True)
+    losses, (collected,) = stepper.step(x[None], y[None], collect=True)
+    got = collected.metrics
     assert losses.shape == (1,)
 
     for layer, (w0, g) in enumerate(zip(before, grads)):
@@ -108,7 +109,8 @@ def test_statistics_only_on_collection_steps_and_never_from_eval_forwards():
     # the activations are the training forward's, not the evaluation's (inputs of 50)
     first = stepper.model[1][0]
     hidden = torch.relu(x[0] @ first.weight.T + first.bias).detach()
-    _, (stats,) = stepper.step(x, y, collect=True)
+    _, (collected,) = stepper.step(x, y, collect=True)
+    stats = collected.metrics
     assert stats["diag/act_mean/0"] == pytest.approx(hidden.mean().item(), rel=1e-6)
 
 
@@ -117,7 +119,8 @@ def test_adam_effective_step_is_lr_over_root_of_second_moment():
     x, y = torch.randn(1, 8, 2), torch.randint(0, 2, (1, 8))
     grad = {}
     stepper.model[1][0].weight.register_hook(lambda g: grad.setdefault("g", g.clone()))
-    _, (stats,) = stepper.step(x, y, collect=True)
+    _, (collected,) = stepper.step(x, y, collect=True)
+    stats = collected.metrics
     # after one step the bias-corrected second moment is g^2: lr / (|g| + eps)
     expected = (0.01 / (grad["g"].abs() + 1e-8)).median().item()
     assert stats["diag/eff_lr/0"] == pytest.approx(expected, rel=1e-5)
@@ -173,7 +176,7 @@ def test_decision_regions_of_a_fixed_linear_model_are_the_expected_half_planes()
 def test_toy_run_emits_regions_with_unit_thumbnails_at_each_evaluation():
     seen = run_events()
     evals = [e.step for e in seen if isinstance(e, ev.Evaluated) and ev.VAL_LOSS in e.metrics]
-    snaps = [e for e in seen if isinstance(e, ev.Snapshot)]
+    snaps = [e for e in seen if isinstance(e, ev.Snapshot) and e.kind == "regions"]
     assert [s.step for s in snaps] == evals and {s.kind for s in snaps} == {"regions"}
     data = snaps[-1].data
     assert np.array(data["classes"]).shape == (48, 48)
@@ -422,7 +425,8 @@ def test_toy_points_are_the_trainers_split_and_the_animation_has_a_frame_per_sna
     data = prepare_data(cfg, "cpu")
     train_xy, train_y, test_xy, test_y = dplots.toy_points(cfg.to_dict())
     assert np.array_equal(train_xy, data.x_train.numpy()) and np.array_equal(test_y, data.y_val)
-    history = [(s.step, s.data) for s in run_events() if isinstance(s, ev.Snapshot)]
+    history = [(s.step, s.data) for s in run_events() if isinstance(s, ev.Snapshot)
+               and s.kind == "regions"]
     fig = dplots.regions_animation(history, (train_xy, train_y, test_xy, test_y))
     assert [f.name for f in fig.frames] == [str(step) for step, _ in history]
     assert [t.name for t in fig.data[1:]] == ["train", "test"]
