@@ -199,15 +199,19 @@ def versions() -> dict:
             "python": platform.python_version()}
 
 
-def command_line() -> str:
-    """The exact command as typed (script path relative to the repository when inside it)."""
-    script = Path(sys.argv[0]).resolve()
+def command_line(script: str, argv: list[str] | None = None) -> str:
+    """The command as run: `nice -n N` when the process runs niced, the interpreter (relative
+    to the repository when inside it), the script and its arguments (`argv`, default
+    sys.argv[1:])."""
+    python = Path(sys.executable)
     try:
-        script_text = str(script.relative_to(ROOT))
+        python_text = str(python.relative_to(ROOT))
     except ValueError:
-        script_text = sys.argv[0]
-    return " ".join(shlex.quote(a) for a in [Path(sys.executable).name, script_text,
-                                             *sys.argv[1:]])
+        python_text = str(python)
+    args = sys.argv[1:] if argv is None else argv
+    niceness = os.nice(0)       # 0 for a normal process; reading it changes nothing
+    prefix = ["nice", "-n", str(niceness)] if niceness > 0 else []
+    return " ".join(shlex.quote(a) for a in [*prefix, python_text, script, *args])
 
 
 def round_values(values: list[float], digits: int) -> list[float]:

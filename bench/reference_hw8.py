@@ -129,7 +129,8 @@ class AdamOptimizer(SGDOptimizer):
     def step(self):
         for ind, parameter in enumerate(self.parameters):
             self.velocity[ind] = self.beta1 * self.velocity[ind] + (1 - self.beta1) * parameter.grad
-            self.scale[ind] = self.beta2 * self.scale[ind] + (1 - self.beta2) * (parameter.grad ** 2)
+            self.scale[ind] = (self.beta2 * self.scale[ind]
+                               + (1 - self.beta2) * (parameter.grad ** 2))
             update = self.lr * self.velocity[ind] / torch.sqrt(self.scale[ind] + epsilon)
             parameter -= update
 
@@ -432,7 +433,8 @@ def main(argv=None) -> int:
                                                  for o in per_seed],
                         },
                     }
-                path = common.write_result(args.out, exp, SCRIPT, common.command_line(),
+                path = common.write_result(args.out, exp, SCRIPT,
+                                           common.command_line(SCRIPT, argv),
                                            time.perf_counter() - start_exp, results)
                 print(f"wrote {path} ({time.perf_counter() - start_exp:.0f} s)", flush=True)
     except common.UsageError as e:

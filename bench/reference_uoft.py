@@ -1,4 +1,4 @@
-"""Reference re-run of the UofT MNIST tutorial's own training code (notebook 003_d7e47664df4a5dbf.txt).
+"""Reference re-run of the UofT MNIST tutorial's training code (notebook 003_d7e47664df4a5dbf.txt).
 
 This module owns a standalone copy of the tutorial's code as it prints it, and nothing of the
 engine: its MLP, CNN, MLPBN, MLPBNBeforeReLu and CNNBN models, its data (MNIST with
@@ -35,7 +35,7 @@ N_FIRST = 2500                  # images kept: list(mnist_train)[:2500]
 N_TRAIN = 2000                  # mnist_train[:2000] trains, mnist_train[2000:] validates
 
 
-# --- the tutorial's models, as printed -----------------------------------------------------------
+# --- the tutorial's models, as printed --------------------------------------------------------
 
 class MLP(nn.Module):
     def __init__(self, num_hidden):
@@ -129,7 +129,7 @@ def zero_init(model):
     return model
 
 
-# --- the tutorial's data ---------------------------------------------------------------------------
+# --- the tutorial's data ----------------------------------------------------------------------
 
 def mnist_split(path, dataset_class=None):
     """Cell [2]: MNIST with ToTensor() only, read offline from `path`; the first 2,500 training
@@ -369,7 +369,8 @@ def main(argv=None) -> int:
                             for metric in ("val/acc", "train/acc", "train/epoch_loss")
                         },
                     }
-                path = common.write_result(args.out, exp, SCRIPT, common.command_line(),
+                path = common.write_result(args.out, exp, SCRIPT,
+                                           common.command_line(SCRIPT, argv),
                                            time.perf_counter() - start_exp, results)
                 print(f"wrote {path} ({time.perf_counter() - start_exp:.0f} s)", flush=True)
     except common.UsageError as e:
