@@ -173,10 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--group-by", "--group_by", dest="group_by", action="append",
                          metavar="FIELD", help="Config field to group by (repeat for several; "
                          "default: except-seed, i.e. everything except the seed).")
-    compare.add_argument("--summary", default="final:val/acc", metavar="KIND[:METRIC[:VALUE]]",
+    compare.add_argument("--summary", action="append", metavar="KIND[:METRIC[:VALUE]]",
                          help="One number per run: final, best, at_step/at_epoch/at_seconds:"
                          "METRIC:BUDGET, steps_to/epochs_to/examples_to/seconds_to:METRIC:TARGET "
-                         "(accuracy targets in %%) (default: final:val/acc).")
+                         "(accuracy targets in %%) (default: final:val/acc). Repeat it for the "
+                         "columns of --table; the verdicts use the first.")
+    compare.add_argument("--table", default=None, metavar="latex|markdown|csv",
+                         help="Print a paper table instead: groups x summaries, mean ± 95%% "
+                         "interval and n, the best cell in bold only when the verdicts say it "
+                         "is better than every other group.")
     compare.add_argument("--smoothing", default="0", metavar="WEIGHT",
                          help="EMA weight in [0, 1) applied before a target is looked for.")
     compare.add_argument("--baseline", default=None, metavar="GROUP",
@@ -220,6 +225,8 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 def _default_text(s: dict) -> str:
     default = s["default"]
+    if default is None and s["name"] in config_module.UNSET_FIELDS:
+        return "default: " + config_module.unset_text(s["name"])
     if isinstance(default, list):
         return "default: " + (",".join(map(str, default)) or "none")
     return f"default: {str(default).lower() if isinstance(default, bool) else default}"
@@ -230,7 +237,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     base = {}
     if args.config:
         from engine.configfile import load_config_file
-        base = load_config_file(args.config).to_dict()
+        base = load_config_file(args.config).given()    # unset stays unset
     if getattr(args, "like", None):     # a twin: the stored run's config under the flags
         store = _open_store(args)
         base = {**base, **_find_run(store, args.like).config}
@@ -537,10 +544,15 @@ def cmd_compare(args) -> int:
     # every flag is checked before the store is opened; messages name the flag
     try:
         smoothing = float(args.smoothing)
-        summary = verdicts.parse_summary(args.summary, smoothing)
+        summaries = [verdicts.parse_summary(text, smoothing)
+                     for text in args.summary or ["final:val/acc"]]
+        summary = summaries[0]
         by = [verdicts.EXCEPT_SEED if f == "except-seed" else f for f in args.group_by or []]
         by = verdicts.check_group_by(by)
         verdicts.check_interval(args.interval)
+        if args.table is not None and args.table not in ("latex", "markdown", "csv"):
+            raise ValueError(f"table: {args.table!r} is not allowed; allowed: latex, markdown, "
+                             "csv")
     except ValueError as error:
         raise CliError(_flag_message(error, args)) from None
     from engine.store import open_existing, store_file
@@ -560,9 +572,15 @@ def cmd_compare(args) -> int:
     runs = list({r.id: r for r in runs}.values())
     frame = store.read_metrics([r.id for r in runs])
     store.close()
-    if summary.metric not in set(frame["name"]):
-        raise CliError(f"--summary: metric {summary.metric!r} has no values in these runs; "
-                       "stored: " + (", ".join(sorted(set(frame["name"]))) or "none"))
+    for each in summaries:
+        if each.metric not in set(frame["name"]):
+            raise CliError(f"--summary: metric {each.metric!r} has no values in these runs; "
+                           "stored: " + (", ".join(sorted(set(frame["name"]))) or "none"))
+    if args.table is not None:
+        from engine import paper_table
+        print(paper_table.render(paper_table.build(frame, runs, summaries, by), args.table),
+              end="")
+        return EXIT_OK
     try:
         result = verdicts.verdicts(frame, runs, summary, by, baseline=args.baseline,
                                    interval=args.interval)
@@ -611,7 +629,7 @@ def cmd_experiment(args) -> int:
 def _flag_message(error: ValueError, args) -> str:
     """A verdicts message ('summary: ...') with the flag's name in front ('--summary: ...')."""
     text = str(error)
-    for name, flag in (("summary", "--summary"), ("group_by", "--group-by"),
+    for name, flag in (("summary", "--summary"), ("group_by", "--group-by"), ("table", "--table"),
                        ("baseline", "--baseline"), ("smoothing", "--smoothing"),
                        ("interval", "--interval")):
         if text.startswith(f"{name}:"):
