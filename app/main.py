@@ -30,7 +30,7 @@ if css.is_file():
     st.html(f"<style>{css.read_text(encoding='utf-8')}</style>")
 
 pages = [st.Page(page.path, title=page.title, icon=page.icon, url_path=key,
-                 default=key == "playground")
+                 default=key == "playground", visibility="hidden" if page.hidden else "visible")
          for key, page in state.PAGES.items() if page.path.is_file()]
 navigation = st.navigation(pages)
 

@@ -19,12 +19,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The one page table: short name -> (script, title, icon), in the sidebar's order. Absolute
 # paths: the main script lives in app/, so a relative path given to st.switch_page would be
-# resolved against app/ and miss pages/.
+# resolved against app/ and miss pages/. A hidden page is reached by its links only (one
+# run's page, `run?run=ID`), not listed in the sidebar.
 @dataclass(frozen=True)
 class Page:
     path: Path
     title: str
     icon: str
+    hidden: bool = False
 
 
 PAGES = {key: Page(ROOT / "pages" / f"{key}.py", title, icon) for key, title, icon in (
@@ -35,6 +37,7 @@ PAGES = {key: Page(ROOT / "pages" / f"{key}.py", title, icon) for key, title, ic
     ("runs", "Runs", ":material/table_rows:"),
     ("diagnostics", "Diagnostics", ":material/troubleshoot:"),
     ("experiments", "Experiments", ":material/science:"))}
+PAGES["run"] = Page(ROOT / "pages" / "run.py", "Run", ":material/description:", hidden=True)
 
 # --- launch form ------------------------------------------------------------------------------
 FORM_PREFIX = "cfg_"            # + field name: the widget key of one config option
@@ -58,6 +61,9 @@ LIVE_CACHE = "live_cache"            # run id -> {"after": metric id, "frame": D
 RUNS_TABLE = "runs_table"            # dataframe selection
 CONFIRM_DELETE = "confirm_delete"    # run ids waiting for "yes, delete"
 RUNS_NOTICE = "runs_notice"          # message shown after an action's rerun
+RUNS_RESULTS = "runs_results"        # result columns ("final:val/acc", ...)
+RUNS_FIELDS = "runs_fields"          # config columns (field names)
+RUNS_SORT = "runs_sort"              # the result column the rows are sorted by (None: newest)
 
 
 def form_key(field_name: str) -> str:
@@ -68,9 +74,9 @@ def sweep_key(field_name: str) -> str:
     return SWEEP_PREFIX + "values_" + field_name
 
 
-def switch_to(page: str) -> None:
-    """Go to another page (by short name, a key of PAGES)."""
-    st.switch_page(str(PAGES[page].path))
+def switch_to(page: str, query_params: dict | None = None) -> None:
+    """Go to another page (by short name, a key of PAGES), with these URL parameters."""
+    st.switch_page(str(PAGES[page].path), query_params=query_params)
 
 
 def set_default(key: str, value) -> None:

@@ -1,10 +1,12 @@
 """Small display helpers shared by the pages: status badges, progress lines, the sidebar
-summary and the runs table with its filters.
+summary, the runs table with its filters, result and config columns, the run pickers'
+labels, and the sentence that stands in for evaluation charts with nothing to draw.
 
-This module owns how a run's state is shown ("epoch 3/10 · step 120/400 · 8 s left"); what
-a run is called and how its config reads come from engine/describe.py (one label, one
-summary, everywhere). Pure formatting functions are testable without Streamlit; the `*_ui`
-functions draw and return the user's choices.
+This module owns how a run's state is shown ("epoch 3/10 · step 120/400 · 8 s left") and
+which metrics are results (`is_result`: train/, val/ and test/ series, never perf/, pack/,
+diag/, sharpness/ or the learning rate); what a run is called and how its config reads come
+from engine/describe.py (one label, one summary, everywhere). Pure formatting functions are
+testable without Streamlit; the `*_ui` functions draw and return the user's choices.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import datetime as dt
 import math
 import time
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from engine import describe
-from engine.events import RunStatus
+from engine import config, describe
+from engine.events import (ALL_METRICS, EVAL_METRICS, LR, TRAIN_LOSS, VAL_ACC, RunStatus,
+                           metric_info)
 
 STATUS_COLORS = {
     RunStatus.QUEUED: "gray", RunStatus.RUNNING: "blue", RunStatus.COMPLETED: "green",
@@ -86,31 +90,203 @@ def sidebar_summary_ui(store, data_dir: str) -> None:
     st.caption(f"Data directory: `{data_dir}`")
 
 
+# --- results: which metrics, final and best ------------------------------------------------------
+# A result is what a run achieved on its data: train/, val/ and test/ series. Internal series
+# (perf/ throughput and time, pack/, diag/ per-layer statistics, sharpness/, best/epoch) and
+# the learning rate (a setting, not an outcome) are never offered as results.
+RESULT_SPLITS = ("train/", "val/", "test/")
+RESULT_METRICS = tuple(m for m in ALL_METRICS if m.startswith(RESULT_SPLITS) and m != LR)
+# The Runs table's result columns at first: final and best validation accuracy, final
+# training loss (on the fixed training subset; a few rows per run, cheap to read).
+DEFAULT_RESULT_COLUMNS = (f"final:{VAL_ACC}", f"best:{VAL_ACC}", f"final:{TRAIN_LOSS}")
+
+
+def is_result(name: str) -> bool:
+    return str(name).startswith(RESULT_SPLITS) and name != LR
+
+
+def result_metrics(names=()) -> list[str]:
+    """The known result metrics (events' order), then any other result among `names`."""
+    extra = sorted({n for n in names if is_result(n)} - set(RESULT_METRICS))
+    return list(RESULT_METRICS) + extra
+
+
+def short_metric(metric: str) -> str:
+    """'val acc (%)', 'train loss', 'train step loss': a column heading's words."""
+    info = metric_info(metric)
+    words = str(metric).replace("/", " ").replace("_", " ")
+    return f"{words} ({info.unit})" if info.unit else words
+
+
+def result_column(choice: str) -> str:
+    """The heading of a result column ("final:val/acc" -> 'final val acc (%)')."""
+    which, metric = choice.split(":", 1)
+    return f"{which} {short_metric(metric)}"
+
+
+def result_choice_label(choice: str) -> str:
+    """The picker's words for a result column: 'final validation accuracy'."""
+    which, metric = choice.split(":", 1)
+    return f"{which} {metric_info(metric).label}"
+
+
+def final_and_best(frame: pd.DataFrame, metric: str) -> tuple[float, float]:
+    """(final, best) of one run's `metric` in display units (accuracy in %): the last finite
+    value by step, and the highest (lower for losses) finite one; nan when there is none."""
+    part = frame[frame["name"] == metric] if len(frame) else frame
+    values = part.sort_values("step", kind="stable")["value"].to_numpy(dtype=float) \
+        if len(part) else np.array([])
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return math.nan, math.nan
+    info = metric_info(metric)
+    best = values.min() if info.higher_is_better is False else values.max()
+    return float(info.shown(values[-1])), float(info.shown(best))
+
+
+RESULTS_CACHE = "runs_results_cache"    # session: (run id, metric) -> (status, (final, best))
+
+
+def run_results(store, records, metrics) -> dict:
+    """{(run id, metric): (final, best)} for these runs, reading only the metrics asked for.
+    A finished run's numbers never change, so they are kept per session; active runs are read
+    again each time."""
+    cache = st.session_state.setdefault(RESULTS_CACHE, {})
+    out, todo = {}, []
+    for r in records:
+        for m in metrics:
+            hit = cache.get((r.id, m))
+            if hit and hit[0] == r.status and r.status in RunStatus.TERMINAL:
+                out[(r.id, m)] = hit[1]
+            elif r.id not in todo:
+                todo.append(r.id)
+    if todo and metrics:
+        frame = store.read_metrics(todo, names=list(metrics))
+        by_run = dict(iter(frame.groupby("run"))) if len(frame) else {}
+        status = {r.id: r.status for r in records}
+        for rid in todo:
+            part = by_run.get(rid, frame.iloc[0:0])
+            for m in metrics:
+                out[(rid, m)] = final_and_best(part, m)
+                cache[(rid, m)] = (status[rid], out[(rid, m)])
+    return out
+
+
+def config_value(cfg: dict, name: str):
+    """A config field as a table cell: numbers stay numbers (so the column sorts by value),
+    lists and switches read as text; None where the field does not apply to the run."""
+    full = describe.full_config(cfg)
+    if name not in full or not config.applies(name, full):
+        return None
+    value = full[name]
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    return describe.value_text(value)
+
+
 # --- runs table ---------------------------------------------------------------------------------
 
-def runs_frame(records) -> pd.DataFrame:
-    """One row per stored run, for the Runs page table: its label among the runs listed
-    (describe.run_labels) and its config summary."""
+def runs_frame(records, *, results: dict | None = None, result_columns=(),
+               fields=()) -> pd.DataFrame:
+    """One row per stored run, for the Runs page table: its name (as the user typed it), its
+    label among the runs listed (describe.run_labels), its status, the chosen result columns
+    ("final:val/acc", "best:val/acc" ...; numbers from `results`, see run_results), the chosen
+    config fields (one column each), then its config summary, timings and ids. "page" is the
+    link to the run's page (relative: `run?run=ID`)."""
     records = list(records)
     labels = describe.run_labels(records)
+    results = results or {}
     rows = []
     for r in records:
         start = r.started_at
         # A running run shows how long it has trained so far.
         end = r.ended_at or (time.time() if r.status == RunStatus.RUNNING else None)
         duration = (end - start) if (start and end) else None
-        rows.append({
-            "status": r.status, "name": r.name, "label": labels[r.id],
+        row = {"page": f"run?run={r.id}", "name": r.name, "label": labels[r.id],
+               "status": r.status}
+        for choice in result_columns:
+            which, metric = choice.split(":", 1)
+            final, best = results.get((r.id, metric), (math.nan, math.nan))
+            row[result_column(choice)] = final if which == "final" else best
+        for name in fields:
+            row[name] = config_value(r.config, name)
+        row.update({
             "config": describe.config_summary(r.config),
             "created": format_time(r.created_at),
             "duration": format_duration(duration) if duration is not None else "",
             "steps": f"{r.last_step}/{r.total_steps}" if r.total_steps else str(r.last_step),
-            "device": r.device, "params": r.params, "reason": r.reason,
-            "tags": ", ".join(r.tags), "id": r.id,
+            "reason": r.reason, "tags": ", ".join(r.tags), "device": r.device,
+            "params": r.params, "id": r.id,
         })
-    columns = ["status", "name", "label", "config", "created", "duration", "steps", "device",
-               "params", "reason", "tags", "id"]
+        rows.append(row)
+    columns = (["page", "name", "label", "status"]
+               + [result_column(c) for c in result_columns] + list(fields)
+               + ["config", "created", "duration", "steps", "reason", "tags", "device",
+                  "params", "id"])
     return pd.DataFrame(rows, columns=columns)
+
+
+def sort_records(records, results: dict, choice: str | None) -> list:
+    """Runs in the order the Runs table shows them: as given (newest first) when `choice` is
+    None, else by the result column `choice` ("best:val/acc"), best first (highest accuracy,
+    lowest loss), runs without a value last."""
+    records = list(records)
+    if not choice:
+        return records
+    which, metric = choice.split(":", 1)
+    index = 0 if which == "final" else 1
+    lower = metric_info(metric).higher_is_better is False
+
+    def key(r):
+        value = results.get((r.id, metric), (math.nan, math.nan))[index]
+        if not math.isfinite(value):
+            return (1, 0.0)
+        return (0, value if lower else -value)
+    return sorted(records, key=key)
+
+
+# --- run pickers ------------------------------------------------------------------------------
+
+def run_choice_labels(records, *, now: float | None = None) -> dict:
+    """{run id: text} for a list to pick runs from: what tells the run apart
+    (describe.picker_labels), the user's name when it is not the label already, the status,
+    and when it was created: the time alone today, the date and time before ("3 May
+    14:02"), so the labels do not all end alike."""
+    records = list(records)
+    labels = describe.picker_labels(records)
+    today = dt.datetime.fromtimestamp(now or time.time()).date()
+    out = {}
+    for r in records:
+        parts = [labels.get(r.id, r.id)]
+        if r.name and r.name not in parts[0]:
+            parts.append(f"“{r.name}”")
+        parts.append(r.status)
+        if r.created_at:
+            created = dt.datetime.fromtimestamp(r.created_at)
+            parts.append(created.strftime("%H:%M") if created.date() == today
+                         else f"{created.day} {created.strftime('%b %H:%M')}")
+        out[r.id] = " · ".join(parts)
+    return out
+
+
+# --- evaluation charts with nothing to draw ----------------------------------------------------
+
+def empty_evaluations_note(records, labels: dict, frames: dict) -> str:
+    """The one line that stands in for the evaluation charts (loss and accuracy per
+    evaluation) when none of these runs has an evaluation to draw, saying why for each
+    ("No evaluation to draw: lr 10 diverged at step 2, before its first evaluation."); ''
+    when any run has one."""
+    from engine.run_warnings import before_first_evaluation
+    records = list(records)
+    for r in records:
+        frame = frames.get(r.id)
+        if frame is not None and len(frame) and frame["name"].isin(EVAL_METRICS).any():
+            return ""
+    if not records:
+        return ""
+    why = [f"{labels.get(r.id, r.name or r.id)} {before_first_evaluation(r)}" for r in records]
+    still = any(r.status in RunStatus.ACTIVE for r in records)
+    return f"No evaluation to draw{' yet' if still else ''}: " + "; ".join(why) + "."
 
 
 def run_filters_ui(records) -> list:

@@ -1,8 +1,11 @@
-"""Runs page: every stored run in a filterable table; rename, tag, stop, delete (after a
-confirmation) and "clone into launch form".
+"""Runs page: every stored run in a filterable table with its results (final and best of
+the metrics chosen, sortable by a click on the heading or the "Sort by" choice) and the
+config fields chosen; each row links to the run's own page (pages/run.py); rename, tag,
+compare, stop, delete (after a confirmation) and "clone into launch form".
 
 All changes go through the run store and the job manager (app.services); nothing about runs
-is kept in session state except which rows are selected and a pending delete confirmation.
+is kept in session state except which rows are selected, the columns chosen and a pending
+delete confirmation. Results come from app/widgets.py (result metrics, final and best).
 """
 
 import hashlib
@@ -11,7 +14,10 @@ import streamlit as st
 
 from app import services, state, widgets
 from app.text import plain
+from engine import config, describe
 from engine.events import RunStatus
+
+RUNS_FIELDS_AT_FIRST = 4     # config columns shown before the user chooses
 
 st.title("Runs")
 store = services.get_store()
@@ -25,15 +31,50 @@ if not records:
     st.info("No runs stored yet. Launch one on the Launch page.")
 else:
     shown = widgets.run_filters_ui(records)
-    st.caption(f"{len(shown)} of {len(records)} runs · select rows to act on them")
-    # The table's key follows the rows it shows: when runs are added or filtered the old row
-    # indices would point at other runs, so the selection starts afresh instead.
+    choices = [f"{which}:{m}" for m in widgets.result_metrics() for which in ("final", "best")]
+    state.set_default(state.RUNS_RESULTS, list(widgets.DEFAULT_RESULT_COLUMNS))
+    # At first the config fields that tell the stored runs apart (the first few of them).
+    state.set_default(state.RUNS_FIELDS, describe.differing_fields(
+        [r.config for r in records])[:RUNS_FIELDS_AT_FIRST])
+    c_res, c_fields, c_sort = st.columns([3, 3, 2])
+    result_columns = c_res.multiselect(
+        "Result columns", choices, key=state.RUNS_RESULTS,
+        format_func=widgets.result_choice_label,
+        help="Final (last value) and best value of each metric, per run, in display units; "
+             "click a column heading to sort by it.")
+    fields = c_fields.multiselect("Config columns", config.display_order(config.FIELD_NAMES),
+                                  key=state.RUNS_FIELDS, format_func=config.label,
+                                  help="One column per option (empty where it does not apply to the run).")
+    if st.session_state.get(state.RUNS_SORT) not in result_columns:   # its column went
+        st.session_state[state.RUNS_SORT] = None
+    sort = c_sort.selectbox("Sort by", [None, *result_columns], key=state.RUNS_SORT,
+                            format_func=lambda c: "newest first" if c is None
+                            else f"{widgets.result_choice_label(c)}, best first")
+    metrics = list(dict.fromkeys(c.split(":", 1)[1] for c in result_columns))
+    results = widgets.run_results(store, shown, metrics)
+    shown = widgets.sort_records(shown, results, sort)
+    st.caption(f"{len(shown)} of {len(records)} runs · select rows to act on them, "
+               "or open a run's page (first column)")
+    # The table's key follows the rows it shows: when runs are added, filtered or sorted the
+    # old row indices would point at other runs, so the selection starts afresh instead.
     digest = hashlib.sha1(",".join(r.id for r in shown).encode()).hexdigest()[:10]
     table_key = st.session_state["runs_table_key"] = f"{state.RUNS_TABLE}_{digest}"
-    event = st.dataframe(widgets.runs_frame(shown), key=table_key, on_select="rerun",
-                         selection_mode="multi-row", hide_index=True,
-                         column_config={"config": st.column_config.TextColumn(width="large"),
-                                        "params": st.column_config.NumberColumn(format="%d")})
+    frame = widgets.runs_frame(shown, results=results, result_columns=result_columns,
+                               fields=fields)
+    column_config = {
+        "page": st.column_config.LinkColumn("page", display_text="open ↗", width="small",
+                                            pinned=True, help="The run's own page"),
+        "name": st.column_config.TextColumn("name", pinned=True),
+        "config": st.column_config.TextColumn(width="large"),
+        "params": st.column_config.NumberColumn(format="%d"),
+        **{widgets.result_column(c): st.column_config.NumberColumn(
+            format="%.1f" if "%" in widgets.result_column(c) else "%.4g")
+           for c in result_columns},
+        **{f: st.column_config.Column(config.label(f), help=f"{f}: {config.spec(f)['help']}")
+           for f in fields},
+    }
+    event = st.dataframe(frame, key=table_key, on_select="rerun", selection_mode="multi-row",
+                         hide_index=True, column_config=column_config)
     selected = [shown[i] for i in event.selection.rows if i < len(shown)]
     ids = [r.id for r in selected]
 
@@ -43,6 +84,9 @@ else:
         with c_one:
             if len(selected) == 1:
                 run = selected[0]
+                if st.button("Open its page", key="open_run", type="primary",
+                             icon=":material/description:"):
+                    state.switch_to("run", {"run": run.id})
                 new_name = st.text_input("Name", value=run.name, key=f"rename_{run.id}")
                 if st.button("Rename", key="rename"):
                     try:
@@ -57,7 +101,11 @@ else:
                     st.session_state[state.CLONE_CONFIG] = dict(run.config)
                     state.switch_to("launch")
             else:
-                st.caption("Select one run to rename or clone it.")
+                st.caption("Select one run to open its page, rename or clone it.")
+            if st.button(f"Compare {len(selected)} run{'s' if len(selected) > 1 else ''}",
+                         key="compare_selected", icon=":material/compare_arrows:"):
+                state.forget_compare()      # the URL's runs, not this session's last choice
+                state.switch_to("compare", {"runs": ids})
         with c_tags:
             common = [t for t in selected[0].tags if all(t in r.tags for r in selected)]
             tag_text = st.text_input("Tags (comma-separated)", value=", ".join(common),

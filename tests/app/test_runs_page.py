@@ -1,7 +1,11 @@
 """Runs page (AppTest): the table of stored runs, filters, rename, tags, delete only after
-confirmation, and "clone into launch form" (through the real router)."""
+confirmation, "clone into launch form" (through the real router), result and config columns
+sorted by final accuracy, a run's page opened from the table, selected runs compared."""
 
 from pathlib import Path
+
+import numpy as np
+import pytest
 
 from engine.config import RunConfig
 from tests.app.conftest import page, wait_idle
@@ -111,3 +115,81 @@ def test_clone_fills_the_launch_form(services):
     assert at.text_input(key="cfg_width").value == "8"
     assert at.text_input(key="cfg_lr").value == "0.01"
     assert any("cloned run" in i.value for i in at.info)
+
+
+# --- results, config columns, sorting, a run's page -------------------------------------------
+
+def make_result_runs(services):
+    """Three completed runs whose final validation accuracy differs (the fake trainer's
+    accuracy grows with the step: 1, 2 or 3 epochs of 4 steps) and one that diverges at step 3,
+    before its first evaluation (lr 10)."""
+    store, manager = services
+    ids = {}
+    for name, epochs, lr in (("two", 2, 0.01), ("three", 3, 0.01), ("one", 1, 0.01),
+                             ("hot", 2, 10.0)):
+        ids[name] = manager.submit(RunConfig(**{**TOY, "epochs": epochs, "lr": lr}), name=name)
+        wait_idle(manager)
+    return store, ids
+
+
+def test_result_and_config_columns_and_sort_by_final_accuracy(services):
+    store, ids = make_result_runs(services)
+    at = page("runs").run()
+    assert not at.exception, at.exception
+    frame = table(at)
+    # final and best validation accuracy and final training loss, in display units
+    assert ["final val acc (%)", "best val acc (%)", "final train loss"] == \
+        [c for c in frame.columns if c.startswith(("final", "best"))]
+    by_name = frame.set_index("name")
+    assert by_name.loc["three", "final val acc (%)"] == pytest.approx(57.0)   # 0.45 + 0.12
+    assert by_name.loc["one", "best val acc (%)"] == pytest.approx(49.0)
+    assert by_name.loc["two", "final train loss"] == pytest.approx(1.5 / 8)
+    assert np.isnan(by_name.loc["hot", "final val acc (%)"])                  # no evaluation
+    # config columns: at first the fields that tell these runs apart, as numbers (sortable)
+    assert at.multiselect(key="runs_fields").value == ["lr", "epochs"]
+    assert by_name.loc["hot", "lr"] == 10.0 and by_name.loc["three", "epochs"] == 3
+    # internal series are never offered as results
+    offered = at.multiselect(key="runs_results").options
+    assert "final validation accuracy" in offered
+    assert not [o for o in offered if any(w in o for w in ("throughput", "elapsed",
+                                                           "learning rate", "diag"))], offered
+    # sorted by final accuracy, best first, the run without one last
+    at = at.selectbox(key="runs_sort").set_value("final:val/acc").run()
+    assert list(table(at)["name"]) == ["three", "two", "one", "hot"]
+    # the selection follows the sorted rows: row 0 is now "three"
+    at = select(at, 0)
+    assert at.text_input(key=f"rename_{ids['three']}").value == "three"
+    # a loss sorts lowest first
+    at.multiselect(key="runs_results").set_value(["final:train/loss"])
+    at = at.selectbox(key="runs_sort").set_value("final:train/loss").run()
+    assert list(table(at)["name"]) == ["three", "two", "one", "hot"]
+    assert list(table(at).columns[:5]) == ["page", "name", "label", "status", "final train loss"]
+
+
+def test_a_runs_page_opens_from_the_table(services):
+    from streamlit.testing.v1 import AppTest
+    store, ids = make_result_runs(services)
+    at = AppTest.from_file(str(MAIN), default_timeout=30).run()
+    at = at.switch_page("../pages/runs.py").run()
+    assert not at.exception
+    # every row links to its run's page, the id in the URL
+    assert table(at).set_index("name").loc["two", "page"] == f"run?run={ids['two']}"
+    row = list(table(at)["name"]).index("two")
+    at = select(at, row)
+    at = at.button(key="open_run").click().run()
+    assert not at.exception, at.exception
+    assert at.query_params["run"] == ids["two"]
+    assert at.title[0].value == "two"
+    assert any("final validation accuracy" == m.label for m in at.metric)
+
+
+def test_selected_runs_open_in_compare(services):
+    from streamlit.testing.v1 import AppTest
+    store, ids = make_result_runs(services)
+    at = AppTest.from_file(str(MAIN), default_timeout=30).run()
+    at = at.switch_page("../pages/runs.py").run()
+    names = list(table(at)["name"])
+    at = select(at, names.index("one"), names.index("three"))
+    at = at.button(key="compare_selected").click().run()
+    assert not at.exception, at.exception
+    assert set(at.multiselect(key="compare_runs").value) == {ids["one"], ids["three"]}
