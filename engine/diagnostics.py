@@ -519,7 +519,7 @@ def network_view(model: nn.Module, x: torch.Tensor, *, input_names: list[str],
         if not output:
             out = outputs[layer.index].float()[:, :shown]
             if grid:
-                entry["thumbs"] = [[[round(v, 3) for v in row] for row in unit] for unit in
+                entry["thumbs"] = [[[round(v, 2) for v in row] for row in unit] for unit in
                                    out.T.reshape(shown, grid, grid).tolist()]
             else:
                 dims = [0] + list(range(2, out.dim()))
