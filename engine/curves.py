@@ -1,5 +1,8 @@
 """Stored metrics as curves: series per run, smoothing, downsampling, gaps, groups and bands,
-markers where runs went wrong, and the y range that keeps healthy runs readable.
+markers where runs went wrong, points a line cannot show, and the y axis: its scale (log where
+a log-friendly metric spans decades) and its range, which holds every run that neither
+diverged nor went non-finite (only such a run may be drawn off-scale, by its status, never
+because it looks like the outlier).
 
 This module owns the numbers behind every chart (engine/plots.py draws them): pure numpy and
 pandas, no plotting library, no store. Every per-point operation is a vector operation;
@@ -18,10 +21,15 @@ from engine import config, describe
 from engine.events import RunStatus, metric_info
 
 MAX_MARKERS = 50          # non-finite stretches marked per run; more is clutter
-# A run whose range reaches past the healthy runs' by more than this factor of their span
-# (or, on a log axis, by more than a decade) is drawn off-scale instead of stretching it.
+# An unhealthy run (diverged, or with non-finite values) whose range reaches past the
+# healthy runs' by more than this factor of their span (or, on a log axis, by more than a
+# decade) is drawn off-scale instead of stretching the axis. Healthy runs always fit.
 OUTLIER_SPAN_FACTOR = 1.5
 AXIS_PAD = 0.05           # fraction of the span added above and below a clipped range
+# A log-friendly metric (events.metric_info) whose healthy values span at least this many
+# decades (max/min >= 10**1.5, about 32x: loss 22 beside losses of 0.3) is drawn on a log
+# axis unless the user chose the scale: on a linear one the other curves would be squashed.
+LOG_SPAN_DECADES = 1.5
 
 
 def _get(run, name, default=None):
@@ -204,15 +212,41 @@ def marker_points(s: pd.DataFrame, div_step: int | None,
 
 # --- the y range -------------------------------------------------------------------------------
 
-def clip_range(curves: dict, *, log_y: bool = False, unhealthy=()) -> tuple[tuple | None, list]:
-    """The y range that keeps healthy curves readable, and the keys drawn off-scale.
+def unhealthy(run, y) -> bool:
+    """Whether a run may be drawn off-scale: it diverged (its stored status), or the values
+    drawn for it hold a non-finite value (it exploded). Never decided by its shape."""
+    if _get(run, "status") == RunStatus.DIVERGED:
+        return True
+    y = np.asarray(y, dtype="float64")
+    return bool(len(y)) and not bool(np.isfinite(y).all())
 
-    curves: {key: y values (display units)}; unhealthy: keys known to be bad (diverged runs).
-    A curve is an outlier when it is unhealthy, or when its finite values reach beyond the
-    range of the others by more than OUTLIER_SPAN_FACTOR times that range (a decade on a log
-    axis). Returns ((low, high), outliers) with low/high in data units (log10 on a log axis,
-    as plotly's axis range wants them), padded by AXIS_PAD; or (None, []) when nothing needs
-    clipping (every curve fits, or no healthy curve is left to fit to)."""
+
+def wants_log(curves: dict, metric: str, *, unhealthy=()) -> bool:
+    """Whether an axis whose scale the user left to us should be logarithmic: the metric is
+    log-friendly (engine.events.metric_info), every finite value of the healthy curves is
+    positive and they span at least LOG_SPAN_DECADES decades. curves: {key: y values};
+    unhealthy keys do not decide (a diverged run is drawn off-scale instead)."""
+    if not metric_info(metric).log_friendly:
+        return False
+    bad = set(unhealthy)
+    values = [np.asarray(y, dtype="float64") for k, y in curves.items() if k not in bad]
+    values = [v[np.isfinite(v)] for v in values]
+    values = np.concatenate(values) if values else np.array([])
+    if not len(values) or (values <= 0).any():
+        return False
+    return bool(np.log10(values.max() / values.min()) >= LOG_SPAN_DECADES)
+
+
+def clip_range(curves: dict, *, log_y: bool = False, unhealthy=()) -> tuple[tuple | None, list]:
+    """The y range for these curves, and the keys drawn off-scale.
+
+    curves: {key: y values (display units)}; unhealthy: the keys that may be drawn off-scale
+    (curves.unhealthy: diverged, or non-finite values), chosen per run, never by shape. The
+    range holds every finite value of every other curve; an unhealthy curve reaching beyond
+    it by more than OUTLIER_SPAN_FACTOR times its span (a decade on a log axis) is an
+    outlier. Returns ((low, high), outliers) with low/high in data units (log10 on a log
+    axis, as plotly's axis range wants them), padded by AXIS_PAD; or (None, []) when nothing
+    needs clipping (every curve fits, or no healthy curve is left to fit to)."""
     def tr(v):
         v = np.asarray(v, dtype="float64")
         v = v[np.isfinite(v)]
@@ -222,26 +256,32 @@ def clip_range(curves: dict, *, log_y: bool = False, unhealthy=()) -> tuple[tupl
         return v
     ext = {k: (float(v.min()), float(v.max())) for k, y in curves.items()
            if len(v := tr(y))}
-    if len(ext) < 2:
-        return None, []
     bad = {k for k in ext if k in set(unhealthy)}
-    for k in ext:
-        others = [e for j, e in ext.items() if j != k and j not in bad]
-        if not others:
-            continue
-        lo, hi = min(e[0] for e in others), max(e[1] for e in others)
-        allowance = 1.0 if log_y else OUTLIER_SPAN_FACTOR * max(hi - lo, abs(hi) * 1e-3, 1e-12)
-        if ext[k][1] > hi + allowance or ext[k][0] < lo - allowance:
-            bad.add(k)
     healthy = [e for k, e in ext.items() if k not in bad]
-    if not healthy:
+    if not healthy or not bad:
         return None, []
     lo, hi = min(e[0] for e in healthy), max(e[1] for e in healthy)
-    outliers = [k for k in ext if k in bad and (ext[k][1] > hi or ext[k][0] < lo)]
+    allowance = 1.0 if log_y else OUTLIER_SPAN_FACTOR * max(hi - lo, abs(hi) * 1e-3, 1e-12)
+    outliers = [k for k in ext if k in bad
+                and (ext[k][1] > hi + allowance or ext[k][0] < lo - allowance)]
     if not outliers:
         return None, []
+    # the unhealthy runs that stay near the healthy ones are drawn whole: the range holds them
+    kept = healthy + [e for k, e in ext.items() if k in bad and k not in outliers]
+    lo, hi = min(e[0] for e in kept), max(e[1] for e in kept)
     pad = AXIS_PAD * max(hi - lo, abs(hi) * 1e-3, 1e-12)
     return (lo - pad, hi + pad), outliers
+
+
+def isolated(y) -> np.ndarray:
+    """Which points a line cannot show: finite values with no finite neighbour on either side
+    (a run's single evaluation, a point between two gaps). Drawn as markers."""
+    ok = np.isfinite(np.asarray(y, dtype="float64"))
+    if not len(ok):
+        return ok
+    before = np.concatenate([[False], ok[:-1]])
+    after = np.concatenate([ok[1:], [False]])
+    return ok & ~before & ~after
 
 
 def leaves_range(x, y, low: float, high: float, *, log_y: bool = False):

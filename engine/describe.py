@@ -13,7 +13,10 @@ This module owns how a person tells runs apart, everywhere (Live, Compare, Runs,
 - `run_colors(keys, groups)`: one categorical palette, distinct for up to 24 keys, stable per
   key (a run keeps its colour whatever else is shown); the runs of one group (e.g. the seeds
   of one configuration) get shades of their group's hue.
-- `legend_key(labels)`: long labels shortened to "R3 · sgd · lr 0.1 · …" with a key table.
+- `legend_lines(labels, width)`: labels fitted to legend entries of `width` characters a
+  line, wrapped at their " · " breaks; a label too long for two lines first loses the parts
+  it shares with most other runs, only while what is left still tells it from every other
+  label (the part that differs is never cut).
 Pure: no Streamlit, no store, no plotting library.
 """
 
@@ -27,7 +30,9 @@ import numpy as np
 
 from engine import config
 
-LEGEND_MAX_CHARS = 48     # longer labels are shortened in legends, with a key table beside
+PART_SEP = " · "          # between the parts (fields) of a label
+ELLIPSIS = "…"            # where parts or characters were left out
+LEGEND_MAX_LINES = 2      # lines of one legend entry; a label needing more is cut in the middle
 
 
 # --- words -------------------------------------------------------------------------------------
@@ -191,20 +196,101 @@ def common_summary(configs) -> str:
     return " · ".join([p for p in parts if p] + [runs])
 
 
-def legend_key(labels: dict, max_chars: int = LEGEND_MAX_CHARS) -> tuple[dict, list]:
-    """Legend texts that fit: when any label is longer than `max_chars`, every run gets a key
-    ("R1", "R2", ... in the order given) and its label cut to fit ("R3 · sgd · lr 0.1 · …"),
-    and the key table [(key, full label)] goes beside the chart. Otherwise the labels as
-    they are and an empty table."""
-    if all(len(text) <= max_chars for text in labels.values()):
-        return dict(labels), []
-    shown, table = {}, []
-    for i, (k, text) in enumerate(labels.items(), start=1):
-        key = f"R{i}"
-        head = f"{key} · {text}"
-        shown[k] = head if len(head) <= max_chars else head[:max_chars - 1].rstrip(" ·") + "…"
-        table.append((key, text))
-    return shown, table
+def shorten_labels(labels: dict, max_chars: int) -> dict:
+    """{key: text}: each label within `max_chars` where that can be done without two runs
+    reading the same. A longer label loses whole parts (fields, split at " · "), the parts
+    held by the most other labels first, each run of left-out parts shown as "…"; a part is
+    kept when leaving it out would let the rest be read as another run (every part left
+    would appear in that run's label). So the part that tells neighbours apart (the seed of
+    one of several seeds) stays. A label that cannot get short enough keeps what it must."""
+    parts = {k: str(t).split(PART_SEP) for k, t in labels.items()}
+    sets = {k: set(p) for k, p in parts.items()}
+    shared: dict = {}
+    for held in sets.values():
+        for p in held:
+            shared[p] = shared.get(p, 0) + 1
+    out = {}
+    for k, text in labels.items():
+        text = str(text)
+        if len(text) <= max_chars or len(parts[k]) < 2:
+            out[k] = text
+            continue
+        # the labels this one differs from in full: none may contain what is left of it
+        rivals = [sets[j] for j in labels if j != k and not sets[k] <= sets[j]]
+        keep = list(range(len(parts[k])))
+        for i in sorted(keep, key=lambda i: (-shared[parts[k][i]], i)):
+            trial = [j for j in keep if j != i]
+            left = {parts[k][j] for j in trial}
+            if not trial or any(left <= r for r in rivals):
+                continue
+            keep = trial
+            if len(_join_kept(parts[k], keep)) <= max_chars:
+                break
+        out[k] = _join_kept(parts[k], keep)
+    return out
+
+
+def _join_kept(parts: list, keep: list) -> str:
+    out, gap = [], False
+    for i, p in enumerate(parts):
+        if i in keep:
+            out.append(p)
+            gap = False
+        elif not gap:
+            out.append(ELLIPSIS)
+            gap = True
+    return PART_SEP.join(out)
+
+
+def cut_middle(text: str, width: int) -> str:
+    """`text` within `width` characters, cut in the middle ("lr 0.1 · l…orm · seed 0"): its
+    start and its end (where a run's distinguishing suffix sits) both stay."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return ELLIPSIS[:width]
+    head = (width - 1) // 2
+    return text[:head] + ELLIPSIS + text[len(text) - (width - 1 - head):]
+
+
+def wrap_label(text: str, width: int, max_lines: int = LEGEND_MAX_LINES) -> list[str]:
+    """A label as at most `max_lines` lines of at most `width` characters, broken after a
+    " · " (the break marked by a trailing "·"); a part longer than a line is cut in the
+    middle; past max_lines, the first lines and the last are kept, the middle left out."""
+    width = max(width, 4)
+    if len(text) <= width:
+        return [text]
+    lines, current = [], ""
+    parts = text.split(PART_SEP)
+    for i, part in enumerate(parts):
+        joined = f"{current}{PART_SEP}{part}" if current else part
+        room = width if i == len(parts) - 1 else width - 2    # a " ·" may follow
+        if not current or len(joined) <= room:
+            current = joined
+        else:
+            lines.append(current + " ·")
+            current = part
+    lines.append(current)
+    if len(lines) > max_lines:
+        # the last line: as many of the last parts as fit after "… · "
+        kept = " ".join(lines[:max_lines - 1]).rstrip(" ·").split(PART_SEP)
+        tail: list = []
+        for part in reversed(parts[len(kept):]):
+            if tail and len(PART_SEP.join([ELLIPSIS, part, *tail])) > width:
+                break
+            tail.insert(0, part)
+        lines = lines[:max_lines - 1] + [PART_SEP.join([ELLIPSIS, *tail])]
+    return [cut_middle(line, width) for line in lines]
+
+
+def legend_lines(labels: dict, width: int, max_lines: int = LEGEND_MAX_LINES) -> dict:
+    """{key: [line, ...]}: labels as legend entries of at most `max_lines` lines of `width`
+    characters: wrapped whole where they fit (wrap_label), else first shortened
+    (shorten_labels: shared parts out, the differing ones kept). Raw text: escape each line
+    for Plotly (plotly_text) after."""
+    budget = width * max_lines - 2 * (max_lines - 1)     # less the " ·" at each break
+    short = shorten_labels(labels, budget)
+    return {k: wrap_label(t, width, max_lines) for k, t in short.items()}
 
 
 # --- colours -------------------------------------------------------------------------------------

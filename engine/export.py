@@ -46,7 +46,9 @@ MIME = {"csv": "text/csv", "json": "application/json", "html": "text/html",
         "png": "image/png", "svg": "image/svg+xml", "zip": "application/zip"}
 MAX_NAME_LENGTH = 120             # characters of the file name, extension included
 CSV_COLUMNS = ["run_id", "run_name", "step", "epoch", "metric", "value", "time"]
-IMAGE_WIDTH, IMAGE_HEIGHT = 1100, 560    # layout pixels of static images
+# Layout pixels of static images: the width the compare figure's legend is laid out for
+# (plots.EXPORT_WIDTH_PX), so its rows are all in the image; the height is the figure's own.
+IMAGE_WIDTH, IMAGE_HEIGHT = plots.EXPORT_WIDTH_PX, 560
 PNG_SCALE = 2                            # PNG pixels per layout pixel (sharp on HiDPI)
 RENDER_TIMEOUT_S = 90                    # kaleido's per-image timeout
 DEBIAN_CHROMIUM = "/usr/bin/chromium"
@@ -226,11 +228,13 @@ def figure_html(fig) -> bytes:
     """A self-contained interactive page that opens offline: plotly.js is embedded once,
     gzip-compressed and base64-encoded (4.8 MB of plotly.js become about 1.9 MB), and the
     browser unpacks it with DecompressionStream (Chrome 80+, Firefox 113+, Safari 16.4+)
-    before drawing the figure's data (already downsampled like the page's)."""
+    before drawing the figure's data (already downsampled like the page's). Hovering a line
+    or legend entry picks its run out, as on the page (plots.HIGHLIGHT_JS)."""
     title = fig.layout.title.text or "Train Lab comparison"
     page = _HTML_PAGE.format(title=html.escape(title), plotly=_plotly_js_gz_b64(),
                              figure=fig.to_json(), config=json.dumps(
-                                 {"displaylogo": False, "responsive": True}))
+                                 {"displaylogo": False, "responsive": True}),
+                             highlight=plots.HIGHLIGHT_JS)
     return page.encode("utf-8")
 
 
@@ -261,6 +265,7 @@ _HTML_PAGE = """<!DOCTYPE html>
   Plotly.newPlot(div, fig.data, fig.layout, {config});
 }})();
 </script>
+<script>{highlight}</script>
 </body>
 </html>
 """

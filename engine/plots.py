@@ -3,11 +3,17 @@
 This module owns how runs are drawn: `build_figure(frame, runs, ChartOptions(...))` is the
 Compare chart (and the exported one): one panel per metric side by side (loss beside
 accuracy), one row of panels per dataset when the runs span several (unrelated runs never
-share axes), a line per run or a mean and band per group, the legend below the plot in a
-margin of its own (the plot keeps its minimum height whatever the number of runs), the y
-axis clipped to the healthy runs with the run that left it marked, and, for exports, a
-subtitle of what every run shares. `live_figures(...)` are the Live page's three charts.
-It also owns the small tables beside the chart (`summary_table`, `config_diff`).
+share axes), a line per run or a mean and band per group, and, for exports, a subtitle of
+what every run shares. Every figure shows every run: the y axis holds every run that neither
+diverged nor went non-finite (such a run, by its status, may leave it and is marked where it
+does), a log-friendly metric spanning decades gets a log axis unless the user chose the
+scale, and a point without neighbours (a single evaluation) is drawn as a marker. The legend
+lists every entry below the plot in columns of equal width, each label kept to what tells it
+apart (describe.legend_lines), in a margin sized to its rows, so it is never cut, on screen
+or in an export; `legend_figure` is that legend alone (the Live page's key) and
+`HIGHLIGHT_JS` dims every other run while a line or legend entry is hovered.
+`live_figures(...)` are the Live page's three charts. It also owns the small tables beside
+the chart (`summary_table`, `config_diff`, `legend_table`).
 Labels and colours come from engine/describe.py, the numbers from engine/curves.py, metric
 names, units and scales from engine.events.metric_info. Pure: no Streamlit, no store, no I/O.
 """
@@ -38,11 +44,22 @@ X_AXES = {"step": "step", "epoch": "epoch", "examples": "examples seen",
 BANDS = ("std", "minmax", "ci")    # the edges and their legend text: engine/verdicts.py
 GL_THRESHOLD = 1000       # points in a trace from which it is drawn with WebGL (Scattergl)
 PANEL_HEIGHT = 420        # px of one row of panels, axes included: the plot's minimum size
-LEGEND_ROW_PX = 22        # px per legend row below the plot
-LEGEND_WIDTH_PX = 1000    # px the legend of an export is laid out in (IMAGE_WIDTH 1100)
-PAGE_LEGEND_WIDTH_PX = 600   # on a page the width is unknown: assume a narrow one, never cut
-LEGEND_SYMBOL_PX = 48     # px of an entry's line sample and gap, beside its text
-EXPORT_LABEL_CHARS = 120  # exports have no key table beside them: labels kept nearly whole
+MARGIN_L, MARGIN_R = 70, 24   # px left and right of the plot area (the legend spans the rest)
+EXPORT_WIDTH_PX = 1100    # px of an exported image's layout (engine/export.py draws at it)
+PAGE_PLOT_WIDTH_PX = 700  # on a page the width is unknown (about 770 px of plot area at
+#                           1280x720): columns are laid out for a narrower one, never cut
+# Legend geometry as plotly.js lays it out (src/components/legend): an entry's text starts
+# after its 30 px line sample and two 5 px gaps; a line of 11 px text is 11 * 1.3 px high,
+# an entry max(lines * 14.3, 16) + 3 px; the box adds 2 * 5 px; a title line 14.3 px more.
+LEGEND_FONT_PX = 11
+LEGEND_SAMPLE_PX = 40
+LEGEND_LINE_PX = LEGEND_FONT_PX * 1.3
+LEGEND_BOX_PX = 10
+LEGEND_CHAR_PX = 6.0      # px per character at 11 px: Verdana's average (the widest of
+#                           plotly's fonts; Streamlit's Source Sans needs about 4.5)
+LEGEND_MAX_COLUMNS = 6
+LEGEND_SLACK_PX = 6       # spare px under the last row
+POINT_MARKER_PX = 7       # diameter of the marker drawn for a point a line cannot show
 TITLE_PX = 56             # top margin for a title; a subtitle adds SUBTITLE_PX
 SUBTITLE_PX = 24
 X_TITLE_PX = 56           # bottom margin for the x-axis ticks and title, above the legend
@@ -55,7 +72,8 @@ class ChartOptions:
     metric: str = VAL_ACC
     x_axis: str = "step"            # "step" | "epoch" | "examples" (seen) | "time" (seconds
     #                                 since the run started: each run's own clock)
-    log_y: bool = False
+    log_y: bool | None = None       # None: log where a log-friendly metric spans decades
+    #                                 (curves.wants_log); True/False: the user's choice
     smoothing: float = 0.0          # EMA weight in [0, 1); 0 draws the raw curve only
     average_over: str | None = None  # config field to average over (e.g. "seed"): runs equal in
     #                                 every other field but scheduling ones make one mean line
@@ -63,13 +81,17 @@ class ChartOptions:
     max_points: int = 2000          # points per drawn trace (min/max downsampling)
     title: str = ""
     panels: tuple = field(default_factory=tuple)   # more metrics, drawn beside `metric`
-    clip_outliers: bool = True      # y range fitted to healthy runs; off-scale runs marked
+    clip_outliers: bool = True      # diverged / non-finite runs (by status) may be drawn
+    #                                 off-scale and marked; every other run always fits
     context: bool = False           # exports: subtitle of what all runs share
 
     def __post_init__(self):
         if self.x_axis not in X_AXES:
             raise ValueError(f"x_axis: {self.x_axis!r} is not allowed; allowed: "
                              + ", ".join(X_AXES))
+        if self.log_y is not None and not isinstance(self.log_y, bool):
+            raise ValueError(f"log_y: {self.log_y!r} is not allowed; allowed: True, False, "
+                             "None (automatic)")
         if self.band not in BANDS:
             raise ValueError(f"band: {self.band!r} is not allowed; allowed: " + ", ".join(BANDS))
         if not (isinstance(self.smoothing, (int, float)) and 0.0 <= self.smoothing < 1.0):
@@ -103,16 +125,16 @@ def _get(run, name, default=None):
 @dataclass
 class _Entry:
     key: str                 # run id, or group key under average_over
-    label: str               # full label (hover, key table)
-    legend: str              # text in the legend (shortened with a key when long)
+    label: str               # full label, escaped for Plotly (hover)
+    text: str                # full label as text (legend lines, the key table)
     color: str
     members: list            # the runs drawn by this entry
     group: str = ""          # a group's label without its "(mean of n)"
+    legend: str = ""         # text in the legend, escaped, lines joined by <br>
 
 
-def _entries(runs, o: ChartOptions) -> tuple[list[_Entry], list]:
-    """The legend entries (runs, or groups under average_over) and the key table of long
-    labels."""
+def _entries(runs, o: ChartOptions) -> list[_Entry]:
+    """The legend entries: runs, or groups under average_over."""
     names = {_get(r, "id"): _get(r, "name", "") or "" for r in runs}
     if o.average_over:
         groups = curves.group_runs(runs, o.average_over)
@@ -128,18 +150,144 @@ def _entries(runs, o: ChartOptions) -> tuple[list[_Entry], list]:
         labels = describe.run_labels(runs)
         colors = describe.run_colors(labels, describe.seed_groups(runs))
         members = {_get(r, "id"): [r] for r in runs}
-    labels = describe.plotly_labels(labels)      # names drawn as typed, never as markup
-    shown, table = describe.legend_key(labels, EXPORT_LABEL_CHARS if o.context
-                                       else describe.LEGEND_MAX_CHARS)
-    return [_Entry(k, labels[k], shown[k], colors[k], members[k],
-                   base[k] if o.average_over else "") for k in labels], table
+    # names drawn as typed, never as markup
+    return [_Entry(k, describe.plotly_text(labels[k]), labels[k], colors[k], members[k],
+                   base[k] if o.average_over else "") for k in labels]
 
 
 def legend_table(runs, options: ChartOptions | None = None) -> pd.DataFrame:
-    """The key table shown beside a chart whose labels were shortened (empty otherwise):
-    columns key, run (the full label)."""
-    _, table = _entries(list(runs), options or ChartOptions())
-    return pd.DataFrame(table, columns=["key", "run"])
+    """The chart's key, every entry in legend order, to search and read in full: columns
+    colour ("#rrggbb"), label (the whole label), runs (how many runs the entry draws), name
+    and status (one run's; blank for a group of several)."""
+    rows = []
+    for e in _entries(list(runs), options or ChartOptions()):
+        one = e.members[0] if len(e.members) == 1 else None
+        rows.append({"colour": e.color, "label": e.text, "runs": len(e.members),
+                     "name": (_get(one, "name", "") or "") if one is not None else "",
+                     "status": _get(one, "status", "") if one is not None else ""})
+    return pd.DataFrame(rows, columns=["colour", "label", "runs", "name", "status"])
+
+
+# --- the legend -------------------------------------------------------------------------------
+
+@dataclass
+class LegendGrid:
+    columns: int             # entries per row, each 1/columns of the plot area's width
+    lines: dict              # {key: [line, ...]}: raw text, before escaping
+    height_px: int           # the legend box, its title included
+
+    def text(self, key) -> str:
+        return "<br>".join(describe.plotly_text(line) for line in self.lines[key])
+
+
+def legend_grid(labels: dict, plot_width: int, *, title: bool = False) -> LegendGrid:
+    """How a legend of these labels ({key: raw label}, in order) is laid out below a plot
+    area `plot_width` px wide: the column count (1 to LEGEND_MAX_COLUMNS) that gives the
+    shortest legend, each label fitted to its column (describe.legend_lines: shared parts
+    left out before a differing one, then up to two lines), and the legend's exact height.
+    Fewer labels cut in the middle wins first, then the lower legend, then more columns."""
+    best = None
+    for columns in range(1, LEGEND_MAX_COLUMNS + 1):
+        chars = int((plot_width / columns - LEGEND_SAMPLE_PX - 8) // LEGEND_CHAR_PX)
+        if chars < 14 and columns > 1:
+            break
+        lines = describe.legend_lines(labels, max(chars, 4))
+        cut = sum(describe.ELLIPSIS in "".join(v) and describe.ELLIPSIS not in labels[k]
+                  for k, v in lines.items())
+        heights = [max(len(v) * LEGEND_LINE_PX, 16) + 3 for v in lines.values()]
+        rows = [max(heights[i:i + columns]) for i in range(0, len(heights), columns)]
+        height = math.ceil(sum(rows) + LEGEND_BOX_PX + (LEGEND_LINE_PX if title else 0))
+        score = (cut, height, -columns)
+        if best is None or score < best[0]:
+            best = (score, LegendGrid(columns, lines, height))
+    return best[1]
+
+
+def legend_layout(grid: LegendGrid, height: int, *, title: str = "") -> dict:
+    """The layout.legend that draws `grid` with its top `grid.height_px + LEGEND_SLACK_PX`
+    px above the bottom of a figure `height` px high: horizontal, in equal columns (each
+    1/columns of the plot area: their count stays whatever the screen's width), never
+    scrolled or cut."""
+    return dict(orientation="h", xref="container", x=0.01, xanchor="left",
+                yref="container", y=(grid.height_px + LEGEND_SLACK_PX) / height,
+                yanchor="top", maxheight=1.0, entrywidthmode="fraction",
+                entrywidth=1.0 / grid.columns, traceorder="normal",
+                font=dict(size=LEGEND_FONT_PX),
+                title=dict(text=title, side="top", font=dict(size=LEGEND_FONT_PX)),
+                tracegroupgap=0)
+
+
+def legend_figure(labels: dict, colors: dict, *, plot_width: int = PAGE_PLOT_WIDTH_PX,
+                  title: str = "") -> go.Figure:
+    """A figure that is only a legend: one entry per key ({key: raw label}, {key: colour}),
+    laid out as build_figure's. The Live page's key under its three charts; its entries
+    carry legendgroup = key, so hovering one highlights that run's lines (HIGHLIGHT_JS)."""
+    grid = legend_grid(labels, plot_width, title=bool(title))
+    height = grid.height_px + LEGEND_SLACK_PX
+    fig = go.Figure()
+    for k in labels:
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=grid.text(k),
+                                 legendgroup=str(k), line=dict(color=colors[k], width=2),
+                                 hoverinfo="skip", meta={"kind": "key", "key": str(k)}))
+    legend = legend_layout(grid, height, title=describe.plotly_text(title))
+    fig.update_layout(template="plotly_white", height=height, showlegend=bool(labels),
+                      margin=dict(l=MARGIN_L, r=MARGIN_R, t=0, b=0, autoexpand=False),
+                      legend={**legend, "itemclick": False, "itemdoubleclick": False},
+                      xaxis=dict(visible=False), yaxis=dict(visible=False))
+    return fig
+
+
+# Hovering a line or a legend entry dims every other run (its traces: line, band, markers)
+# on every chart of the page, so one run among 20 can be followed; the hover label says
+# which. Plotly has no such option: this script (ours, no user text in it) adds it to every
+# plotly chart of the page, also to charts drawn later, by CSS filters on the SVG traces
+# (WebGL traces, over GL_THRESHOLD points, stay as they are). Pages add it with st.html;
+# engine/export.py puts it in exported HTML.
+HIGHLIGHT_JS = """
+(function () {
+  if (window.trainlabHighlight) { return; }
+  window.trainlabHighlight = true;
+  var DIM = "opacity(0.12)";
+  function keyOf(trace) {
+    if (!trace) { return null; }
+    return trace.legendgroup || (trace.meta && trace.meta.key) || null;
+  }
+  function traceOf(el) {
+    var d = el.__data__;
+    return d && d[0] && d[0].trace;
+  }
+  function highlight(key) {
+    document.querySelectorAll(".js-plotly-plot").forEach(function (gd) {
+      gd.querySelectorAll(".scatterlayer .trace, .legend .traces").forEach(function (el) {
+        var k = keyOf(traceOf(el));
+        el.style.filter = key === null || k === null || k === key ? "" : DIM;
+      });
+    });
+  }
+  function attach(gd) {
+    if (gd.trainlabHighlight || typeof gd.on !== "function") { return; }
+    gd.trainlabHighlight = true;
+    gd.on("plotly_hover", function (ev) {
+      var p = ev && ev.points && ev.points[0];
+      highlight(p ? keyOf(p.data) : null);
+    });
+    gd.on("plotly_unhover", function () { highlight(null); });
+    gd.addEventListener("mouseover", function (ev) {
+      var item = ev.target.closest && ev.target.closest(".legend .traces");
+      if (item) { highlight(keyOf(traceOf(item))); }
+    });
+    gd.addEventListener("mouseout", function (ev) {
+      var item = ev.target.closest && ev.target.closest(".legend .traces");
+      var to = ev.relatedTarget && ev.relatedTarget.closest
+        && ev.relatedTarget.closest(".legend .traces");
+      if (item && to !== item) { highlight(null); }
+    });
+  }
+  setInterval(function () {
+    document.querySelectorAll(".js-plotly-plot").forEach(attach);
+  }, 500);
+})();
+"""
 
 
 # --- the Compare figure ---------------------------------------------------------------------
@@ -153,18 +301,30 @@ def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None,
     """One figure comparing `runs`: a panel per metric of options.metrics (side by side) and
     a row per dataset; in each, a line per run (or a mean line and a band per group),
     smoothed over a faint raw curve when smoothing > 0, diverged runs and non-finite values
-    marked with an x, runs far outside the healthy runs' range drawn off-scale and marked.
+    marked with an x; only such runs may leave the y axis (drawn off-scale, marked where
+    they leave). Every entry with points is in the legend (legend_grid), sized for an
+    export's width when options.context, else for a narrow page.
     warnings: {run_id: [engine.run_warnings.RunWarning]}, each marked ◆ on its run's line
     at its step with its sentence on hover (one line per run only: a group's mean line has
     no single run's step)."""
     o = options or ChartOptions()
     runs = list(runs)
-    entries, _ = _entries(runs, o)
+    entries = _entries(runs, o)
     datasets = _datasets(runs) or [""]
     metrics = o.metrics
     rows, cols = len(datasets), len(metrics)
+    # the legend first: its entries' texts depend on how many share a row
+    with_points = set() if frame is None or not len(frame) else \
+        set(frame.loc[frame["name"].isin(metrics), "run"])
+    listed = [e for e in entries if any(_get(m, "id") in with_points for m in e.members)]
+    width = EXPORT_WIDTH_PX if o.context else MARGIN_L + PAGE_PLOT_WIDTH_PX + MARGIN_R
+    grid = legend_grid({e.key: e.text for e in listed}, width - MARGIN_L - MARGIN_R,
+                       title=bool(o.average_over))
+    for e in listed:
+        e.legend = grid.text(e.key)
     if rows * cols > 1:
-        titles = [(f"{metric_info(m).label}" + (f" · {d}" if rows > 1 else ""))
+        titles = [describe.plotly_text(f"{metric_info(m).label}" + (f" · {d}" if rows > 1
+                                                                    else ""))
                   for d in datasets for m in metrics]
         fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles,
                             horizontal_spacing=0.07, vertical_spacing=0.12 / max(rows - 1, 1)
@@ -181,8 +341,7 @@ def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None,
                         warnings or {})
             fig.update_xaxes(title_text=X_AXES[o.x_axis], **where,
                              rangemode="tozero" if o.x_axis != "step" else "normal")
-            fig.update_yaxes(title_text=metric_title(metric), **where,
-                             **_y_axis_style(o.log_y))
+            fig.update_yaxes(title_text=metric_title(metric), **where)
 
     what = metric_info(o.metric).label if cols == 1 else " and ".join(
         metric_info(m).label for m in metrics)
@@ -190,12 +349,12 @@ def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None,
     title = o.title or (what[0].upper() + what[1:] + by
                         + (f" · mean over {o.average_over}" if o.average_over else ""))
     subtitle = describe.common_summary([_get(x, "config") for x in runs]) if o.context else ""
-    _layout(fig, title, subtitle, [e.legend for e in entries if e.key in in_legend], rows,
-            LEGEND_WIDTH_PX if o.context else PAGE_LEGEND_WIDTH_PX)
+    legend_title = f"band: {_band_text(o.band)}; runs per point in the hover" \
+        if o.average_over else ""
+    _layout(fig, describe.plotly_text(title), describe.plotly_text(subtitle), grid,
+            bool(in_legend), rows, legend_title)
     fig.update_layout(
         hovermode="closest",
-        legend_title_text=f"band: {_band_text(o.band)}; runs per point in the hover"
-        if o.average_over else "",
         uirevision=f"{'|'.join(metrics)}|{o.x_axis}|{o.average_over}",   # keep zoom on changes
     )
     return fig
@@ -206,14 +365,12 @@ def _y_axis_style(log_y: bool) -> dict:
     return dict(type="log", minorloglabels="complete") if log_y else dict(type="linear")
 
 
-def _layout(fig, title: str, subtitle: str, legend_texts: list[str], rows: int = 1,
-            legend_width: int = LEGEND_WIDTH_PX) -> None:
+def _layout(fig, title: str, subtitle: str, grid: LegendGrid, show_legend: bool,
+            rows: int = 1, legend_title: str = "") -> None:
     """Title (and subtitle) with room above the plot, the legend in a bottom margin of its
-    own, sized to its rows, so neither covers an axis title and the plot keeps its height."""
-    longest = max((len(t) for t in legend_texts), default=0)
-    entry_px = min(legend_width - LEGEND_SYMBOL_PX, 12 + 6 * longest)   # text, 11 px font
-    per_row = max(1, legend_width // (entry_px + LEGEND_SYMBOL_PX))
-    legend_px = math.ceil(len(legend_texts) / per_row) * LEGEND_ROW_PX + 8
+    own, sized to its rows (legend_grid), so neither covers an axis title, the plot keeps
+    its height and no legend row is ever cut."""
+    legend_px = grid.height_px + LEGEND_SLACK_PX if show_legend else 0
     top = TITLE_PX + (SUBTITLE_PX if subtitle else 0)
     height = rows * PANEL_HEIGHT + top + legend_px
     fig.update_layout(
@@ -221,16 +378,10 @@ def _layout(fig, title: str, subtitle: str, legend_texts: list[str], rows: int =
                    yref="container", pad=dict(t=14), font=dict(size=17),
                    subtitle=dict(text=subtitle, font=dict(size=12, color="#555"))),
         template="plotly_white", height=height,
-        margin=dict(l=70, r=24, t=top, b=X_TITLE_PX + legend_px, autoexpand=True),
-        showlegend=bool(legend_texts),
-        # Its top at the top of the margin reserved for it, right under the x-axis title (a
-        # narrower screen than assumed leaves the spare rows at the bottom, not in between);
-        # never scrolled (maxheight: the whole figure may be used).
-        legend=dict(orientation="h", xref="container", x=0.01, xanchor="left",
-                    yref="container", y=legend_px / height, yanchor="top",
-                    maxheight=1.0, entrywidth=entry_px,
-                    entrywidthmode="pixels", font=dict(size=11), title_side="top left",
-                    tracegroupgap=0),      # one legend group per run: no gap between them
+        margin=dict(l=MARGIN_L, r=MARGIN_R, t=top, b=X_TITLE_PX + legend_px, autoexpand=True),
+        showlegend=show_legend,
+        # Its top at the top of the margin reserved for it, right under the x-axis title.
+        legend=legend_layout(grid, height, title=legend_title),
     )
 
 
@@ -244,11 +395,15 @@ def _draw_panel(fig, frame, runs, entries, metric, o: ChartOptions, where: dict,
     ids = {_get(r, "id") for r in runs}
     drawn: dict = {}          # key -> (x, y) of the drawn line, for the axis range
     markers: list = []        # indices in fig.data of this panel's ✕ markers
+    unhealthy: list = []      # keys that diverged or hold a non-finite value (by status)
     for e in entries:
         members = [m for m in e.members if _get(m, "id") in ids]
         present = [series[_get(m, "id")] for m in members if _get(m, "id") in series]
         if not present:
             continue
+        if any(curves.unhealthy(m, series[_get(m, "id")]["y"]) for m in members
+               if _get(m, "id") in series):
+            unhealthy.append(e.key)
         show = e.key not in in_legend
         in_legend.add(e.key)
         if o.average_over:
@@ -265,16 +420,21 @@ def _draw_panel(fig, frame, runs, entries, metric, o: ChartOptions, where: dict,
                     f"{e.label} · {_get(m, 'name', '') or describe.short_id(_get(m, 'id'))}"
                 if _add_markers(fig, s, m, name, e.key, e.color, o.x_axis == "step", where):
                     markers.append(len(fig.data) - 1)
-    if o.clip_outliers:
-        unhealthy = [e.key for e in entries if any(divergence_step(m) is not None
-                                                   for m in e.members)]
-        _clip(fig, drawn, unhealthy, {e.key: e for e in entries}, o.log_y, where, markers)
+    curves_ = {k: y for k, (_, y) in drawn.items()}
+    log_y = o.log_y if o.log_y is not None else curves.wants_log(curves_, metric,
+                                                                  unhealthy=unhealthy)
+    fig.update_yaxes(**_y_axis_style(log_y), **where)
+    # A bounded metric (accuracy, 0-100 %) cannot explode: every run stays on its axis.
+    if o.clip_outliers and metric_info(metric).unit != "%":
+        _clip(fig, drawn, unhealthy, {e.key: e for e in entries}, log_y, where, markers)
 
 
 def _clip(fig, drawn: dict, unhealthy, entries: dict, log_y: bool, where: dict,
           markers=()) -> None:
-    """Fit the y axis to the healthy curves and mark, at the edge, where each outlier leaves;
-    ✕ markers (fig.data indices) beyond the range move onto its edge, so they stay seen."""
+    """Fit the y axis to the runs that neither diverged nor went non-finite (and the
+    unhealthy ones that stay near them) and mark, at the edge, where each unhealthy run
+    drawn off-scale leaves; ✕ markers (fig.data indices) beyond the range move onto its
+    edge, so they stay seen."""
     rng, outliers = curves.clip_range({k: y for k, (_, y) in drawn.items()}, log_y=log_y,
                                       unhealthy=unhealthy)
     if rng is None:
@@ -300,14 +460,25 @@ def _clip(fig, drawn: dict, unhealthy, entries: dict, log_y: bool, where: dict,
             marker=dict(symbol="triangle-up" if direction == "above" else "triangle-down",
                         size=13, color=e.color, line=dict(width=1, color="#333")),
             hovertext=[f"{e.label}: leaves the axis {direction} here "
-                       f"({value_text(float(extreme))} at most); the axis is fitted to the "
-                       "other runs"], hoverinfo="text",
+                       f"({value_text(float(extreme))} at most); it diverged or went "
+                       "non-finite, so the axis is fitted to the runs that did not"],
+            hoverinfo="text",
             meta={"kind": "offscale", "key": str(k)}), **where)
 
 
 def _trace(x, y, n_points, **kw):
     cls = go.Scattergl if n_points > GL_THRESHOLD else go.Scatter
     return cls(x=x, y=y, **kw)
+
+
+def _points(y, color: str, mode: str = "lines") -> dict:
+    """mode and marker of a line whose points a line cannot show (curves.isolated: a single
+    evaluation, a point between gaps) are drawn as markers; other points get none."""
+    alone = curves.isolated(y)
+    if not alone.any():
+        return dict(mode=mode)
+    return dict(mode="lines+markers",
+                marker=dict(size=np.where(alone, POINT_MARKER_PX, 0).tolist(), color=color))
 
 
 def _hover(label: str, o: ChartOptions, metric: str) -> str:
@@ -331,7 +502,8 @@ def _add_run(fig, s: pd.DataFrame, e: _Entry, o: ChartOptions, metric: str, wher
         _add_raw(fig, x, y, e, o, where)
         y = smooth_ema(y, o.smoothing)
     dx, dy = downsample_minmax(x, y, o.max_points)
-    fig.add_trace(_trace(dx, dy, len(dx), mode="lines", name=e.legend, legendgroup=str(e.key),
+    fig.add_trace(_trace(dx, dy, len(dx), **_points(dy, e.color), name=e.legend,
+                         legendgroup=str(e.key),
                          showlegend=show, line=dict(color=e.color, width=2),
                          hovertemplate=_hover(e.label, o, metric),
                          meta={"kind": "line", "key": str(e.key)}), **where)
@@ -358,8 +530,8 @@ def _add_group(fig, st: pd.DataFrame, e: _Entry, o: ChartOptions, metric: str, w
             name=f"{e.label} ({_band_text(o.band)})",
             legendgroup=str(e.key), showlegend=False, hoverinfo="skip",
             meta={"kind": "band", "key": str(e.key), "band": o.band}), **where)
-    fig.add_trace(_trace(x[idx], mean[idx], len(idx), mode="lines", name=e.legend,
-                         legendgroup=str(e.key), showlegend=show,
+    fig.add_trace(_trace(x[idx], mean[idx], len(idx), **_points(mean[idx], e.color),
+                         name=e.legend, legendgroup=str(e.key), showlegend=show,
                          line=dict(color=e.color, width=2),
                          customdata=st["n"].to_numpy()[idx],
                          hovertemplate=_hover(e.label, o, metric).replace(
@@ -404,11 +576,12 @@ def _add_markers(fig, s: pd.DataFrame, run, label, key, color, step_axis: bool,
 
 LIVE_TITLES = {"step_loss": "Training loss (per step)", "eval_loss": "Loss per evaluation",
                "accuracy": "Accuracy per evaluation"}
-LIVE_NOTE = ("Solid: validation; dotted: training. Colours as in the run list. ◆ a warning "
-             "(hover it), ✕ where a run diverged.")
+LIVE_NOTE = ("Solid: validation; dotted: training. Hover a line or a key entry to pick its "
+             "run out. ◆ a warning (hover it), ✕ where a run diverged.")
 
 
-def live_figures(frames: dict, labels: dict, ends: dict | None = None, *, log_y: bool = False,
+def live_figures(frames: dict, labels: dict, ends: dict | None = None, *,
+                 log_y: bool | None = None,
                  groups: dict | None = None, colors: dict | None = None,
                  warnings: dict | None = None) -> dict[str, go.Figure]:
     """The Live page's figures: {"step_loss", "eval_loss", "accuracy"}.
@@ -418,10 +591,12 @@ def live_figures(frames: dict, labels: dict, ends: dict | None = None, *, log_y:
     diverging step); groups: {run_id: group key} for shades of one hue per group; colors:
     {run_id: colour} when the page has chosen them over more runs than these; warnings:
     {run_id: [engine.run_warnings.RunWarning]}, each marked ◆ on the step loss at its step
-    with its sentence on hover (divergence has its own ✕). No
-    legends: the page's run list, in the same colours, is the key (20 runs would bury three
-    small charts in legends). A diverged run does not stretch the loss axis: it is drawn
-    off-scale and marked where it leaves the healthy runs' range."""
+    with its sentence on hover (divergence has its own ✕). log_y: the loss charts' scale
+    (None: log where the loss spans decades, curves.wants_log). No legends in the charts:
+    one key under all three (legend_figure; 20 runs would bury three small charts in
+    legends). Every run that neither diverged nor went non-finite stays on the axes; such
+    a run may be drawn off-scale on a loss chart, marked where it leaves the others' range.
+    A single evaluation is drawn as a marker."""
     ends = ends or {}
     colors = colors or describe.run_colors(frames, groups)
     labels = describe.plotly_labels(labels)
@@ -442,11 +617,13 @@ def live_figures(frames: dict, labels: dict, ends: dict | None = None, *, log_y:
                 ("accuracy", VAL_ACC, "solid", "val"), ("accuracy", TRAIN_ACC, "dot", "train")):
             ex, ey = _live_series(frame, metric)
             if len(ex):
-                # Markers show single evaluations of a few runs; with many they clutter.
-                mode = "lines+markers" if len(ex) <= 60 and len(frames) <= 4 else "lines"
+                # Markers show every evaluation of a few runs; with many they clutter, and
+                # only the points a line cannot show (a single evaluation) keep one.
+                points = dict(mode="lines+markers", marker=dict(size=5)) \
+                    if len(ex) <= 60 and len(frames) <= 4 else _points(ey, color)
                 figs[key].add_trace(go.Scatter(
-                    x=ex, y=ey, mode=mode, name=f"{name} · {kind}", legendgroup=rid,
-                    line=dict(color=color, dash=dash), marker=dict(size=5),
+                    x=ex, y=ey, **points, name=f"{name} · {kind}", legendgroup=rid,
+                    line=dict(color=color, dash=dash),
                     hovertemplate=_live_hover(f"{name} · {kind}")))
                 if kind == "val":
                     drawn[key][rid] = (ex, ey)
@@ -457,12 +634,18 @@ def live_figures(frames: dict, labels: dict, ends: dict | None = None, *, log_y:
         trace = warning_marks(x, x, y, (warnings or {}).get(rid, ()), name, color)  # x: steps
         if trace is not None:
             figs["step_loss"].add_trace(trace)
-    diverged = [rid for rid, end in ends.items() if end[0] == RunStatus.DIVERGED]
+    diverged = {rid for rid, end in ends.items() if end[0] == RunStatus.DIVERGED}
     entries = {rid: _Entry(rid, labels.get(rid, rid), labels.get(rid, rid), colors[rid], [])
                for rid in frames}
     for key, title in LIVE_TITLES.items():
         fig = figs[key]
         is_loss = key != "accuracy"
+        # diverged (stored status) or non-finite (a gap in what is drawn), never by shape
+        unhealthy = [rid for rid, (_, y) in drawn[key].items()
+                     if rid in diverged or not np.isfinite(y).all()]
+        curves_ = {rid: y for rid, (_, y) in drawn[key].items()}
+        log = is_loss and (log_y if log_y is not None else curves.wants_log(
+            curves_, STEP_LOSS if key == "step_loss" else VAL_LOSS, unhealthy=unhealthy))
         fig.update_layout(
             title=dict(text=title, x=0.02, xanchor="left", font=dict(size=14)),
             template="plotly_white", height=LIVE_HEIGHT, showlegend=False,
@@ -472,9 +655,10 @@ def live_figures(frames: dict, labels: dict, ends: dict | None = None, *, log_y:
         fig.update_xaxes(title_text="step", title_standoff=6, rangemode="tozero",
                          automargin=True)
         fig.update_yaxes(title_text=metric_title(VAL_ACC if not is_loss else VAL_LOSS)
-                         .replace("validation ", ""), **_y_axis_style(log_y and is_loss))
-        _clip(fig, drawn[key], diverged, entries, log_y and is_loss, {},
-              marks if key == "step_loss" else ())
+                         .replace("validation ", ""), **_y_axis_style(log))
+        if is_loss:     # accuracy (0-100 %) cannot explode: every run stays on its axis
+            _clip(fig, drawn[key], unhealthy, entries, log, {},
+                  marks if key == "step_loss" else ())
     return figs
 
 
@@ -544,10 +728,12 @@ def trail_figure(frames: dict, labels: dict, metric: str, *, current: str | None
     for rid in order:          # drawn oldest first and the current last, so it lies on top
         x, y = downsample_minmax(*_live_series(frames[rid], metric), max_points)
         strong = rid == current or rid in pinned
+        points = dict(mode="lines+markers", marker=dict(size=4)) if len(x) <= 40 else \
+            _points(y, colors[rid])
         fig.add_trace(go.Scatter(
-            x=x, y=y, mode="lines+markers" if len(x) <= 40 else "lines",
+            x=x, y=y, **points,
             name=labels.get(rid, rid), legendrank=list(frames).index(rid) + 1,
-            opacity=1.0 if strong else 0.35, marker=dict(size=4),
+            opacity=1.0 if strong else 0.35,
             line=dict(color=colors[rid], width=3.5 if rid == current else 2 if strong else 1.5)))
     fig.update_layout(
         title=dict(text=title or metric_title(metric), x=0, font=dict(size=15)),
@@ -584,7 +770,7 @@ def summary_table(frame: pd.DataFrame, runs, options: ChartOptions | None = None
     table = pd.DataFrame(rows, columns=["run", "status", "final", "best", "best step", "points",
                                         "id", "config"])
     if o.average_over and len(table):
-        entries, _ = _entries(runs, o)
+        entries = _entries(runs, o)
         group_of = {_get(m, "id"): e.group for e in entries for m in e.members}
         table = table.assign(group=[group_of[i] for i in table["id"]])
         agg = table.groupby("group", sort=False).agg(
@@ -673,9 +859,10 @@ def curve_figure(exp: "experiments.Experiment", plot: "experiments.Plot", frame,
     (x axis epoch) or, for final values, at the run's last epoch or step."""
     from engine import experiments
     runs = experiments.labelled_runs(exp, groups)
+    # an experiment file that does not ask for a log axis leaves the scale to the data
     fig = build_figure(frame, runs, ChartOptions(
-        metric=plot.metric, x_axis=plot.x, log_y=plot.log_y, average_over="seed",
-        title=f"{metric_info(plot.metric).label} · {exp.title}"))
+        metric=plot.metric, x_axis=plot.x, log_y=True if plot.log_y else None,
+        average_over="seed", title=f"{metric_info(plot.metric).label} · {exp.title}"))
     colors = experiments.label_colors(exp, runs)     # reference values are in display units, as y is
     for ref in exp.references:
         if ref.metric != plot.metric or ref.run not in colors:
@@ -690,13 +877,14 @@ def curve_figure(exp: "experiments.Experiment", plot: "experiments.Plot", frame,
             continue       # a per-epoch value has no exact step on a step axis
         if quick and ref.epoch is not None and ref.epoch > epochs:
             continue
+        run = describe.plotly_text(ref.run)
         fig.add_trace(go.Scatter(
-            x=[x], y=[ref.value], mode="markers", name=f"notebook · {ref.run}",
+            x=[x], y=[ref.value], mode="markers", name=f"notebook · {run}",
             legendgroup="notebook", showlegend=False,
             marker=dict(symbol="diamond-open", size=12, line=dict(width=2),
                         color=colors[ref.run]),
-            hovertemplate=f"notebook · {ref.run}<br>%{{y:.4g}} at {plot.x} %{{x}}<br>"
-                          f"{ref.source[:80]}<extra></extra>"))
+            hovertemplate=f"notebook · {run}<br>%{{y:.4g}} at {plot.x} %{{x}}<br>"
+                          f"{describe.plotly_text(ref.source[:80])}<extra></extra>"))
     return fig
 
 
@@ -705,10 +893,13 @@ def sweep_figure(exp: "experiments.Experiment", plot: "experiments.Plot", frame,
     group with a band of ±1 std over seeds, log x axis where the plot says so."""
     from engine import experiments
     table = experiments.sweep_table(exp, plot, frame, groups).sort_values("x")
-    colors = describe.palette_colors(list(dict.fromkeys(table["group"])))
+    names = list(dict.fromkeys(table["group"]))
+    colors = describe.palette_colors(names)
+    grid = legend_grid({g: str(g) for g in names}, PAGE_PLOT_WIDTH_PX)
     fig = go.Figure()
     for group, part in table.groupby("group", sort=False):
         color = colors[group]
+        text = describe.plotly_text(group)
         if (part["n"] > 1).any():
             fig.add_trace(go.Scatter(
                 x=list(part["x"]) + list(part["x"])[::-1],
@@ -716,14 +907,19 @@ def sweep_figure(exp: "experiments.Experiment", plot: "experiments.Plot", frame,
                 fillcolor=describe.rgba(color, 0.18), line=dict(width=0), hoverinfo="skip",
                 showlegend=False, legendgroup=group))
         fig.add_trace(go.Scatter(
-            x=part["x"], y=part["mean"], mode="lines+markers", name=group, legendgroup=group,
-            line=dict(color=color), customdata=part["n"],
-            hovertemplate=f"{group}<br>{plot.sweep} %{{x:.3g}}<br>%{{y:.4g}} "
+            x=part["x"], y=part["mean"], mode="lines+markers", name=grid.text(group),
+            legendgroup=group, line=dict(color=color), customdata=part["n"],
+            hovertemplate=f"<b>{text}</b><br>{plot.sweep} %{{x:.3g}}<br>%{{y:.4g}} "
                           f"(mean of %{{customdata}})<extra></extra>"))
     what = f"{plot.summary} {metric_info(plot.metric).label}"
-    fig.update_layout(title=f"{what[0].upper() + what[1:]} vs {plot.sweep} · band ±1 std over "
-                            "seeds", xaxis_title=plot.sweep, yaxis_title=what,
-                      legend=dict(orientation="h", y=-0.2), height=420)
+    legend_px = grid.height_px + LEGEND_SLACK_PX
+    height = PANEL_HEIGHT + TITLE_PX + legend_px
+    fig.update_layout(title=describe.plotly_text(f"{what[0].upper() + what[1:]} vs "
+                                                 f"{plot.sweep} · band ±1 std over seeds"),
+                      xaxis_title=plot.sweep, yaxis_title=what, template="plotly_white",
+                      height=height, legend=legend_layout(grid, height),
+                      margin=dict(l=MARGIN_L, r=MARGIN_R, t=TITLE_PX,
+                                  b=X_TITLE_PX + legend_px))
     if plot.log_x:
         fig.update_xaxes(type="log")
     return fig
@@ -757,7 +953,8 @@ def parallel_figure(exp: "experiments.Experiment", frame, groups: dict, metric: 
             texts = [value_text(v) for v in values]
             order = list(dict.fromkeys(texts))
             dimensions.append(dict(label=name, values=[order.index(t) for t in texts],
-                                   tickvals=list(range(len(order))), ticktext=order))
+                                   tickvals=list(range(len(order))),
+                                   ticktext=[describe.plotly_text(t) for t in order]))
     scores = [r[1] for r in rows]
     what = f"{summary} {metric_info(metric).label}"
     dimensions.append(dict(label=what, values=scores))

@@ -25,15 +25,20 @@ def test_a_diverged_run_does_not_stretch_the_axis():
     assert (x, y, way) == (2, rng[1], "above")
 
 
-def test_an_outlier_is_found_without_being_told_and_log_axes_use_decades():
-    rng, outliers = curves.clip_range({"a": [1.0, 0.5], "b": [0.9, 0.6], "c": [1.0, 50.0]})
+def test_a_run_is_never_drawn_off_scale_for_its_shape_and_log_axes_use_decades():
+    # issue 20: a healthy run far from the others (the one that learns beside a flat one)
+    # is never taken for the outlier; only a run known to be unhealthy may leave the axis
+    assert curves.clip_range({"a": [1.0, 0.5], "b": [0.9, 0.6], "c": [1.0, 50.0]}) == \
+        (None, [])
+    rng, outliers = curves.clip_range({"a": [1.0, 0.5], "b": [0.9, 0.6], "c": [1.0, 50.0]},
+                                      unhealthy=["c"])
     assert outliers == ["c"] and rng[1] < 2
     # on a log axis, 10x the others' top is still within a decade's allowance ...
     assert curves.clip_range({"a": [1.0, 0.1], "b": [0.9, 0.2], "c": [9.0, 0.1]},
-                             log_y=True) == (None, [])
+                             log_y=True, unhealthy=["c"]) == (None, [])
     # ... 1000x is not; the range comes back in log10 units, as plotly wants it
     rng, outliers = curves.clip_range({"a": [1.0, 0.1], "b": [0.9, 0.2], "c": [1000.0, 0.1]},
-                                      log_y=True)
+                                      log_y=True, unhealthy=["c"])
     assert outliers == ["c"]
     np.testing.assert_allclose(rng, (-1 - 0.05, 0 + 0.05))
     x, y, way = curves.leaves_range([1, 2], [1000.0, 0.1], *rng, log_y=True)
@@ -83,3 +88,29 @@ def test_averaging_over_the_seed_never_splits_on_how_runs_were_scheduled():
     # averaging over lr: the seed tells runs apart, packing still does not
     by_lr = curves.group_runs(runs, "lr")
     assert [[r["id"] for r in g] for g in by_lr.values()] == [["a", "d"], ["b"], ["c"]]
+
+
+def test_unhealthy_is_the_stored_status_or_a_non_finite_value():
+    done = SimpleNamespace(status=RunStatus.COMPLETED)
+    assert not curves.unhealthy(done, [2.3, 50.0, 0.1])          # however it looks
+    assert curves.unhealthy(done, [2.3, math.inf, 0.1])
+    assert curves.unhealthy(done, [2.3, math.nan])
+    assert curves.unhealthy(SimpleNamespace(status=RunStatus.DIVERGED), [2.3, 1.0])
+
+
+def test_log_scale_only_for_log_friendly_metrics_spanning_decades():
+    from engine.events import STEP_LOSS, VAL_ACC
+    assert curves.wants_log({"a": [22.0, 2.0, 0.3], "b": [2.3, 0.4]}, STEP_LOSS)
+    assert not curves.wants_log({"a": [2.3, 0.5], "b": [2.2, 0.3]}, STEP_LOSS)   # 7.7x
+    assert not curves.wants_log({"a": [0.001, 90.0]}, VAL_ACC)    # accuracy: never
+    assert not curves.wants_log({"a": [1.0, 0.0, 0.001]}, STEP_LOSS)    # a zero: cannot
+    # a diverged run's 1e5 does not decide: it is drawn off-scale instead
+    assert not curves.wants_log({"a": [2.3, 0.5], "d": [2.3, 1e5]}, STEP_LOSS,
+                                unhealthy=["d"])
+
+
+def test_isolated_points_are_the_ones_without_finite_neighbours():
+    np.testing.assert_array_equal(curves.isolated([0.5]), [True])
+    np.testing.assert_array_equal(curves.isolated([0.5, math.nan, 0.4, 0.3, math.inf, 1.0]),
+                                  [True, False, False, False, False, True])
+    assert curves.isolated([]).tolist() == []

@@ -129,15 +129,43 @@ def test_label_falls_back_to_name_then_id_and_breaks_ties():
                       "run-cccccc": "lr 0.2"}
 
 
-def test_legend_key_shortens_long_labels_with_a_table():
+def test_long_labels_lose_shared_parts_never_the_one_that_differs():
     short = {"a": "sgd", "b": "adam"}
-    assert describe.legend_key(short) == (short, [])
-    long = {"a": "sgd · lr 0.1 · depth 20 · width 64 · tanh · batch norm · seed 0",
-            "b": "adam"}
-    shown, table = describe.legend_key(long, max_chars=20)
-    assert shown == {"a": "R1 · sgd · lr 0.1…", "b": "R2 · adam"}
-    assert all(len(t) <= 20 for t in shown.values())
-    assert table == [("R1", long["a"]), ("R2", "adam")]
+    assert describe.shorten_labels(short, 20) == short
+    # 'lr 0.1' and 'layer norm' are shared by all four runs (besides the optimizer, what
+    # differs is the seed); cut at the end, R1 and R2 used to read the same
+    labels = {f"r{i}": f"{opt} · lr 0.1 · layer norm · relu · seed {seed}"
+              for i, (opt, seed) in enumerate([("sgd", 0), ("sgd", 1), ("adam", 0),
+                                                 ("adam", 1)])}
+    labels["r4"] = "adam · lr 0.01 · batch norm · tanh · seed 0"
+    out = describe.shorten_labels(labels, 18)
+    assert out["r0"] == "sgd · … · seed 0" and out["r1"] == "sgd · … · seed 1"
+    assert len(set(out.values())) == len(labels)             # still one text per run
+    for k, text in out.items():        # every part left is from its own label
+        kept = [p for p in text.split(" · ") if p != "…"]
+        assert all(p in labels[k].split(" · ") for p in kept)
+        if k != "r4":                  # the seed tells r0-r3 apart: never cut
+            assert kept[-1] == labels[k].split(" · ")[-1]
+    # a part is kept when leaving it out would read as another run: 'adam · … · seed 0'
+    # could be r4 as well, so r2 keeps its activation; r4 keeps one part of its own
+    assert out["r2"] == "adam · … · relu · seed 0"
+    assert set(out["r4"].split(" · ")) & {"lr 0.01", "batch norm", "tanh"}
+
+
+def test_labels_wrap_at_their_breaks_and_are_cut_in_the_middle_only_past_two_lines():
+    assert describe.wrap_label("sgd · lr 0.1", 20) == ["sgd · lr 0.1"]
+    assert describe.wrap_label("sgd · lr 0.1 · layer norm · seed 0", 20) == \
+        ["sgd · lr 0.1 ·", "layer norm · seed 0"]
+    # three lines' worth: first and last kept, the middle left out
+    lines = describe.wrap_label("adam · lr 0.001 · layer norm · gelu · dropout 0.1 · seed 2",
+                                20)
+    assert lines == ["adam · lr 0.001 ·", "… · seed 2"]
+    assert describe.cut_middle("a-very-long-run-name-#07", 12) == "a-ver…me-#07"
+    # legend_lines wraps before it shortens: two lines hold the whole label
+    both = describe.legend_lines({"a": "sgd · lr 0.1 · layer norm · seed 0",
+                                  "b": "adam · lr 0.1 · layer norm · seed 1"}, 20)
+    assert both == {"a": ["sgd · lr 0.1 ·", "layer norm · seed 0"],
+                    "b": ["adam · lr 0.1 ·", "layer norm · seed 1"]}
 
 
 # --- summaries --------------------------------------------------------------------------------

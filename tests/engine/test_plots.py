@@ -330,8 +330,13 @@ def test_markup_in_a_run_name_is_drawn_as_text_in_every_figure():
                               {"r1": name, "r2": "plain"})
     trail = plots.trail_figure({r: frame[frame["run"] == r] for r in ("r1", "r2")},
                                {"r1": name, "r2": "plain"}, VAL_ACC)
+    # the Live key, and a name long enough to be wrapped and cut in a legend entry
+    key = plots.legend_figure({"r1": name, "r2": "plain"}, {"r1": "#000000", "r2": "#111111"})
+    long_name = "<b>" * 30 + " · <a href='x'>"
+    long_runs = [make_run("r3", {"lr": 0.1}, name=long_name), runs[1]]
+    wrapped = plots.build_figure(frame.replace({"run": {"r1": "r3"}}), long_runs)
     texts = [str(t.name) + str(t.hovertemplate) + str(t.hovertext)
-             for fig in (compare, trail, *live.values()) for t in fig.data]
+             for fig in (compare, trail, key, wrapped, *live.values()) for t in fig.data]
     # (hover templates add their own <b>...</b> around a label: that markup is ours)
     assert texts and not any("<b>bold" in t or "<a href" in t for t in texts)
     assert any("&lt;b>bold&lt;/b>" in t for t in texts)
@@ -372,3 +377,166 @@ def test_compare_marks_each_runs_warnings_on_its_line_and_not_on_group_means():
     grouped = plots.build_figure(frame, runs, plots.ChartOptions(average_over="seed"),
                                  warnings={"a": [plateau]})
     assert marks(grouped) == []
+
+
+# --- axes that show every run, legends that scale (issue 20) ----------------------------------
+
+def lines_by_key(fig):
+    return {t.meta["key"]: t for t in traces(fig, "line")}
+
+
+def y_range(fig, axis="yaxis"):
+    """The y range the figure fixes (None: plotly fits every drawn point), in data units."""
+    ax = fig.layout[axis]
+    if ax.range is None:
+        return None
+    lo, hi = ax.range
+    return (10 ** lo, 10 ** hi) if ax.type == "log" else (lo, hi)
+
+
+def test_a_learning_run_beside_a_flat_one_both_stay_on_the_axis():
+    # uoft-zero-init: the all-zeros net sits at 10.666% while the default net learns to 81%.
+    # Neither diverged, so neither may be drawn off-scale, whichever one looks like the outlier.
+    steps = np.arange(1, 11)
+    runs = [make_run("zeros", {"init": "zeros"}), make_run("learns", {"init": "default"})]
+    flat = 0.106667 + 0.000005 * np.sin(steps)
+    frame = pd.concat([
+        make_frame({"zeros": (steps, flat), "learns": (steps, np.linspace(0.2, 0.81, 10))}),
+        make_frame({"zeros": (steps, np.full(10, 2.3026)),
+                    "learns": (steps, np.linspace(2.3, 0.45, 10))}, metric=STEP_LOSS)])
+    for metric in (VAL_ACC, STEP_LOSS):
+        fig = plots.build_figure(frame, runs, plots.ChartOptions(metric=metric))
+        assert not traces(fig, "offscale"), metric
+        rng = y_range(fig)
+        for line in traces(fig, "line"):
+            y = np.asarray(line.y, float)
+            assert rng is None or (rng[0] <= y.min() and y.max() <= rng[1]), (metric, rng)
+
+
+def test_a_diverged_run_is_marked_off_scale_and_every_other_run_stays_visible():
+    steps = np.arange(1, 21)
+    runs = [make_run(f"ok{i}", {"lr": 0.01 * (i + 1)}) for i in range(4)]
+    runs.append(make_run("div", {"lr": 5.0}, status=RunStatus.DIVERGED, last_step=12,
+                         reason="loss 1e5 exceeds 1000x its first value"))
+    series = {f"ok{i}": (steps, 2.0 / np.sqrt(steps) + 0.05 * i) for i in range(4)}
+    series["div"] = (steps[:12], np.concatenate([[2.0, 1.5], np.geomspace(10, 1e5, 10)]))
+    frame = make_frame(series, metric=STEP_LOSS)
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(metric=STEP_LOSS, log_y=False))
+    (mark,) = traces(fig, "offscale")
+    assert mark.meta["key"] == "div" and "leaves the axis above" in mark.hovertext[0]
+    assert traces(fig, "diverged")                         # and its ✕ where it diverged
+    lo, hi = y_range(fig)
+    for key, line in lines_by_key(fig).items():
+        if key != "div":
+            y = np.asarray(line.y, float)
+            assert lo <= y.min() and y.max() <= hi
+    assert hi < 10
+
+
+def test_a_healthy_run_with_a_big_first_loss_is_never_hidden_and_the_axis_goes_log():
+    # Compare's 14 runs: one starts at loss 22. It completed, so it stays on the axis; the
+    # values span decades (22 down to 0.2), so the loss axis turns logarithmic by itself.
+    steps = np.arange(1, 51)
+    runs = [make_run(f"r{i}", {"lr": 0.001 * (i + 1)}) for i in range(14)]
+    series = {f"r{i}": (steps, 2.3 / steps ** 0.5 + 0.2 + 0.01 * i) for i in range(14)}
+    series["r0"] = (steps, np.concatenate([[22.0, 9.0], 2.3 / steps[2:] ** 0.5 + 0.2]))
+    frame = make_frame(series, metric=STEP_LOSS)
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(metric=STEP_LOSS))
+    assert not traces(fig, "offscale")
+    assert fig.layout.yaxis.type == "log"
+    rng = y_range(fig)
+    assert rng is None or rng[1] >= 22
+    # the user's choice stands: linear when asked for (and still nobody off-scale)
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(metric=STEP_LOSS, log_y=False))
+    assert fig.layout.yaxis.type == "linear" and not traces(fig, "offscale")
+    # accuracy is not log-friendly: linear whatever its span
+    acc = plots.build_figure(make_frame({"r0": (steps, np.geomspace(0.001, 0.9, 50))}),
+                             runs[:1], plots.ChartOptions(metric=VAL_ACC))
+    assert acc.layout.yaxis.type == "linear"
+
+
+def test_a_single_evaluation_is_drawn_as_a_marker():
+    runs = [make_run("one", {"lr": 0.1}), make_run("many", {"lr": 0.2}),
+            make_run("gap", {"lr": 0.3})]
+    frame = make_frame({"one": ([10], [0.42]), "many": ([10, 20, 30], [0.4, 0.5, 0.6]),
+                        "gap": ([10, 20, 30], [0.5, math.nan, 0.55])})
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(metric=VAL_ACC))
+    line = lines_by_key(fig)
+    assert "markers" in line["one"].mode and np.ravel(line["one"].marker.size)[0] > 0
+    # points between gaps are markers too; points on a line need none
+    assert [s > 0 for s in np.ravel(line["gap"].marker.size)] == [True, False, True]
+    assert line["many"].mode == "lines"
+    # Live's evaluation charts too
+    live = plots.live_figures({"one": frame[frame["run"] == "one"].assign(name=VAL_ACC)},
+                              {"one": "one"})
+    (acc,) = [t for t in live["accuracy"].data if t.name == "one · val"]
+    assert "markers" in acc.mode and np.ravel(acc.marker.size)[0] > 0
+
+
+def twenty_runs(n=20, steps=30):
+    """n runs of a 2 x 2 x 5 grid (optimizer, norm, activation) over seeds: labels long enough
+    that a cut at the end loses the seed, the field that tells neighbours apart."""
+    acts = ("relu", "tanh", "gelu", "elu", "sigmoid")
+    runs, series = [], {}
+    for i in range(n):
+        cfg = {"optimizer": ("sgd", "adam")[i % 2], "norm": ("layer", "batch")[(i // 2) % 2],
+               "activation": acts[(i // 4) % 5], "lr": (0.1, 0.01)[(i // 10) % 2],
+               "weight_decay": (0.0, 0.0005)[(i // 10) % 2], "seed": i % 3}
+        runs.append(make_run(f"run-{i:02d}", cfg))
+        series[f"run-{i:02d}"] = (np.arange(1, steps + 1),
+                                  0.3 + 0.02 * i + np.arange(1, steps + 1) / 200)
+    return make_frame(series), runs
+
+
+def test_twenty_runs_twenty_legend_entries_each_keeping_what_differs():
+    frame, runs = twenty_runs()
+    labels = describe.run_labels(runs)
+    for context in (False, True):
+        fig = plots.build_figure(frame, runs, plots.ChartOptions(context=context))
+        shown = [t for t in traces(fig, "line") if t.showlegend is not False]
+        assert len(shown) == 20
+        texts = [t.name.replace("<br>", " ") for t in shown]
+        assert len(set(texts)) == 20                            # no two entries read the same
+        for t, run in zip(shown, runs):
+            # the seed (last in a label, and what tells seeds apart) is never cut off
+            assert f"seed {run.config['seed']}" in t.name.replace("<br>", " "), t.name
+            assert labels[run.id] in t.hovertemplate             # the whole label on hover
+
+
+HAVE_BROWSER = __import__("engine.export", fromlist=["x"]).browser_path() is not None
+
+
+@pytest.mark.skipif(not HAVE_BROWSER, reason="no Chromium: static PNG export cannot run here")
+@pytest.mark.parametrize("average", [False, True])
+def test_twenty_runs_legend_is_whole_in_the_exported_png(average):
+    """The exported image's legend band (below the x-axis title) holds a line sample in the
+    colour of every entry, and its last rows and right edge are blank: nothing is cut."""
+    import io
+
+    from PIL import Image
+
+    from engine import export
+    frame, runs = twenty_runs()
+    if average:      # averaged over seeds: a legend title row above the entries
+        runs = [make_run(r.id, {**runs[i - i % 2].config, "seed": i % 2})
+                for i, r in enumerate(runs)]
+    options = plots.ChartOptions(context=True, average_over="seed" if average else None)
+    fig = plots.build_figure(frame, runs, options)
+    entries = [t for t in fig.data if t.showlegend is not False and (t.meta or {}).get(
+        "kind") in ("line", "mean")]
+    assert len(entries) == (10 if average else 20)
+    png = export.figure_bytes(fig, "png")
+    image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    scale = export.PNG_SCALE
+    assert image.shape[0] == fig.layout.height * scale
+    band = image[int((fig.layout.height - fig.layout.margin.b + plots.X_TITLE_PX) * scale):]
+    for t in entries:
+        rgb = np.array([int(t.line.color[i:i + 2], 16) for i in (1, 3, 5)])
+        hits = (np.abs(band - rgb).sum(axis=2) < 12).sum()
+        assert hits >= 20 * scale, f"no legend sample of {t.name} ({t.line.color})"
+    # blank (white) below the last row and at the right edge: nothing ran off the image
+    assert (image[-6 * scale:] > 250).all()
+    assert (image[:, -8 * scale:] > 250).all()
+    # and the band holds text down to its last row (the rows were not sized too short)
+    text_rows = np.flatnonzero((band < 120).all(axis=2).any(axis=1))
+    assert len(text_rows) and text_rows[-1] < len(band) - 6 * scale
