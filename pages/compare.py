@@ -103,7 +103,11 @@ metric = c1.selectbox("Metric", metrics, key=W["metric"], format_func=plots.metr
 x_axis = c2.selectbox("X axis", list(plots.X_AXES), key=W["x"],
                       format_func=lambda x: {"time": "wall time", "examples": "examples seen"}
                       .get(x, x))
-log_y = c2.checkbox("Log y", key=W["log_y"])
+# None: log where a loss spans decades (plots.ChartOptions.log_y); True/False: the user's
+log_y = c2.selectbox("Y scale", [None, False, True], key=W["log_y"],
+                     format_func=lambda v: {None: "auto", False: "linear", True: "log"}[v],
+                     help="Auto: logarithmic where a loss spans decades (22 down to 0.2), "
+                          "else linear.")
 smoothing = c3.slider("Smoothing (EMA weight)", 0.0, state.MAX_SMOOTHING, step=0.01,
                       key=W["smoothing"],
                       help="TensorBoard-style debiased moving average; the raw curve stays faint.")
@@ -120,7 +124,9 @@ panels = st.multiselect("Beside it", [m for m in metrics if m != metric], key="c
                         format_func=plots.metric_title, max_selections=3,
                         help="More metrics side by side with the same runs, e.g. validation "
                              "loss beside validation accuracy.")
-chart_state = {"metric": metric, "x": x_axis, "log_y": log_y, "smoothing": smoothing,
+chart_state = {"metric": metric, "x": x_axis,
+               "log_y": None if log_y is None else "true" if log_y else "false",
+               "smoothing": smoothing,
                "average_over": average_over, "band": band if average_over else None,
                "panels": st.session_state.get(W["panels"], [])}
 # the old parameters (an opened old link's `group`) leave the URL once read
@@ -133,14 +139,25 @@ by_run = dict(iter(frame.groupby("run")))
 warnings = {r.id: run_warnings.warnings_for(by_run[r.id], r.config) if r.id in by_run else []
             for r in runs}
 fig = plots.build_figure(frame, runs, options, warnings=warnings)
-key_table = plots.legend_table(runs, options)
 st.plotly_chart(fig, key="compare_chart", config={"displaylogo": False})
+# Hovering a line or a legend entry picks its run out (plots.HIGHLIGHT_JS; our own script).
+st.html(f"<script>{plots.HIGHLIGHT_JS}</script>", unsafe_allow_javascript=True)
 if not average_over and any(warnings.values()):
     st.caption("◆ a warning: hover it for what happened; the Diagnostics page shows the "
                "evidence layer by layer.")
-if len(key_table):      # long labels: the legend shows keys, the full labels are here
-    st.dataframe(key_table, hide_index=True, height=min(400, 38 + 35 * len(key_table)),
-                 column_config={"key": st.column_config.TextColumn(width="small")})
+key_table = plots.legend_table(runs, options)
+with st.expander(f"Key: all {len(key_table)} {'groups' if average_over else 'runs'} in full "
+                 "(search with the table's 🔍)", expanded=len(key_table) > 10):
+    st.dataframe(key_table.style.map(lambda c: f"background-color: {c}; color: {c}",
+                                     subset=["colour"]),
+                 hide_index=True, key="compare_key", height=min(420, 38 + 35 * len(key_table)),
+                 column_config={"colour": st.column_config.TextColumn("", width=24),
+                                "label": st.column_config.TextColumn(width="large"),
+                                "runs": None if not average_over else
+                                st.column_config.NumberColumn(width="small"),
+                                "name": None if average_over else st.column_config.TextColumn(),
+                                "status": None if average_over else
+                                st.column_config.TextColumn(width="small")})
 labels = describe.run_labels(runs)
 drawn = set(frame.loc[frame["name"] == metric, "run"])
 empty = [labels[r.id] for r in runs if r.id not in drawn]

@@ -32,7 +32,10 @@ show = col_show.selectbox("Show", choices, key="live_show",
                           help="The runs launched by the last click (a grid together) and any "
                                "still training; every running and queued run; the runs you "
                                "pinned; or one tag.")
-log_y = col_log.toggle("Log-scale loss", key="live_log_y")
+# None: log where the loss spans decades (plots.live_figures); True/False: the user's choice
+log_y = col_log.selectbox("Loss scale", [None, False, True], key="live_log_y",
+                          format_func=lambda v: {None: "auto", False: "linear", True: "log"}[v],
+                          help="Auto: logarithmic where the loss spans decades, else linear.")
 
 
 def chosen(records, active: set) -> list:
@@ -89,6 +92,9 @@ def live_view():
         for column, (key, figure) in zip(st.columns(3), figures.items()):
             column.plotly_chart(figure, key=f"live_{key}_{dataset}",
                                 config={"displaylogo": False})
+    # One key under the charts, as Compare's legend (hover an entry to pick its run out).
+    st.plotly_chart(plots.legend_figure({r.id: labels[r.id] for r in shown}, colors),
+                    key="live_key", config={"displaylogo": False, "displayModeBar": False})
     st.caption(plots.LIVE_NOTE + ("  \n" + plain("; ".join(notes)) if notes else ""))
 
     for rec in shown:
@@ -120,3 +126,5 @@ def live_view():
 
 
 live_view()
+# Hovering a line or a key entry picks its run out on all three charts (plots.HIGHLIGHT_JS).
+st.html(f"<script>{plots.HIGHLIGHT_JS}</script>", unsafe_allow_javascript=True)

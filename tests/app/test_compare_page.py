@@ -68,6 +68,13 @@ def values(array) -> np.ndarray:
     return np.asarray(array, dtype=float)
 
 
+def table(at, column: str):
+    """The page's one dataframe with this column: "label" (the key), "final" (the summary),
+    "differs" (the config differences)."""
+    (found,) = [d.value for d in at.dataframe if column in d.value.columns]
+    return found
+
+
 def kinds(spec, kind):
     return [t for t in spec["data"] if (t.get("meta") or {}).get("kind") == kind]
 
@@ -98,17 +105,17 @@ def test_chart_shows_the_chosen_runs(filled):
     sgd = kinds(spec, "line")[0]
     assert np.allclose(values(sgd["y"]), [54.0, 58.0]) and np.allclose(values(sgd["x"]), [4, 8])
     # the tables: final/best per run, the config diff with the differing field
-    summary = at.dataframe[0].value
+    summary = table(at, "final")
     assert set(summary["run"]) == {"sgd", "adam"}
     assert summary.set_index("run").loc["adam", "final"] == pytest.approx(78.0)
-    assert "optimizer" in at.dataframe[1].value.index
+    assert "optimizer" in table(at, "differs").index
 
 
 def test_options_change_the_figure(filled):
     at = run_page()
     at.selectbox(key="compare_metric").set_value(STEP_LOSS)
     at.selectbox(key="compare_x").set_value("epoch")
-    at.checkbox(key="compare_log_y").check()
+    at.selectbox(key="compare_log_y").set_value(True)
     at.slider(key="compare_smooth").set_value(0.5)
     at.run()
     assert not at.exception
@@ -137,7 +144,7 @@ def test_grouping_over_seeds_draws_mean_and_band(filled):
     assert len(kinds(spec, "band")) == 2 and kinds(spec, "band")[0]["meta"]["band"] == "minmax"
     # mean of seed 0 (54, 58) and seed 1 (64, 68), in %
     assert np.allclose(values(means["sgd (mean of 2)"]["y"]), [59.0, 63.0])
-    summary = at.dataframe[0].value
+    summary = table(at, "final std")
     assert set(summary["group"]) == {"sgd", "adam"} and set(summary["runs"]) == {2}
 
 
@@ -191,3 +198,29 @@ def test_a_runs_warnings_are_marked_on_its_compare_line(store):
     assert len(marks) == 1 and marks[0]["meta"]["key"] == zeros
     assert any("units are dead" in text for text in marks[0]["hovertext"])
     assert any(c.value.startswith("◆ a warning") for c in at.caption)
+
+
+def test_y_scale_is_automatic_until_chosen_and_the_choice_is_in_the_url(filled):
+    at = run_page()
+    assert at.selectbox(key="compare_log_y").value is None          # auto
+    assert "log_y" not in at.query_params
+    at.selectbox(key="compare_metric").set_value(STEP_LOSS)
+    at.selectbox(key="compare_log_y").set_value(False).run()
+    assert chart(at)["layout"]["yaxis"]["type"] == "linear"
+    assert at.query_params["log_y"] in ("false", ["false"])        # linear, chosen: kept
+    again = AppTest.from_file(str(PAGE), default_timeout=60)
+    again.query_params.update({k: v for k, v in at.query_params.items()})
+    again.run()
+    assert again.selectbox(key="compare_log_y").value is False
+
+
+def test_the_key_lists_every_run_with_its_colour_and_the_hover_script_is_there(filled):
+    at = run_page()
+    spec = chart(at)
+    key = table(at, "label").set_index("label")
+    lines = {t["name"]: t["line"]["color"] for t in kinds(spec, "line")}
+    # every chosen run, also the one without accuracy points (diverged before evaluating)
+    assert sorted(key.index) == sorted([*lines, "rmsprop · seed 0"])
+    assert all(key.loc[name, "colour"] == color for name, color in lines.items())
+    assert key.loc["rmsprop · seed 0", "status"] == "diverged"
+    assert any("trainlabHighlight" in h.proto.body for h in at.get("html"))

@@ -107,7 +107,7 @@ def test_reload_with_the_link_restores_the_page(filled):  # noqa: F811
     at.multiselect(key="compare_runs").set_value([filled[("sgd", 0)], filled[("adam", 1)]])
     at.selectbox(key="compare_metric").set_value(VAL_LOSS)
     at.selectbox(key="compare_x").set_value("epoch")
-    at.checkbox(key="compare_log_y").check()
+    at.selectbox(key="compare_log_y").set_value(True)
     at.slider(key="compare_smooth").set_value(0.5)
     at.selectbox(key="compare_average_over").set_value("seed").run()
     at = at.selectbox(key="compare_band").set_value("minmax").run()
@@ -120,7 +120,7 @@ def test_reload_with_the_link_restores_the_page(filled):  # noqa: F811
     assert again.multiselect(key="compare_runs").value == link["runs"]
     assert again.selectbox(key="compare_metric").value == VAL_LOSS
     assert again.selectbox(key="compare_x").value == "epoch"
-    assert again.checkbox(key="compare_log_y").value is True
+    assert again.selectbox(key="compare_log_y").value is True
     assert again.slider(key="compare_smooth").value == 0.5
     assert again.selectbox(key="compare_average_over").value == "seed"
     assert again.selectbox(key="compare_band").value == "minmax"

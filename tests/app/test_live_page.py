@@ -18,7 +18,13 @@ def progress_texts(at):
 
 
 def chart_specs(at):
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    """The charts' figures (the key under them left out: key_spec)."""
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.key != "live_key"]
+
+
+def key_spec(at):
+    (key,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.key == "live_key"]
+    return key
 
 
 def values(array):
@@ -166,3 +172,23 @@ def test_live_draws_stored_runs_without_starting_the_job_manager(store, monkeypa
     assert not at.exception, at.exception
     texts = progress_texts(at)
     assert len(texts) == 1 and texts[0].startswith("epoch 10/10 · step 40/40 · completed after")
+
+
+def test_the_key_lists_every_run_and_the_loss_scale_follows_the_data(services):
+    """Issue 20: Live has a legend (the key under its charts, in the charts' colours, with
+    the script that picks a hovered run out); the loss axis is log where the loss spans
+    decades (2.0 down to 0.05 here), linear when the user says so."""
+    store, manager = services
+    ids = [manager.submit(RunConfig(**TOY, lr=lr), name=f"lr {lr}") for lr in (0.1, 0.01)]
+    wait_idle(manager)
+    at = page("live").run()
+    assert not at.exception, at.exception
+    key = key_spec(at)
+    assert sorted(t["legendgroup"] for t in key["data"]) == sorted(ids)
+    step_loss = chart_specs(at)[0]
+    colours = {t["legendgroup"]: t["line"]["color"] for t in step_loss["data"]}
+    assert {t["legendgroup"]: t["line"]["color"] for t in key["data"]} == colours
+    assert step_loss["layout"]["yaxis"]["type"] == "log"            # auto: spans decades
+    assert any("trainlabHighlight" in h.proto.body for h in at.get("html"))
+    at.selectbox(key="live_log_y").set_value(False).run()
+    assert chart_specs(at)[0]["layout"]["yaxis"]["type"] == "linear"   # the user's choice

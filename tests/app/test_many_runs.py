@@ -44,8 +44,10 @@ def fill(store, n=20, steps=8):
     return ids
 
 
-def specs(at):
-    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+def specs(at, key=None):
+    """The page's charts (Live's key under its charts only when asked for by `key`)."""
+    return [json.loads(c.proto.spec) for c in at.get("plotly_chart")
+            if (c.key == key if key else c.key != "live_key")]
 
 
 def test_compare_with_20_runs(services, monkeypatch):
@@ -74,6 +76,14 @@ def test_compare_with_20_runs(services, monkeypatch):
     # the diverged run (1e5 and more) is drawn off-scale: the axis fits the other 19
     assert layout["yaxis"]["range"][1] < 10
     assert [t for t in spec["data"] if (t.get("meta") or {}).get("kind") == "offscale"]
+    # a legend sized to its rows: every entry's row inside the figure (issue 20)
+    assert legend["entrywidthmode"] == "fraction" and legend["traceorder"] == "normal"
+    columns = round(1 / legend["entrywidth"])
+    assert legend["y"] * layout["height"] >= -(-20 // columns) * 19 + 10
+    # the key: every run, its colour and whole label, searchable
+    key = [d.value for d in at.dataframe if "label" in d.value.columns][0]
+    assert list(key["label"]) == [expected[i] for i in ids]
+    assert list(key["colour"]) == [t["line"]["color"] for t in lines]
 
 
 def test_live_with_20_runs(services, monkeypatch):
@@ -93,8 +103,19 @@ def test_live_with_20_runs(services, monkeypatch):
     assert top < 10                                               # not stretched to 1e5
     (mark,) = [t for t in step_loss["data"] if t["name"].endswith("· diverged")]
     assert mark["y"] == [top] and mark["cliponaxis"] is False     # on the edge, not cut
-    assert step_loss["layout"]["showlegend"] is False             # the run list is the key
+    assert step_loss["layout"]["showlegend"] is False             # one key under all three
     assert sum(labels[i] in m.value for m in at.markdown for i in ids) >= 20
+    # the key (issue 20): every run, in its chart colour, under the charts
+    key = specs(at, "live_key")[0]
+    entries = {t["legendgroup"]: t for t in key["data"]}
+    assert set(entries) == set(ids) and key["layout"]["showlegend"] is True
+    colors = {t["legendgroup"]: t["line"]["color"] for t in step_loss["data"]
+              if t.get("mode") == "lines"}
+    assert all(entries[i]["line"]["color"] == colors[i] for i in ids)
+    assert {i: entries[i]["name"].replace(" ·<br>", " · ") for i in ids} == labels  # whole
+    legend = key["layout"]["legend"]
+    assert legend["maxheight"] == 1.0 and key["layout"]["height"] >= \
+        legend["y"] * key["layout"]["height"]       # the key's whole box is inside the figure
 
 
 def test_live_draws_unrelated_datasets_on_separate_axes(services):
@@ -106,6 +127,7 @@ def test_live_draws_unrelated_datasets_on_separate_axes(services):
         store.record(RunStarted(rid, params=10, device="cpu", total_steps=2, steps_per_epoch=2))
         for step in (1, 2):
             store.record(StepLoss(rid, step, step / 2, 1.0 / step))
+        store.record(Evaluated(rid, 2, 1.0, {VAL_ACC: 0.5, VAL_LOSS: 0.9}))
         store.record(RunEnded(rid, RunStatus.COMPLETED, 2, ""))
         ids[dataset] = rid
     assert store.flush(10)
@@ -115,4 +137,7 @@ def test_live_draws_unrelated_datasets_on_separate_axes(services):
     assert len(charts) == 6                                   # three charts per dataset
     assert [[t["name"] for t in c["data"]] for c in (charts[0], charts[3])] == \
         [["circles"], ["spirals"]]             # newest first, one run each, labelled by dataset
+    # a single evaluation each: drawn as a marker (a line needs two points)
+    (acc,) = charts[2]["data"]
+    assert "markers" in acc["mode"]
     assert {"**circles**", "**spirals**"} <= {c.value for c in at.caption}
