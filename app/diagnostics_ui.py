@@ -1,9 +1,12 @@
 """The Diagnostics view's parts, and the signal-propagation line of the Launch page.
 
-This module owns what the Diagnostics page draws: the run picker (newest runs first), the
-incremental read of each run's metrics (only rows newer than the last seen, per session), the
-heat maps, the step slider and the per-layer profile, the warnings with a jump to their step,
-decision regions of toy runs with their downloads, and the probe at init (cached per config).
+This module owns what the Diagnostics page draws: the run picker (newest runs first, labelled
+by what tells them apart, the user's name, status and time), the incremental read of each
+run's metrics (only rows newer than the last seen, per session), the heat maps, the step
+slider and the per-layer profile, why a run has no diagnostics, how a run ended and its
+warnings with a jump to their step (a diverged run's warning is its stored event: one event,
+one number), decision regions of toy runs with their downloads, and the probe at init (cached
+per config; never "healthy" for a run that diverged).
 Figures come from engine/diagnostic_plots.py, probes from engine/diagnostics.py, warnings from
 engine/run_warnings.py.
 """
@@ -15,11 +18,12 @@ import time
 import pandas as pd
 import streamlit as st
 
-from app import services, state
+from app import services, state, widgets
 from app.text import plain
-from engine import describe, export
+from engine import export
 from engine import diagnostic_plots as dplots
 from engine.config import ConfigError, RunConfig
+from engine.events import RunStatus
 
 RUNS_KEY = "diag_runs"
 QUANTITY_KEY = "diag_quantity"
@@ -36,14 +40,15 @@ MAX_REGION_RUNS = 4               # toy runs whose decision regions are drawn si
 # --- runs and their metrics ------------------------------------------------------------------
 
 def pick_runs_ui(records) -> list[str]:
-    """Multiselect of stored runs (newest first), the newest DEFAULT_RUNS preselected."""
-    labels = describe.picker_labels(records)
+    """Multiselect of stored runs (newest first), the newest DEFAULT_RUNS preselected; each
+    labelled by widgets.run_choice_labels (what differs, the user's name, status, time)."""
+    labels = widgets.run_choice_labels(records)
     ids = [r.id for r in records]
     if RUNS_KEY not in st.session_state:
         st.session_state[RUNS_KEY] = ids[:DEFAULT_RUNS]
     st.session_state[RUNS_KEY] = [rid for rid in st.session_state[RUNS_KEY] if rid in ids]
     return st.multiselect("Runs", ids, key=RUNS_KEY,
-                          format_func=lambda rid: f"{labels.get(rid, rid)} ({rid[:8]})",
+                          format_func=lambda rid: labels.get(rid, rid),
                           help="Two or more runs are drawn side by side on one colour scale.")
 
 
@@ -135,15 +140,15 @@ WARNINGS_REFRESH_S = 5.0      # a training run's warnings are recomputed at most
 def run_warnings(store, record) -> list:
     """The warnings of one stored run (engine/run_warnings.py), for its row on the Live page:
     computed once for a finished run, at most every WARNINGS_REFRESH_S while it trains (they
-    read every stored metric of the run, diagnostics included)."""
-    from engine.events import RunStatus
+    read every stored metric of the run, diagnostics included). A diverged run's divergence
+    warning is its stored end (the reason's step and numbers)."""
     from engine.run_warnings import warnings_for
     cache = st.session_state.setdefault(WARNINGS_CACHE_KEY, {})
     entry, now = cache.get(record.id), time.monotonic()
     if entry and entry["status"] == record.status and (
             record.status in RunStatus.TERMINAL or now - entry["at"] < WARNINGS_REFRESH_S):
         return entry["warnings"]
-    found = warnings_for(store.read_metrics(record.id), record.config)
+    found = warnings_for(store.read_metrics(record.id), record.config, run=record)
     cache[record.id] = {"status": record.status, "at": now, "warnings": found}
     return found
 
@@ -169,24 +174,62 @@ def warning_line_ui(container, run_id: str, found: list) -> None:
 
 
 def warnings_ui(records: dict, frames: dict, labels: dict, steps: list[int]) -> None:
-    """Each run's warnings in plain words, with a button that jumps to the step."""
-    from engine.run_warnings import warnings_for
-    any_shown = False
+    """How each run ended when it did not complete (failed, stopped, interrupted: its stored
+    reason), and its warnings in plain words, a diverged run's divergence first in red, each
+    with a button named after the warning's own step that moves the slider to the nearest
+    collection (a step-2 divergence says "Step 2", never the step of another run's
+    collection)."""
+    from engine.run_warnings import outcome, warnings_for
+    any_shown, all_completed = False, True
     for rid, frame in frames.items():
-        for i, w in enumerate(warnings_for(frame, records[rid].config)):
+        record, name = records[rid], plain(labels.get(rid, rid))
+        all_completed = all_completed and record.status == RunStatus.COMPLETED
+        if record.status in (RunStatus.FAILED, RunStatus.STOPPED, RunStatus.INTERRUPTED):
+            any_shown = True
+            box = st.error if record.status == RunStatus.FAILED else st.info
+            box(f"**{name}** {plain(outcome(record))}.", icon=":material/error:")
+        for i, w in enumerate(warnings_for(frame, record.config, run=record)):
             any_shown = True
             text, button = st.columns([8, 1], vertical_alignment="center")
-            text.warning(f"**{plain(labels.get(rid, rid))}**: {plain(w.message)}",
-                         icon=":material/warning:")
-            target = min(steps, key=lambda s: abs(s - w.step)) if steps else None
-            if target is not None:
-                button.button(f"Step {target}", key=f"diag_goto_{rid}_{i}",
-                              on_click=go_to_step, args=(target, WARNING_QUANTITY.get(w.kind)),
-                              help="Show the diagnostics at this step")
-    if not any_shown:
+            (text.error if w.kind == "divergence" else text.warning)(
+                f"**{name}**: {plain(w.message)}", icon=":material/warning:")
+            if steps:
+                target = min(steps, key=lambda s: abs(s - w.step))
+                button.button(f"Step {w.step}", key=f"diag_goto_{rid}_{i}",
+                              on_click=go_to_step, args=(w.step, WARNING_QUANTITY.get(w.kind)),
+                              help=f"Show the diagnostics at step {target}"
+                                   + ("" if target == w.step else
+                                      f", the collection nearest to step {w.step}"))
+    if not any_shown and all_completed:
         st.success("No warnings: no spike, plateau, divergence, vanishing or exploding "
                    "gradient, odd update ratio, dead layer, overfitting or identical units.",
                    icon=":material/check_circle:")
+    elif not any_shown:
+        st.caption("No warnings in what these runs stored so far.")
+
+
+def missing_diagnostics(records: dict, frames: dict, labels: dict) -> list[str]:
+    """One sentence per run that has no per-layer statistics to draw, saying why: diagnostics
+    off, queued, not yet collected, or ended before its first collection."""
+    from engine.run_warnings import outcome
+    out = []
+    for rid, frame in frames.items():
+        if dplots.diag_quantities(frame):
+            continue
+        record, name = records[rid], labels.get(rid, rid)
+        if not dict(record.config).get("diagnostics", True):
+            why = "has diagnostics off (the launch form's Diagnostics option)"
+        elif record.status == RunStatus.QUEUED:
+            why = "is queued"
+        elif record.status == RunStatus.RUNNING:
+            why = ("has none yet: they are collected at each of its first steps, every "
+                   "diag_every steps and at each evaluation")
+        elif record.status == RunStatus.COMPLETED:
+            why = "stored none (it was trained before Train Lab collected them)"
+        else:
+            why = f"{outcome(record)}, before its first collection"
+        out.append(f"{name} {why}.")
+    return out
 
 
 # --- decision regions ---------------------------------------------------------------------------
@@ -203,8 +246,15 @@ def regions_ui(store, records: dict, run_ids, labels: dict, step: int | None) ->
         history = read_regions(store, rid)
         with column:
             if not history:
-                st.info(f"{labels.get(rid, rid)}: no decision regions yet (they are drawn at "
-                        "each evaluation when diagnostics are on).")
+                record = records[rid]
+                if record.status in RunStatus.TERMINAL:
+                    from engine.run_warnings import before_first_evaluation
+                    st.info(plain(f"{labels.get(rid, rid)}: no decision regions (they are "
+                                  f"drawn at each evaluation): it "
+                                  f"{before_first_evaluation(record)}."))
+                else:
+                    st.info(plain(f"{labels.get(rid, rid)}: no decision regions yet (they are "
+                                  "drawn at each evaluation when diagnostics are on)."))
                 continue
             shown = [h for h in history if step is None or h[0] <= step] or history[:1]
             at, data = shown[-1]
@@ -269,7 +319,7 @@ def signal_line_ui(values: dict) -> None:
     if profile is None:
         st.caption(f"Signal propagation at init: not available, {plain(why)}.")
         return
-    sentence = describe_ratio(gradient_ratio(profile))
+    sentence = describe_ratio(gradient_ratio(profile))     # a config: no run has diverged
     st.caption(f":material/insights: With these settings {sentence} (one batch through the "
                f"{len(profile)} weight layers at initialization, before any step). The "
                "Diagnostics page shows the whole profile.")
@@ -277,18 +327,22 @@ def signal_line_ui(values: dict) -> None:
 
 def signal_ui(records: dict, run_ids, labels: dict) -> None:
     """The signal-propagation profile at init of the selected runs' configs."""
-    profiles, problems = {}, []
+    profiles, problems, diverged = {}, [], {}
     for rid in run_ids:
         profile, why = probe_config(records[rid].config)
         if profile is None:
             problems.append(f"{labels.get(rid, rid)}: {why}")
         else:
             profiles[labels.get(rid, rid)] = profile
+            if records[rid].status == RunStatus.DIVERGED:
+                diverged[labels.get(rid, rid)] = records[rid].last_step
     if profiles:
         st.plotly_chart(dplots.signal_figure(profiles), key="diag_signal",
                         config={"displaylogo": False})
         from engine.run_warnings import describe_ratio, gradient_ratio
-        st.caption("  \n".join(f"**{plain(label)}**: {describe_ratio(gradient_ratio(p))}"
-                               for label, p in profiles.items()))
+        st.caption("  \n".join(
+            f"**{plain(label)}**: "
+            f"{describe_ratio(gradient_ratio(p), diverged_at=diverged.get(label))}"
+            for label, p in profiles.items()))
     for problem in problems:
         st.caption(f"Not probed: {plain(problem)}")

@@ -28,6 +28,7 @@ REGIONS_SIZE = 460           # px of the square decision-region plot
 THUMB_COLUMNS = 8            # unit thumbnails per row
 MAX_HEAT_COLUMNS = 300       # step columns drawn per heat map at most
 TITLE_CHARS = 110            # characters of run labels over the heat-map panels, shared
+DIVERGED_COLOR = "#d62728"   # the line at a diverged run's last step
 # Class colours: light fills for regions, the same hues dark for the points.
 CLASS_FILL = ("#a6cee3", "#fdbf6f", "#b2df8a", "#fb9a99", "#cab2d6", "#ffff99")
 CLASS_POINT = ("#1f78b4", "#ff7f00", "#33a02c", "#e31a1c", "#6a3d9a", "#b15928")
@@ -77,9 +78,11 @@ def _shown(values: np.ndarray, quantity: str) -> np.ndarray:
 
 
 def heatmap_figure(frames: dict, labels: dict, quantity: str, *,
-                   step: int | None = None) -> go.Figure:
+                   step: int | None = None, diverged: dict | None = None) -> go.Figure:
     """Layer x step heat maps of `quantity`, one panel per run, all on one colour scale.
-    `frames`: run id -> metrics frame; `step` draws a marker line at that step."""
+    `frames`: run id -> metrics frame; `step` draws a marker line at that step; `diverged`:
+    run id -> the step where that run diverged, drawn as a red line (its x axis reaches it)
+    with "✕ diverged at step N" over its panel."""
     labels = describe.plotly_labels(labels)
     matrices = {rid: _thin_columns(layer_matrix(frame, quantity), MAX_HEAT_COLUMNS)
                 for rid, frame in frames.items()}
@@ -103,6 +106,16 @@ def heatmap_figure(frames: dict, labels: dict, quantity: str, *,
         fig.update_xaxes(title_text="step", row=1, col=col)
         if step is not None:
             fig.add_vline(x=step, line=dict(color="white", width=2, dash="dot"), row=1, col=col)
+        end = (diverged or {}).get(rid)
+        if end is not None:
+            columns = [int(c) for c in matrix.columns]
+            gap = max(1, min(np.diff(columns))) if len(columns) > 1 else 1   # one cell wide
+            fig.update_xaxes(range=[min(columns[0], end) - gap / 2, max(columns[-1], end)
+                                    + gap / 2], row=1, col=col)
+            fig.add_vline(x=end, line=dict(color=DIVERGED_COLOR, width=3, dash="dash"),
+                          annotation=dict(text=f"✕ diverged at step {end}", font=dict(
+                              color=DIVERGED_COLOR, size=12), bgcolor="white"),
+                          annotation_position="top left", row=1, col=col)
     fig.update_yaxes(autorange="reversed", dtick=1)
     fig.update_yaxes(title_text="layer", row=1, col=1)
     fig.update_layout(height=HEATMAP_HEIGHT, margin=dict(t=48, b=40, l=50, r=20),

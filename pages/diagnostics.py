@@ -1,7 +1,8 @@
 """Diagnostics page: inside the network, per layer and live. Heat maps of a quantity over
-layers and steps (runs side by side on one colour scale), a step slider scrubbing the
-per-layer profile, warnings in plain words with a jump to their step, decision regions of
-toy runs, and the signal-propagation profile at initialization.
+layers and steps (runs side by side on one colour scale; a diverged run's last step marked),
+a step slider scrubbing the per-layer profile, why a run has no diagnostics, how each run
+ended and its warnings in plain words with a jump to their step, decision regions of toy
+runs, and the signal-propagation profile at initialization.
 
 Thin: the parts are app/diagnostics_ui.py, the figures engine/diagnostic_plots.py, the
 numbers engine/diagnostics.py; runs and metrics come from the store (app.services).
@@ -11,6 +12,7 @@ import streamlit as st
 
 from app import diagnostics_ui as ui
 from app import services
+from app.text import plain
 from engine import describe
 from engine import diagnostic_plots as dplots
 from engine.events import RunStatus
@@ -40,17 +42,23 @@ def live_diagnostics():
     fresh = {r.id: r for r in store.list_runs()}
     frames = ui.read_frames(store, run_ids)
     quantity = ui.quantity_ui(frames)
+    missing = ui.missing_diagnostics(fresh, frames, labels)
     if quantity is None:
-        st.info("No diagnostics stored for these runs yet: they appear at the first "
-                "evaluation or after diag_every steps of a run with diagnostics on.")
-        ui.regions_ui(store, fresh, run_ids, labels, None)
-        return
-    steps = dplots.steps_of(frames, quantity)
-    step = ui.step_ui(steps, any(fresh[rid].status in RunStatus.ACTIVE for rid in run_ids))
-    st.plotly_chart(dplots.heatmap_figure(frames, labels, quantity, step=step),
-                    key="diag_heatmap", config={"displaylogo": False})
-    st.plotly_chart(dplots.profile_figure(frames, labels, quantity, step),
-                    key="diag_profile", config={"displaylogo": False})
+        st.info("No per-layer diagnostics to draw: " + plain(" ".join(missing)),
+                icon=":material/info:")
+        steps, step = [], None
+    else:
+        steps = dplots.steps_of(frames, quantity)
+        step = ui.step_ui(steps, any(fresh[rid].status in RunStatus.ACTIVE for rid in run_ids))
+        diverged = {rid: fresh[rid].last_step for rid in run_ids
+                    if fresh[rid].status == RunStatus.DIVERGED}
+        st.plotly_chart(dplots.heatmap_figure(frames, labels, quantity, step=step,
+                                              diverged=diverged),
+                        key="diag_heatmap", config={"displaylogo": False})
+        if missing:
+            st.caption("Not drawn: " + plain(" ".join(missing)))
+        st.plotly_chart(dplots.profile_figure(frames, labels, quantity, step),
+                        key="diag_profile", config={"displaylogo": False})
     st.subheader("Warnings")
     ui.warnings_ui(fresh, frames, labels, steps)
     ui.regions_ui(store, fresh, run_ids, labels, step)

@@ -89,7 +89,13 @@ def live_view():
             st.caption(f"**{dataset}**")
         figures = plots.live_figures({i: frames[i] for i in ids}, labels, ends, log_y=log_y,
                                      colors=colors, warnings=warnings)
-        for column, (key, figure) in zip(st.columns(3), figures.items()):
+        columns = st.columns(3)
+        # No run here has an evaluation yet: one line says why instead of two empty charts.
+        empty = widgets.empty_evaluations_note([r for r in shown if r.id in ids], labels, frames)
+        if empty:
+            figures = {k: f for k, f in figures.items() if k == "step_loss"}
+            columns[1].info(plain(empty), icon=":material/info:")
+        for column, (key, figure) in zip(columns, figures.items()):
             column.plotly_chart(figure, key=f"live_{key}_{dataset}",
                                 config={"displaylogo": False})
     # One key under the charts, as Compare's legend (hover an entry to pick its run out).

@@ -32,7 +32,8 @@ def test_runs_side_by_side_slider_profile_regions_and_signal(services):
     assert set(at.multiselect(key="diag_runs").value) == {plain, layer}
     assert at.selectbox(key="diag_quantity").value == "grad_norm"
     slider = at.select_slider(key="diag_step")
-    assert slider.value == 12 and list(slider.options) == [str(s) for s in (2, 4, 6, 8, 10, 12)]
+    # every one of the first 10 steps (diagnostics.EARLY_STEPS), then every 2nd (diag_every)
+    assert slider.value == 12 and list(slider.options) == [str(s) for s in (*range(1, 11), 12)]
     specs = chart_specs(at)
     heat = specs[0]
     heatmaps = [t for t in heat["data"] if t["type"] == "heatmap"]
@@ -132,3 +133,69 @@ def test_runs_trained_in_a_pack_show_their_own_diagnostics(services):
     members = [t for t in heat_map["data"] if t["type"] == "heatmap"]
     assert len(members) == 2            # one per member, side by side, each with values
     assert all(any(v is not None for row in t["z"] for v in row) for t in members)
+
+def store_early_divergence(store, name) -> str:
+    """A run that diverged at step 2 (loss inf), before its first collection: diagnostics on,
+    none stored."""
+    from engine.events import RunEnded, RunStarted, StepLoss
+    run_id = store.create_run(RunConfig(**TOY).to_dict(), name=name)
+    store.record(RunStarted(run_id, 10, "cpu", 12, 4))
+    store.record(StepLoss(run_id, 1, 0.25, 1.1))
+    store.record(StepLoss(run_id, 2, 0.5, float("inf")))
+    store.record(RunEnded(run_id, "diverged", 2, "loss is inf at step 2"))
+    store.flush(10)
+    return run_id
+
+
+def test_a_diverged_run_is_explained_with_its_steps_its_real_step_and_never_healthy(services):
+    store, _ = services
+    early = store_early_divergence(store, "instant")
+    hot = store_run(store, "too hot", lr=50.0)          # diverges at step 4: steps 1-3 kept
+    reason = store.get_run(hot).reason
+    assert reason.startswith("loss ") and "at step 4 exceeds 1000x" in reason
+    at = page("diagnostics").run()
+    assert not at.exception, at.exception
+    # the picker: what differs, the user's name, status and time; no run id's date
+    options = at.multiselect(key="diag_runs").options
+    assert any("“too hot” · diverged · " in o for o in options), options
+    assert not any("(20" in o for o in options), options
+    # the steps before the divergence are drawn, the divergence marked at its step
+    assert list(at.select_slider(key="diag_step").options) == ["1", "2", "3"]
+    heat = chart_specs(at)[0]
+    assert any(a.get("text") == "✕ diverged at step 4" for a in heat["layout"]["annotations"])
+    # the run with none says why, instead of "no diagnostics yet"
+    assert any("Not drawn:" in c.value and "diverged at step 2: loss is inf at step 2, "
+               "before its first collection" in c.value for c in at.caption)
+    assert not any("yet" in i.value for i in at.info), [i.value for i in at.info]
+    assert any(i.value.endswith(": no decision regions (they are drawn at each evaluation): "
+                                "it diverged at step 2, before its first evaluation.")
+               for i in at.info), [i.value for i in at.info]
+    # Warnings: each divergence with its stored step and numbers, the button at its own step
+    errors = [e.value for e in at.error]
+    assert any("Divergence: " + reason in e for e in errors), errors
+    assert any("Divergence: loss is inf at step 2" in e for e in errors), errors
+    steps = {int(b.label.split()[1]) for b in at.button if b.key.startswith("diag_goto_")}
+    assert {2, 4} <= steps and max(steps) == 4, steps       # no step past either end
+    # the signal at init: never "healthy" for a diverged run
+    signal = next(c.value for c in at.caption if "gradient at the first layer" in c.value)
+    assert "diverged at step 4" in signal and "diverged at step 2" in signal, signal
+    assert "healthy" not in signal
+    # the jump: to the collection nearest to step 4
+    at.select_slider(key="diag_step").set_value(1).run()
+    at = next(b for b in at.button if b.label == "Step 4").click().run()
+    assert at.select_slider(key="diag_step").value == 3
+
+
+def test_only_runs_without_diagnostics_say_why_in_place_of_the_heat_maps(services):
+    store, _ = services
+    store_early_divergence(store, "instant")
+    off = store.create_run(RunConfig(**{**TOY, "diagnostics": False}).to_dict(), name="off")
+    at = page("diagnostics").run()
+    assert not at.exception
+    info = at.info[0].value
+    assert info.startswith("No per-layer diagnostics to draw:")
+    assert "diverged at step 2: loss is inf at step 2, before its first collection" in info
+    assert "off has diagnostics off" in info
+    assert at.subheader[0].value == "Warnings"
+    assert any("Divergence: loss is inf at step 2" in e.value for e in at.error)
+    assert off

@@ -97,6 +97,32 @@ def test_diverged_run_is_marked_on_its_curve(services):
     assert any("loss is inf at step 3" in c.value for c in at.caption)
 
 
+def test_a_diverged_runs_empty_evaluation_charts_are_one_line_saying_why(services):
+    store, manager = services
+    run_id = manager.submit(RunConfig(**TOY, lr=50.0), name="too fast")  # inf at step 3
+    wait_idle(manager)
+    at = page("live").run()
+    assert not at.exception
+    # the step loss alone; the two per-evaluation charts are one line instead
+    assert [s["layout"]["title"]["text"].split(" (")[0] for s in chart_specs(at)] == \
+        ["Training loss"]
+    assert at.info[0].value == ("No evaluation to draw: too fast diverged at step 3, before "
+                                "its first evaluation.")
+    # one event, one number: the stored reason and the warning quote the same step and value
+    reason = next(c.value for c in at.caption if c.value.startswith("diverged:"))
+    warning = next(m.value for m in at.markdown if "Divergence" in m.value)
+    assert "loss is inf at step 3" in reason and "loss is inf at step 3" in warning
+    # pinned beside a run with evaluations: the three charts are drawn, no line
+    fine = manager.submit(RunConfig(**TOY), name="fine")
+    wait_idle(manager)
+    for rid in (run_id, fine):
+        store.set_tags(rid, ["pinned"])
+    at = page("live")
+    at.session_state["live_show"] = "pinned"
+    at = at.run()
+    assert len(chart_specs(at)) == 3 and not any("No evaluation" in i.value for i in at.info)
+
+
 def test_each_tick_reads_only_new_metric_rows(services, monkeypatch):
     store, manager = services
     run_id = manager.submit(RunConfig(**TOY), name="done")
@@ -140,15 +166,16 @@ def test_a_runs_warning_is_on_its_row_and_its_curve_and_opens_diagnostics_at_its
     assert rows and rows[0].endswith("(+1 more)]"), [m.value for m in at.markdown]
     # on the step-loss chart: a ▲ per warning at its step, its sentence on hover
     marks = [t for t in chart_specs(at)[0]["data"] if t.get("name") == "zeros · warnings"]
-    assert marks and values(marks[0]["x"]) == [2, 12]
-    assert "units are dead at step 2" in marks[0]["hovertext"][0]
+    # (dead units from the first collection on: step 1, diagnostics.EARLY_STEPS)
+    assert marks and values(marks[0]["x"]) == [1, 12]
+    assert "units are dead at step 1" in marks[0]["hovertext"][0]
     assert "Identical units" in marks[0]["hovertext"][1]
     at = at.button(key=f"why_{run_id}").click().run()
     assert not at.exception
     # the Diagnostics page, on this run, at the first warning's step and quantity
     assert at.multiselect(key="diag_runs").value == [run_id]
     assert at.selectbox(key="diag_quantity").value == "dead_frac"
-    assert at.select_slider(key="diag_step").value == 2
+    assert at.select_slider(key="diag_step").value == 1
     assert at.toggle(key="diag_follow").value is False
 
 
