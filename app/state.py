@@ -36,7 +36,8 @@ PAGES = {key: Page(ROOT / "pages" / f"{key}.py", title, icon) for key, title, ic
     ("compare", "Compare", ":material/compare_arrows:"),
     ("runs", "Runs", ":material/table_rows:"),
     ("diagnostics", "Diagnostics", ":material/troubleshoot:"),
-    ("experiments", "Experiments", ":material/science:"))}
+    ("experiments", "Experiments", ":material/science:"),
+    ("lessons", "Lessons", ":material/school:"))}
 PAGES["run"] = Page(ROOT / "pages" / "run.py", "Run", ":material/description:", hidden=True)
 
 # --- launch form ------------------------------------------------------------------------------

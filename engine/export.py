@@ -238,6 +238,12 @@ def figure_html(fig) -> bytes:
     return page.encode("utf-8")
 
 
+def plotly_js_packed() -> str:
+    """plotly.js as figure_html embeds it (gzip, base64), for a page that draws several
+    figures with one copy of it (engine/lessons.py's handout)."""
+    return _plotly_js_gz_b64()
+
+
 @functools.lru_cache(maxsize=1)
 def _plotly_js_gz_b64() -> str:
     from plotly.offline import get_plotlyjs
