@@ -270,6 +270,36 @@ def knobs_ui(values: dict) -> dict:
     return dict(values)
 
 
+def start_lesson_ui(cfg: dict) -> None:
+    """"Start a lesson here": a one-step lesson from this setup (the knobs a link carries) and
+    a question, so a teacher writes a lesson by doing it (engine/lessons.py). Kept on this
+    server (<home>/lessons) and opened on the Lessons page; a bad field is named, nothing kept."""
+    from engine import lessons
+    with st.expander("Start a lesson here", icon=":material/school:"):
+        title = st.text_input("Lesson title", key="pg_lesson_title")
+        instruction = st.text_area("Instruction", key="pg_lesson_text", placeholder=
+                                   "Press Train, then switch normalization to batch: predict first")
+        question = st.text_input("Question asked before the setup opens (optional)",
+                                 key="pg_lesson_question")
+        choices = st.text_area("Choices, one per line", key="pg_lesson_choices")
+        answer = st.text_input("The right choice (optional)", key="pg_lesson_answer")
+        explanation = st.text_area("Explanation, shown after the answer",
+                                   key="pg_lesson_explanation")
+        if st.button("Make the lesson", key="pg_lesson_make", icon=":material/school:"):
+            try:
+                raw = lessons.from_playground(link_values(cfg), title=title,
+                                              instruction=instruction, question=question,
+                                              choices=choices.splitlines(), answer=answer,
+                                              explanation=explanation)
+                lesson, _ = lessons.save_user_lesson(raw, "playground-lesson.yaml",
+                                                     link_fields=LINK_FIELDS)
+            except (lessons.LessonError, ConfigError) as error:
+                st.error(plain(str(error)), icon=":material/error:")
+                return
+            st.switch_page(str(state.PAGES["lessons"].path),
+                           query_params={"lesson": lesson.id, "step": "1"})
+
+
 def validate(values: dict) -> tuple[dict | None, str]:
     """(config, "") or (None, the message naming the field, the value and what is allowed)."""
     try:

@@ -1,4 +1,4 @@
-"""The command line: `python -m engine run|runs|show|export|compare|experiment|probe`.
+"""The command line: `python -m engine run|runs|show|export|compare|experiment|lesson|probe`.
 
 This module owns argument parsing and printing. Every config option is a flag named after its
 field (`--batch-size` or `--batch_size` for `batch_size`), generated from `engine.config`, so
@@ -208,6 +208,20 @@ def build_parser() -> argparse.ArgumentParser:
     experiment.add_argument("--no-train", "--no_train", dest="train", action="store_false",
                             help="Only report what is stored; train nothing.")
     experiment.set_defaults(handler=cmd_experiment)
+
+    lesson = sub.add_parser("lesson", help="Lessons (predict, run, explain): list them, check a "
+                            "lesson file, or export one with its stored results as a handout.")
+    lesson.add_argument("action", choices=("list", "check", "export"), help="list: the "
+                        "lessons; check FILE: validate a lesson file (exit 2 with file, line and "
+                        "field); export NAME: the handout from stored runs.")
+    lesson.add_argument("name", nargs="?", help="check: a lesson file; export: a lesson id (or "
+                        "a unique prefix) or file.")
+    lesson.add_argument("--format", default="html", choices=("html", "md"),
+                        help="export: one standalone HTML page (figures interactive, nothing "
+                        "fetched), or Markdown with CSV files beside it (default: html).")
+    lesson.add_argument("--out", default=None, metavar="DIR",
+                        help="export: the folder to write into (default: the export folder).")
+    lesson.set_defaults(handler=cmd_lesson)
     return parser
 
 
@@ -624,6 +638,37 @@ def cmd_experiment(args) -> int:
     print(json.dumps(result.to_dict(), indent=2) if args.json
           else experiments.format_text(exp, result))
     return code
+
+
+def cmd_lesson(args) -> int:
+    from engine import lessons
+    from engine.store import open_existing, store_file
+    if args.action == "check":
+        if not args.name:
+            raise CliError("lesson check: give FILE (a lesson's .yaml, .yml or .json)")
+        lesson = lessons.load_file(args.name, origin="yours")
+        asks = sum(s.asks for s in lesson.steps)
+        print(f"{args.name}: ok: {lesson.id}, {len(lesson.steps)} steps ({asks} ask first, "
+              f"{len(lesson.experiment_steps())} train runs)")
+        return EXIT_OK
+    store = open_existing(args.db)      # list and export only read: never create the store
+    try:
+        if args.action == "list":
+            print(lessons.list_text(lessons.catalogue(), store.list_runs() if store else ()))
+            return EXIT_OK
+        if not args.name:
+            raise CliError("lesson export: give NAME (see python -m engine lesson list)")
+        lesson = lessons.find(args.name)
+        if store is None:
+            raise CliError(f"lesson export: no runs are stored yet ({store_file(args.db)} does "
+                           "not exist)")
+        for path in lessons.export_handout(lesson, store, args.format,
+                                           args.out or paths.export_dir()):
+            print(path)
+        return EXIT_OK
+    finally:
+        if store is not None:
+            store.close()
 
 
 def _flag_message(error: ValueError, args) -> str:

@@ -35,6 +35,7 @@ with right:
             current = playground.ensure_run(store, cfg, launch=True)
         playground.sync_link(cfg)
         st.caption(playground.budget_text(cfg) + " Change it under Budget.")
+        playground.start_lesson_ui(cfg)
         if current is None:
             st.info("Press Train, or flip any knob: each setting trains at once.")
         else:
