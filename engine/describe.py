@@ -14,9 +14,9 @@ This module owns how a person tells runs apart, everywhere (Live, Compare, Runs,
   key (a run keeps its colour whatever else is shown); the runs of one group (e.g. the seeds
   of one configuration) get shades of their group's hue.
 - `legend_lines(labels, width)`: labels fitted to legend entries of `width` characters a
-  line, wrapped at their " · " breaks; a label too long for two lines first loses the parts
-  it shares with most other runs, only while what is left still tells it from every other
-  label (the part that differs is never cut).
+  line, wrapped at their " · " breaks; `common_parts` / `without_parts`: what most runs
+  share, left out of long labels (a legend then names it once), so each entry keeps the
+  fields where it differs.
 Pure: no Streamlit, no store, no plotting library.
 """
 
@@ -196,50 +196,28 @@ def common_summary(configs) -> str:
     return " · ".join([p for p in parts if p] + [runs])
 
 
-def shorten_labels(labels: dict, max_chars: int) -> dict:
-    """{key: text}: each label within `max_chars` where that can be done without two runs
-    reading the same. A longer label loses whole parts (fields, split at " · "), the parts
-    held by the most other labels first, each run of left-out parts shown as "…"; a part is
-    kept when leaving it out would let the rest be read as another run (every part left
-    would appear in that run's label). So the part that tells neighbours apart (the seed of
-    one of several seeds) stays. A label that cannot get short enough keeps what it must."""
-    parts = {k: str(t).split(PART_SEP) for k, t in labels.items()}
-    sets = {k: set(p) for k, p in parts.items()}
-    shared: dict = {}
-    for held in sets.values():
-        for p in held:
-            shared[p] = shared.get(p, 0) + 1
+def common_parts(labels: dict) -> list[str]:
+    """The label parts (fields, split at " · ") that more than half of the labels hold, in
+    the labels' order: "batch 256" when 18 of 19 runs used it. Only a label's differing
+    fields are parts, so these are the values most runs share while a few differ."""
+    counts: dict = {}            # in order of first appearance: the fields' display order
+    for text in labels.values():
+        for part in dict.fromkeys(str(text).split(PART_SEP)):
+            counts[part] = counts.get(part, 0) + 1
+    return [p for p, n in counts.items() if 2 * n > len(labels) and len(labels) > 2]
+
+
+def without_parts(labels: dict, parts) -> dict:
+    """{key: text}: the labels less these parts (common_parts), so each says only where it
+    differs from what most runs share. No two runs read the same: two runs that differ in a
+    field cannot both hold its most common value, so one of them still shows it. A label
+    made only of such parts keeps them all (it is the common setting)."""
+    drop = set(parts)
     out = {}
     for k, text in labels.items():
-        text = str(text)
-        if len(text) <= max_chars or len(parts[k]) < 2:
-            out[k] = text
-            continue
-        # the labels this one differs from in full: none may contain what is left of it
-        rivals = [sets[j] for j in labels if j != k and not sets[k] <= sets[j]]
-        keep = list(range(len(parts[k])))
-        for i in sorted(keep, key=lambda i: (-shared[parts[k][i]], i)):
-            trial = [j for j in keep if j != i]
-            left = {parts[k][j] for j in trial}
-            if not trial or any(left <= r for r in rivals):
-                continue
-            keep = trial
-            if len(_join_kept(parts[k], keep)) <= max_chars:
-                break
-        out[k] = _join_kept(parts[k], keep)
+        kept = [p for p in str(text).split(PART_SEP) if p not in drop]
+        out[k] = PART_SEP.join(kept) if kept else str(text)
     return out
-
-
-def _join_kept(parts: list, keep: list) -> str:
-    out, gap = [], False
-    for i, p in enumerate(parts):
-        if i in keep:
-            out.append(p)
-            gap = False
-        elif not gap:
-            out.append(ELLIPSIS)
-            gap = True
-    return PART_SEP.join(out)
 
 
 def cut_middle(text: str, width: int) -> str:
@@ -285,12 +263,8 @@ def wrap_label(text: str, width: int, max_lines: int = LEGEND_MAX_LINES) -> list
 
 def legend_lines(labels: dict, width: int, max_lines: int = LEGEND_MAX_LINES) -> dict:
     """{key: [line, ...]}: labels as legend entries of at most `max_lines` lines of `width`
-    characters: wrapped whole where they fit (wrap_label), else first shortened
-    (shorten_labels: shared parts out, the differing ones kept). Raw text: escape each line
-    for Plotly (plotly_text) after."""
-    budget = width * max_lines - 2 * (max_lines - 1)     # less the " ·" at each break
-    short = shorten_labels(labels, budget)
-    return {k: wrap_label(t, width, max_lines) for k, t in short.items()}
+    characters (wrap_label). Raw text: escape each line for Plotly (plotly_text) after."""
+    return {k: wrap_label(str(t), width, max_lines) for k, t in labels.items()}
 
 
 # --- colours -------------------------------------------------------------------------------------

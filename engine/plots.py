@@ -157,15 +157,31 @@ def _entries(runs, o: ChartOptions) -> list[_Entry]:
 
 def legend_table(runs, options: ChartOptions | None = None) -> pd.DataFrame:
     """The chart's key, every entry in legend order, to search and read in full: columns
-    colour ("#rrggbb"), label (the whole label), runs (how many runs the entry draws), name
-    and status (one run's; blank for a group of several)."""
+    colour ("#rrggbb"), entry (its text in the legend, on one line), name and status (one
+    run's; blank for a group of several), runs (how many runs the entry draws) and label
+    (the whole label)."""
+    o = options or ChartOptions()
+    entries = _entries(list(runs), o)
+    grid = _entry_grid(entries, o)
     rows = []
-    for e in _entries(list(runs), options or ChartOptions()):
+    for e in entries:
         one = e.members[0] if len(e.members) == 1 else None
-        rows.append({"colour": e.color, "label": e.text, "runs": len(e.members),
+        rows.append({"colour": e.color, "entry": " ".join(grid.lines[e.key]),
                      "name": (_get(one, "name", "") or "") if one is not None else "",
-                     "status": _get(one, "status", "") if one is not None else ""})
-    return pd.DataFrame(rows, columns=["colour", "label", "runs", "name", "status"])
+                     "status": _get(one, "status", "") if one is not None else "",
+                     "runs": len(e.members), "label": e.text})
+    return pd.DataFrame(rows, columns=["colour", "entry", "name", "status", "runs", "label"])
+
+
+def _entry_grid(entries: list, o: ChartOptions) -> "LegendGrid":
+    """The legend of these entries as build_figure lays it out (legend_grid): for an
+    export's width when o.context, else a page's; a group's "(mean of n)" is kept out of
+    the search for what most entries share and added after."""
+    width = EXPORT_WIDTH_PX if o.context else MARGIN_L + PAGE_PLOT_WIDTH_PX + MARGIN_R
+    return legend_grid({e.key: e.group or e.text for e in entries}, width - MARGIN_L - MARGIN_R,
+                       title=f"band: {_band_text(o.band)}; runs per point in the hover"
+                       if o.average_over else "",
+                       suffixes={e.key: e.text[len(e.group):] for e in entries if e.group})
 
 
 # --- the legend -------------------------------------------------------------------------------
@@ -175,35 +191,59 @@ class LegendGrid:
     columns: int             # entries per row, each 1/columns of the plot area's width
     lines: dict              # {key: [line, ...]}: raw text, before escaping
     height_px: int           # the legend box, its title included
+    title: list = field(default_factory=list)   # the title's lines, raw text
+    common: list = field(default_factory=list)  # label parts left out of every entry
 
     def text(self, key) -> str:
         return "<br>".join(describe.plotly_text(line) for line in self.lines[key])
 
+    def title_text(self) -> str:
+        return "<br>".join(describe.plotly_text(line) for line in self.title)
 
-def legend_grid(labels: dict, plot_width: int, *, title: bool = False) -> LegendGrid:
+
+COMMON_NOTE = "Unless an entry says otherwise: "
+
+
+def legend_grid(labels: dict, plot_width: int, *, title: str = "",
+                suffixes: dict | None = None) -> LegendGrid:
     """How a legend of these labels ({key: raw label}, in order) is laid out below a plot
-    area `plot_width` px wide: the column count (1 to LEGEND_MAX_COLUMNS) that gives the
-    shortest legend, each label fitted to its column (describe.legend_lines: shared parts
-    left out before a differing one, then up to two lines), and the legend's exact height.
-    Fewer labels cut in the middle wins first, then the lower legend, then more columns."""
+    area `plot_width` px wide, every entry listed: the column count (1 to
+    LEGEND_MAX_COLUMNS) and labels (whole, or less the parts most runs share,
+    describe.common_parts, named once in the title: "Unless an entry says otherwise: batch
+    256") that give the shortest legend, each label wrapped to its column in up to two lines
+    (describe.legend_lines), and the legend's exact height with its title. Fewer labels cut
+    in the middle wins first, then the lower legend, then whole labels, then more columns.
+    suffixes: {key: text} added to a label after what most share is left out (a group's
+    " (mean of 3)")."""
+    suffixes = suffixes or {}
+    common = describe.common_parts(labels)
+    candidates = [(labels, [])] + ([(describe.without_parts(labels, common), common)]
+                                   if common else [])
+    width_chars = max(int((plot_width - 8) // LEGEND_CHAR_PX), 20)
     best = None
-    for columns in range(1, LEGEND_MAX_COLUMNS + 1):
-        chars = int((plot_width / columns - LEGEND_SAMPLE_PX - 8) // LEGEND_CHAR_PX)
-        if chars < 14 and columns > 1:
-            break
-        lines = describe.legend_lines(labels, max(chars, 4))
-        cut = sum(describe.ELLIPSIS in "".join(v) and describe.ELLIPSIS not in labels[k]
-                  for k, v in lines.items())
-        heights = [max(len(v) * LEGEND_LINE_PX, 16) + 3 for v in lines.values()]
-        rows = [max(heights[i:i + columns]) for i in range(0, len(heights), columns)]
-        height = math.ceil(sum(rows) + LEGEND_BOX_PX + (LEGEND_LINE_PX if title else 0))
-        score = (cut, height, -columns)
-        if best is None or score < best[0]:
-            best = (score, LegendGrid(columns, lines, height))
+    for shown, left_out in candidates:
+        shown = {k: v + suffixes.get(k, "") for k, v in shown.items()}
+        note = [title] if title else []
+        if left_out:
+            note.append(COMMON_NOTE + describe.PART_SEP.join(left_out))
+        title_lines = [line for t in note for line in describe.wrap_label(t, width_chars, 3)]
+        for columns in range(1, LEGEND_MAX_COLUMNS + 1):
+            chars = int((plot_width / columns - LEGEND_SAMPLE_PX - 8) // LEGEND_CHAR_PX)
+            if chars < 14 and columns > 1:
+                break
+            lines = describe.legend_lines(shown, max(chars, 4))
+            cut = sum(describe.ELLIPSIS in "".join(v) and describe.ELLIPSIS not in shown[k]
+                      for k, v in lines.items())
+            heights = [max(len(v) * LEGEND_LINE_PX, 16) + 3 for v in lines.values()]
+            rows = [max(heights[i:i + columns]) for i in range(0, len(heights), columns)]
+            height = math.ceil(sum(rows) + LEGEND_BOX_PX + LEGEND_LINE_PX * len(title_lines))
+            score = (cut, height, bool(left_out), -columns)
+            if best is None or score < best[0]:
+                best = (score, LegendGrid(columns, lines, height, title_lines, left_out))
     return best[1]
 
 
-def legend_layout(grid: LegendGrid, height: int, *, title: str = "") -> dict:
+def legend_layout(grid: LegendGrid, height: int) -> dict:
     """The layout.legend that draws `grid` with its top `grid.height_px + LEGEND_SLACK_PX`
     px above the bottom of a figure `height` px high: horizontal, in equal columns (each
     1/columns of the plot area: their count stays whatever the screen's width), never
@@ -213,7 +253,8 @@ def legend_layout(grid: LegendGrid, height: int, *, title: str = "") -> dict:
                 yanchor="top", maxheight=1.0, entrywidthmode="fraction",
                 entrywidth=1.0 / grid.columns, traceorder="normal",
                 font=dict(size=LEGEND_FONT_PX),
-                title=dict(text=title, side="top", font=dict(size=LEGEND_FONT_PX)),
+                title=dict(text=grid.title_text(), side="top",
+                           font=dict(size=LEGEND_FONT_PX)),
                 tracegroupgap=0)
 
 
@@ -222,14 +263,14 @@ def legend_figure(labels: dict, colors: dict, *, plot_width: int = PAGE_PLOT_WID
     """A figure that is only a legend: one entry per key ({key: raw label}, {key: colour}),
     laid out as build_figure's. The Live page's key under its three charts; its entries
     carry legendgroup = key, so hovering one highlights that run's lines (HIGHLIGHT_JS)."""
-    grid = legend_grid(labels, plot_width, title=bool(title))
+    grid = legend_grid(labels, plot_width, title=title)
     height = grid.height_px + LEGEND_SLACK_PX
     fig = go.Figure()
     for k in labels:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=grid.text(k),
                                  legendgroup=str(k), line=dict(color=colors[k], width=2),
                                  hoverinfo="skip", meta={"kind": "key", "key": str(k)}))
-    legend = legend_layout(grid, height, title=describe.plotly_text(title))
+    legend = legend_layout(grid, height)
     fig.update_layout(template="plotly_white", height=height, showlegend=bool(labels),
                       margin=dict(l=MARGIN_L, r=MARGIN_R, t=0, b=0, autoexpand=False),
                       legend={**legend, "itemclick": False, "itemdoubleclick": False},
@@ -317,9 +358,7 @@ def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None,
     with_points = set() if frame is None or not len(frame) else \
         set(frame.loc[frame["name"].isin(metrics), "run"])
     listed = [e for e in entries if any(_get(m, "id") in with_points for m in e.members)]
-    width = EXPORT_WIDTH_PX if o.context else MARGIN_L + PAGE_PLOT_WIDTH_PX + MARGIN_R
-    grid = legend_grid({e.key: e.text for e in listed}, width - MARGIN_L - MARGIN_R,
-                       title=bool(o.average_over))
+    grid = _entry_grid(listed, o)
     for e in listed:
         e.legend = grid.text(e.key)
     if rows * cols > 1:
@@ -349,10 +388,8 @@ def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None,
     title = o.title or (what[0].upper() + what[1:] + by
                         + (f" · mean over {o.average_over}" if o.average_over else ""))
     subtitle = describe.common_summary([_get(x, "config") for x in runs]) if o.context else ""
-    legend_title = f"band: {_band_text(o.band)}; runs per point in the hover" \
-        if o.average_over else ""
     _layout(fig, describe.plotly_text(title), describe.plotly_text(subtitle), grid,
-            bool(in_legend), rows, legend_title)
+            bool(in_legend), rows)
     fig.update_layout(
         hovermode="closest",
         uirevision=f"{'|'.join(metrics)}|{o.x_axis}|{o.average_over}",   # keep zoom on changes
@@ -366,7 +403,7 @@ def _y_axis_style(log_y: bool) -> dict:
 
 
 def _layout(fig, title: str, subtitle: str, grid: LegendGrid, show_legend: bool,
-            rows: int = 1, legend_title: str = "") -> None:
+            rows: int = 1) -> None:
     """Title (and subtitle) with room above the plot, the legend in a bottom margin of its
     own, sized to its rows (legend_grid), so neither covers an axis title, the plot keeps
     its height and no legend row is ever cut."""
@@ -381,7 +418,7 @@ def _layout(fig, title: str, subtitle: str, grid: LegendGrid, show_legend: bool,
         margin=dict(l=MARGIN_L, r=MARGIN_R, t=top, b=X_TITLE_PX + legend_px, autoexpand=True),
         showlegend=show_legend,
         # Its top at the top of the margin reserved for it, right under the x-axis title.
-        legend=legend_layout(grid, height, title=legend_title),
+        legend=legend_layout(grid, height),
     )
 
 
@@ -630,10 +667,11 @@ def live_figures(frames: dict, labels: dict, ends: dict | None = None, *,
         status, step, reason = ends.get(rid, (None, None, ""))
         if status == RunStatus.DIVERGED:
             _mark_divergence(figs["step_loss"], x, y, step, reason, color, name)
+            figs["step_loss"].data[-1].legendgroup = rid     # dimmed with its run on hover
             marks.append(len(figs["step_loss"].data) - 1)
         trace = warning_marks(x, x, y, (warnings or {}).get(rid, ()), name, color)  # x: steps
         if trace is not None:
-            figs["step_loss"].add_trace(trace)
+            figs["step_loss"].add_trace(trace.update(legendgroup=rid))
     diverged = {rid for rid, end in ends.items() if end[0] == RunStatus.DIVERGED}
     entries = {rid: _Entry(rid, labels.get(rid, rid), labels.get(rid, rid), colors[rid], [])
                for rid in frames}

@@ -97,27 +97,27 @@ for param, choices in (("metric", metrics), ("average_over", [None, *fields]),
         st.warning(plain(message), icon=":material/link_off:")
 state.set_default(W["metric"], VAL_ACC if VAL_ACC in metrics else
                   STEP_LOSS if STEP_LOSS in metrics else metrics[0])
-c1, c2, c3, c4, c5 = st.columns([3, 2, 2, 3, 2])
+c1, c2, c3, c4, c5, c6 = st.columns([3, 2, 2, 2, 3, 2])
 metric = c1.selectbox("Metric", metrics, key=W["metric"], format_func=plots.metric_title)
 # Select boxes, not radios: four choices side by side would wrap and push the chart down.
 x_axis = c2.selectbox("X axis", list(plots.X_AXES), key=W["x"],
                       format_func=lambda x: {"time": "wall time", "examples": "examples seen"}
                       .get(x, x))
 # None: log where a loss spans decades (plots.ChartOptions.log_y); True/False: the user's
-log_y = c2.selectbox("Y scale", [None, False, True], key=W["log_y"],
+log_y = c3.selectbox("Y scale", [None, False, True], key=W["log_y"],
                      format_func=lambda v: {None: "auto", False: "linear", True: "log"}[v],
                      help="Auto: logarithmic where a loss spans decades (22 down to 0.2), "
                           "else linear.")
-smoothing = c3.slider("Smoothing (EMA weight)", 0.0, state.MAX_SMOOTHING, step=0.01,
+smoothing = c4.slider("Smoothing (EMA weight)", 0.0, state.MAX_SMOOTHING, step=0.01,
                       key=W["smoothing"],
                       help="TensorBoard-style debiased moving average; the raw curve stays faint.")
-average_over = c4.selectbox(
+average_over = c5.selectbox(
     "Average over", [None] + sorted(fields, key=lambda f: f != "seed"), key=W["average_over"],
     format_func=lambda f: "nothing (one line per run)" if f is None else f,
     help="Runs equal in every other config field become one mean line with a band, e.g. "
          "'seed' averages each configuration over its seeds (however they were packed or "
          "where they ran).")
-band = c5.selectbox("Band", list(plots.BANDS), key=W["band"], disabled=average_over is None,
+band = c6.selectbox("Band", list(plots.BANDS), key=W["band"], disabled=average_over is None,
                     format_func=lambda b: {"std": "±1 std", "minmax": "min–max",
                                            "ci": "95% CI of mean"}[b])
 panels = st.multiselect("Beside it", [m for m in metrics if m != metric], key="compare_panels",
@@ -146,18 +146,20 @@ if not average_over and any(warnings.values()):
     st.caption("◆ a warning: hover it for what happened; the Diagnostics page shows the "
                "evidence layer by layer.")
 key_table = plots.legend_table(runs, options)
-with st.expander(f"Key: all {len(key_table)} {'groups' if average_over else 'runs'} in full "
-                 "(search with the table's 🔍)", expanded=len(key_table) > 10):
+with st.expander(f"Key: all {len(key_table)} {'groups' if average_over else 'runs'}, "
+                 "searchable, each with its whole label", expanded=len(key_table) > 10):
     st.dataframe(key_table.style.map(lambda c: f"background-color: {c}; color: {c}",
                                      subset=["colour"]),
                  hide_index=True, key="compare_key", height=min(420, 38 + 35 * len(key_table)),
                  column_config={"colour": st.column_config.TextColumn("", width=24),
-                                "label": st.column_config.TextColumn(width="large"),
-                                "runs": None if not average_over else
-                                st.column_config.NumberColumn(width="small"),
+                                "entry": st.column_config.TextColumn("in the legend"),
                                 "name": None if average_over else st.column_config.TextColumn(),
                                 "status": None if average_over else
-                                st.column_config.TextColumn(width="small")})
+                                st.column_config.TextColumn(width="small"),
+                                "runs": None if not average_over else
+                                st.column_config.NumberColumn(width="small"),
+                                "label": st.column_config.TextColumn("whole label",
+                                                                     width="large")})
 labels = describe.run_labels(runs)
 drawn = set(frame.loc[frame["name"] == metric, "run"])
 empty = [labels[r.id] for r in runs if r.id not in drawn]

@@ -33,9 +33,9 @@ show = col_show.selectbox("Show", choices, key="live_show",
                                "still training; every running and queued run; the runs you "
                                "pinned; or one tag.")
 # None: log where the loss spans decades (plots.live_figures); True/False: the user's choice
-log_y = col_log.selectbox("Loss scale", [None, False, True], key="live_log_y",
-                          format_func=lambda v: {None: "auto", False: "linear", True: "log"}[v],
+scale = col_log.selectbox("Loss scale", ["auto", "linear", "log"], key="live_log_y",
                           help="Auto: logarithmic where the loss spans decades, else linear.")
+log_y = {"auto": None, "linear": False, "log": True}[scale]
 
 
 def chosen(records, active: set) -> list:
@@ -89,9 +89,9 @@ def live_view():
             st.caption(f"**{dataset}**")
         figures = plots.live_figures({i: frames[i] for i in ids}, labels, ends, log_y=log_y,
                                      colors=colors, warnings=warnings)
-        columns = st.columns(3)
         # No run here has an evaluation yet: one line says why instead of two empty charts.
         empty = widgets.empty_evaluations_note([r for r in shown if r.id in ids], labels, frames)
+        columns = st.columns([1, 2] if empty else 3)
         if empty:
             figures = {k: f for k, f in figures.items() if k == "step_loss"}
             columns[1].info(plain(empty), icon=":material/info:")

@@ -217,5 +217,5 @@ def test_the_key_lists_every_run_and_the_loss_scale_follows_the_data(services):
     assert {t["legendgroup"]: t["line"]["color"] for t in key["data"]} == colours
     assert step_loss["layout"]["yaxis"]["type"] == "log"            # auto: spans decades
     assert any("trainlabHighlight" in h.proto.body for h in at.get("html"))
-    at.selectbox(key="live_log_y").set_value(False).run()
+    at.selectbox(key="live_log_y").set_value("linear").run()
     assert chart_specs(at)[0]["layout"]["yaxis"]["type"] == "linear"   # the user's choice

@@ -129,27 +129,28 @@ def test_label_falls_back_to_name_then_id_and_breaks_ties():
                       "run-cccccc": "lr 0.2"}
 
 
-def test_long_labels_lose_shared_parts_never_the_one_that_differs():
-    short = {"a": "sgd", "b": "adam"}
-    assert describe.shorten_labels(short, 20) == short
-    # 'lr 0.1' and 'layer norm' are shared by all four runs (besides the optimizer, what
-    # differs is the seed); cut at the end, R1 and R2 used to read the same
-    labels = {f"r{i}": f"{opt} · lr 0.1 · layer norm · relu · seed {seed}"
-              for i, (opt, seed) in enumerate([("sgd", 0), ("sgd", 1), ("adam", 0),
-                                                 ("adam", 1)])}
-    labels["r4"] = "adam · lr 0.01 · batch norm · tanh · seed 0"
-    out = describe.shorten_labels(labels, 18)
-    assert out["r0"] == "sgd · … · seed 0" and out["r1"] == "sgd · … · seed 1"
-    assert len(set(out.values())) == len(labels)             # still one text per run
-    for k, text in out.items():        # every part left is from its own label
-        kept = [p for p in text.split(" · ") if p != "…"]
-        assert all(p in labels[k].split(" · ") for p in kept)
-        if k != "r4":                  # the seed tells r0-r3 apart: never cut
-            assert kept[-1] == labels[k].split(" · ")[-1]
-    # a part is kept when leaving it out would read as another run: 'adam · … · seed 0'
-    # could be r4 as well, so r2 keeps its activation; r4 keeps one part of its own
-    assert out["r2"] == "adam · … · relu · seed 0"
-    assert set(out["r4"].split(" · ")) & {"lr 0.01", "batch norm", "tanh"}
+def test_what_most_runs_share_can_leave_the_labels_and_no_two_runs_read_the_same():
+    # 19 stored runs of every kind: their labels hold every field that differs anywhere
+    labels = {f"g{i}": f"{opt} · lr {lr} · depth 2 · batch 256 · seed {seed}"
+              for i, (opt, lr, seed) in enumerate(
+                  (o, lr, s) for o in ("sgd", "adam") for lr in (0.1, 0.01) for s in (0, 1))}
+    labels["deep"] = "sgd · lr 0.1 · depth 3 · batch 256 · seed 0"
+    labels["small"] = "adam · lr 0.01 · depth 2 · batch 32 · seed 0"
+    common = describe.common_parts(labels)
+    # held by 9, 9 and 6 of 10, in the labels' order
+    assert common == ["depth 2", "batch 256", "seed 0"]
+    short = describe.without_parts(labels, common)
+    assert (short["g0"], short["g1"]) == ("sgd · lr 0.1", "sgd · lr 0.1 · seed 1")
+    assert short["deep"] == "sgd · lr 0.1 · depth 3"            # where it differs stays
+    assert short["small"] == "adam · lr 0.01 · batch 32"
+    assert len(set(short.values())) == len(labels)
+    # nothing is common among two, or when no part is held by more than half
+    assert describe.common_parts({"a": "sgd · seed 0", "b": "sgd · seed 1"}) == []
+    assert describe.common_parts({k: v for k, v in labels.items() if k.startswith("g")}) == \
+        ["depth 2", "batch 256"]                      # seed 0: 4 of 8, not more than half
+    # a label made only of common parts keeps them (it is the common setting)
+    assert describe.without_parts({"a": "x · y", "b": "x · y · z"}, ["x", "y"]) == \
+        {"a": "x · y", "b": "z"}
 
 
 def test_labels_wrap_at_their_breaks_and_are_cut_in_the_middle_only_past_two_lines():
