@@ -153,6 +153,8 @@ def results_ui(exp, store) -> None:
         if len(exp.runs) > 2:
             st.plotly_chart(plots.parallel_figure(exp, frame, groups),
                             key=f"exp_parallel_{exp.id}", width="stretch")
+        # hover a line or legend entry: the other runs dim (plots.HIGHLIGHT_JS, our script)
+        st.html(f"<script>{plots.HIGHLIGHT_JS}</script>", unsafe_allow_javascript=True)
     if result.references:
         st.markdown("**The notebook's numbers beside ours** (inside: within the 95% "
                     "prediction interval of one run from our seeds)")
