@@ -1,16 +1,22 @@
 """The Playground: flip a knob, a run trains at once and its curves join the earlier tries.
 
-This module owns the Playground's knobs (which options, their widgets, one-line explanations
-and hover formulas), its budget for seconds-long runs, the rule "one run per distinct config"
-(a knob change or Train submits one run; a rerun, a reload, an opened link or a return to an
-earlier setting submits nothing and shows the stored run), the trail of tries (run ids in session state, most recent first; the runs themselves
-live in the store, tagged `playground`) with its diff labels, pin and clear, the run controls
-(stop, pause, step one batch, resume) and the shareable link (the knobs as query parameters
-named as the config fields).
+This module owns the Playground's knobs (which options, their groups, widgets and hover
+explanations with formulas), its budget for seconds-long runs, the rule "one run per
+distinct config" (a knob change or Train submits one run; a rerun, a reload, an opened link
+or a return to an earlier setting submits nothing and shows the stored run), the trail of
+tries (run ids in session state, most recent first, and in the URL as `tries`, so a reload
+brings it back; the runs themselves live in the store, tagged `playground`) with its diff
+labels, pin and clear, the run controls (stop, pause, step one batch, resume), the
+shareable link (the knobs as query parameters named as the config fields) and the one-screen
+layout: knobs on the left; the network (engine/network_view.py) beside the data with its
+decision regions (or the prediction strip on images), the loss and accuracy curves below.
+Before anything trains, the network and regions drawn are the untrained model's, with the
+run's own initialization (engine.diagnostics.initial_snapshot).
 
 Pure functions (testable without Streamlit): `base_config`, `visible_knobs`, `link_values`,
-`diff_label`, `trail_labels`, `budget_text`, `same_config`, `find_playground_run`. The
-`*_ui` functions draw widgets and act on the user's choices.
+`diff_label`, `trail_labels`, `budget_text`, `same_config`, `find_playground_run`,
+`trail_param`, `trail_from_param`. The `*_ui` functions draw widgets and act on the user's
+choices.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ import streamlit as st
 
 from app import live_cache, services, state, widgets
 from app.text import plain
-from engine import config, describe, diagnostic_plots, plots
+from engine import config, describe, diagnostic_plots, network_view, plots
 from engine.config import ConfigError, RunConfig
 from engine.events import STEP_LOSS, VAL_ACC, RunStatus
 
@@ -32,15 +38,25 @@ TAG = "playground"              # every Playground run carries it: nothing is lo
 PINNED_TAG = "pinned"
 MAX_TRAIL = 12                  # unpinned tries kept on the charts; older ones stay in the store
 REFRESH_S = 0.5                 # chart refresh while a try trains, seconds
+TRIES_PARAM = "tries"           # URL parameter: the trail, as its runs' id suffixes
+FIGURES = "pg_figures"          # session key: name -> (what it shows, figure) built last
+SUFFIX = 6                      # hex characters ending a run id (engine.store.create_run)
+# Heights (px) that fit the page on one 1400x900 screen (tests/e2e checks it).
+NETWORK_HEIGHT = 370
+REGIONS_HEIGHT = 370
+CURVES_HEIGHT = 250
 
 # The starting point: a spirals run that finishes in a few seconds on a CPU.
 BASE = {"dataset": "spirals", "toy_samples": 600, "train_subset": 2000, "epochs": 20,
         "optimizer": "adam", "lr": 0.01, "batch_size": 32, "depth": 2, "width": [20]}
 
-# The knobs, in the order drawn: (field, one-line explanation, formula on hover or "").
+# The knobs: (field, one-line explanation, formula or ""), shown on hover. Their order here is
+# the order of diff labels; GROUPS is the order drawn.
 KNOBS = (
     ("dataset", "What to learn: 2-D toy points or small images.", ""),
     ("model", "The network: an MLP, or a CNN for images.", ""),
+    ("toy_noise", "How far the points scatter around their shape (spirals: at the arms' "
+     "outer end, less towards the centre).", "x ← x + ε,  ε ~ N(0, noise²)"),
     ("depth", "Hidden layers (residual blocks for the ResNet).", ""),
     ("width", "Units in each hidden layer.", "h = act(x W + b), W has width columns"),
     ("activation", "The nonlinearity after each hidden layer.",
@@ -70,11 +86,17 @@ KNOBS = (
     ("weight_scale", "Standard deviation of the initial weights.", "W ~ N(0, weight_scale²)"),
     ("seed", "Fixes initialization, shuffling and dropout.", ""),
 )
-# The budget: how long a try trains. Stated on the page, adjustable.
+# The budget: how long a try trains (in the Data and Training groups).
 BUDGET = (("epochs", "Passes over the training examples."),
           ("toy_samples", "Points in the toy set (80% train, 20% validation)."),
           ("train_subset", "Training images used (the first N)."))
 LINK_FIELDS = tuple(name for name, *_ in KNOBS) + tuple(name for name, _ in BUDGET)
+# The knobs drawn, by group (as TensorFlow Playground's data / network / training), two a row.
+GROUPS = (("Data", ("dataset", "model", "toy_samples", "train_subset", "toy_noise")),
+          ("Network", ("depth", "width", "activation", "norm", "norm_position", "residual",
+                       "dropout", "init", "weight_scale")),
+          ("Training", ("optimizer", "lr", "momentum", "beta1", "beta2", "batch_size",
+                        "epochs", "seed")))
 
 # Values offered by the sliders; a value from a link that is not among them is added.
 STEPS = {
@@ -86,6 +108,7 @@ STEPS = {
     "beta2": (0.9, 0.99, 0.999, 0.9999),
     "dropout": (0.0, 0.1, 0.2, 0.3, 0.5),
     "weight_scale": (1e-3, 1e-2, 0.1, 1.0),
+    "toy_noise": (0.0, 0.05, 0.1, 0.2, 0.3, 0.5),
 }
 # Knob labels and the words of diff labels come from the option catalogue (config.label,
 # config.short_label), so the Playground, the launch form and legends say the same thing.
@@ -128,8 +151,8 @@ def budget_text(cfg: dict) -> str:
     n_train, n_val = config.split_sizes(RunConfig.from_dict(cfg))
     steps = math.ceil(n_train / cfg["batch_size"]) * cfg["epochs"]
     validation = f"{n_val:,} examples" if n_val else "the test set"
-    return (f"Each try trains {cfg['epochs']} epochs over {n_train:,} training examples "
-            f"(batch {cfg['batch_size']}: {steps:,} steps) and validates on {validation}.")
+    return (f"A try: {cfg['epochs']} epochs over {n_train:,} training examples, batch "
+            f"{cfg['batch_size']}: {steps:,} steps; validated on {validation}.")
 
 
 def same_config(a: dict, b: dict) -> bool:
@@ -180,19 +203,47 @@ def pin_name(cfg: dict) -> str:
     return ("playground · " + describe.config_summary(cfg))[:config.MAX_NAME_LENGTH]
 
 
+def trail_param(trail: list[str]) -> str:
+    """The trail as the URL carries it: its runs' id suffixes, most recent first."""
+    return ",".join(rid[-SUFFIX:] for rid in trail)
+
+
+def trail_from_param(text: str, records) -> list[str]:
+    """The stored Playground runs a `tries` parameter names, in its order: each suffix
+    matched against the runs tagged playground (newest first, so a suffix shared by two
+    runs names the newer); a suffix that matches none (a link from another machine, a
+    deleted run) or is not 6 hex digits names nothing."""
+    by_suffix = {}
+    for record in records:
+        if TAG in record.tags:
+            by_suffix.setdefault(record.id[-SUFFIX:], record.id)
+    found = []
+    for part in str(text).split(","):
+        rid = by_suffix.get(part.strip().lower())
+        if rid is not None and rid not in found:
+            found.append(rid)
+    return found
+
+
 # --- knobs --------------------------------------------------------------------------------------
 
 def apply_link(params: dict) -> None:
-    """Set the knobs from the URL's parameters: on a session's first run (a shared link), and
-    whenever they change under the page (browser back/forward); not on a knob change's rerun,
-    which still carries the parameters this page wrote. A bad or unknown parameter is refused
-    with a message naming it, the knobs keep (or start from) their values, and nothing
-    launches until a knob is changed. A URL without parameters (the sidebar link back to the
-    page) keeps the knobs as they were."""
+    """Set the knobs from the URL's parameters: on a session's first run (a shared link or a
+    reload), and whenever they change under the page (browser back/forward); not on a knob
+    change's rerun, which still carries the parameters this page wrote. A bad or unknown
+    parameter is refused with a message naming it, the knobs keep (or start from) their
+    values, and nothing launches until a knob is changed. A URL without parameters (the
+    sidebar link back to the page) keeps the knobs as they were. On a session's first run
+    the `tries` parameter brings the trail back from the store (a reload keeps the tries)."""
     first = state.PG_VALUES not in st.session_state
     if not first and params == st.session_state.get(state.PG_LINK):
         return
     st.session_state[state.PG_LINK] = params
+    tries = params.get(TRIES_PARAM)
+    params = {k: v for k, v in params.items() if k != TRIES_PARAM}
+    if first and tries:
+        st.session_state[state.PG_TRAIL] = trail_from_param(
+            tries, services.get_store().list_runs())
     values = base_config() if first else st.session_state[state.PG_VALUES]
     error = None
     if params:
@@ -222,21 +273,22 @@ def refused_link(cfg: dict | None) -> str:
     return message or ""
 
 
-def _widget(name: str, values: dict, explanation: str, formula: str):
+def _help(name: str, explanation: str, formula: str) -> str:
+    s = config.spec(name)
+    return explanation + (f"  \n\n`{formula}`" if formula else "") + f"  \n\n({s['help']})"
+
+
+def _widget(name: str, values: dict, help_text: str):
     key = state.PG_PREFIX + name
     s = config.spec(name)
     value = values[name][0] if name == "width" else values[name]
-    help_text = explanation + (f"  \n\n`{formula}`" if formula else "") + f"  \n\n({s['help']})"
     label = config.label(name)
     if key not in st.session_state:
         st.session_state[key] = value
     if name == "model":
         out = st.selectbox(label, model_choices(values["dataset"]), key=key, help=help_text)
     elif s["choices"]:
-        horizontal = len(s["choices"]) <= 3
-        widget = st.radio if horizontal else st.selectbox
-        kwargs = {"horizontal": True} if horizontal else {}
-        out = widget(label, list(s["choices"]), key=key, help=help_text, **kwargs)
+        out = st.selectbox(label, list(s["choices"]), key=key, help=help_text)
     elif name in STEPS:
         options = sorted(set(STEPS[name]) | {st.session_state[key]})
         out = st.select_slider(label, options, key=key, help=help_text,
@@ -245,27 +297,37 @@ def _widget(name: str, values: dict, explanation: str, formula: str):
         # Unbounded in the browser (a bounded field keeps a typed value on screen but sends
         # the old one): the config check names a value out of range and nothing launches.
         out = st.number_input(label, step=1, key=key, help=help_text)
-    st.caption(explanation)
     return [int(out)] if name == "width" else out
 
 
 def knobs_ui(values: dict) -> dict:
-    """Draw the shown knobs and the budget; returns the config they set (not yet validated).
-    Hidden knobs keep their values in session state for when they show again."""
-    for name, explanation, formula in KNOBS:
-        if name == "model" and values["model"] not in model_choices(values["dataset"]):
-            values["model"] = model_choices(values["dataset"])[0]   # toy data: MLP only
-            st.session_state.pop(state.PG_PREFIX + "model", None)
-        if name == "width" and len(values["width"]) > 1 and name in visible_knobs(values):
-            # One width per layer (from a link): kept as it is; the slider sets one width.
-            st.caption(f"Width per layer: {describe.value_text(values['width'])} (one width "
-                       "for every layer: the Launch page)")
-        elif name in visible_knobs(values):
-            values[name] = _widget(name, values, explanation, formula)
-    with st.expander("Budget (per try)", expanded=False):
-        for name, explanation in BUDGET:
-            if name in visible_budget(values):
-                values[name] = _widget(name, values, explanation, "")
+    """Draw the shown knobs and the budget in their groups, two a row, each explained on
+    hover (its "?"); returns the config they set (not yet validated). Hidden knobs keep their
+    values in session state for when they show again."""
+    for name in LINK_FIELDS:
+        # A widget's new value is in session state before it is drawn: which knobs show
+        # follows it at once (SGD hides the betas in the same rerun), whatever the order.
+        key = state.PG_PREFIX + name
+        if key in st.session_state and not (name == "width" and len(values["width"]) > 1):
+            new = st.session_state[key]
+            values[name] = [int(new)] if name == "width" else new
+    if values["model"] not in model_choices(values["dataset"]):
+        values["model"] = model_choices(values["dataset"])[0]      # toy data: MLP only
+        st.session_state.pop(state.PG_PREFIX + "model", None)
+    explained = {name: (explanation, formula) for name, explanation, formula in KNOBS}
+    explained.update({name: (explanation, "") for name, explanation in BUDGET})
+    for title, names in GROUPS:
+        shown = [n for n in names if n in visible_knobs(values) + visible_budget(values)]
+        st.markdown(f"<div class='pg-group'>{title}</div>", unsafe_allow_html=True)
+        for i in range(0, len(shown), 2):
+            for column, name in zip(st.columns(2, gap="small"), shown[i:i + 2]):
+                with column:
+                    if name == "width" and len(values["width"]) > 1:
+                        # One width per layer (from a link): kept as it is; the slider sets one.
+                        st.caption(f"Width per layer: {describe.value_text(values['width'])} "
+                                   "(one width for every layer: the Launch page)")
+                    else:
+                        values[name] = _widget(name, values, _help(name, *explained[name]))
     st.session_state[state.PG_VALUES] = values
     return dict(values)
 
@@ -309,8 +371,12 @@ def validate(values: dict) -> tuple[dict | None, str]:
 
 
 def sync_link(cfg: dict) -> None:
-    """Write the knobs into the URL (only when they changed, so a rerun writes nothing)."""
+    """Write the knobs and the trail into the URL (only when they changed, so a rerun writes
+    nothing)."""
     wanted = state.query_text(link_values(cfg))
+    trail = st.session_state.get(state.PG_TRAIL) or []
+    if trail:
+        wanted[TRIES_PARAM] = trail_param(trail)
     if st.query_params.to_dict() != wanted:
         st.query_params.from_dict(wanted)       # a new browser history entry
     st.session_state[state.PG_LINK] = wanted
@@ -351,29 +417,46 @@ def _trim(store, trail: list) -> None:
     trail[:] = kept
 
 
-def controls_ui(manager, run_id: str) -> None:
-    """Stop, pause, step one batch and resume for the current try, with its progress."""
-    progress = manager.progress(run_id)
+def controls_ui(manager, run_id: str | None, store, cfg: dict) -> None:
+    """One row: Train (before the first try of this setting) or stop, pause, step one batch
+    and resume for the current try, its progress, and the tries with Pin and Clear."""
+    progress = manager.progress(run_id) if run_id else None
     active = progress is not None and progress.status in RunStatus.ACTIVE
     paused = bool(progress and progress.paused)
-    c_stop, c_pause, c_step, c_resume = st.columns(4)
-    # Callbacks act before the rerun draws the buttons, so each is enabled by the new state.
-    c_stop.button("Stop", icon=":material/stop_circle:", disabled=not active, key="pg_stop",
-                  on_click=manager.stop, args=(run_id,))
-    c_pause.button("Pause", icon=":material/pause:", disabled=not active or paused,
-                   key="pg_pause", on_click=manager.pause, args=(run_id,))
-    c_step.button("Step", icon=":material/skip_next:", disabled=not active, key="pg_step",
-                  help="Train exactly one more batch, then hold.", on_click=manager.step_once,
-                  args=(run_id,))
-    c_resume.button("Resume", icon=":material/play_arrow:", disabled=not paused,
-                    key="pg_resume", on_click=manager.resume, args=(run_id,))
-    progress = manager.progress(run_id)
-    fraction, text = widgets.progress_line(progress)
-    if progress is not None and progress.paused and progress.status in RunStatus.ACTIVE:
-        text = "paused · " + text
-    st.progress(fraction, text=text)
-    if progress is not None and progress.reason:
-        st.caption(f"{progress.status}: {plain(progress.reason)}")
+    c_buttons, c_progress, c_tries = st.columns([2.9, 1.9, 0.85], vertical_alignment="center")
+    with c_buttons, st.container(horizontal=True, gap="small", key="pg_controls"):
+        if run_id is None:
+            if st.button("Train", icon=":material/play_arrow:", key="pg_train", type="primary",
+                         help="Train this setting (any knob you flip trains at once)."):
+                ensure_run(store, cfg, launch=True)
+                st.rerun()
+        else:
+            # Callbacks act before the rerun draws the buttons: each is enabled by the new state.
+            st.button("Stop", icon=":material/stop_circle:", disabled=not active, key="pg_stop",
+                      on_click=manager.stop, args=(run_id,))
+            st.button("Pause", icon=":material/pause:", disabled=not active or paused,
+                      key="pg_pause", on_click=manager.pause, args=(run_id,))
+            st.button("Step", icon=":material/skip_next:", disabled=not active, key="pg_step",
+                      help="Train exactly one more batch, then hold.",
+                      on_click=manager.step_once, args=(run_id,))
+            st.button("Resume", icon=":material/play_arrow:", disabled=not paused,
+                      key="pg_resume", on_click=manager.resume, args=(run_id,))
+    with c_progress:
+        if run_id is None:
+            st.caption("Press Train, or flip any knob: each setting trains at once.")
+        else:
+            progress = manager.progress(run_id)
+            fraction, text = widgets.progress_line(progress)
+            if progress is not None and progress.paused and progress.status in RunStatus.ACTIVE:
+                text = "paused · " + text
+            st.progress(fraction, text=text)
+            if progress is not None and progress.reason:
+                st.caption(f"{progress.status}: {plain(progress.reason)}")
+    with c_tries:
+        trail = st.session_state.get(state.PG_TRAIL, [])
+        with st.popover(f"Tries {len(trail)}", icon=":material/history:",
+                        disabled=not trail, width="stretch"):
+            trail_list_ui(store, run_id)
 
 
 def toggle_pin(store, run_id: str) -> None:
@@ -394,15 +477,17 @@ def clear_try(run_id: str) -> None:
         trail.remove(run_id)
 
 
-def trail_list_ui(store, current: str) -> None:
+def trail_list_ui(store, current: str | None) -> None:
     """Each try with its label, status and Pin / Clear buttons (callbacks: they act before
     the rerun draws the charts)."""
     trail = st.session_state.get(state.PG_TRAIL, [])
     records = {rid: r for rid in trail if (r := store.get_run(rid)) is not None}
     labels = trail_labels({rid: r.config for rid, r in records.items()}, current)
+    st.caption("Most recent first; a try's label says what differs from the current one. "
+               "Pinned tries stay at full strength; cleared ones stay in the store.")
     for rid, record in records.items():
         pinned = PINNED_TAG in record.tags
-        c_label, c_pin, c_clear = st.columns([6, 1, 1], vertical_alignment="center")
+        c_label, c_pin, c_clear = st.columns([5, 1.3, 1.3], vertical_alignment="center")
         text = f"**{labels[rid]}**" if rid == current else labels[rid]
         c_label.markdown(f"{widgets.status_badge(record.status)} {text}"
                          + (" · :material/push_pin: " + plain(record.name) if pinned else ""))
@@ -413,97 +498,223 @@ def trail_list_ui(store, current: str) -> None:
                            help="Take it off the charts (it stays in the store)")
 
 
+# --- what the page draws ------------------------------------------------------------------------
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def initial_view(cfg_json: str) -> tuple[str, dict | None, str]:
+    """(kind, data, "") of the snapshot a run of this config would show before its first
+    step (engine.diagnostics.initial_snapshot: the untrained network with the run's own
+    initialization, its decision regions or prediction strip), or ("", None, why not) when
+    the dataset's files are missing. Cached per config: the same knobs draw at once."""
+    from engine import datafiles
+    cfg = RunConfig.from_dict(json.loads(cfg_json))
+    missing = datafiles.missing_files(cfg)
+    if missing:
+        return "", None, missing
+    from engine.data import DataMissingError
+    from engine.diagnostics import initial_snapshot
+    try:
+        snapshot = initial_snapshot(cfg)
+    except DataMissingError as exc:
+        return "", None, str(exc)
+    return snapshot.kind, snapshot.data, ""
+
+
+def newest_snapshot(store, run_id: str, kind: str):
+    """(step, data) of the run's newest snapshot of `kind`, or None; reads only snapshots
+    newer than the last one this session has seen."""
+    seen = st.session_state.setdefault(state.PG_REGIONS, {})
+    last = seen.get(run_id)
+    if last is not None and last[2] != kind:
+        last = None
+    newer = store.read_snapshots(run_id, kind, after_step=last[0] if last else -1)
+    if newer:
+        step, data = newer[-1]
+        seen[run_id] = last = (step, data, kind)
+    return (last[0], last[1]) if last else None
+
+
+def memo_figure(name: str, key, build):
+    """The figure `build()` makes, rebuilt only when `key` (what it shows: run, step, ...)
+    changes: the page redraws every REFRESH_S, a snapshot changes once per evaluation, and
+    building a figure costs tens of milliseconds of plotly's validation."""
+    memo = st.session_state.setdefault(FIGURES, {})
+    if name not in memo or memo[name][0] != key:
+        memo[name] = (key, build())
+    return memo[name][1]
+
+
+def class_names(cfg: dict, data: dict | None) -> list[str]:
+    """The output units' names: a prediction strip's classes, a toy set's (engine.data)."""
+    if data and data.get("classes") and "images" in data:
+        return list(data["classes"])
+    if cfg.get("dataset") in config.TOY_DATASETS:
+        from engine.data import CLASSES
+        return list(CLASSES[cfg["dataset"]])
+    return []
+
+
 @st.fragment(run_every=REFRESH_S)
-def tries_ui(current: str) -> None:
-    """Redrawn in place every REFRESH_S: the current try's controls and progress, loss and
-    accuracy of every try on the trail (read incrementally from the store), the toy data, and
-    the list of tries with Pin and Clear."""
+def tries_ui(current: str | None, cfg: dict) -> None:
+    """Redrawn in place every REFRESH_S: the controls and progress, the network beside the
+    data and its decision regions (or the prediction strip), and the loss and accuracy of
+    every try on the trail (read incrementally from the store). Before the first try of this
+    setting (`current` None), the untrained network and its regions."""
     store = services.get_store()
-    controls_ui(services.get_manager(), current)
+    controls_ui(services.get_manager(), current, store, cfg)
+    record = store.get_run(current) if current else None
+    view_cfg = record.config if record is not None else cfg
+    toy = view_cfg.get("dataset") in config.TOY_DATASETS
+    kind = "regions" if toy else "predictions"
+    shown = newest_snapshot(store, current, kind) if current else None
+    c_net, c_out = st.columns([1, 1], gap="small")
+    # The untrained model and the toy points need torch, which loads in the background
+    # after the first page is drawn (app/services.warm_engine): until then, a line says so
+    # and the page does not wait for it.
+    ready = services.engine_ready()
+    if shown is None and ready:
+        _, data, why = initial_view(json.dumps(view_cfg, sort_keys=True))
+        if data is None:
+            c_net.info(why, icon=":material/folder_off:")
+        else:
+            shown = (0, data)
+    source = current or json.dumps(view_cfg, sort_keys=True)   # whose figures these are
+    with c_net:
+        if not ready:
+            st.caption("Drawing the network and the data: the engine is loading…")
+        network_ui(view_cfg, shown, source)
+    with c_out:
+        if toy and ready:
+            toy_ui(view_cfg, shown, source)
+        elif not toy:
+            predictions_ui(shown)
+    curves_ui(store, current)
+    sync_link(cfg)
+
+
+def network_ui(cfg: dict, shown, source: str) -> None:
+    """The network as layers of units (engine/network_view.py) at the shown step; `source`
+    names whose it is (the run, or the config before it trains)."""
+    if shown is None:
+        return
+    step, data = shown
+    network = data.get("network")
+    if not network:
+        st.caption("This run stored no network view (it trained before the Playground drew "
+                   "one).")
+        return
+    title = f"Network at step {step}" if step else "Network before training"
+    figure = memo_figure("network", (source, step), lambda: network_view.network_figure(
+        network, classes=class_names(cfg, data), title=title, height=NETWORK_HEIGHT))
+    st.plotly_chart(figure, key="pg_network", config={"displaylogo": False,
+                                                       "displayModeBar": False})
+
+
+def toy_ui(cfg: dict, shown, source: str) -> None:
+    """The toy data over the newest decision regions (the Diagnostics view's figure,
+    engine/diagnostic_plots.py): the untrained network's before the first evaluation."""
+    if shown is None:
+        return
+    show_test = st.session_state.get("pg_show_test", False)
+    figure = memo_figure("regions", (source, shown[0], show_test),
+                         lambda: regions_figure(cfg, shown, show_test))
+    st.plotly_chart(figure, key="pg_toy", config={"displaylogo": False,
+                                                   "displayModeBar": False})
+    st.toggle("Show validation points", key="pg_show_test")
+
+
+def regions_figure(cfg: dict, shown, show_test: bool) -> go.Figure:
+    """The data over the shown snapshot's decision regions, sized for the page."""
+    train_xy, train_y, test_xy, test_y = diagnostic_plots.toy_points(cfg)
+    if not show_test:
+        test_xy, test_y = test_xy[:0], test_y[:0]
+    step, data = shown
+    title = f"Decision regions at step {step}" if step else "Decision regions before training"
+    figure = diagnostic_plots.regions_figure(data, (train_xy, train_y, test_xy, test_y),
+                                             title=title)
+    figure.update_layout(width=None, height=REGIONS_HEIGHT, margin=dict(l=36, r=6, t=30, b=30),
+                         title=dict(x=0), legend=dict(orientation="h", y=-0.02, x=1,
+                                                      xanchor="right", yanchor="bottom",
+                                                      bgcolor="rgba(255,255,255,0.7)"))
+    figure.update_xaxes(title_text="")
+    figure.update_yaxes(title_text="")
+    return figure
+
+
+PREDICTION_COLUMNS = 4      # validation images per row of the strip (two rows)
+
+
+def predictions_ui(shown) -> None:
+    """Validation images with the predicted class, green when right and red when wrong,
+    from the shown "predictions" snapshot (the untrained network's before the first
+    evaluation). The snapshot's data: {"images": [H x W (grey) or H x W x 3 lists in [0, 1]],
+    "labels": [true class], "predicted": [predicted class], "classes": [class names]}."""
+    if shown is None:
+        return
+    step, data = shown
+    names = data.get("classes") or []
+    when = f"at step {step}" if step else "before training"
+    st.caption(f"Validation images {when}: predicted class (green right, red wrong)")
+    triples = list(zip(data["images"], data["labels"], data["predicted"]))
+    for start in range(0, len(triples), PREDICTION_COLUMNS):
+        columns = st.columns(PREDICTION_COLUMNS, gap="small")
+        for column, (image, label, guess) in zip(columns, triples[start:start +
+                                                                  PREDICTION_COLUMNS]):
+            name = names[guess] if 0 <= guess < len(names) else str(guess)
+            truth = names[label] if 0 <= label < len(names) else str(label)
+            column.image(np.clip(np.asarray(image, dtype="float32"), 0.0, 1.0),
+                         width="stretch")
+            column.markdown(f":green[✓ {plain(name)}]" if guess == label
+                            else f":red[✗ {plain(name)}]  \n:gray[true: {plain(truth)}]")
+
+
+def curves_ui(store, current: str | None) -> None:
+    """Loss and accuracy of every try on the trail side by side (engine.plots.trail_figure,
+    sized for one screen), and one key line of the tries' colours and labels."""
     trail = [rid for rid in st.session_state.get(state.PG_TRAIL, []) if rid]
     records = {rid: r for rid in trail if (r := store.get_run(rid)) is not None}
     frames = live_cache.update_cache(st.session_state.setdefault(state.PG_CACHE, {}), store,
-                                 list(records))
+                                     list(records))
     labels = trail_labels({rid: r.config for rid, r in records.items()}, current)
     pinned = {rid for rid, r in records.items() if PINNED_TAG in r.tags}
-    c_loss, c_acc = st.columns(2)
-    for column, metric, title in ((c_loss, STEP_LOSS, "Training loss (per step)"),
-                                  (c_acc, VAL_ACC, "Validation accuracy (per evaluation)")):
-        figure = plots.trail_figure(frames, labels, metric, current=current, pinned=pinned,
-                                    title=title)
+    # what the curves show: rebuilt when a try gains points or a label or pin changes
+    shown = (tuple((rid, len(frame)) for rid, frame in frames.items()),
+             tuple(sorted(labels.items())), current, tuple(sorted(pinned)))
+    figures = {}
+    for column, metric, title in zip(st.columns(2, gap="small"), (STEP_LOSS, VAL_ACC),
+                                     ("Training loss (per step)",
+                                      "Validation accuracy (per evaluation)")):
+        figure = memo_figure(metric, shown, lambda: curves_figure(
+            frames, labels, metric, current=current, pinned=pinned, title=title))
+        figures[metric] = figure
         column.plotly_chart(figure, key=f"pg_chart_{metric}", config={"displaylogo": False})
-    record = records.get(current)
-    if record is not None and record.config.get("dataset") in config.TOY_DATASETS:
-        toy_ui(store, record)
-    elif record is not None:
-        predictions_ui(store, record)
-    with st.expander("Tries on the charts (most recent first)", expanded=True):
-        trail_list_ui(store, current)
+    if frames:
+        st.html(tries_key_html(figures[STEP_LOSS], list(frames), labels))
 
 
-def toy_ui(store, record) -> None:
-    """The toy data beside the curves, over the current try's newest decision regions (the
-    Diagnostics view's figure, engine/diagnostic_plots.py), redrawn as it trains."""
-    seen = st.session_state.setdefault(state.PG_REGIONS, {})
-    last = seen.get(record.id)
-    newer = store.read_snapshots(record.id, "regions", after_step=last[0] if last else -1)
-    if newer:
-        seen[record.id] = last = newer[-1]
-    show_test = st.toggle("Show validation points", key="pg_show_test")
-    train_xy, train_y, test_xy, test_y = diagnostic_plots.toy_points(record.config)
-    if not show_test:
-        test_xy, test_y = test_xy[:0], test_y[:0]
-    if last is not None:
-        figure = diagnostic_plots.regions_figure(
-            last[1], (train_xy, train_y, test_xy, test_y),
-            title=f"Decision regions at step {last[0]}")
-    else:
-        figure = points_figure(train_xy, train_y, test_xy, test_y)
-    st.plotly_chart(figure, key="pg_toy", config={"displaylogo": False})
-    if last is None:
-        st.caption("Decision regions appear at the first evaluation of a run with diagnostics "
-                   "on; the Diagnostics page shows them over the run's history.")
+def curves_figure(frames, labels, metric, *, current, pinned, title) -> go.Figure:
+    """One metric over the trail (engine.plots.trail_figure), sized for the page, its legend
+    left to the key line below both charts."""
+    figure = plots.trail_figure(frames, labels, metric, current=current, pinned=pinned,
+                                title=title)
+    figure.update_layout(height=CURVES_HEIGHT, showlegend=False,
+                         margin=dict(l=10, r=10, t=30, b=10), title=dict(font=dict(size=14)))
+    if not frames:
+        figure.add_annotation(text="Train a setting: its curve draws here", showarrow=False,
+                              x=0.5, y=0.5, xref="paper", yref="paper")
+    return figure
 
 
-def points_figure(train_xy, train_y, test_xy, test_y) -> go.Figure:
-    """The toy set's points by class (training filled, validation crosses), before the run
-    has any decision regions."""
-    colors = np.array(diagnostic_plots.CLASS_POINT)
-    fig = go.Figure()
-    for xy, y, name, symbol in ((train_xy, train_y, "train", "circle"),
-                                (test_xy, test_y, "validation", "x")):
-        if len(xy):
-            fig.add_trace(go.Scatter(x=xy[:, 0], y=xy[:, 1], mode="markers", name=name,
-                                     marker=dict(color=colors[y % len(colors)], size=6,
-                                                 symbol=symbol)))
-    fig.update_layout(title=dict(text="Data", font=dict(size=14)), template="plotly_white",
-                      height=diagnostic_plots.REGIONS_SIZE, margin=dict(l=10, r=10, t=40, b=10),
-                      legend=dict(orientation="h", y=-0.15))
-    fig.update_yaxes(scaleanchor="x", scaleratio=1)
-    return fig
-
-
-PREDICTION_COLUMNS = 8      # validation images shown in the strip
-
-
-def predictions_ui(store, record) -> None:
-    """A strip of validation images with the predicted class, green when right and red when
-    wrong, from the newest "predictions" snapshot of the current try. The snapshot's data:
-    {"images": [H x W (grey) or H x W x 3 lists in [0, 1]], "labels": [true class],
-    "predicted": [predicted class], "classes": [class names]}. Nothing is drawn before the
-    trainer has stored one."""
-    snapshots = store.read_snapshots(record.id, "predictions")
-    if not snapshots:
-        return
-    step, shown = snapshots[-1]
-    names = shown.get("classes") or []
-    st.caption(f"Validation images at step {step}: predicted class (green right, red wrong)")
-    columns = st.columns(PREDICTION_COLUMNS)
-    for column, image, label, guess in zip(columns, shown["images"], shown["labels"],
-                                           shown["predicted"]):
-        name = names[guess] if 0 <= guess < len(names) else str(guess)
-        truth = names[label] if 0 <= label < len(names) else str(label)
-        column.image(np.clip(np.asarray(image, dtype="float32"), 0.0, 1.0),
-                     width="stretch")
-        column.markdown(f":green[✓ {plain(name)}]" if guess == label
-                        else f":red[✗ {plain(name)}]  \n:gray[true: {plain(truth)}]")
+def tries_key_html(figure: go.Figure, run_ids: list, labels: dict) -> str:
+    """One line keying each try's colour to its label (the charts' legend, kept out of them
+    so the plots keep their height), in the legend's order (current first); faded tries
+    faded. `run_ids` in the order the figure ranks them (legendrank 1 = run_ids[0])."""
+    import html
+    items = []
+    for trace in sorted(figure.data, key=lambda t: t.legendrank or 0):
+        rid = run_ids[int(trace.legendrank) - 1]
+        faded = (trace.opacity if trace.opacity is not None else 1) < 1
+        items.append(f"<span class='pg-key{' pg-faded' if faded else ''}'>"
+                     f"<span class='pg-swatch' style='background:{html.escape(trace.line.color)}'>"
+                     f"</span>{html.escape(labels.get(rid, rid))}</span>")
+    return f"<div class='pg-keys'>{''.join(items)}</div>"

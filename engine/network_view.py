@@ -8,13 +8,17 @@ activation over validation images; each edge's width shows the magnitude of the 
 joining two units and its colour their sign. Pure: no Streamlit, no torch, no store.
 
 Colours (TensorFlow Playground's): blue positive, orange negative, near white near zero. A
-layer's units share one colour scale, its largest |activation| at full colour (the hover
-gives each value), so a dead ReLU unit is white whatever the other layers' scale.
+layer's units share one colour scale, its largest |activation| at full colour and a value's
+share of it shown by its square root (the hover gives each value), so a dead ReLU unit is
+white whatever the other layers' scale.
 """
 
 from __future__ import annotations
 
+import base64
 import math
+import struct
+import zlib
 
 import numpy as np
 import plotly.graph_objects as go
@@ -24,7 +28,7 @@ from engine.describe import plotly_text
 POSITIVE = "#0877bd"          # TensorFlow Playground's blue
 NEGATIVE = "#f59322"          # ... and orange
 NEUTRAL = "#f4f5f6"
-COLORSCALE = [[0.0, NEGATIVE], [0.5, NEUTRAL], [1.0, POSITIVE]]
+COLORSCALE = [[0.0, NEGATIVE], [0.5, NEUTRAL], [1.0, POSITIVE]]   # for a colour bar
 EDGE_FULL = 2.0               # |weight| (or a block's norm) drawn at the widest edge
 EDGE_WIDTHS = (0.5, 1.2, 2.0, 3.0, 4.2, 5.5)   # px: edge widths, |weight| bucketed over them
 IMAGE_CELLS = 6               # cells per side of a unit square on image data (one colour)
@@ -78,47 +82,51 @@ def network_figure(network: dict, *, classes=(), title: str = "", height: int = 
         offset = (height_cells - ((column["units"] - 1) * pitch_y + cells)) / 2
         return offset + unit * pitch_y
 
-    # One heat map holds every unit's map (NaN between them): fast however many units.
-    z = np.full((int(math.ceil(height_cells)), int(math.ceil(width_cells))), np.nan)
-    text = np.full(z.shape, "", dtype=object)
-    markers = []                                   # (x, y, colour, label, hover): dots
+    # Each unit a small picture (a PNG in the figure's layout: one <image> each, cheap to
+    # draw and to send, where a heat map per unit cost plotly a canvas each), and an
+    # invisible marker over it that carries its hover.
+    images, hovers = [], []                        # layout images; (x, y, text) per unit
+    markers = []                                   # (x, y, colour, label, hover, text place)
     for c, column in enumerate(columns):
-        left = int(round(c * pitch_x))
+        left = c * pitch_x
         for u in range(column["units"]):
-            top = int(round(top_of(column, u)))
+            top = top_of(column, u)
+            centre = (left + cells / 2, top + cells / 2)
             if column["kind"] == "input":
                 if grid:                            # x1 runs left to right, x2 bottom up
                     ramp = np.linspace(-1.0, 1.0, cells)
                     block = np.tile(ramp, (cells, 1)) if u == 0 else \
                         np.tile(ramp[::-1, None], (1, cells))
-                    z[top:top + cells, left:left + cells] = block
-                    text[top:top + cells, left:left + cells] = f"input {inputs[u]}"
+                    images.append(_unit_image(block, left, top, cells))
+                    hovers.append((*centre, f"input {inputs[u]}"))
                 else:
-                    markers.append((left + cells / 2, top + cells / 2, "#7f7f7f", inputs[u],
-                                    f"input: {inputs[u]}", "bottom center"))
+                    markers.append((*centre, "#7f7f7f", inputs[u], f"input: {inputs[u]}",
+                                    "bottom center"))
             elif column["kind"] == "hidden":
                 entry = column["entry"]
+                scale = _layer_scale(entry)
+                name = f"layer {entry['index'] + 1}, unit {u + 1}"
                 if grid:
                     values = np.asarray(entry["thumbs"][u], dtype=float)[::-1]  # rows: y up
+                    text = (f"{name}: activation {np.nanmin(values):.3g} to "
+                            f"{np.nanmax(values):.3g} over the input plane")
                 else:
-                    values = np.full((cells, cells), float(entry["mean"][u]))
-                scale = _layer_scale(entry)
-                z[top:top + cells, left:left + cells] = np.clip(values / scale, -1, 1)
-                hover = (f"layer {entry['index'] + 1}, unit {u + 1}: "
-                         + ("activation over the input plane" if grid else
-                            f"mean activation {entry['mean'][u]:.3g}"))
-                text[top:top + cells, left:left + cells] = hover
+                    values = np.asarray([[float(entry["mean"][u])]])
+                    text = f"{name}: mean activation {values[0, 0]:.3g}"
+                images.append(_unit_image(shade(values, scale), left, top, cells))
+                hovers.append((*centre, text))
             elif column["kind"] == "output":
                 name = classes[u] if u < len(classes) else f"class {u}"
-                markers.append((left + cells / 2, top + cells / 2,
-                                CLASS_COLORS[u % len(CLASS_COLORS)], name, f"output: {name}",
-                                "middle right"))
+                markers.append((*centre, CLASS_COLORS[u % len(CLASS_COLORS)], name,
+                                f"output: {name}", "middle right"))
     fig = go.Figure()
     _add_edges(fig, columns, top_of, pitch_x, cells)
-    fig.add_trace(go.Heatmap(
-        z=z, x0=0.5, dx=1, y0=0.5, dy=1, zmin=-1, zmax=1, colorscale=COLORSCALE,
-        showscale=False, text=text, hovertemplate="%{text}<extra></extra>", hoverongaps=False,
-        name="units"))
+    if hovers:
+        xs, ys, texts = zip(*hovers)
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", hovertext=[plotly_text(t)
+                                                                        for t in texts],
+                                 hoverinfo="text", marker=dict(size=16, opacity=0),
+                                 name="units", showlegend=False))
     if markers:
         xs, ys, colors, labels, hovers, positions = zip(*markers)
         fig.add_trace(go.Scatter(
@@ -137,10 +145,54 @@ def network_figure(network: dict, *, classes=(), title: str = "", height: int = 
                      scaleanchor="x", scaleratio=1, fixedrange=True)
     heading = title or ("Network" + (f" at step {step}" if step is not None else ""))
     fig.update_layout(height=height, margin=dict(l=4, r=4, t=30, b=4), showlegend=False,
+                      images=images,
                       plot_bgcolor="white", paper_bgcolor="white",
                       title=dict(text=heading, x=0, font=dict(size=14)),
                       uirevision="network")
     return fig
+
+
+def shade(values: np.ndarray, scale: float) -> np.ndarray:
+    """Values as coloured: a share of the layer's scale in [-1, 1], its square root (so a
+    unit at a tenth of the layer's largest activation still shows, at about a third)."""
+    share = np.clip(np.asarray(values, dtype=float) / scale, -1.0, 1.0)
+    return np.sign(share) * np.sqrt(np.abs(share))
+
+
+def _hex(color: str) -> np.ndarray:
+    return np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)], dtype=float)
+
+
+def colors_of(shaded: np.ndarray) -> np.ndarray:
+    """(H, W, 3) uint8 RGB of shaded values in [-1, 1]: NEGATIVE at -1, NEUTRAL at 0,
+    POSITIVE at 1, straight lines between (the colour scale COLORSCALE)."""
+    t = np.nan_to_num(np.clip(np.asarray(shaded, dtype=float), -1.0, 1.0))[..., None]
+    rgb = np.where(t >= 0, _hex(NEUTRAL) + t * (_hex(POSITIVE) - _hex(NEUTRAL)),
+                   _hex(NEUTRAL) - t * (_hex(NEGATIVE) - _hex(NEUTRAL)))
+    return np.round(rgb).astype(np.uint8)
+
+
+def png_bytes(rgb: np.ndarray) -> bytes:
+    """An (H, W, 3) uint8 array as a PNG file (8-bit RGB, no filter): the format's minimum,
+    written here so drawing needs no imaging library."""
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    height, width = rgb.shape[:2]
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + \
+            struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    rows = b"".join(b"\x00" + rgb[r].tobytes() for r in range(height))   # filter 0 per row
+    return (b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b""))
+
+
+def _unit_image(shaded: np.ndarray, left: float, top: float, cells: float) -> dict:
+    """One unit's picture as a layout image: `shaded` (rows downwards, as drawn) coloured,
+    its top-left corner at (left, top), `cells` wide and high."""
+    source = "data:image/png;base64," + base64.b64encode(png_bytes(colors_of(shaded))).decode()
+    return dict(source=source, xref="x", yref="y", x=left, y=top, sizex=cells, sizey=cells,
+                xanchor="left", yanchor="top", sizing="stretch", layer="above")
 
 
 def _layer_scale(entry: dict) -> float:

@@ -1,6 +1,8 @@
 """Playground page (AppTest, fake trainer): one run per distinct config, nothing on a rerun or
-a reload, the trail with diff labels, pin and clear, hidden knobs, pause/resume/stop, and the
-knobs as query parameters (round trip; bad values refused with the field named, nothing run)."""
+a reload, the trail with diff labels (and back after a reload, from the URL's `tries`), pin and
+clear, hidden knobs in their groups, pause/resume/stop, the untrained network and regions on
+the first visit, the network following the newest snapshot, and the knobs as query
+parameters (round trip; bad values refused with the field named, nothing run)."""
 
 import base64
 import json
@@ -58,7 +60,7 @@ def test_opening_the_page_trains_nothing_train_launches_once_reruns_nothing(serv
     store, manager = services
     at = fresh(services, train=False)
     assert not at.exception and store.list_runs() == []
-    assert "Press Train" in at.info[0].value
+    assert any("Press Train" in c.value for c in at.caption)
     at.run()
     assert store.list_runs() == []
     at.button(key="pg_train").click().run()
@@ -131,7 +133,7 @@ def test_options_that_do_not_apply_are_hidden(services):
     at.selectbox(key="pg_optimizer").set_value("sgd").run()
     assert not {"Beta 1", "Beta 2", "Momentum"} & set(labels(at))
     assert "Norm position" not in labels(at) and "Weight scale" not in labels(at)
-    at.radio(key="pg_norm").set_value("batch").run()
+    at.selectbox(key="pg_norm").set_value("batch").run()
     assert "Norm position" in labels(at)
     assert "Model" not in labels(at) and "Width" in labels(at)      # toy data: MLP only
     at.selectbox(key="pg_dataset").set_value("fashion-mnist").run()
@@ -222,7 +224,8 @@ def test_toy_data_beside_the_curves_then_the_newest_decision_regions(services):
     from engine.events import Snapshot
     store, manager = services
     at = fresh(services)
-    assert "Data" in charts(at)                          # points only, before any snapshot
+    # before the try's first snapshot: its untrained model's regions and network
+    assert {"Decision regions before training", "Network before training"} <= set(charts(at))
     run_id = runs(store)[0].id
     wait_idle(manager)
     grid = {"bounds": [-1.0, 1.0, -1.0, 1.0], "x": [-1.0, 1.0], "y": [-1.0, 1.0],
@@ -234,6 +237,9 @@ def test_toy_data_beside_the_curves_then_the_newest_decision_regions(services):
     figure = charts(at)["Decision regions at step 8"]
     assert figure["data"][0]["type"] == "heatmap"
     assert values(figure["data"][0]["z"]) == grid["classes"]
+    # a snapshot without the network (stored before the Playground drew one) says so
+    assert "Network before training" not in charts(at)
+    assert any("stored no network view" in c.value for c in at.caption)
     assert [t["name"] for t in figure["data"][1:]] == ["train"]     # validation points hidden
     at.toggle(key="pg_show_test").set_value(True).run()
     figure = charts(at)["Decision regions at step 8"]
@@ -292,3 +298,97 @@ def test_knob_labels_and_diff_words_come_from_the_option_catalogue(services):
     assert playground.diff_label({"seed": 0, "pack": True},
                                  {"seed": 1, "pack": False, "diagnostics": False,
                                   "device": "cpu"}) == "seed 0 -> 1"
+
+
+def network_chart(at):
+    return next(spec for title, spec in charts(at).items() if title.startswith("Network"))
+
+
+def test_the_first_visit_draws_the_data_and_the_untrained_network_and_trains_nothing(services):
+    from engine import diagnostics
+    from engine.config import RunConfig
+    store, _ = services
+    at = fresh(services, train=False)
+    assert not at.exception and store.list_runs() == []
+    shown = charts(at)
+    untrained = diagnostics.initial_snapshot(RunConfig.from_dict(playground.base_config()))
+    regions = shown["Decision regions before training"]
+    assert values(regions["data"][0]["z"]) == untrained.data["classes"]
+    assert len(values(regions["data"][1]["x"])) == 480           # the training points
+    network = shown["Network before training"]
+    edges = [t for t in network["data"] if t.get("mode") == "lines"]
+    assert sum(x is None for t in edges for x in t["x"]) == 2 * 8 + 8 * 8 + 8 * 3
+    assert [a["text"] for a in network["layout"]["annotations"]] == \
+        ["input", "layer 1<br>8 of 20", "layer 2<br>8 of 20", "output"]
+    # another seed is another initialization: another untrained network
+    at.number_input(key="pg_seed").set_value(5).run()
+    assert not at.exception and len(runs(store)) == 1              # a knob change trains
+
+
+def test_the_network_view_follows_the_newest_snapshot(services):
+    from engine import diagnostics, network_view
+    from engine.config import RunConfig
+    from engine.events import Snapshot
+    store, manager = services
+    at = fresh(services)
+    run_id = runs(store)[0].id
+    wait_idle(manager)
+    cfg = RunConfig.from_dict(playground.base_config())
+    seen = []
+    for step, seed in ((15, 1), (30, 2)):           # two states of the network, as training
+        data = diagnostics.initial_snapshot(cfg.replace(seed=seed)).data
+        store.record(Snapshot(run_id, step, "regions", data))
+        store.flush(5)
+        at.run()
+        network = network_chart(at)
+        assert network["layout"]["title"]["text"] == f"Network at step {step}"
+        drawn = [image["source"] for image in network["layout"]["images"]]
+        wanted = [image.source for image in network_view.network_figure(
+            data["network"]).layout.images]                            # this snapshot's
+        assert drawn == wanted and len(drawn) == 2 + 8 + 8
+        seen.append(drawn)
+    assert seen[0][2:] != seen[1][2:]                             # the units changed
+
+
+def test_the_tries_come_back_after_a_reload(services):
+    store, manager = services
+    at = fresh(services)
+    at.select_slider(key="pg_lr").set_value(0.1).run()
+    at.selectbox(key="pg_optimizer").set_value("sgd").run()
+    wait_idle(manager)
+    link = dict(at.query_params)
+    ids = [r.id for r in runs(store)]
+    assert link["tries"] == ",".join(rid[-6:] for rid in reversed(ids))   # newest first
+    reloaded = fresh(services, train=False, **link)      # a new session on the same URL
+    assert not reloaded.exception and len(runs(store)) == 3
+    assert [t[0] for t in loss_traces(reloaded)] == ["current", "adam -> sgd",
+                                                     "adam -> sgd · lr 0.01 -> 0.1"]
+    assert reloaded.selectbox(key="pg_optimizer").value == "sgd"
+    # a link without tries (or naming runs this store lacks) shows the current try alone
+    bare = fresh(services, train=False, **{k: v for k, v in link.items() if k != "tries"})
+    assert [t[0] for t in loss_traces(bare)] == ["current"]
+    odd = fresh(services, train=False, **{**link, "tries": "zzzzzz,123456," + ids[0][-6:]})
+    assert not odd.exception and not odd.error
+    assert [t[0] for t in loss_traces(odd)] == ["current", "adam -> sgd · lr 0.01 -> 0.1"]
+
+
+def test_trail_param_round_trips_through_the_store(services):
+    store, _ = services
+    a = store.create_run({"lr": 0.1}, tags=["playground"])
+    b = store.create_run({"lr": 0.2}, tags=["playground"])
+    other = store.create_run({"lr": 0.3}, tags=["hw8"])        # not a Playground run
+    text = playground.trail_param([b, a, other])
+    assert text == f"{b[-6:]},{a[-6:]},{other[-6:]}"
+    assert playground.trail_from_param(text, store.list_runs()) == [b, a]
+    assert playground.trail_from_param(text.upper(), store.list_runs()) == [b, a]
+    assert playground.trail_from_param("", store.list_runs()) == []
+
+
+def test_knobs_are_grouped_as_data_network_training(services):
+    at = fresh(services, train=False)
+    groups = [m.value for m in at.markdown if "pg-group" in m.value]
+    assert [g.split(">")[1].split("<")[0] for g in groups] == ["Data", "Network", "Training"]
+    assert not any("What to learn" in c.value for c in at.caption)   # explanations on hover
+    help_text = at.selectbox(key="pg_optimizer").help
+    assert "update rule" in help_text and "adam: m ← β1·m" in help_text
+    assert at.select_slider(key="pg_toy_noise").value == 0.1        # spirals' noise, a knob

@@ -119,9 +119,33 @@ def test_a_toy_runs_snapshots_carry_the_network_as_it_trains():
 
 # --- the figure -----------------------------------------------------------------------------
 
+def pixels(source: str) -> np.ndarray:
+    """The (H, W, 3) pixels of a layout image's PNG data URI (8-bit RGB, filter 0 rows)."""
+    import base64
+    import struct
+    import zlib
+    data = base64.b64decode(source.split(",", 1)[1])
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    at, idat = 8, b""
+    while at < len(data):
+        (length,), kind = struct.unpack(">I", data[at:at + 4]), data[at + 4:at + 8]
+        if kind == b"IDAT":
+            idat += data[at + 8:at + 8 + length]
+        at += 12 + length
+    rows = np.frombuffer(zlib.decompress(idat), dtype=np.uint8).reshape(height, 1 + 3 * width)
+    assert not rows[:, 0].any()
+    return rows[:, 1:].reshape(height, width, 3)
+
+
+def rgb(color: str) -> list[int]:
+    return [int(color[i:i + 2], 16) for i in (1, 3, 5)]
+
+
 def figure_of(view, **kw):
+    """(figure, each unit's picture's pixels, edge traces, node trace)."""
     fig = nv.network_figure(view, **kw)
-    heat = next(t for t in fig.data if t.type == "heatmap")
+    heat = [pixels(image.source) for image in fig.layout.images]
     edges = [t for t in fig.data if t.type == "scatter" and t.mode == "lines"]
     nodes = next((t for t in fig.data if t.type == "scatter" and t.mode == "markers+text"),
                  None)
@@ -138,10 +162,15 @@ def test_edges_are_as_wide_as_their_weights_and_coloured_by_sign():
     assert segments[(nv.EDGE_WIDTHS[-1], nv.NEGATIVE)] == 1          # the -2.0
     assert nv.edge_width(0.0) == nv.EDGE_WIDTHS[0] < nv.edge_width(1.0) < nv.edge_width(9.0)
     assert list(nodes.text) == ["a", "b&lt;c"]                        # names drawn as text
-    z = np.asarray(heat.z, dtype=float)
-    # 2 input maps and 3 unit maps of grid x grid cells, each layer scaled to [-1, 1]
-    assert np.isfinite(z).sum() == 5 * diag.VIEW_GRID ** 2
-    assert np.nanmin(z) == -1 and np.nanmax(z) == 1
+    # 2 input maps and 3 unit maps of grid x grid pixels; unit 2 is relu(-2 y + 0.1): 0 (white)
+    # in the top rows (y > 0), the layer's largest (full blue) in the bottom row (y = -1)
+    assert [h.shape for h in heat] == [(diag.VIEW_GRID, diag.VIEW_GRID, 3)] * 5
+    unit2 = heat[3]
+    assert unit2[0, 0].tolist() == rgb(nv.NEUTRAL) and unit2[-1, 0].tolist() == rgb(nv.POSITIVE)
+    x1 = heat[0]                                      # the input x1: orange left, blue right
+    assert x1[0, 0].tolist() == rgb(nv.NEGATIVE) and x1[0, -1].tolist() == rgb(nv.POSITIVE)
+    units = next(t for t in fig.data if t.name == "units")
+    assert units.hovertext[3] == "layer 1, unit 2: activation 0 to 2.1 over the input plane"
     titles = [a.text for a in fig.layout.annotations]
     assert titles == ["input", "layer 1", "output"]
 
@@ -154,8 +183,7 @@ def test_a_layer_drawn_in_part_says_how_many_it_has_and_a_gap_is_marked():
     assert titles[1] == "layer 1<br>8 of 12" and "⋯ 2 more ⋯" in titles
     assert fig.layout.title.text == "Network before training"
     # every drawn hidden unit is a cell block of the heat map; no edge enters the gap's layer
-    assert np.isfinite(np.asarray(heat.z, dtype=float)).sum() == \
-        (2 + 8 * 8) * diag.VIEW_GRID ** 2
+    assert len(heat) == 2 + 8 * 8
     assert sum(x is None for t in edges for x in t.x) == 2 * 8 + 6 * 8 * 8 + 8 * 3
 
 
@@ -166,8 +194,17 @@ def test_image_units_are_squares_of_their_mean_and_a_dead_unit_is_white():
         {"index": 1, "units": 2, "gap": 0, "output": True,
          "weights": [[1.0, 0.0, 0.0], [0.0, 0.0, -1.0]]}]}
     fig, heat, edges, nodes = figure_of(view, classes=["cat", "dog"])
-    z = np.asarray(heat.z, dtype=float)
-    assert sorted(set(np.round(z[np.isfinite(z)], 3))) == [0.0, 0.5, 1.0]
+    # shares of the layer's largest (2.0): 1, 0 and 0.5, coloured by their square roots
+    assert [h.shape for h in heat] == [(1, 1, 3)] * 3
+    assert heat[0][0, 0].tolist() == rgb(nv.POSITIVE) and heat[1][0, 0].tolist() == \
+        rgb(nv.NEUTRAL)
+    half = np.array(rgb(nv.NEUTRAL)) + 0.5 ** 0.5 * (np.array(rgb(nv.POSITIVE)) -
+                                                     np.array(rgb(nv.NEUTRAL)))
+    assert np.abs(heat[2][0, 0] - half).max() <= 0.5
+    units = next(t for t in fig.data if t.name == "units")
+    assert list(units.hovertext) == ["layer 1, unit 1: mean activation 2",
+                                     "layer 1, unit 2: mean activation 0",
+                                     "layer 1, unit 3: mean activation 1"]
     assert list(nodes.text) == ["28×28 pixels", "cat", "dog"]
     assert nv.COLORSCALE[1][0] == 0.5 and nv.COLORSCALE[1][1] == nv.NEUTRAL   # 0 is white
 
