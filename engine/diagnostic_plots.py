@@ -179,7 +179,8 @@ def signal_figure(profiles: dict) -> go.Figure:
         layers = [row["layer"] for row in profile]
         for col, key in ((1, "act_std"), (2, "grad_norm")):
             fig.add_trace(go.Scatter(x=layers, y=[row[key] for row in profile],
-                                     mode="lines+markers", name=label, legendgroup=label,
+                                     mode="lines+markers", name=describe.plotly_text(label),
+                                     legendgroup=label,
                                      showlegend=col == 1, line=dict(color=colors.get(label))),
                           row=1, col=col)
     fig.update_xaxes(title_text="layer")
@@ -243,8 +244,8 @@ def _square(fig: go.Figure, bounds, title: str) -> None:
     fig.update_xaxes(range=bounds[:2], title_text="x1", constrain="domain")
     fig.update_yaxes(range=bounds[2:], title_text="x2", scaleanchor="x", scaleratio=1)
     fig.update_layout(width=REGIONS_SIZE + 120, height=REGIONS_SIZE,
-                      margin=dict(t=48, b=40, l=50, r=20), title=dict(text=title,
-                                                                       font=dict(size=14)),
+                      margin=dict(t=48, b=40, l=50, r=20),
+                      title=dict(text=describe.plotly_text(title), font=dict(size=14)),
                       legend=dict(orientation="h", y=-0.15))
 
 

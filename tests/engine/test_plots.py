@@ -540,3 +540,15 @@ def test_twenty_runs_legend_is_whole_in_the_exported_png(average):
     # and the band holds text down to its last row (the rows were not sized too short)
     text_rows = np.flatnonzero((band < 120).all(axis=2).any(axis=1))
     assert len(text_rows) and text_rows[-1] < len(band) - 6 * scale
+
+
+def test_markup_in_a_label_is_text_in_the_diagnostics_figures_too():
+    from engine import diagnostic_plots
+    name = "<b>bold</b> run"
+    signal = diagnostic_plots.signal_figure({name: [{"layer": 0, "act_std": 1.0,
+                                                     "grad_norm": 0.1}]})
+    assert {t.name for t in signal.data} == {"&lt;b>bold&lt;/b> run"}
+    data = {"classes": [[0, 1], [1, 0]], "x": [0.0, 1.0], "y": [0.0, 1.0],
+            "bounds": [0.0, 1.0, 0.0, 1.0]}
+    regions = diagnostic_plots.regions_figure(data, title=f"{name} · step 4")
+    assert regions.layout.title.text == "&lt;b>bold&lt;/b> run · step 4"
