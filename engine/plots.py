@@ -941,9 +941,9 @@ def sweep_figure(exp: "experiments.Experiment", plot: "experiments.Plot", frame,
         if (part["n"] > 1).any():
             fig.add_trace(go.Scatter(
                 x=list(part["x"]) + list(part["x"])[::-1],
-                y=list(part["high"]) + list(part["low"])[::-1], fill="toself",
+                y=list(part["high"]) + list(part["low"])[::-1], fill="toself", mode="lines",
                 fillcolor=describe.rgba(color, 0.18), line=dict(width=0), hoverinfo="skip",
-                showlegend=False, legendgroup=group))
+                showlegend=False, legendgroup=group))   # mode: no markers at its corners
         fig.add_trace(go.Scatter(
             x=part["x"], y=part["mean"], mode="lines+markers", name=grid.text(group),
             legendgroup=group, line=dict(color=color), customdata=part["n"],

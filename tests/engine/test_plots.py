@@ -552,3 +552,26 @@ def test_markup_in_a_label_is_text_in_the_diagnostics_figures_too():
             "bounds": [0.0, 1.0, 0.0, 1.0]}
     regions = diagnostic_plots.regions_figure(data, title=f"{name} · step 4")
     assert regions.layout.title.text == "&lt;b>bold&lt;/b> run · step 4"
+
+
+def test_sweep_figure_lists_every_group_and_its_bands_draw_no_corner_markers():
+    from engine import experiments
+    exp = next(e for e in experiments.catalogue().values() if any(p.sweep for p in e.plots))
+    plot = next(p for p in exp.plots if p.sweep)
+    runs, parts = [], []
+    for j, label in enumerate(exp.labels):
+        for seed in range(2):
+            rid = f"r{j}-{seed}"
+            runs.append(SimpleNamespace(id=rid, name=label, status="completed", tags=[exp.tag],
+                                        config={**exp.config(label).to_dict(), "seed": seed}))
+            parts.append(pd.DataFrame({"id": [4 * j + 2 * seed, 4 * j + 2 * seed + 1],
+                                       "run": rid, "step": [5, 10], "epoch": [0.5, 1.0],
+                                       "name": plot.metric, "time": [1.0, 2.0],
+                                       "value": [0.3, 0.5 + 0.05 * j + 0.01 * seed]}))
+    fig = plots.sweep_figure(exp, plot, pd.concat(parts, ignore_index=True),
+                             experiments.matching_runs(exp, runs))
+    bands = [t for t in fig.data if t.fill == "toself"]
+    assert bands and all(t.mode == "lines" for t in bands)     # (had markers in plotly's colours)
+    lines = [t for t in fig.data if t.showlegend is not False]
+    assert len(lines) == len({t.legendgroup for t in fig.data})
+    assert fig.layout.legend.y * fig.layout.height >= plots.LEGEND_BOX_PX + 16   # room for it
