@@ -35,6 +35,9 @@ EXIT_OK, EXIT_INVALID, EXIT_NO_DATA, EXIT_DIVERGED, EXIT_FAILED = 0, 2, 3, 4, 5
 EXIT_STORAGE = 6      # the run store cannot be used (damaged, read-only, disk full, ...)
 EXIT_STOPPED, EXIT_TERMINATED = 130, 143
 EXPORT_FORMATS = ("csv", "json", "html", "png", "svg", "zip")
+YES_HELP = ("Start without asking when the estimate is over the threshold (about 10 minutes, "
+            "or a peak over 2 GB or half this machine's memory); without it such a launch asks "
+            "y/N on a terminal and is refused elsewhere.")
 
 
 class CliError(Exception):
@@ -49,19 +52,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("engine").addHandler(logging.NullHandler())
     parser = build_parser()
     args = parser.parse_args(_join_negative_numbers(sys.argv[1:] if argv is None else argv))
-    from engine.executors import ExecutorError   # light: no torch, no ray
-    from engine.store import StoreError   # light: no torch
+    # Light imports only: a refused flag or file must not load pandas (the store's readers)
+    # or torch; engine.store_faults is where StoreError lives, without the store's pandas.
+    from engine.store_faults import StoreError
     try:
         return args.handler(args)
+    except KeyboardInterrupt:     # Ctrl-C before or after a launch's wait (which handles its own)
+        print("stopped (Ctrl-C)", file=sys.stderr)
+        return EXIT_STOPPED
     except StoreError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_STORAGE
-    except ExecutorError as error:    # Ray missing or its cluster unreachable
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_FAILED
     except (CliError, ConfigError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return getattr(error, "code", EXIT_INVALID)
+    except RuntimeError as error:
+        # Ray missing or its cluster unreachable. engine.executors is imported only by the
+        # commands that train (it touches the temporary folder at import: 0.1 s under load).
+        executors = sys.modules.get("engine.executors")
+        if executors is None or not isinstance(error, executors.ExecutorError):
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 _NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
@@ -93,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--name", default="", help="Name of the run.")
     run.add_argument("--tags", default="", help="Comma-separated tags.")
     run.add_argument("--quiet", action="store_true", help="Print only the final line.")
+    run.add_argument("--yes", "-y", action="store_true", help=YES_HELP)
     run.add_argument("--ray", metavar="ADDRESS", default=None, help="Train on the Ray cluster "
                      "at ADDRESS (auto, or HOST:PORT of `ray start --head`); default: "
                      "$TRAINLAB_RAY_ADDRESS, else on this machine.")
@@ -207,6 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="Dataset folder (default: $TRAINLAB_DATA_DIR).")
     experiment.add_argument("--no-train", "--no_train", dest="train", action="store_false",
                             help="Only report what is stored; train nothing.")
+    experiment.add_argument("--yes", "-y", action="store_true", help=YES_HELP)
     experiment.set_defaults(handler=cmd_experiment)
 
     lesson = sub.add_parser("lesson", help="Lessons (predict, run, explain): list them, check a "
@@ -277,9 +291,11 @@ def cmd_run(args) -> int:
                           tags=args.tags)
     for each in planned.configs:
         _check_data(each)
-    from engine.jobs import JobManager, check_device
-    for device in {c.device for c in planned.configs}:
-        check_device(device)
+    check_devices(planned.configs)
+    # A single run trains alone with all cores; a grid at the job manager's default.
+    confirm_launch(planned.configs, _stored_runs(args), yes=args.yes,
+                   max_concurrent=None if grid else 1)
+    from engine.jobs import JobManager
     if args.ray:     # the job manager's executor follows the variable (engine.executors)
         os.environ["TRAINLAB_RAY_ADDRESS"] = args.ray
     if args.ray_insecure:     # the user's explicit consent, read by engine.executors
@@ -306,6 +322,61 @@ def cmd_run(args) -> int:
     if waited.terminated:
         return EXIT_TERMINATED
     return next((code for code in codes if code != EXIT_OK), EXIT_OK)
+
+
+def check_devices(configs) -> None:
+    """Refuse, before anything is stored, a device this machine does not have. auto and cpu
+    need no check; a CUDA device where no GPU driver is loaded, or mps off a Mac, is refused
+    without torch; any other is checked by torch, which takes seconds to load: said first."""
+    from engine.launch import nvidia_gpus
+    devices = sorted({c.device for c in configs} - {"auto", "cpu"})
+    for device in devices:
+        # No NVIDIA driver and no AMD one (ROCm builds of torch call their GPUs cuda too):
+        # torch would find no device; then the machine has what torch always offers.
+        no_cuda = device.startswith("cuda") and not nvidia_gpus() \
+            and not os.path.exists("/dev/kfd")
+        if no_cuda or (device == "mps" and sys.platform != "darwin"):
+            raise ConfigError("device", device, "this machine has: auto, cpu",
+                              problem="is not on this machine")
+    if devices:
+        print(f"checking the device{'s' if len(devices) > 1 else ''} (loading torch)...",
+              file=sys.stderr, flush=True)
+        from engine.jobs import check_device
+        for device in devices:
+            check_device(device)
+
+
+def _stored_runs(args) -> list:
+    """The stored runs (to calibrate the estimate), without creating a store."""
+    from engine.store import open_existing
+    store = open_existing(args.db)
+    if store is None:
+        return []
+    try:
+        return store.list_runs()
+    finally:
+        store.close()
+
+
+def confirm_launch(configs, stored=(), *, yes: bool = False,
+                   max_concurrent: int | None = None) -> None:
+    """Say the launch's estimated time and peak memory on stderr (engine.launch.estimate);
+    above the thresholds ask y/N on a terminal, or refuse (CliError, nothing started) when
+    stdin is not one, unless `yes` (--yes)."""
+    from engine import launch
+    found = launch.estimate(configs, stored=stored, max_concurrent=max_concurrent)
+    count = f"{found.runs} run{'s' if found.runs != 1 else ''}"
+    print(f"estimate: {count}, {found.text()}", file=sys.stderr, flush=True)
+    if yes or not found.confirm:
+        return
+    why = "; ".join(found.reasons())
+    if not sys.stdin or not sys.stdin.isatty():
+        raise CliError(f"not started: {why}; pass --yes to start it anyway")
+    print(f"{why[0].upper()}{why[1:]}. Start {count}? [y/N] ", end="", file=sys.stderr,
+          flush=True)
+    answer = sys.stdin.readline().strip().lower()
+    if answer not in ("y", "yes"):
+        raise CliError(f"not started ({'answered ' + repr(answer) if answer else 'no answer'})")
 
 
 def describe_start(cfg: RunConfig) -> str:
@@ -452,10 +523,9 @@ def cmd_probe(args) -> int:
         raise CliError(f"probe-batch: {args.probe_batch} is not allowed; must be a whole "
                        "number >= 2")
     _check_data(cfg)
+    check_devices([cfg])
     from engine.diagnostics import probe
     from engine.run_warnings import describe_ratio, gradient_ratio
-    from engine.jobs import check_device
-    check_device(cfg.device)
     profile = probe(cfg, batch=args.probe_batch)
     if args.json:
         print(json.dumps(profile, indent=2))
@@ -624,6 +694,7 @@ def cmd_experiment(args) -> int:
         runs = launch.of_configs([cfg for _, cfg in planned],
                                  [experiments.run_name(exp, label, cfg) for label, cfg in planned],
                                  experiments.run_tags(exp, args.quick))
+        confirm_launch(runs.configs, store.list_runs(), yes=args.yes)
         manager = JobManager(store)        # as a grid: runs and packs side by side
         ids = runs.submit(manager)
         print(f"{exp.id}: {len(ids)} runs", file=sys.stderr)

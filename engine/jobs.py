@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 SHUTDOWN_REASON = "server shut down"
 STOPPED_QUEUED_REASON = "stopped by user before it started"
 MAX_FINISHED = 256    # finished runs whose last live progress is kept in memory
+# At interpreter exit (the server's SIGTERM or Ctrl-C): seconds runs get to end at their next
+# step before they are marked interrupted without them, so the process ends within 3 s even
+# when one step of a big model takes longer (the worker is a daemon: it ends with the process).
+EXIT_WAIT_S = 2.0
 # Seconds without a new submit before a worker starts a packable run: a grid submitted run by
 # run (the launch page's loop, one stored row each) is then queued whole and packs whole.
 PACK_SETTLE_S = 0.15
@@ -137,7 +141,7 @@ class JobManager:
         store.on_failure(self._store_failed)
         # Registered after the store's, so it runs first at exit: runs end as interrupted
         # before the store drains and closes.
-        atexit.register(self.shutdown, 5)
+        atexit.register(self.shutdown, EXIT_WAIT_S)
 
     # --- public API --------------------------------------------------------------------------
     def submit(self, cfg: RunConfig, *, name: str = "", tags=()) -> str:
@@ -281,7 +285,13 @@ class JobManager:
         with self._lock:
             left = list(self._jobs)
             for run_id in left:
-                self._jobs[run_id].abandoned = True
+                job = self._jobs.pop(run_id)
+                job.abandoned = True
+                # Its live record says what the store will: a caller reading progress() after
+                # shutdown (the CLI's last line) must not see "running".
+                job.progress.status, job.progress.reason = RunStatus.INTERRUPTED, reason
+                job.progress.paused = False
+                self._remember(job.progress)
         for run_id in left:
             log.warning("run %s did not stop within %s s; marking it interrupted", run_id, timeout)
             self._mark_quietly(run_id, RunStatus.INTERRUPTED, reason)
