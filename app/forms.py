@@ -18,6 +18,7 @@ holds user text goes through `app.text.plain` (names, files and values are shown
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -395,3 +396,26 @@ def launch_check(base: dict, sweep: dict, seeds: int, name: str, tags: str,
         return build_launch(base, sweep, seeds, name, tags), ""
     except ConfigError as error:
         return None, str(error)
+
+
+# --- the estimate before a launch ---------------------------------------------------------------
+
+def confirm_key(planned: launch.Launch) -> str:
+    """The key of the "start it anyway" checkbox: one per distinct launch, so a tick given to
+    one launch never starts another (a bigger grid, a longer run) after the form changed."""
+    text = json.dumps([c.to_dict() for c in planned.configs], sort_keys=True, default=str)
+    return "confirm_launch_" + hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def estimate_ui(planned: launch.Launch, stored=(), max_concurrent: int | None = None) -> bool:
+    """Under "This launches ...": the estimated time and peak memory (engine.launch.estimate,
+    calibrated by the stored runs); above the thresholds a checkbox the user ticks to start it
+    anyway. True when Launch may go ahead."""
+    cost = launch.estimate(planned.configs, stored=stored, max_concurrent=max_concurrent)
+    st.caption(plain(f"Estimated: {cost.text()}."))
+    if not cost.confirm:
+        return True
+    reasons = "; ".join(cost.reasons())
+    return st.checkbox(plain(f"Start it anyway: {reasons}"), key=confirm_key(planned),
+                       help="Launches estimated at more than 10 minutes, or a peak memory over "
+                            "2 GB or half of this machine's, ask first.")

@@ -52,18 +52,26 @@ with st.container(border=True):
     launch, problem = forms.launch_check(base, sweep, seeds, name, tags,
                                          [p for p in (upload_problem, *problems) if p])
     n_runs = len(launch.configs) if launch else 0
+    confirmed = False
     if problem:
         st.error(plain(f"Nothing was launched; Launch stays disabled until this is fixed. "
                        f"{problem}"), icon=":material/error:")
     else:
         st.markdown(f"**This launches {forms.describe_grid(sweep, seeds)}.**")
+        # Time and peak memory before anything starts; a big launch waits for a tick.
+        manager = services.started_manager()
+        confirmed = forms.estimate_ui(launch, services.get_store().list_runs(),
+                                      manager.max_concurrent if manager else None)
     clicked = st.button(f"Launch {n_runs} run{'s' if n_runs != 1 else ''}" if n_runs
                         else "Launch", type="primary", key="launch",
-                        icon=":material/rocket_launch:", disabled=bool(problem))
+                        icon=":material/rocket_launch:", disabled=bool(problem) or not confirmed)
     if clicked:
         st.session_state.pop(state.LAST_LAUNCH, None)
         if problem:     # a disabled button can still arrive clicked (a stale browser tab)
             st.error(plain(f"Nothing was launched. {problem}"), icon=":material/error:")
+        elif not confirmed:
+            st.error("Nothing was launched: tick “Start it anyway” first.",
+                     icon=":material/error:")
         else:
             try:
                 # One grid: every run enters the queue at once, so runs that share a shape

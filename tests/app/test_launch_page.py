@@ -255,3 +255,48 @@ def test_build_launch_names_and_refusals():
         forms.build_launch(base, {"lr": []}, 1)
     with pytest.raises(ConfigError, match="too many"):
         forms.build_launch(base, {"lr": [str(i) for i in range(1, 14)]}, 20)
+
+
+# --- the estimate before a launch ---------------------------------------------------------------
+
+def test_every_launch_says_its_estimated_time_and_peak_memory(services):
+    at = set_toy(page("launch").run())
+    captions = " | ".join(c.value for c in at.caption)
+    assert "Estimated: about " in captions and " on this machine, peak memory about " in captions
+    assert not [c for c in at.checkbox if c.key.startswith("confirm_launch_")]
+    assert not at.button(key="launch").disabled
+
+
+def big(at, lr="0.001"):
+    """A 46 M-parameter Adam net on the toy set: peak memory about 2.3 GB (FakeTrainer trains
+    it in milliseconds)."""
+    at.text_input(key="cfg_width").set_value("4800")
+    at.number_input(key="cfg_depth").set_value(3)
+    at.selectbox(key="cfg_optimizer").set_value("adam")
+    at.text_input(key="cfg_lr").set_value(lr)
+    return at.run()
+
+
+def confirm_boxes(at):
+    return [c for c in at.checkbox if c.key.startswith("confirm_launch_")]
+
+
+def test_a_big_launch_waits_for_a_tick_and_a_tick_covers_only_that_launch(services):
+    store, manager = services
+    at = big(set_toy(page("launch").run()))
+    boxes = confirm_boxes(at)
+    assert len(boxes) == 1 and boxes[0].label.startswith("Start it anyway: its peak memory "
+                                                         "is about 2.")
+    assert at.button(key="launch").disabled and not at.exception
+    at = launch(at)
+    assert store.list_runs() == []                      # nothing launched without the tick
+    # A tick given to this launch does not carry over to a changed one.
+    boxes[0].check()
+    at = big(at.run(), lr="0.002")
+    assert [b.value for b in confirm_boxes(at)] == [False]
+    assert at.button(key="launch").disabled
+    confirm_boxes(at)[0].check()
+    at = launch(at.run())
+    assert not at.exception and "Launched 1 run" in at.success[0].value
+    wait_idle(manager)
+    assert [r.config["width"] for r in store.list_runs()] == [[4800]]
