@@ -100,7 +100,7 @@ def step_ui(steps: list[int], training: bool) -> int:
     shown run trains): while on, the slider stays at the newest step as runs go on."""
     if len(steps) == 1:
         st.session_state[STEP_KEY] = steps[0]
-        st.caption(f"One collection so far, at step {steps[0]}.")
+        st.caption(f"One collection{' so far' if training else ''}, at step {steps[0]}.")
         return steps[0]
     if FOLLOW_KEY not in st.session_state:
         st.session_state[FOLLOW_KEY] = training
@@ -174,8 +174,9 @@ def warning_line_ui(container, run_id: str, found: list) -> None:
 
 
 def warnings_ui(records: dict, frames: dict, labels: dict, steps: list[int]) -> None:
-    """How each run ended when it did not complete (failed, stopped, interrupted: its stored
-    reason), and its warnings in plain words, a diverged run's divergence first in red, each
+    """How each run ended when it was stopped or interrupted (its stored reason; a failed or
+    diverged run's end is said above the heat maps, endings_ui), and its warnings in plain
+    words, a diverged run's divergence first in red, each
     with a button named after the warning's own step that moves the slider to the nearest
     collection (a step-2 divergence says "Step 2", never the step of another run's
     collection)."""
@@ -184,10 +185,9 @@ def warnings_ui(records: dict, frames: dict, labels: dict, steps: list[int]) -> 
     for rid, frame in frames.items():
         record, name = records[rid], plain(labels.get(rid, rid))
         all_completed = all_completed and record.status == RunStatus.COMPLETED
-        if record.status in (RunStatus.FAILED, RunStatus.STOPPED, RunStatus.INTERRUPTED):
+        if record.status in (RunStatus.STOPPED, RunStatus.INTERRUPTED):  # failed: endings_ui
             any_shown = True
-            box = st.error if record.status == RunStatus.FAILED else st.info
-            box(f"**{name}** {plain(outcome(record))}.", icon=":material/error:")
+            st.info(f"**{name}** {plain(outcome(record))}.", icon=":material/info:")
         for i, w in enumerate(warnings_for(frame, record.config, run=record)):
             any_shown = True
             text, button = st.columns([8, 1], vertical_alignment="center")
@@ -206,6 +206,17 @@ def warnings_ui(records: dict, frames: dict, labels: dict, steps: list[int]) -> 
                    icon=":material/check_circle:")
     elif not any_shown:
         st.caption("No warnings in what these runs stored so far.")
+
+
+def endings_ui(records: dict, run_ids, labels: dict) -> None:
+    """One line per chosen run that diverged or failed, above the heat maps: how it ended,
+    with its stored step and reason (the same event its warning below quotes)."""
+    from engine.run_warnings import outcome
+    for rid in run_ids:
+        record = records[rid]
+        if record.status in (RunStatus.DIVERGED, RunStatus.FAILED):
+            st.error(f"**{plain(labels.get(rid, rid))}** {plain(outcome(record))}.",
+                     icon=":material/error:")
 
 
 def missing_diagnostics(records: dict, frames: dict, labels: dict) -> list[str]:

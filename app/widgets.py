@@ -189,10 +189,10 @@ def config_value(cfg: dict, name: str):
 def runs_frame(records, *, results: dict | None = None, result_columns=(),
                fields=()) -> pd.DataFrame:
     """One row per stored run, for the Runs page table: its name (as the user typed it), its
-    label among the runs listed (describe.run_labels), its status, the chosen result columns
-    ("final:val/acc", "best:val/acc" ...; numbers from `results`, see run_results), the chosen
-    config fields (one column each), then its config summary, timings and ids. "page" is the
-    link to the run's page (relative: `run?run=ID`)."""
+    status, the chosen result columns ("final:val/acc", "best:val/acc" ...; numbers from
+    `results`, see run_results), the chosen config fields (one column each), then its label
+    among the runs listed (describe.run_labels), config summary, timings and ids. "page" is
+    the link to the run's page (relative: `run?run=ID`)."""
     records = list(records)
     labels = describe.run_labels(records)
     results = results or {}
@@ -202,8 +202,7 @@ def runs_frame(records, *, results: dict | None = None, result_columns=(),
         # A running run shows how long it has trained so far.
         end = r.ended_at or (time.time() if r.status == RunStatus.RUNNING else None)
         duration = (end - start) if (start and end) else None
-        row = {"page": f"run?run={r.id}", "name": r.name, "label": labels[r.id],
-               "status": r.status}
+        row = {"page": f"run?run={r.id}", "name": r.name, "status": r.status}
         for choice in result_columns:
             which, metric = choice.split(":", 1)
             final, best = results.get((r.id, metric), (math.nan, math.nan))
@@ -211,7 +210,7 @@ def runs_frame(records, *, results: dict | None = None, result_columns=(),
         for name in fields:
             row[name] = config_value(r.config, name)
         row.update({
-            "config": describe.config_summary(r.config),
+            "label": labels[r.id], "config": describe.config_summary(r.config),
             "created": format_time(r.created_at),
             "duration": format_duration(duration) if duration is not None else "",
             "steps": f"{r.last_step}/{r.total_steps}" if r.total_steps else str(r.last_step),
@@ -219,10 +218,12 @@ def runs_frame(records, *, results: dict | None = None, result_columns=(),
             "params": r.params, "id": r.id,
         })
         rows.append(row)
-    columns = (["page", "name", "label", "status"]
+    # The short columns first (results and the chosen fields fit beside the name at 1280 px);
+    # the long label and summary after them.
+    columns = (["page", "name", "status"]
                + [result_column(c) for c in result_columns] + list(fields)
-               + ["config", "created", "duration", "steps", "reason", "tags", "device",
-                  "params", "id"])
+               + ["label", "config", "created", "duration", "steps", "reason", "tags",
+                  "device", "params", "id"])
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -248,18 +249,17 @@ def sort_records(records, results: dict, choice: str | None) -> list:
 # --- run pickers ------------------------------------------------------------------------------
 
 def run_choice_labels(records, *, now: float | None = None) -> dict:
-    """{run id: text} for a list to pick runs from: what tells the run apart
-    (describe.picker_labels), the user's name when it is not the label already, the status,
-    and when it was created: the time alone today, the date and time before ("3 May
-    14:02"), so the labels do not all end alike."""
+    """{run id: text} for a list to pick runs from: the user's name first (when it is not the
+    label already), what tells the run apart (describe.picker_labels), the status, and when
+    it was created: the time alone today, the date and time before ("3 May 14:02"), so the
+    labels do not all end alike."""
     records = list(records)
     labels = describe.picker_labels(records)
     today = dt.datetime.fromtimestamp(now or time.time()).date()
     out = {}
     for r in records:
-        parts = [labels.get(r.id, r.id)]
-        if r.name and r.name not in parts[0]:
-            parts.append(f"“{r.name}”")
+        label = labels.get(r.id, r.id)
+        parts = [f"“{r.name}”", label] if r.name and r.name not in label else [label]
         parts.append(r.status)
         if r.created_at:
             created = dt.datetime.fromtimestamp(r.created_at)

@@ -110,8 +110,10 @@ def heatmap_figure(frames: dict, labels: dict, quantity: str, *,
         if end is not None:
             columns = [int(c) for c in matrix.columns]
             gap = max(1, min(np.diff(columns))) if len(columns) > 1 else 1   # one cell wide
-            fig.update_xaxes(range=[min(columns[0], end) - gap / 2, max(columns[-1], end)
-                                    + gap / 2], row=1, col=col)
+            low, high = min(columns[0], end) - gap / 2, max(columns[-1], end) + gap / 2
+            # steps are whole numbers: over a few steps, a tick per step (no "1.5")
+            fig.update_xaxes(range=[low, high], row=1, col=col,
+                             **({"dtick": 1} if high - low <= 20 else {}))
             fig.add_vline(x=end, line=dict(color=DIVERGED_COLOR, width=3, dash="dash"),
                           annotation=dict(text=f"✕ diverged at step {end}", font=dict(
                               color=DIVERGED_COLOR, size=12), bgcolor="white"),
@@ -183,7 +185,7 @@ def signal_figure(profiles: dict) -> go.Figure:
                                      legendgroup=label,
                                      showlegend=col == 1, line=dict(color=colors.get(label))),
                           row=1, col=col)
-    fig.update_xaxes(title_text="layer")
+    fig.update_xaxes(title_text="layer", dtick=1)       # layers are whole numbers
     fig.update_yaxes(type="log", exponentformat="power")
     fig.update_layout(height=PROFILE_HEIGHT, margin=dict(t=48, b=40, l=60, r=20),
                       title=dict(text="Signal propagation at initialization (one batch, no step)",

@@ -163,7 +163,8 @@ def warnings_for(frame, config: dict | None = None, *, run=None) -> list[RunWarn
     `run` (its RunRecord, or a dict with status, last_step, reason): a run stored as diverged
     gets one divergence warning, the stored event itself (its step and the numbers of its
     reason, as the trainer wrote them), instead of the loss rules below, so the reason on
-    every page and the warning quote one event with one number.
+    every page and the warning quote one event with one number; it comes first (the others
+    follow by step).
 
     Rules and thresholds (constants above, with their sources):
     - spike: a step loss above SPIKE_FACTOR x the exponentially smoothed loss of the steps
@@ -187,13 +188,14 @@ def warnings_for(frame, config: dict | None = None, *, run=None) -> list[RunWarn
         return [stored] if stored else []
     series = {name: (g["step"].to_numpy(), g["value"].to_numpy(dtype=float))
               for name, g in frame.sort_values(["step"], kind="stable").groupby("name")}
-    found: list[RunWarning] = [stored] if stored else _loss_warnings(series)
+    found: list[RunWarning] = [] if stored else _loss_warnings(series)
     found += _gradient_warnings(series)
     found += _update_warnings(series)
     found += _dead_warnings(series)
     found += _overfit_warnings(series)
     found += _symmetry_warnings(series, config)
-    return sorted(found, key=lambda w: (w.step, w.kind))
+    # By step; a diverged run's end first: it is what happened, the rest what led to it.
+    return ([stored] if stored else []) + sorted(found, key=lambda w: (w.step, w.kind))
 
 
 def _stored_divergence(run) -> RunWarning | None:

@@ -41,6 +41,7 @@ labels = describe.run_labels([records[rid] for rid in run_ids])
 def live_diagnostics():
     fresh = {r.id: r for r in store.list_runs()}
     frames = ui.read_frames(store, run_ids)
+    ui.endings_ui(fresh, run_ids, labels)
     quantity = ui.quantity_ui(frames)
     missing = ui.missing_diagnostics(fresh, frames, labels)
     if quantity is None:

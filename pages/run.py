@@ -71,37 +71,43 @@ if run.status in RunStatus.ACTIVE:
 # --- actions -------------------------------------------------------------------------------------
 others = [r for r in records if r.id != run.id]
 partner_labels = widgets.run_choice_labels(others)
-a_clone, a_diag, a_partners, a_compare = st.columns([2, 2, 5, 2], vertical_alignment="bottom")
-if a_clone.button("Clone into launch form", key="run_clone", icon=":material/content_copy:",
+# One row: the buttons at their own width, the picker of partners takes the rest.
+actions = st.container(horizontal=True, vertical_alignment="center")
+if actions.button("Clone into launch form", key="run_clone", icon=":material/content_copy:",
                   help="The Launch form, filled with this run's config, to change and launch."):
     st.session_state[state.CLONE_CONFIG] = dict(run.config)
     state.switch_to("launch")
-if a_diag.button("Open in Diagnostics", key="run_diagnostics", icon=":material/troubleshoot:",
-                 help="Its per-layer statistics, layer by layer, and its warnings."):
+if actions.button("Diagnostics", key="run_diagnostics", icon=":material/troubleshoot:",
+                  help="Its per-layer statistics, layer by layer, and its warnings."):
     st.session_state[diagnostics_ui.RUNS_KEY] = [run.id]
     state.switch_to("diagnostics")
-partners = a_partners.multiselect("Compare with…", [r.id for r in others],
-                                  key=f"run_partners_{run.id}",
-                                  format_func=lambda i: partner_labels[i],
-                                  placeholder="Choose runs to compare it with")
-if a_compare.button("Compare", key="run_compare", icon=":material/compare_arrows:",
+partners = actions.multiselect("Compare with…", [r.id for r in others],
+                               key=f"run_partners_{run.id}", label_visibility="collapsed",
+                               format_func=lambda i: partner_labels[i],
+                               placeholder="Compare with… (choose runs)")
+if actions.button("Compare", key="run_compare", icon=":material/compare_arrows:",
                     type="primary" if partners else "secondary",
                     help="Open Compare with this run and the runs chosen beside it."):
     state.forget_compare()            # the URL's runs, not this session's last comparison
     state.switch_to("compare", {"runs": [run.id, *partners]})
 
 # --- results and curves ------------------------------------------------------------------------
-for column, (which, metric) in zip(st.columns(len(TILES)), TILES):
+tiles = []
+for which, metric in TILES:
     final, best = widgets.final_and_best(frame, metric)
-    value = final if which == "final" else best
-    info = metric_info(metric)
-    column.metric(f"{which} {info.label}",
-                  "–" if value != value else (f"{value:.1f}%" if info.unit == "%"
-                                              else f"{value:.4g}"))
+    tiles.append((which, metric_info(metric), final if which == "final" else best))
+if any(value == value for _, _, value in tiles):          # some value that is not nan
+    for column, (which, info, value) in zip(st.columns(len(TILES)), tiles):
+        column.metric(f"{which} {info.label}",
+                      "–" if value != value else (f"{value:.1f}%" if info.unit == "%"
+                                                  else f"{value:.4g}"))
+else:
+    st.caption("No results to show: this run " + run_warnings.before_first_evaluation(run)
+               + ".")
 present = set(frame["name"]) if len(frame) else set()
 drawn = [m for m in CHART_METRICS if m in present]
 if drawn:
-    options = plots.ChartOptions(metric=drawn[0], panels=tuple(drawn[1:]))
+    options = plots.ChartOptions(metric=drawn[0], panels=tuple(drawn[1:]), title="Curves")
     figure = plots.build_figure(frame, [run], options, warnings={run.id: found})
     st.plotly_chart(figure, key="run_chart", config={"displaylogo": False})
 else:
@@ -112,11 +118,13 @@ c_warn, c_notes = st.columns([3, 2], gap="large")
 with c_warn:
     st.subheader("Warnings")
     for i, w in enumerate(found):
-        text, button = st.columns([6, 2], vertical_alignment="center")
+        text, button = st.columns([5, 1], vertical_alignment="center")
         (text.error if w.kind == "divergence" else text.warning)(
             plain(w.message), icon=":material/warning:")
-        if button.button(f"Diagnostics at step {w.step}", key=f"run_why_{i}",
-                         type="tertiary", icon=":material/troubleshoot:"):
+        if button.button(f"Step {w.step}", key=f"run_why_{i}", type="tertiary",
+                         icon=":material/troubleshoot:",
+                         help=f"Open Diagnostics at step {w.step}: the evidence, layer by "
+                              "layer"):
             diagnostics_ui.open_at_warning(run.id, w)
     if not found:
         if run.status == RunStatus.COMPLETED:
@@ -161,7 +169,8 @@ with c_prov:
     st.subheader("Provenance")
     if run.provenance:
         st.dataframe([{"what": k, "value": str(v)} for k, v in run.provenance.items()],
-                     hide_index=True, key="run_provenance")
+                     hide_index=True, key="run_provenance",
+                     column_config={"value": st.column_config.TextColumn(width="large")})
     else:
         st.caption("None stored: the run never started, or was stored before Train Lab "
                    "recorded provenance.")

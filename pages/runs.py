@@ -18,6 +18,8 @@ from engine import config, describe
 from engine.events import RunStatus
 
 RUNS_FIELDS_AT_FIRST = 4     # config columns shown before the user chooses
+TABLE_ROWS = 15              # rows the table shows before it scrolls
+OPENS_PAGE = ("page", "name")   # columns whose cell, clicked, opens the run's page
 
 st.title("Runs")
 store = services.get_store()
@@ -39,7 +41,7 @@ else:
     c_res, c_fields, c_sort = st.columns([3, 3, 2])
     result_columns = c_res.multiselect(
         "Result columns", choices, key=state.RUNS_RESULTS,
-        format_func=widgets.result_choice_label,
+        format_func=widgets.result_column,
         help="Final (last value) and best value of each metric, per run, in display units; "
              "click a column heading to sort by it.")
     fields = c_fields.multiselect("Config columns", config.display_order(config.FIELD_NAMES),
@@ -53,8 +55,8 @@ else:
     metrics = list(dict.fromkeys(c.split(":", 1)[1] for c in result_columns))
     results = widgets.run_results(store, shown, metrics)
     shown = widgets.sort_records(shown, results, sort)
-    st.caption(f"{len(shown)} of {len(records)} runs · select rows to act on them, "
-               "or open a run's page (first column)")
+    st.caption(f"{len(shown)} of {len(records)} runs · click a run's name to open its page · "
+               "tick rows to act on them · click a heading to sort")
     # The table's key follows the rows it shows: when runs are added, filtered or sorted the
     # old row indices would point at other runs, so the selection starts afresh instead.
     digest = hashlib.sha1(",".join(r.id for r in shown).encode()).hexdigest()[:10]
@@ -63,8 +65,8 @@ else:
                                fields=fields)
     column_config = {
         "page": st.column_config.LinkColumn("page", display_text="open ↗", width="small",
-                                            pinned=True, help="The run's own page"),
-        "name": st.column_config.TextColumn("name", pinned=True),
+                                            help="The run's own page"),
+        "label": st.column_config.TextColumn(width="medium"),
         "config": st.column_config.TextColumn(width="large"),
         "params": st.column_config.NumberColumn(format="%d"),
         **{widgets.result_column(c): st.column_config.NumberColumn(
@@ -73,8 +75,19 @@ else:
         **{f: st.column_config.Column(config.label(f), help=f"{f}: {config.spec(f)['help']}")
            for f in fields},
     }
-    event = st.dataframe(frame, key=table_key, on_select="rerun", selection_mode="multi-row",
-                         hide_index=True, column_config=column_config)
+    # Tall enough for TABLE_ROWS rows before it scrolls (35 px a row, the heading included).
+    event = st.dataframe(frame, key=table_key, on_select="rerun",
+                         selection_mode=["multi-row", "single-cell"], hide_index=True,
+                         column_config=column_config, placeholder="–",
+                         height=35 * (min(len(frame), TABLE_ROWS) + 1) + 3)
+    # A click on a run's name (or its "open" link) opens its page in this tab; a click on
+    # any other cell only selects it. Once per click: the cell handled is remembered.
+    cells = [tuple(c) for c in event.selection.cells]
+    opened = [(row, column) for row, column in cells if column in OPENS_PAGE
+              and row < len(shown)]
+    if opened and st.session_state.get("runs_cell_opened") != (table_key, opened[0]):
+        st.session_state["runs_cell_opened"] = (table_key, opened[0])
+        state.switch_to("run", {"run": shown[opened[0][0]].id})
     selected = [shown[i] for i in event.selection.rows if i < len(shown)]
     ids = [r.id for r in selected]
 

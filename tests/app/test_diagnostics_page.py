@@ -157,7 +157,7 @@ def test_a_diverged_run_is_explained_with_its_steps_its_real_step_and_never_heal
     assert not at.exception, at.exception
     # the picker: what differs, the user's name, status and time; no run id's date
     options = at.multiselect(key="diag_runs").options
-    assert any("“too hot” · diverged · " in o for o in options), options
+    assert any(o.startswith("“too hot” · lr 50 · diverged · ") for o in options), options
     assert not any("(20" in o for o in options), options
     # the steps before the divergence are drawn, the divergence marked at its step
     assert list(at.select_slider(key="diag_step").options) == ["1", "2", "3"]
@@ -170,8 +170,11 @@ def test_a_diverged_run_is_explained_with_its_steps_its_real_step_and_never_heal
     assert any(i.value.endswith(": no decision regions (they are drawn at each evaluation): "
                                 "it diverged at step 2, before its first evaluation.")
                for i in at.info), [i.value for i in at.info]
-    # Warnings: each divergence with its stored step and numbers, the button at its own step
+    # above the heat maps, how each ended; in Warnings, each divergence with its stored step
+    # and numbers (the same event), the button at its own step
     errors = [e.value for e in at.error]
+    assert errors[0] == f"**lr 50** diverged at step 4: {reason}.", errors       # newest
+    assert errors[1].endswith("** diverged at step 2: loss is inf at step 2."), errors
     assert any("Divergence: " + reason in e for e in errors), errors
     assert any("Divergence: loss is inf at step 2" in e for e in errors), errors
     steps = {int(b.label.split()[1]) for b in at.button if b.key.startswith("diag_goto_")}

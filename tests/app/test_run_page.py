@@ -92,10 +92,11 @@ def test_a_diverged_run_says_how_it_ended_with_one_number(services):
     assert at.error[0].value == "This run diverged at step 3: loss is inf at step 3."
     warning = next(e.value for e in at.error if e.value.startswith("Divergence"))
     assert "loss is inf at step 3" in warning
-    assert [b.label for b in at.button if b.key.startswith("run_why_")] == \
-        ["Diagnostics at step 3"]
-    # no evaluation: the curves show the step loss alone, the tiles a dash
-    assert {m.label: m.value for m in at.metric}["final validation accuracy"] == "–"
+    assert [b.label for b in at.button if b.key.startswith("run_why_")] == ["Step 3"]
+    # no evaluation: the curves show the step loss alone, and say why there are no results
+    assert not at.metric
+    assert any("No results to show: this run diverged at step 3, before its first "
+               "evaluation" in c.value for c in at.caption)
 
 
 def test_an_unknown_run_in_the_url_is_refused_and_a_run_can_be_picked(services):

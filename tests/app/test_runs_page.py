@@ -150,9 +150,9 @@ def test_result_and_config_columns_and_sort_by_final_accuracy(services):
     assert by_name.loc["hot", "lr"] == 10.0 and by_name.loc["three", "epochs"] == 3
     # internal series are never offered as results
     offered = at.multiselect(key="runs_results").options
-    assert "final validation accuracy" in offered
-    assert not [o for o in offered if any(w in o for w in ("throughput", "elapsed",
-                                                           "learning rate", "diag"))], offered
+    assert "final val acc (%)" in offered and "best train loss" in offered
+    assert not [o for o in offered if any(w in o for w in ("perf", "examples", "elapsed",
+                                                           "lr", "diag"))], offered
     # sorted by final accuracy, best first, the run without one last
     at = at.selectbox(key="runs_sort").set_value("final:val/acc").run()
     assert list(table(at)["name"]) == ["three", "two", "one", "hot"]
@@ -163,7 +163,8 @@ def test_result_and_config_columns_and_sort_by_final_accuracy(services):
     at.multiselect(key="runs_results").set_value(["final:train/loss"])
     at = at.selectbox(key="runs_sort").set_value("final:train/loss").run()
     assert list(table(at)["name"]) == ["three", "two", "one", "hot"]
-    assert list(table(at).columns[:5]) == ["page", "name", "label", "status", "final train loss"]
+    assert list(table(at).columns[:6]) == ["page", "name", "status", "final train loss", "lr",
+                                           "epochs"]
 
 
 def test_a_runs_page_opens_from_the_table(services):
@@ -181,6 +182,23 @@ def test_a_runs_page_opens_from_the_table(services):
     assert at.query_params["run"] == ids["two"]
     assert at.title[0].value == "two"
     assert any("final validation accuracy" == m.label for m in at.metric)
+
+
+def test_a_click_on_a_runs_name_opens_its_page(services):
+    from streamlit.testing.v1 import AppTest
+    store, ids = make_result_runs(services)
+    at = AppTest.from_file(str(MAIN), default_timeout=30).run()
+    at = at.switch_page("../pages/runs.py").run()
+    row = list(table(at)["name"]).index("three")
+    at.session_state[at.session_state["runs_table_key"]] = {
+        "selection": {"rows": [], "columns": [], "cells": [(row, "status")]}}
+    at = at.run()
+    assert at.title[0].value == "Runs"                       # another cell: no page
+    at.session_state[at.session_state["runs_table_key"]] = {
+        "selection": {"rows": [], "columns": [], "cells": [(row, "name")]}}
+    at = at.run()
+    assert not at.exception, at.exception
+    assert at.title[0].value == "three" and at.query_params["run"] == ids["three"]
 
 
 def test_selected_runs_open_in_compare(services):

@@ -450,3 +450,11 @@ def test_an_image_run_stores_its_prediction_strip(tmp_path):
     assert all(0 <= p < 10 for p in data["predicted"]) and len(data["classes"]) == 10
     assert len(json.dumps(data)) < 60_000
     assert not [e for e in seen if isinstance(e, ev.Snapshot) and e.kind == "regions"]
+
+
+def test_a_diverged_runs_end_is_its_first_warning():
+    rows = healthy_rows(layers={("update_ratio", 2): 0.5})        # a warning at step 200
+    rows = [r for r in rows if r[0] <= 30]
+    w = warnings_of_run(rows, {"status": "diverged", "last_step": 31,
+                               "reason": "loss is nan at step 31"})
+    assert [x.kind for x in w] == ["divergence", "update_ratio"], [x.message for x in w]
