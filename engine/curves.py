@@ -141,6 +141,47 @@ def _train_examples(cfg: dict) -> int:
     return train_size(RunConfig.from_dict(describe.full_config(cfg)))
 
 
+# --- one point in time: the time cursor -------------------------------------------------------------
+
+def values_at(frame: pd.DataFrame, runs, metric: str, x_axis: str, at: float,
+              start: float | None = None, smoothing: float = 0.0) -> pd.DataFrame:
+    """Each run's value of `metric` at the cursor `at` (in x_axis units): its last point at or
+    before `at` (the curve as drawn: smoothed when `smoothing`), with the x of that point; with
+    a `start`, the value there too and the change. Columns: run, x, value, and x_start,
+    start, change when `start` is given; a run with no point before `at` has nan."""
+    series = run_series(frame, runs, metric, x_axis)
+    rows = []
+    for r in runs:
+        rid = _get(r, "id")
+        s = series.get(rid)
+        row = {"run": rid, "x": math.nan, "value": math.nan}
+        if start is not None:
+            row.update(x_start=math.nan, start=math.nan, change=math.nan)
+        if s is not None and len(s):
+            x = s["x"].to_numpy(dtype="float64")
+            y = smooth_ema(s["y"].to_numpy(), smoothing) if smoothing else s["y"].to_numpy()
+            i = int(np.searchsorted(x, at, side="right")) - 1
+            if i >= 0:
+                row.update(x=float(x[i]), value=float(y[i]))
+            if start is not None:
+                j = int(np.searchsorted(x, start, side="right")) - 1
+                if j >= 0:
+                    row.update(x_start=float(x[j]), start=float(y[j]))
+                    row["change"] = row["value"] - row["start"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def nearest_at_or_before(positions, at: float):
+    """The largest of `positions` (sorted) that is <= at, else the first: where a per-step
+    view (heat map, histogram, decision regions) stands when the cursor is at `at`."""
+    positions = list(positions)
+    if not positions:
+        return None
+    i = int(np.searchsorted(np.asarray(positions, dtype="float64"), at, side="right")) - 1
+    return positions[max(i, 0)]
+
+
 # --- groups and bands ----------------------------------------------------------------------------
 
 def group_runs(runs, average_over: str) -> dict[str, list]:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -282,6 +283,56 @@ SHADE_SPREAD_L = 16.0     # CIELAB L* between the lightest and darkest member sh
 
 def _slot(key, slots: int) -> int:
     return int(hashlib.sha1(str(key).encode()).hexdigest()[:8], 16) % slots
+
+
+# Viridis (matplotlib's perceptually uniform, colour-blind-safe sequential scale), 9 anchors;
+# colours in between are interpolated in sRGB (close enough to its own interpolation).
+VIRIDIS = ("#440154", "#472D7B", "#3B528B", "#2C728E", "#21918C", "#28AE80", "#5EC962",
+           "#ADDC30", "#FDE725")
+
+
+@dataclass
+class ValueScale:
+    """How values map to colours when runs are coloured by a value: low and high ends, log or
+    not, the field or summary named in the colour bar, and whether values were categories."""
+    title: str
+    low: float
+    high: float
+    log: bool
+    categories: list = field(default_factory=list)   # non-numeric values, in colour order
+
+
+def viridis(t: float) -> str:
+    """The Viridis colour at t in [0, 1]."""
+    t = min(max(float(t), 0.0), 1.0) * (len(VIRIDIS) - 1)
+    i = min(int(t), len(VIRIDIS) - 2)
+    a, b = (np.array([int(c.lstrip("#")[j:j + 2], 16) for j in (0, 2, 4)], dtype=float)
+            for c in (VIRIDIS[i], VIRIDIS[i + 1]))
+    rgb = a + (b - a) * (t - i)
+    return "#" + "".join(f"{int(round(v)):02X}" for v in rgb)
+
+
+def value_colors(values: dict, title: str) -> tuple[dict, ValueScale]:
+    """{key: colour} along Viridis by each key's value (a config value or a summary), and the
+    scale: numbers on a linear scale, or a log one when all are positive and span at least
+    two decades (a learning-rate sweep reads as a gradient); other values (optimizer names)
+    as ordered categories spread along the scale. Keys without a value (None, nan) are grey."""
+    numeric = {k: float(v) for k, v in values.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)
+               and np.isfinite(float(v))}
+    if numeric and len(numeric) == len([v for v in values.values() if v is not None]):
+        low, high = min(numeric.values()), max(numeric.values())
+        log = low > 0 and high / low >= 100
+        tr = (lambda v: np.log10(v)) if log else (lambda v: v)
+        span = tr(high) - tr(low)
+        colors = {k: viridis((tr(numeric[k]) - tr(low)) / span if span else 0.5)
+                  if k in numeric else "#999999" for k in values}
+        return colors, ValueScale(title, low, high, log)
+    categories = sorted({value_text(v) for v in values.values() if v is not None})
+    spread = max(len(categories) - 1, 1)
+    colors = {k: viridis(categories.index(value_text(v)) / spread) if v is not None
+              else "#999999" for k, v in values.items()}
+    return colors, ValueScale(title, 0.0, float(spread), False, categories)
 
 
 def palette_colors(keys) -> dict:

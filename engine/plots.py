@@ -84,6 +84,10 @@ class ChartOptions:
     clip_outliers: bool = True      # diverged / non-finite runs (by status) may be drawn
     #                                 off-scale and marked; every other run always fits
     context: bool = False           # exports: subtitle of what all runs share
+    cursor: float | None = None     # the time cursor, in x_axis units: a vertical line on
+    cursor_from: float | None = None  # every panel; with cursor_from, the range shaded
+    color_by: str | None = None     # colour runs by a config field's value (a sequential
+    #                                 scale, log where it spans decades) instead of the palette
 
     def __post_init__(self):
         if self.x_axis not in X_AXES:
@@ -133,8 +137,9 @@ class _Entry:
     legend: str = ""         # text in the legend, escaped, lines joined by <br>
 
 
-def _entries(runs, o: ChartOptions) -> list[_Entry]:
-    """The legend entries: runs, or groups under average_over."""
+def _entries(runs, o: ChartOptions, frame: pd.DataFrame | None = None) -> list[_Entry]:
+    """The legend entries: runs, or groups under average_over; coloured by o.color_by's value
+    when it is set (a config field, or a summary such as final:val/acc read from `frame`)."""
     names = {_get(r, "id"): _get(r, "name", "") or "" for r in runs}
     if o.average_over:
         groups = curves.group_runs(runs, o.average_over)
@@ -150,9 +155,63 @@ def _entries(runs, o: ChartOptions) -> list[_Entry]:
         labels = describe.run_labels(runs)
         colors = describe.run_colors(labels, describe.seed_groups(runs))
         members = {_get(r, "id"): [r] for r in runs}
+    if o.color_by:
+        colors, _ = color_scale(members, o.color_by, frame)
     # names drawn as typed, never as markup
     return [_Entry(k, describe.plotly_text(labels[k]), labels[k], colors[k], members[k],
                    base[k] if o.average_over else "") for k in labels]
+
+
+def color_values(members: dict, color_by: str, frame: pd.DataFrame | None) -> dict:
+    """{entry key: the value it is coloured by}: a config field's value (a group's, when all
+    its runs share it; else None), or a summary ('final:val/acc', 'best:val/loss': the mean
+    over the entry's runs, in display units, from `frame`)."""
+    if ":" in color_by:
+        summary = verdicts.parse_summary(color_by)
+        runs = [r for rs in members.values() for r in rs]
+        values = verdicts.summarize_runs(frame if frame is not None else pd.DataFrame(
+            columns=["run", "step", "epoch", "name", "value", "time"]), runs, summary)
+        out = {}
+        for key, rs in members.items():
+            got = [values[_get(r, "id")].value for r in rs
+                   if math.isfinite(values[_get(r, "id")].value)]
+            out[key] = float(np.mean(got)) if got else None
+        return out
+    out = {}
+    for key, rs in members.items():
+        seen = {describe.value_text(describe.full_config(_get(r, "config")).get(color_by))
+                for r in rs}
+        out[key] = describe.full_config(_get(rs[0], "config")).get(color_by) \
+            if len(seen) == 1 else None
+    return out
+
+
+def color_scale(members: dict, color_by: str, frame=None) -> tuple[dict, "describe.ValueScale"]:
+    """The entries' colours along one sequential scale by their color_by value, and the
+    scale (for the colour bar)."""
+    title = verdicts.parse_summary(color_by).describe() if ":" in color_by else color_by
+    return describe.value_colors(color_values(members, color_by, frame), title)
+
+
+def _color_bar(fig, scale: "describe.ValueScale") -> None:
+    """A colour bar for runs coloured by a value: an invisible trace carrying the scale."""
+    tr = (lambda v: math.log10(v)) if scale.log else (lambda v: v)
+    low, high = tr(scale.low), tr(scale.high)
+    if scale.categories:
+        ticks = list(range(len(scale.categories)))
+        text = [describe.plotly_text(c) for c in scale.categories]
+    else:
+        ticks = list(np.linspace(low, high, 5)) if high > low else [low]
+        text = [f"{10 ** t:.3g}" if scale.log else f"{t:.3g}" for t in ticks]
+    fig.add_trace(go.Scatter(
+        x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
+        marker=dict(colorscale=[[i / (len(describe.VIRIDIS) - 1), c]
+                                for i, c in enumerate(describe.VIRIDIS)],
+                    cmin=low, cmax=high if high > low else low + 1, color=[low],
+                    showscale=True, colorbar=dict(
+                        title=dict(text=describe.plotly_text(scale.title)
+                                   + (" (log)" if scale.log else ""), side="right"),
+                        tickvals=ticks, ticktext=text, thickness=14, len=0.8))))
 
 
 def legend_table(runs, options: ChartOptions | None = None) -> pd.DataFrame:
@@ -350,7 +409,7 @@ def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None,
     no single run's step)."""
     o = options or ChartOptions()
     runs = list(runs)
-    entries = _entries(runs, o)
+    entries = _entries(runs, o, frame)
     datasets = _datasets(runs) or [""]
     metrics = o.metrics
     rows, cols = len(datasets), len(metrics)
@@ -394,8 +453,22 @@ def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None,
         hovermode="closest",
         uirevision=f"{'|'.join(metrics)}|{o.x_axis}|{o.average_over}",   # keep zoom on changes
     )
+    _draw_cursor(fig, o, rows * cols > 1)
+    if o.color_by:
+        _color_bar(fig, color_scale({e.key: e.members for e in entries}, o.color_by, frame)[1])
     return fig
 
+
+def _draw_cursor(fig, o: ChartOptions, subplots: bool) -> None:
+    """The time cursor on every panel: a dotted line at o.cursor, the range from
+    o.cursor_from shaded (the same x on each panel: they share the x axis quantity)."""
+    if o.cursor is None:
+        return
+    where = dict(row="all", col="all") if subplots else {}
+    if o.cursor_from is not None and o.cursor_from < o.cursor:
+        fig.add_vrect(x0=o.cursor_from, x1=o.cursor, fillcolor="rgba(120,120,120,0.12)",
+                      line_width=0, layer="below", **where)
+    fig.add_vline(x=o.cursor, line=dict(color="#444", width=1.5, dash="dot"), **where)
 
 def _y_axis_style(log_y: bool) -> dict:
     # Minor ticks of a log axis labelled in full ("0.2", "0.3"), not by their digit alone.
@@ -785,9 +858,35 @@ def trail_figure(frames: dict, labels: dict, metric: str, *, current: str | None
 
 # --- tables beside the chart -----------------------------------------------------------------
 
-def summary_table(frame: pd.DataFrame, runs, options: ChartOptions | None = None) -> pd.DataFrame:
+def summary_table(frame: pd.DataFrame, runs, options: ChartOptions | None = None, *,
+                  baseline: str | None = None) -> pd.DataFrame:
     """Final and best value of the chart's metric per run (or per group: mean over members),
-    in display units, with the step of the best value."""
+    in display units, with the step of the best value. With a pinned `baseline` (a run id,
+    or a group's name under average_over) every row also says its final and best against
+    the baseline's: the difference and the difference in % of the baseline's value."""
+    table = _summary_table(frame, runs, options)
+    return with_baseline(table, baseline, ("final", "best"),
+                         "group" if (options and options.average_over) else "id")
+
+
+def with_baseline(table: pd.DataFrame, baseline: str | None, columns, key: str) -> pd.DataFrame:
+    """`table` with "Δ col" and "Δ col %" beside each of `columns`, against the row whose
+    `key` is `baseline` (its own row reads 0 and is marked "baseline"); unchanged when the
+    baseline is not a row."""
+    if baseline is None or key not in table or baseline not in set(table[key]):
+        return table
+    base = table.loc[table[key] == baseline].iloc[0]
+    out = table.copy()
+    for col in columns:
+        ref = base[col]
+        out[f"Δ {col}"] = out[col] - ref
+        out[f"Δ {col} %"] = (out[col] - ref) / abs(ref) * 100 if ref and math.isfinite(ref) \
+            else math.nan
+    out.insert(0, "pinned", ["baseline" if v == baseline else "" for v in out[key]])
+    return out
+
+
+def _summary_table(frame: pd.DataFrame, runs, options: ChartOptions | None = None) -> pd.DataFrame:
     o = options or ChartOptions()
     runs = list(runs)
     series = curves.run_series(frame, runs, o.metric, "step")
@@ -818,15 +917,25 @@ def summary_table(frame: pd.DataFrame, runs, options: ChartOptions | None = None
     return table.drop(columns=["config"])
 
 
-def config_diff(runs, labels: dict | None = None, *, only_differing: bool = False) -> pd.DataFrame:
+def config_diff(runs, labels: dict | None = None, *, only_differing: bool = False,
+                baseline: str | None = None) -> pd.DataFrame:
     """Config fields (rows) by run (columns, headed by `labels` or run ids), plus a boolean
     'differs' column; values are text so mixed types display in one column; a field that
     does not apply to a run (no momentum under Adam) reads '–'. Scheduling fields (pack,
     diagnostics, device, data folder: config.SCHEDULING_FIELDS) are left out: they never
-    make runs differ."""
+    make runs differ. With a pinned `baseline` run id, 'differs' means differs from the
+    baseline's value (its column comes first)."""
     runs = list(runs)
+    if baseline is not None and any(_get(r, "id") == baseline for r in runs):
+        runs.sort(key=lambda r: _get(r, "id") != baseline)      # the baseline's column first
     configs = {_get(r, "id"): describe.full_config(_get(r, "config")) for r in runs}
-    differ = set(describe.differing_fields(configs.values()))
+    if baseline in configs:
+        ref = configs[baseline]
+        differ = {n for c in configs.values() for n in c
+                  if (config.applies(n, c) or config.applies(n, ref))
+                  and value_text(c.get(n)) != value_text(ref.get(n))}
+    else:
+        differ = set(describe.differing_fields(configs.values()))
     fields = [n for n in config.FIELD_NAMES if n not in config.SCHEDULING_FIELDS]
     fields += [n for c in configs.values() for n in c if n not in fields
                and n not in config.SCHEDULING_FIELDS]
