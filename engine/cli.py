@@ -510,7 +510,8 @@ def cmd_show(args) -> int:
                       "executor": executor, "node": node,
                       "steps": record.last_step, "tags": record.tags, "final_metrics": finals,
                       "config": record.config, "provenance": record.provenance,
-                      "warnings": [w.message for w in warnings_for(frame, record.config)]},
+                      "warnings": [w.message for w in warnings_for(frame, record.config,
+                                                                  run=record)]},
                      indent=2, default=str))
     store.close()
     return EXIT_OK

@@ -136,8 +136,8 @@ options = plots.ChartOptions(metric=metric, x_axis=x_axis, log_y=log_y, smoothin
                              average_over=average_over, band=band, panels=tuple(panels))
 # Each run's warnings (engine/run_warnings.py), from the metrics already read: a ◆ on its line
 by_run = dict(iter(frame.groupby("run")))
-warnings = {r.id: run_warnings.warnings_for(by_run[r.id], r.config) if r.id in by_run else []
-            for r in runs}
+warnings = {r.id: run_warnings.warnings_for(by_run[r.id], r.config, run=r)
+            if r.id in by_run else [] for r in runs}
 fig = plots.build_figure(frame, runs, options, warnings=warnings)
 st.plotly_chart(fig, key="compare_chart", config={"displaylogo": False})
 # Hovering a line or a legend entry picks its run out (plots.HIGHLIGHT_JS; our own script).
