@@ -199,11 +199,12 @@ def lesson_ui(lesson, store, learner: str, number: int) -> None:
         playground_step_ui(lesson, step, store, learner)
     else:
         look_step_ui(lesson, step, store)
-    back, forward = st.columns(2)
-    back.button("Previous step", key="lesson_prev", icon=":material/chevron_left:",
-                disabled=number == 1, on_click=go_to, args=(number - 1,))
-    forward.button("Next step", key="lesson_next", icon=":material/chevron_right:",
-                   disabled=number == count, on_click=go_to, args=(number + 1,))
+    with st.container(horizontal=True, horizontal_alignment="distribute"):
+        st.button("Previous step", key="lesson_prev", icon=":material/chevron_left:",
+                  disabled=number == 1, on_click=go_to, args=(number - 1,))
+        st.button("Next step", key="lesson_next", icon=":material/chevron_right:",
+                  icon_position="right", disabled=number == count, on_click=go_to,
+                  args=(number + 1,))
     if step.asks:
         class_view_ui(lesson, step, store)
     with st.expander("Share this step", icon=":material/link:"):

@@ -783,20 +783,26 @@ def lesson_runs(lesson: Lesson) -> dict[tuple, int]:
 
 
 def estimate_seconds(lesson: Lesson, stored=(), *, remaining: bool = False) -> float:
-    """Training time of the lesson's experiment steps on this machine
-    (experiments.estimate_seconds: finished runs' durations where there are any, else the
-    rough figure), each experiment run counted once however many steps use it; `remaining`:
-    only the seeds not yet stored."""
-    exps = {s.experiment.id: s.experiment for s in lesson.experiment_steps()}
+    """Training time of the lesson's experiment steps on this machine, step after step as a
+    student launches them (engine.launch.estimate: packs, workers side by side, calibrated by
+    the stored runs when there are some). A run shared by two steps trains once, in the first;
+    `remaining`: only the seeds not yet stored."""
+    from engine import launch
+    covered: set = set()
     total = 0.0
-    for (exp_id, label, quick), seeds in lesson_runs(lesson).items():
-        exp = exps[exp_id]
-        one = dataclasses.replace(exp, runs=[(label, dict(exp.runs)[label])])
-        if remaining:
-            have = len(experiments.matching_runs(one, stored, quick=quick)[label])
-            seeds = max(0, seeds - have)
-        if seeds:
-            total += experiments.estimate_seconds(one, seeds=seeds, quick=quick, stored=stored)
+    for step in lesson.experiment_steps():
+        have = {label: len(runs) for label, runs in step_runs(step, stored).items()} \
+            if remaining else {}
+        configs = []
+        for label in step.runs:
+            for i in range(step.seeds):
+                key = (step.experiment.id, label, step.quick, i)
+                if key in covered or i < have.get(label, 0):
+                    continue
+                covered.add(key)
+                configs.append(step.experiment.config(label, quick=step.quick, seed=i))
+        if configs:
+            total += launch.estimate(configs, stored=stored).seconds
     return total
 
 
