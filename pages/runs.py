@@ -50,6 +50,7 @@ else:
     if st.session_state.get(state.RUNS_SORT) not in result_columns:   # its column went
         st.session_state[state.RUNS_SORT] = None
     sort = c_sort.selectbox("Sort by", [None, *result_columns], key=state.RUNS_SORT,
+                            placeholder="newest first",   # None reads as no choice here
                             format_func=lambda c: "newest first" if c is None
                             else f"{widgets.result_choice_label(c)}, best first")
     metrics = list(dict.fromkeys(c.split(":", 1)[1] for c in result_columns))
