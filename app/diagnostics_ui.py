@@ -153,6 +153,16 @@ def run_warnings(store, record) -> list:
     return found
 
 
+MAX_SIDE_BY_SIDE = 4      # runs another page opens Diagnostics with at once
+
+
+def open_runs_at(run_ids: list[str], step: int) -> None:
+    """Before switching to Diagnostics (Compare's time cursor): show these runs there at this
+    step (the slider snaps to the nearest collected one)."""
+    st.session_state[RUNS_KEY] = list(run_ids)[:MAX_SIDE_BY_SIDE]
+    go_to_step(step)
+
+
 def open_at_warning(run_id: str, warning) -> None:
     """Show `run_id` on the Diagnostics page at the warning's step and quantity."""
     st.session_state[RUNS_KEY] = [run_id]

@@ -137,6 +137,9 @@ COMPARE_WIDGETS = {                                   # URL parameter -> widget 
     "metric": "compare_metric", "x": "compare_x", "log_y": "compare_log_y",
     "smoothing": "compare_smooth", "average_over": "compare_average_over",
     "band": "compare_band", "panels": "compare_panels",
+    # the time cursor (in the x axis's units), colouring by a value, a pinned baseline run
+    "cursor": "compare_cursor", "cursor_from": "compare_cursor_from",
+    "color_by": "compare_color_by", "baseline": "compare_baseline",
 }
 # Parameters of older links and saved comparisons, read under their new names: "average
 # over" (the field a mean line averages over, runs equal in everything else) was `group`.
@@ -222,6 +225,23 @@ def compare_from_url(params, allowed: dict, field_names) -> tuple[dict, list[str
                                                       f"{MAX_SMOOTHING}"))
             else:
                 state[param] = number
+        elif param in ("cursor", "cursor_from"):
+            try:
+                number = float(value)
+            except ValueError:
+                number = math.nan
+            if not (math.isfinite(number) and number >= 0):
+                messages.append(refusal(param, value, "must be a number >= 0 (a point on the "
+                                                      "x axis: a step, an epoch, ...)"))
+            else:
+                state[param] = number
+        elif param in ("color_by", "baseline") and param not in allowed:
+            # checked by the page against the chosen runs (fields they have, their ids)
+            if len(value) <= 80 and value.isprintable():
+                state[param] = value
+            else:
+                messages.append(refusal(param, value, "must be a config field, a summary "
+                                        "such as final:val/acc, or a run id"))
         elif param == "metric" and "metric" not in allowed:
             if _METRIC_NAME.match(value):
                 state[param] = value

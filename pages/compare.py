@@ -13,7 +13,7 @@ import dataclasses
 
 import streamlit as st
 
-from app import saved_comparisons, services, state, verdicts_ui
+from app import compare_ui, saved_comparisons, services, state, verdicts_ui
 from app.text import plain
 from engine import config, describe, export, plots, run_warnings
 from engine.events import ALL_METRICS, STEP_LOSS, VAL_ACC, RunStatus
@@ -120,26 +120,40 @@ average_over = c5.selectbox(
 band = c6.selectbox("Band", list(plots.BANDS), key=W["band"], disabled=average_over is None,
                     format_func=lambda b: {"std": "±1 std", "minmax": "min–max",
                                            "ci": "95% CI of mean"}[b])
-panels = st.multiselect("Beside it", [m for m in metrics if m != metric], key="compare_panels",
+p1, p2, p3 = st.columns([5, 3, 3])
+panels = p1.multiselect("Beside it", [m for m in metrics if m != metric], key="compare_panels",
                         format_func=plots.metric_title, max_selections=3,
                         help="More metrics side by side with the same runs, e.g. validation "
                              "loss beside validation accuracy.")
+labels = describe.run_labels(runs)
+with p2:
+    color_by = compare_ui.color_by_ui(runs)
+with p3:
+    baseline = compare_ui.baseline_ui(runs, labels)
+compare_ui.apply_pending_move()
+cursor, cursor_from = compare_ui.time_cursor_ui(
+    compare_ui.positions(frame, runs, metric, x_axis), plots.X_AXES[x_axis])
 chart_state = {"metric": metric, "x": x_axis,
                "log_y": None if log_y is None else "true" if log_y else "false",
                "smoothing": smoothing,
                "average_over": average_over, "band": band if average_over else None,
-               "panels": st.session_state.get(W["panels"], [])}
+               "panels": st.session_state.get(W["panels"], []),
+               "cursor": cursor, "cursor_from": cursor_from, "color_by": color_by,
+               "baseline": baseline}
 # the old parameters (an opened old link's `group`) leave the URL once read
 state.write_compare_url(state.compare_to_url(chart_state),
                         [*chart_state, *state.COMPARE_OLD_PARAMS])
 options = plots.ChartOptions(metric=metric, x_axis=x_axis, log_y=log_y, smoothing=smoothing,
-                             average_over=average_over, band=band, panels=tuple(panels))
+                             average_over=average_over, band=band, panels=tuple(panels),
+                             cursor=cursor, cursor_from=cursor_from, color_by=color_by)
 # Each run's warnings (engine/run_warnings.py), from the metrics already read: a ◆ on its line
 by_run = dict(iter(frame.groupby("run")))
 warnings = {r.id: run_warnings.warnings_for(by_run[r.id], r.config, run=r)
             if r.id in by_run else [] for r in runs}
 fig = plots.build_figure(frame, runs, options, warnings=warnings)
 st.plotly_chart(fig, key="compare_chart", config={"displaylogo": False})
+if cursor is not None:
+    compare_ui.cursor_table_ui(frame, runs, options, labels)
 # Hovering a line or a legend entry picks its run out (plots.HIGHLIGHT_JS; our own script).
 st.html(f"<script>{plots.HIGHLIGHT_JS}</script>", unsafe_allow_javascript=True)
 if not average_over and any(warnings.values()):
@@ -160,7 +174,6 @@ with st.expander(f"Key: all {len(key_table)} {'groups' if average_over else 'run
                                 st.column_config.NumberColumn(width="small"),
                                 "label": st.column_config.TextColumn("whole label",
                                                                      width="large")})
-labels = describe.run_labels(runs)
 drawn = set(frame.loc[frame["name"] == metric, "run"])
 empty = [labels[r.id] for r in runs if r.id not in drawn]
 if empty:
@@ -170,14 +183,15 @@ if empty:
 t1, t2 = st.container(), st.container()      # full width each: long labels are not cut
 with t1:
     st.subheader("Final and best " + plots.metric_title(metric))
-    summary = plots.summary_table(frame, runs, options)
+    summary = plots.summary_table(frame, runs, options,
+                                  baseline=None if average_over else baseline)
     st.dataframe(summary, hide_index=True, column_config={
         c: st.column_config.NumberColumn(format="%.4g")
-        for c in ("final", "best", "final std", "best std") if c in summary})
+        for c in summary.columns if c.startswith(("final", "best", "Δ"))})
 with t2:
     st.subheader("Config differences")
     only_diff = st.checkbox("Only fields that differ", value=True, key="compare_only_diff")
-    diff = plots.config_diff(runs, labels, only_differing=only_diff)
+    diff = plots.config_diff(runs, labels, only_differing=only_diff, baseline=baseline)
     if not len(diff):
         st.caption("The chosen runs have identical configs.")
     else:
@@ -221,3 +235,5 @@ cols[5].download_button("ZIP (all)", key="compare_dl_zip", file_name=files["zip"
 
 with st.expander("Is the difference real?", expanded=True):
     verdicts_ui.verdict_panel_ui(store, runs, frame=frame)
+with st.expander("Paper table: groups x summaries, for a report", expanded=False):
+    compare_ui.paper_table_ui(frame, runs, metric, average_over)
