@@ -53,8 +53,7 @@ def all_lessons() -> tuple[dict, list[str]]:
     """Shipped lessons and this server's own (<home>/lessons), with the errors of own files
     that no longer validate (they are left out)."""
     errors: list[str] = []
-    mine = lessons.catalogue(mine=True, errors=errors)
-    return {**shipped(), **{k: v for k, v in mine.items() if v.origin == "yours"}}, errors
+    return lessons.catalogue(shipped=shipped(), errors=errors), errors
 
 
 def learner_id() -> str:
@@ -122,8 +121,9 @@ def list_ui(found: dict, store, learner: str, errors: list[str]) -> None:
     for lesson in found.values():
         with st.container(border=True):
             runs = sum(lessons.lesson_runs(lesson).values())
-            total = lessons.estimate_seconds(lesson, stored)
-            left = lessons.estimate_seconds(lesson, stored, remaining=True)
+            finished = sum(r.status == RunStatus.COMPLETED for r in stored)
+            total, left = estimates(lesson.id, lesson.filename, finished, len(stored), lesson,
+                                    stored)
             st.markdown(f"**{plain(lesson.title)}**" + (" · *yours*" if lesson.origin == "yours"
                                                          else ""))
             if lesson.summary:
@@ -141,6 +141,15 @@ def list_ui(found: dict, store, learner: str, errors: list[str]) -> None:
         st.warning(plain(f"Left out: {error}"), icon=":material/error:")
     with st.expander("Add a lesson file", icon=":material/upload_file:"):
         upload_ui()
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def estimates(lesson_id: str, filename: str, finished: int, stored_count: int, _lesson,
+              _stored) -> tuple[float, float]:
+    """(whole lesson, still to train) seconds here; keyed by the lesson and how many runs are
+    stored and finished (their durations calibrate it); the objects themselves not hashed."""
+    return (lessons.estimate_seconds(_lesson, _stored),
+            lessons.estimate_seconds(_lesson, _stored, remaining=True))
 
 
 def open_lesson(lesson_id: str, step: int) -> None:
@@ -263,8 +272,9 @@ def experiment_step_ui(lesson, step, store, learner: str) -> None:
     budget = ("the quick budget (" + ", ".join(f"{k} {v}" for k, v in exp.quick.items())
               + "), not the notebook's: the full one would take too long here") \
         if step.quick else "the notebook's budget"
-    total = lessons.estimate_seconds(_only(lesson, step), stored)
-    left = lessons.estimate_seconds(_only(lesson, step), stored, remaining=True)
+    finished = sum(r.status == RunStatus.COMPLETED for r in stored)
+    total, left = estimates(f"{lesson.id}:{step.number}", lesson.filename, finished,
+                            len(stored), _only(lesson, step), stored)
     runs = f"{len(step.runs)} run{'s' if len(step.runs) > 1 else ''} × {step.seeds} seeds"
     st.caption(f"{runs} of {plain(exp.title)}, at {plain(budget)} · "
                + (f"about {lessons.duration_text(total)} of training here"

@@ -605,12 +605,14 @@ def user_dir() -> Path:
 
 
 def catalogue(folder: str | Path | None = None, *, user_folder: str | Path | None = None,
-              errors: list | None = None, mine: bool = True) -> dict[str, Lesson]:
-    """The shipped lessons (assets/lessons), then (`mine`) the user's (<home>/lessons), by id.
-    A user file that no longer validates (or reuses a shipped id) is left out and its error
-    appended to `errors` when given; a shipped one raises (the tests keep them valid)."""
-    out: dict[str, Lesson] = {}
-    for path in sorted(Path(folder or LESSONS_DIR).glob("*.yaml")):
+              errors: list | None = None, mine: bool = True,
+              shipped: dict | None = None) -> dict[str, Lesson]:
+    """The shipped lessons (assets/lessons; or `shipped`, already loaded), then (`mine`) the
+    user's (<home>/lessons), by id. A user file that no longer validates (or reuses a shipped
+    id) is left out and its error appended to `errors` when given; a shipped one raises (the
+    tests keep them valid)."""
+    out: dict[str, Lesson] = dict(shipped) if shipped is not None else {}
+    for path in sorted(Path(folder or LESSONS_DIR).glob("*.yaml")) if shipped is None else []:
         lesson = load_file(path)
         if lesson.id in out:
             raise LessonError(path.name, _line(lesson, ("id",)), "id",
