@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from engine import experiments
 from engine.config import ConfigError
-from tests.fuzz.harness import (assert_refusal, examples, outcome, with_examples, yaml_key,
-                                yaml_value)
+from tests.fuzz.harness import (EXPERIMENT_SECONDS, assert_refusal, examples, outcome,
+                                with_examples, yaml_key, yaml_value)
 
 NAME = "fuzz.yaml"
 CATALOGUE = [p.read_text() for p in sorted(experiments.CATALOGUE_DIR.glob("*.yaml"))]
@@ -73,14 +73,14 @@ def mutated_catalogue_file(draw) -> str:
     return "\n".join(lines) + "\n"
 
 
-@examples(quick=40)
+@examples(quick=40, seconds=EXPERIMENT_SECONDS)
 @given(st.binary(max_size=400))
 @with_examples(*((raw,) for raw in PAST))
 def test_any_bytes_give_an_experiment_or_a_refusal_naming_the_file(raw):
     parse(raw)
 
 
-@examples(quick=25)
+@examples(quick=25, seconds=EXPERIMENT_SECONDS)
 @given(mutated_catalogue_file())
 def test_changed_catalogue_files_give_an_experiment_or_a_refusal_naming_the_file(text):
     parse(text.encode("utf-8", "surrogatepass"))
