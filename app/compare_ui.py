@@ -23,6 +23,7 @@ from engine import config, curves, describe, paper_table, plots, verdicts
 FRAMES = 100                  # a play from the first point to the last takes this many frames
 SPEEDS = {"slow": 1.0, "normal": 0.5, "fast": 0.25}   # seconds per frame
 COLOR_SUMMARIES = ("final:val/acc", "best:val/acc", "final:train/loss", "final:val/loss")
+clock = time.monotonic        # Play's clock (a test stops it)
 
 
 def positions(frame, runs, metric: str, x_axis: str) -> np.ndarray:
@@ -100,7 +101,7 @@ def _play(widget: str, playing_key: str, xs: np.ndarray, cast, seconds: float,
     def tick():
         if not st.session_state.get(playing_key):
             return
-        now_s = time.monotonic()
+        now_s = clock()
         if now_s - st.session_state.setdefault(last_key, now_s) < seconds * 0.9:
             return
         st.session_state[last_key] = now_s
@@ -199,7 +200,16 @@ def paper_table_ui(frame, runs, metric: str, average_over: str | None):
         st.caption(plain("No bold: " + "; ".join(notes)))
     figure = paper_table.bar_figure(table)
     st.plotly_chart(figure, key="compare_paper_bars", config={"displaylogo": False})
+    st.session_state[LAST_TABLE] = table
     return table, figure
+
+
+LAST_TABLE = "compare_paper_table"     # the table last drawn, for the page's zip
+
+
+def last_table():
+    """The paper table drawn on this page's last run (None before), for the ZIP download."""
+    return st.session_state.get(LAST_TABLE)
 
 
 def finite(x) -> bool:

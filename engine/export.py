@@ -378,15 +378,21 @@ def figure_bytes(fig, fmt: str) -> bytes:
 # --- bundles and the CLI entry ---------------------------------------------------------------
 
 def zip_bytes(fig, frame: pd.DataFrame, runs, *, base: str = "trainlab-compare",
-              images: dict | None = None, verdicts=None) -> bytes:
+              images: dict | None = None, verdicts=None, table=None) -> bytes:
     """A ZIP of <base>.html, .csv, .json and the .png/.svg images. `images` reuses images
     already drawn; without a browser the images are left out and NO_IMAGES.txt says why.
     With `verdicts` (an engine.verdicts.Verdicts) also <base>-verdicts.csv/.json and the
-    strip plot as <base>-strip.html/.png/.svg."""
+    strip plot as <base>-strip.html/.png/.svg. With a paper `table` (engine.paper_table.Table)
+    also <base>-table.tex/.md/.csv and its bar chart as <base>-bars.html."""
     runs = list(runs)
     members = {f"{base}.html": figure_html(fig),
                f"{base}.csv": metrics_csv(frame, runs, config_columns=True),
                f"{base}.json": configs_json(runs)}
+    if table is not None:
+        from engine import paper_table
+        members.update({f"{base}-table.{ext}": paper_table.render(table, fmt).encode()
+                        for fmt, ext in (("latex", "tex"), ("markdown", "md"), ("csv", "csv"))})
+        members[f"{base}-bars.html"] = figure_html(paper_table.bar_figure(table))
     images = dict(images or {})
     missing = [f for f in STATIC_FORMATS if f not in images]
     if verdicts is not None:

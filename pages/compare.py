@@ -229,9 +229,10 @@ cols[5].download_button("ZIP (all)", key="compare_dl_zip", file_name=files["zip"
                         data=lambda: export.zip_bytes(plots.build_figure(frame, runs,
                                                                          export_options),
                                                       frame, runs, base=stem,
-                                                      verdicts=verdicts_ui.last_result()),
-                        help="HTML, CSV, JSON, the verdicts below and, when a browser is "
-                             "available, PNG and SVG.")
+                                                      verdicts=verdicts_ui.last_result(),
+                                                      table=compare_ui.last_table()),
+                        help="HTML, CSV, JSON, the verdicts and the paper table below and, "
+                             "when a browser is available, PNG and SVG.")
 
 with st.expander("Is the difference real?", expanded=True):
     verdicts_ui.verdict_panel_ui(store, runs, frame=frame)

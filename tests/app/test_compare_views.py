@@ -50,7 +50,11 @@ def test_a_link_with_a_cursor_opens_there(filled):  # noqa: F811
     assert any("cursor: '-3' is not allowed" in w.value for w in bad.warning)
 
 
-def test_play_moves_the_cursor_on(filled):  # noqa: F811
+def test_play_moves_the_cursor_on(filled, monkeypatch):  # noqa: F811
+    # The clock stands still, so only the move this test hands over happens (the ticking
+    # fragment moves it once `speed` seconds have passed; a slow machine must not race it).
+    from app import compare_ui
+    monkeypatch.setattr(compare_ui, "clock", lambda: 1000.0)
     at = page_with({**two_runs(filled), "cursor": "4"})
     at = at.button(key="compare_play").click().run()
     assert at.session_state["compare_playing"]

@@ -97,3 +97,16 @@ def test_cli_compare_table_latex(tmp_path, capsys):
     assert "best validation loss" in out
     assert main(["--db", str(db), "compare", "tag:hw", "--table", "html"]) == 2
     assert "--table: 'html' is not allowed" in capsys.readouterr().err
+
+
+def test_the_zip_export_holds_the_table_in_three_forms_and_its_bar_chart():
+    import io
+    import zipfile
+    from engine import export, plots
+    runs, frame = runs_and_frame({"sgd": [60.0, 61.0, 62.0], "adam": [85.0, 86.0, 87.0]})
+    table = paper_table.build(frame, runs, [parse_summary("final:val/acc")])
+    data = export.zip_bytes(plots.build_figure(frame, runs), frame, runs,
+                            images={"png": b"", "svg": b""}, table=table)
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert {"trainlab-compare-table.tex", "trainlab-compare-table.md",
+            "trainlab-compare-table.csv", "trainlab-compare-bars.html"} <= set(names)
