@@ -39,6 +39,44 @@ MAX_REGION_RUNS = 4               # toy runs whose decision regions are drawn si
 
 # --- runs and their metrics ------------------------------------------------------------------
 
+URL_PARAMS = ("runs", "step", "quantity")   # the view's state in the URL (a link to a step)
+PLAYING_KEY = "diag_playing"
+PLAY_SPEEDS = {"slow": 1.5, "normal": 0.7, "fast": 0.3}   # seconds per collection step
+clock = time.monotonic              # Play's clock (a test holds it still)
+
+
+def read_url(record_ids: list[str]) -> list[str]:
+    """On a page's first run, take its runs, step and quantity from the URL (a shared link:
+    ?runs=A&runs=B&step=1200&quantity=grad_norm); returns one message per refused value."""
+    if st.session_state.get("diag_url_read"):
+        return []
+    st.session_state["diag_url_read"] = True
+    params, messages = state.url_params(), []
+    runs = [r for r in params.get("runs", []) if r in record_ids]
+    if params.get("runs"):
+        bad = [r for r in params["runs"] if r not in record_ids]
+        if bad:
+            messages.append(state.refusal("runs", bad, "ids of stored runs"))
+        if runs:
+            st.session_state[RUNS_KEY] = runs
+    step = (params.get("step") or [None])[0]
+    if step is not None:
+        if step.isdigit():
+            st.session_state[STEP_KEY] = int(step)
+            st.session_state[FOLLOW_KEY] = False
+        else:
+            messages.append(state.refusal("step", step, "must be a whole number >= 0"))
+    quantity = (params.get("quantity") or [None])[0]
+    if quantity is not None:
+        st.session_state[QUANTITY_KEY] = quantity     # checked by quantity_ui
+    return messages
+
+
+def write_url(run_ids, step, quantity) -> None:
+    state.write_url({"runs": list(run_ids), "step": None if step is None else str(step),
+                     "quantity": quantity}, URL_PARAMS)
+
+
 def pick_runs_ui(records) -> list[str]:
     """Multiselect of stored runs (newest first), the newest DEFAULT_RUNS preselected; each
     labelled by widgets.run_choice_labels (what differs, the user's name, status, time)."""
@@ -69,6 +107,51 @@ def read_frames(store, run_ids) -> dict[str, pd.DataFrame]:
     empty = pd.DataFrame({"id": [], "step": [], "name": [], "value": []})
     return {rid: cache[rid]["frame"] if cache[rid]["frame"] is not None else empty
             for rid in run_ids}
+
+
+def read_histograms(store, run_id: str) -> list[tuple[int, dict]]:
+    """A run's "histograms" snapshots, reading only those stored since the last call."""
+    cache = st.session_state.setdefault(HISTOGRAMS_CACHE_KEY, {})
+    history = cache.setdefault(run_id, [])
+    history += store.read_snapshots(run_id, "histograms",
+                                    after_step=history[-1][0] if history else -1)
+    return history
+
+
+HISTOGRAMS_CACHE_KEY = "diag_histograms_cache"
+
+
+def over_training_ui(store, frames: dict, run_ids, labels: dict, step: int | None) -> None:
+    """Histograms of activations, weights and gradients over training (a heat map per run and
+    the histogram at the step), dead or saturated units over time, and the sharpness against
+    its stability limit: tabs, every one following the step."""
+    hist_tab, dead_tab, sharp_tab = st.tabs(["Histograms over training",
+                                             "Dead or saturated units", "Sharpness vs 2/lr"])
+    with hist_tab:
+        histories = {rid: read_histograms(store, rid) for rid in run_ids}
+        layers = dplots.histogram_layers(histories)
+        if not layers:
+            st.info("No histograms stored for these runs: they are taken at each diagnostics "
+                    "collection (runs trained with diagnostics on).", icon=":material/info:")
+        else:
+            c1, c2 = st.columns(2)
+            quantity = c1.selectbox("Of", list(dplots.HISTOGRAM_QUANTITIES), key="diag_hist_q",
+                                    format_func=dplots.HISTOGRAM_QUANTITIES.get)
+            layer = c2.selectbox("Layer", layers, key="diag_hist_layer",
+                                 format_func=lambda i: f"layer {i}")
+            st.plotly_chart(dplots.histogram_heatmap_figure(histories, labels, quantity, layer,
+                                                            step=step),
+                            key="diag_hist_heat", config={"displaylogo": False})
+            if step is not None:
+                st.plotly_chart(dplots.histogram_at_figure(histories, labels, quantity, layer,
+                                                           step),
+                                key="diag_hist_at", config={"displaylogo": False})
+    with dead_tab:
+        st.plotly_chart(dplots.dead_units_figure(frames, labels, step=step),
+                        key="diag_dead", config={"displaylogo": False})
+    with sharp_tab:
+        st.plotly_chart(dplots.sharpness_figure(frames, labels, step=step), key="diag_sharp",
+                        config={"displaylogo": False})
 
 
 def read_regions(store, run_id: str) -> list[tuple[int, dict]]:
@@ -111,13 +194,54 @@ def step_ui(steps: list[int], training: bool) -> int:
         st.session_state[STEP_KEY] = steps[-1]
     elif wanted not in steps:      # a warning's step (from Live): the nearest collection
         st.session_state[STEP_KEY] = min(steps, key=lambda s: abs(s - wanted))
-    slider, follow = st.columns([5, 2], vertical_alignment="bottom")
-    follow.toggle("Follow training", key=FOLLOW_KEY,
+    playing = st.session_state.get(PLAYING_KEY, False)
+    if playing:
+        _advance(steps)
+        playing = st.session_state.get(PLAYING_KEY, False)
+    slider, play, speed, follow = st.columns([8, 1.4, 1.6, 2.4], vertical_alignment="bottom")
+    if play.button("Pause" if playing else "Play", key="diag_play",
+                   icon=":material/pause:" if playing else ":material/play_arrow:",
+                   help="Replay training: every view below moves through the collected steps "
+                        "(no retraining)."):
+        st.session_state[PLAYING_KEY] = not playing
+        st.session_state[FOLLOW_KEY] = False
+        if not playing and st.session_state.get(STEP_KEY) == steps[-1]:
+            st.session_state["diag_play_restart"] = True
+        st.session_state["diag_moved_at"] = clock()
+        st.rerun()
+    speed.selectbox("Speed", list(PLAY_SPEEDS), index=1, key="diag_speed",
+                    label_visibility="collapsed")
+    follow.toggle("Follow training", key=FOLLOW_KEY, disabled=playing,
                   help="Keep the slider at the newest step while runs train; turn off to scrub.")
     return slider.select_slider("Step", steps, key=STEP_KEY,
                                 disabled=st.session_state[FOLLOW_KEY],
-                                help="Scrub through training: the per-layer profile below and "
-                                     "the line on the heat maps follow it.")
+                                help="Scrub through training: every view below follows it "
+                                     "(heat maps, profile, histograms, regions); Play replays.")
+
+
+def play_interval() -> float | None:
+    """Seconds between frames while Play is on (the page's fragment reruns that often)."""
+    if not st.session_state.get(PLAYING_KEY):
+        return None
+    return PLAY_SPEEDS.get(st.session_state.get("diag_speed", "normal"), 0.7)
+
+
+def _advance(steps: list[int]) -> None:
+    """While playing: one collection step on per frame (the slider's value, set before the
+    slider is drawn), from the first again after Play at the end; stop at the last."""
+    if st.session_state.pop("diag_play_restart", False):
+        st.session_state[STEP_KEY] = steps[0]
+        return
+    now = clock()
+    if now - st.session_state.get("diag_moved_at", now) < 0.9 * (play_interval() or 0):
+        return
+    st.session_state["diag_moved_at"] = now
+    at = st.session_state.get(STEP_KEY, steps[0])
+    later = [s for s in steps if s > at]
+    if later:
+        st.session_state[STEP_KEY] = later[0]
+    else:
+        st.session_state[PLAYING_KEY] = False
 
 
 def go_to_step(step: int, quantity: str | None = None) -> None:

@@ -323,3 +323,163 @@ def _short(label: str, limit: int) -> str:
 
 def _empty(fig: go.Figure, text: str) -> None:
     fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+
+
+# --- histograms over training, dead units over time, sharpness against 2/lr ----------------------
+
+HISTOGRAM_QUANTITIES = {"act": "activations", "weight": "weights", "grad": "weight gradients"}
+
+
+def histogram_layers(histories: dict) -> list[int]:
+    """The layers that the runs' "histograms" snapshots cover, sorted."""
+    return sorted({row["layer"] for history in histories.values() for _, data in history
+                   for row in data.get("layers", [])})
+
+
+def _histogram_rows(history: list, quantity: str, layer: int):
+    """(steps, bin centres, counts (steps x bins)) of one run's histograms of `quantity` at
+    `layer`, from its snapshots [(step, data)]; bins over the run's fixed range."""
+    steps, counts, half = [], [], None
+    for step, data in history:
+        row = next((r for r in data.get("layers", []) if r["layer"] == layer), None)
+        if row is None or quantity not in row:
+            continue
+        half = row[quantity]["range"]
+        steps.append(step)
+        counts.append(row[quantity]["counts"])
+    if not steps:
+        return [], np.array([]), np.zeros((0, 0))
+    bins = len(counts[0])
+    centres = np.linspace(-half, half, bins + 1)
+    centres = (centres[:-1] + centres[1:]) / 2
+    return steps, centres, np.array(counts, dtype=float)
+
+
+def histogram_heatmap_figure(histories: dict, labels: dict, quantity: str, layer: int, *,
+                             step: int | None = None) -> go.Figure:
+    """Per run (side by side), the histogram of `quantity` (act, weight, grad) at `layer` as
+    a heat map over training: x the step, y the value, colour the share of the layer's
+    values in that bin (log scale, so the thin tails show), with a line at `step`."""
+    labels = describe.plotly_labels(labels)
+    rows = {rid: _histogram_rows(h, quantity, layer) for rid, h in histories.items()}
+    rows = {rid: r for rid, r in rows.items() if r[0]}
+    fig = make_subplots(rows=1, cols=max(1, len(rows)), horizontal_spacing=0.06,
+                        subplot_titles=[_short(labels.get(rid, rid), TITLE_CHARS //
+                                               max(1, len(rows))) for rid in rows] or [""])
+    for col, (rid, (steps, centres, counts)) in enumerate(rows.items(), start=1):
+        share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        z = np.log10(np.where(share > 0, share, np.nan)).T            # bins x steps
+        fig.add_trace(go.Heatmap(
+            x=steps, y=centres, z=z, colorscale="Viridis", zmin=-4, zmax=0,
+            showscale=col == 1, colorbar=dict(title=dict(text="share (log10)", side="right")),
+            hovertemplate="step %{x}<br>value %{y:.3g}<br>log10 share %{z:.2f}<extra>"
+                          + labels.get(rid, rid) + "</extra>"), row=1, col=col)
+        fig.update_xaxes(title_text="step", row=1, col=col)
+        if step is not None:
+            fig.add_vline(x=step, line=dict(color="white", width=2, dash="dot"), row=1, col=col)
+    fig.update_yaxes(title_text=f"{HISTOGRAM_QUANTITIES.get(quantity, quantity)} value",
+                     row=1, col=1)
+    fig.update_layout(height=HEATMAP_HEIGHT, margin=dict(t=48, b=40, l=60, r=20),
+                      title=dict(text=f"Histogram of layer {layer}'s "
+                                      f"{HISTOGRAM_QUANTITIES.get(quantity, quantity)} over "
+                                      "training", font=dict(size=14)))
+    if not rows:
+        _empty(fig, "No histograms yet: they are stored at each diagnostics collection")
+    return fig
+
+
+def histogram_at_figure(histories: dict, labels: dict, quantity: str, layer: int,
+                        step: int) -> go.Figure:
+    """Each run's histogram of `quantity` at `layer` at its last collection at or before
+    `step`, as outlines over the value axis (shares, so runs of any size compare)."""
+    labels = describe.plotly_labels(labels)
+    colors = describe.run_colors(list(histories))
+    fig = go.Figure()
+    for rid, history in histories.items():
+        steps, centres, counts = _histogram_rows(history, quantity, layer)
+        before = [i for i, s in enumerate(steps) if s <= step] or ([0] if steps else [])
+        if not before:
+            continue
+        i = before[-1]
+        share = counts[i] / max(counts[i].sum(), 1)
+        fig.add_trace(go.Scatter(x=centres, y=share, mode="lines", line_shape="hvh",
+                                 name=f"{labels.get(rid, rid)} (step {steps[i]})",
+                                 line=dict(color=colors.get(rid), width=2)))
+    fig.update_xaxes(title_text=f"{HISTOGRAM_QUANTITIES.get(quantity, quantity)} value")
+    fig.update_yaxes(title_text="share of the layer's values")
+    fig.update_layout(height=PROFILE_HEIGHT, margin=dict(t=48, b=40, l=60, r=20),
+                      title=dict(text=f"Layer {layer} at step {step}", font=dict(size=14)),
+                      legend=dict(orientation="h", y=-0.25))
+    if not fig.data:
+        _empty(fig, "No histogram at or before this step")
+    return fig
+
+
+def dead_units_figure(frames: dict, labels: dict, *, step: int | None = None) -> go.Figure:
+    """Per run, the share of dead (ReLU family) or saturated (tanh, sigmoid) units over
+    training, averaged over the hidden layers: one line per run, with a line at `step`."""
+    labels = describe.plotly_labels(labels)
+    colors = describe.run_colors(list(frames))
+    fig = go.Figure()
+    for rid, frame in frames.items():
+        for quantity, what in (("dead_frac", "dead"), ("sat_frac", "saturated")):
+            matrix = layer_matrix(frame, quantity)
+            if matrix.empty:
+                continue
+            share = matrix.mean(axis=0) * 100
+            fig.add_trace(go.Scatter(x=list(share.index), y=share.to_numpy(), mode="lines",
+                                     name=f"{labels.get(rid, rid)} ({what})",
+                                     line=dict(color=colors.get(rid), width=2)))
+    if step is not None and fig.data:
+        fig.add_vline(x=step, line=dict(color="#444", width=1.5, dash="dot"))
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text="units dead or saturated (%, mean over layers)",
+                     rangemode="tozero")
+    fig.update_layout(height=PROFILE_HEIGHT, margin=dict(t=48, b=40, l=60, r=20),
+                      title=dict(text="Dead or saturated units over training",
+                                 font=dict(size=14)), legend=dict(orientation="h", y=-0.3))
+    if not fig.data:
+        _empty(fig, "No dead-unit statistics: they are collected for ReLU, tanh and sigmoid "
+                    "layers")
+    return fig
+
+
+def sharpness_figure(frames: dict, labels: dict, *, step: int | None = None) -> go.Figure:
+    """Per run, the sharpness of the training loss (top Hessian eigenvalue) over training,
+    with its stability limit (2/lr for SGD) dashed in the same colour: above the line,
+    gradient descent at that rate overshoots along the sharpest direction."""
+    from engine.events import SHARPNESS, STABILITY_LIMIT
+    labels = describe.plotly_labels(labels)
+    colors = describe.run_colors(list(frames))
+    fig = go.Figure()
+    adaptive = []
+    for rid, frame in frames.items():
+        part = frame[frame["name"] == SHARPNESS].sort_values("step")
+        if not len(part):
+            continue
+        name = labels.get(rid, rid)
+        fig.add_trace(go.Scatter(x=part["step"], y=part["value"], mode="lines+markers",
+                                 name=f"{name}: sharpness", line=dict(color=colors[rid])))
+        limit = frame[frame["name"] == STABILITY_LIMIT].sort_values("step")
+        if len(limit):
+            fig.add_trace(go.Scatter(x=limit["step"], y=limit["value"], mode="lines",
+                                     name=f"{name}: stability limit",
+                                     line=dict(color=colors[rid], dash="dash")))
+        else:
+            adaptive.append(name)
+    if step is not None and fig.data:
+        fig.add_vline(x=step, line=dict(color="#444", width=1.5, dash="dot"))
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(title_text="top Hessian eigenvalue", type="log")
+    title = "Sharpness of the loss against the stability limit (2/lr for SGD)"
+    fig.update_layout(height=PROFILE_HEIGHT, margin=dict(t=48, b=40, l=60, r=20),
+                      title=dict(text=title, font=dict(size=14)),
+                      legend=dict(orientation="h", y=-0.3))
+    if adaptive:
+        fig.add_annotation(text="No line for adaptive rules (their step is preconditioned): "
+                                + ", ".join(adaptive), xref="paper", yref="paper", x=0, y=1.06,
+                           showarrow=False, font=dict(size=11))
+    if not fig.data:
+        _empty(fig, "No sharpness estimates: set the option sharpness_every (steps) to "
+                    "collect them")
+    return fig

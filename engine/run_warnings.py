@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass
 
 from engine.config import TOY_DATASETS, RunConfig
-from engine.events import STEP_LOSS, TRAIN_LOSS, VAL_LOSS, RunStatus
+from engine.events import (SHARPNESS, STABILITY_LIMIT, STEP_LOSS, TRAIN_LOSS, VAL_LOSS,
+                           RunStatus)
 
 PREFIX = "diag/"
 GRAD_NORM, WEIGHT_NORM, UPDATE_RATIO = "grad_norm", "weight_norm", "update_ratio"
@@ -108,7 +109,7 @@ SYMMETRY_TOLERANCE = 1e-6  # unit spread under 1e-6 of the weight norm: identica
 @dataclass(frozen=True)
 class RunWarning:
     kind: str             # spike, plateau, divergence, vanishing, exploding, update_ratio,
-                          # dead_units, overfitting, symmetry
+                          # dead_units, overfitting, symmetry, sharpness
     step: int             # where to look
     layer: int | None     # the layer concerned, None for run-wide symptoms
     message: str          # one sentence in plain words, evidence included
@@ -180,7 +181,9 @@ def warnings_for(frame, config: dict | None = None, *, run=None) -> list[RunWarn
     - overfitting: validation loss OVERFIT_RISE above its minimum for OVERFIT_MIN_EVALS or more
       evaluations while the training loss kept falling;
     - symmetry: a hidden layer whose units are all identical (unit spread 0), as zero
-      initialization leaves them.
+      initialization leaves them;
+    - sharpness: the first sharpness estimate above its rule's stability limit (option
+      sharpness_every).
     """
     config = dict(config or {})
     stored = _stored_divergence(run)
@@ -194,8 +197,27 @@ def warnings_for(frame, config: dict | None = None, *, run=None) -> list[RunWarn
     found += _dead_warnings(series)
     found += _overfit_warnings(series)
     found += _symmetry_warnings(series, config)
+    found += _sharpness_warnings(series)
     # By step; a diverged run's end first: it is what happened, the rest what led to it.
     return ([stored] if stored else []) + sorted(found, key=lambda w: (w.step, w.kind))
+
+
+def _sharpness_warnings(series: dict) -> list[RunWarning]:
+    """sharpness: the first estimate above its rule's stability limit (2/lr for SGD):
+    gradient descent at that rate is unstable along the loss's sharpest direction there."""
+    if SHARPNESS not in series or STABILITY_LIMIT not in series:
+        return []
+    limits = dict(zip(*series[STABILITY_LIMIT]))
+    for step, value in zip(*series[SHARPNESS]):
+        limit = limits.get(step)
+        if limit is not None and math.isfinite(value) and value > limit:
+            return [RunWarning("sharpness", int(step), None,
+                               f"Sharpness: the loss's top curvature reached {value:.4g} at "
+                               f"step {int(step)}, above the stability limit {limit:.4g} "
+                               "(2/lr for SGD): along that direction each step overshoots, "
+                               "so the loss oscillates or grows. A smaller learning rate "
+                               "keeps it below the line.")]
+    return []
 
 
 def _stored_divergence(run) -> RunWarning | None:

@@ -30,6 +30,8 @@ if not records:
             "here as they train.")
     st.stop()
 
+for message in ui.read_url(list(records)):       # a shared link: runs, step, quantity
+    st.warning(plain(message), icon=":material/link_off:")
 run_ids = ui.pick_runs_ui(list(records.values()))
 if not run_ids:
     st.info("Pick one or more runs above.")
@@ -37,7 +39,7 @@ if not run_ids:
 labels = describe.run_labels([records[rid] for rid in run_ids])
 
 
-@st.fragment(run_every=ui.REFRESH_S)
+@st.fragment(run_every=ui.play_interval() or ui.REFRESH_S)    # Play: a frame per rerun
 def live_diagnostics():
     fresh = {r.id: r for r in store.list_runs()}
     frames = ui.read_frames(store, run_ids)
@@ -60,6 +62,8 @@ def live_diagnostics():
             st.caption("Not drawn: " + plain(" ".join(missing)))
         st.plotly_chart(dplots.profile_figure(frames, labels, quantity, step),
                         key="diag_profile", config={"displaylogo": False})
+    ui.write_url(run_ids, step, quantity)
+    ui.over_training_ui(store, frames, run_ids, labels, step)
     st.subheader("Warnings")
     ui.warnings_ui(fresh, frames, labels, steps)
     ui.regions_ui(store, fresh, run_ids, labels, step)
