@@ -42,9 +42,9 @@ TRIES_PARAM = "tries"           # URL parameter: the trail, as its runs' id suff
 FIGURES = "pg_figures"          # session key: name -> (what it shows, figure) built last
 SUFFIX = 6                      # hex characters ending a run id (engine.store.create_run)
 # Heights (px) that fit the page on one 1400x900 screen (tests/e2e checks it).
-NETWORK_HEIGHT = 370
-REGIONS_HEIGHT = 370
-CURVES_HEIGHT = 250
+NETWORK_HEIGHT = 365            # the regions' square and its toggle below: as tall
+REGIONS_HEIGHT = 330
+CURVES_HEIGHT = 240
 
 # The starting point: a spirals run that finishes in a few seconds on a CPU.
 BASE = {"dataset": "spirals", "toy_samples": 600, "train_subset": 2000, "epochs": 20,
@@ -419,11 +419,11 @@ def _trim(store, trail: list) -> None:
 
 def controls_ui(manager, run_id: str | None, store, cfg: dict) -> None:
     """One row: Train (before the first try of this setting) or stop, pause, step one batch
-    and resume for the current try, its progress, and the tries with Pin and Clear."""
+    and resume for the current try, and its progress."""
     progress = manager.progress(run_id) if run_id else None
     active = progress is not None and progress.status in RunStatus.ACTIVE
     paused = bool(progress and progress.paused)
-    c_buttons, c_progress, c_tries = st.columns([2.9, 1.9, 0.85], vertical_alignment="center")
+    c_buttons, c_progress = st.columns([1.25, 1], vertical_alignment="center")
     with c_buttons, st.container(horizontal=True, gap="small", key="pg_controls"):
         if run_id is None:
             if st.button("Train", icon=":material/play_arrow:", key="pg_train", type="primary",
@@ -452,11 +452,6 @@ def controls_ui(manager, run_id: str | None, store, cfg: dict) -> None:
             st.progress(fraction, text=text)
             if progress is not None and progress.reason:
                 st.caption(f"{progress.status}: {plain(progress.reason)}")
-    with c_tries:
-        trail = st.session_state.get(state.PG_TRAIL, [])
-        with st.popover(f"Tries {len(trail)}", icon=":material/history:",
-                        disabled=not trail, width="stretch"):
-            trail_list_ui(store, run_id)
 
 
 def toggle_pin(store, run_id: str) -> None:
@@ -670,7 +665,8 @@ def predictions_ui(shown) -> None:
 
 def curves_ui(store, current: str | None) -> None:
     """Loss and accuracy of every try on the trail side by side (engine.plots.trail_figure,
-    sized for one screen), and one key line of the tries' colours and labels."""
+    sized for one screen), one key line of the tries' colours and labels, and the tries with
+    Pin and Clear (a popover)."""
     trail = [rid for rid in st.session_state.get(state.PG_TRAIL, []) if rid]
     records = {rid: r for rid in trail if (r := store.get_run(rid)) is not None}
     frames = live_cache.update_cache(st.session_state.setdefault(state.PG_CACHE, {}), store,
@@ -688,8 +684,12 @@ def curves_ui(store, current: str | None) -> None:
             frames, labels, metric, current=current, pinned=pinned, title=title))
         figures[metric] = figure
         column.plotly_chart(figure, key=f"pg_chart_{metric}", config={"displaylogo": False})
+    c_key, c_tries = st.columns([5, 1], vertical_alignment="center")
     if frames:
-        st.html(tries_key_html(figures[STEP_LOSS], list(frames), labels))
+        c_key.html(tries_key_html(figures[STEP_LOSS], list(frames), labels))
+    with c_tries, st.popover(f"Tries {len(trail)}", icon=":material/history:",
+                             disabled=not trail, width="stretch"):
+        trail_list_ui(store, current)
 
 
 def curves_figure(frames, labels, metric, *, current, pinned, title) -> go.Figure:

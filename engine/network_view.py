@@ -60,7 +60,10 @@ def network_figure(network: dict, *, classes=(), title: str = "", height: int = 
     grid = int(network.get("grid") or 0)
     cells = grid or IMAGE_CELLS                    # a unit is cells x cells heat-map cells
     # Columns: the inputs, every drawn layer (a gap column where layers are left out).
-    columns: list[dict] = [{"kind": "input", "units": len(inputs), "title": "input"}]
+    # Image inputs are named over their column ("28×28 pixels"), where no edge runs.
+    named = "" if grid else "<br>" + plotly_text(
+        inputs[0] if len(inputs) == 1 else f"{len(inputs)} channels")
+    columns: list[dict] = [{"kind": "input", "units": len(inputs), "title": "input" + named}]
     for position, entry in enumerate(layers):
         if entry.get("gap"):
             columns.append({"kind": "gap", "units": 0,
@@ -100,7 +103,7 @@ def network_figure(network: dict, *, classes=(), title: str = "", height: int = 
                     images.append(_unit_image(block, left, top, cells))
                     hovers.append((*centre, f"input {inputs[u]}"))
                 else:
-                    markers.append((*centre, "#7f7f7f", inputs[u], f"input: {inputs[u]}",
+                    markers.append((*centre, "#7f7f7f", "", f"input: {inputs[u]}",
                                     "bottom center"))
             elif column["kind"] == "hidden":
                 entry = column["entry"]

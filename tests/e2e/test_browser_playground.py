@@ -77,12 +77,15 @@ def plot_title(page, starts: str) -> str | None:
 
 def outside(page, width: int, height: int) -> list[str]:
     """What of the Playground lies outside the viewport: every knob (select box, slider,
-    number field) and every figure, by its bounding box, named by its label or title."""
+    number field) and every figure, by its bounding box, named by its label or title. A
+    figure's copy on its way out (Streamlit keeps the one a redraw replaces, stale and
+    folded to nothing, until the run ends) is not on the page."""
     return page.evaluate("""([w, h]) => {
         const root = document.querySelector('.st-key-pg_root');
         const items = [...root.querySelectorAll(
             '[data-testid="stSelectbox"], [data-testid="stSlider"], ' +
-            '[data-testid="stNumberInput"], .js-plotly-plot')];
+            '[data-testid="stNumberInput"], .js-plotly-plot')].filter(el =>
+                !el.closest('[data-stale="true"]'));
         return items.filter(el => {
             const r = el.getBoundingClientRect();
             return r.top < 0 || r.left < 0 || r.bottom > h || r.right > w
@@ -118,7 +121,7 @@ def test_one_screen_at_1400x900_and_the_network_changes_as_it_trains(server, tmp
         assert outside(page, 1400, 900) == []
         shot(page, tmp_path, "playground-first-visit-1400x900")
 
-        page.get_by_role("button", name="Train").click()
+        page.get_by_role("button", name="Train", exact=True).click()
         titles = set()
         for _ in range(600):                    # up to 60 s: the network at several steps
             title = plot_title(page, "Network")
@@ -128,7 +131,9 @@ def test_one_screen_at_1400x900_and_the_network_changes_as_it_trains(server, tmp
                 break
             page.wait_for_timeout(100)
         assert len(titles) >= 3, titles         # redrawn in place while the try trains
+        page.get_by_text("completed after").wait_for()
         settle(page)
+        page.wait_for_timeout(1500)             # two redraws with nothing new
         assert outside(page, 1400, 900) == []   # trained, with its curves: still one screen
         shot(page, tmp_path, "playground-trained-1400x900")
         page.set_viewport_size({"width": 1280, "height": 720})
@@ -147,7 +152,7 @@ def test_flip_three_knobs_see_three_curves_then_open_the_link(server, tmp_path):
 
         page.goto(server.url + "/" + QUICK)
         page.get_by_role("heading", name="Playground").wait_for()   # the landing page
-        page.get_by_role("button", name="Train").click()             # opening trains nothing
+        page.get_by_role("button", name="Train", exact=True).click()             # opening trains nothing
         assert wait_curves(page, 1) == ["current"]
 
         # 1: normalization and 2: optimizer (select boxes), 3: depth (a number).

@@ -205,7 +205,8 @@ def test_image_units_are_squares_of_their_mean_and_a_dead_unit_is_white():
     assert list(units.hovertext) == ["layer 1, unit 1: mean activation 2",
                                      "layer 1, unit 2: mean activation 0",
                                      "layer 1, unit 3: mean activation 1"]
-    assert list(nodes.text) == ["28×28 pixels", "cat", "dog"]
+    assert list(nodes.text) == ["", "cat", "dog"]
+    assert [a.text for a in fig.layout.annotations][0] == "input<br>28×28 pixels"
     assert nv.COLORSCALE[1][0] == 0.5 and nv.COLORSCALE[1][1] == nv.NEUTRAL   # 0 is white
 
 
