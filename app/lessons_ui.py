@@ -362,7 +362,8 @@ def waiting_ui(lesson, step, mine) -> None:
 def outcome_ui(lesson, step, store, mine) -> None:
     groups, frame = lessons.step_frame(step, store)
     result = lessons.outcome(step, groups, frame, mine["answer"], skipped=mine["skipped"])
-    st.markdown(STATUS_SHOWN.get(result.status, "") + " " + plain(result.headline))
+    said = result.headline + (f" — {result.why}" if result.why else "")
+    st.markdown(STATUS_SHOWN.get(result.status, "") + " " + plain(said))
     for line in result.lines:
         st.markdown("- " + plain(line))
     if step.predict is not None:

@@ -813,13 +813,21 @@ def estimate_seconds(lesson: Lesson, stored=(), *, remaining: bool = False) -> f
 @dataclass
 class Outcome:
     """What the runs say about a step's prediction: `status` (right, wrong, can't tell,
-    skipped, not run, waiting for runs), one `headline`, the numbers behind it (`lines`), the
-    seeds per run that would tell (can't tell), and the group statistics."""
+    skipped, not run, waiting for runs), a `headline` (what was predicted, or what the runs
+    measured), `why` the status (the interval or the claims against the guess), the numbers
+    behind it (`lines`), the seeds per run that would tell (can't tell), and the group
+    statistics."""
     status: str
     headline: str
     lines: list = field(default_factory=list)
     seeds_to_tell: int | None = None
     groups: dict = field(default_factory=dict)     # run name -> verdicts.GroupStats
+    why: str = ""
+
+    @property
+    def sentence(self) -> str:
+        """'You guessed 10.0% ± 3: right — the mean's 95% interval ...'."""
+        return f"{self.headline}: {self.status} — {self.why}" if self.why else self.headline
 
 
 def _fmt(x: float | None, unit: str) -> str:
@@ -996,7 +1004,7 @@ def outcome(step: Step, groups: dict, frame, answer=None, *, skipped: bool = Fal
                                     f"{st.n} seeds", lines, groups=stats)
         status, why, need = judge_number(float(answer), predict.tolerance, st, unit)
         return Outcome(status, f"You guessed {_fmt(float(answer), unit)} ± "
-                               f"{predict.tolerance:g}: {status} — {why}", lines, need, stats)
+                               f"{predict.tolerance:g}", lines, need, stats, why)
     summary = verdicts.Summary(kind, metric)
     pairs = verdicts.compare_groups([stats[label] for label in labels], summary)
     lines += [p.verdict for p in pairs]
@@ -1006,8 +1014,8 @@ def outcome(step: Step, groups: dict, frame, answer=None, *, skipped: bool = Fal
                        if st.n == 0 and st.values and len(st.diverged) == len(st.values))
     status, why, need = judge_pairs(claims_of(predict, answer), pairs, diverged=failed,
                                     higher=metric_info(metric).higher_is_better is not False)
-    return Outcome(status, f"You said {answer_text(step, answer)}: {status} — "
-                           + "; ".join(why), lines, need, stats)
+    return Outcome(status, f"You said {answer_text(step, answer)}", lines, need, stats,
+                   "; ".join(why))
 
 
 def judge_ask(ask: Ask, answer, skipped: bool = False) -> str:
@@ -1239,7 +1247,7 @@ def handout_html(lesson: Lesson, store) -> bytes:
                 parts.append("<p class=meta>No predictions stored yet.</p>")
         if rep.outcome is not None:
             o = rep.outcome
-            parts.append(f"<p><strong>Outcome:</strong> {html.escape(o.headline)}</p>")
+            parts.append(f"<p><strong>Outcome:</strong> {html.escape(o.sentence)}</p>")
             if rep.judged:
                 parts.append(f"<p>The class, judged by these runs: "
                              f"{html.escape(judged_text(rep.judged))}</p>")
@@ -1331,7 +1339,7 @@ def handout_markdown(lesson: Lesson, store) -> dict[str, bytes]:
                 md += [f"| *skipped* | {rep.skipped} |"] if rep.skipped else []
                 md += [""]
         if rep.outcome is not None:
-            md += [f"**Outcome:** {rep.outcome.headline}", ""] + \
+            md += [f"**Outcome:** {rep.outcome.sentence}", ""] + \
                 [f"- {x}" for x in rep.outcome.lines] + [""]
             if rep.judged:
                 md += [f"The class, judged by these runs: {judged_text(rep.judged)}", ""]
@@ -1403,7 +1411,7 @@ def values_json(lesson: Lesson, store) -> str:
     """Every step's outcome as JSON (for scripts): status, headline, lines."""
     return json.dumps([{"step": r.step.number, "kind": r.step.kind,
                         "outcome": None if r.outcome is None else
-                        {"status": r.outcome.status, "headline": r.outcome.headline,
+                        {"status": r.outcome.status, "headline": r.outcome.sentence,
                          "lines": r.outcome.lines},
                         "class": {"answers": r.counts, "skipped": r.skipped}}
                        for r in report(lesson, store)], indent=1)

@@ -132,7 +132,8 @@ def test_a_prediction_is_asked_before_run_stored_judged_and_only_then_explained(
     wait_idle(manager)
     at.run()
     shown = texts(at)
-    assert "You guessed 57.0% ± 2: right" in shown
+    assert "**right**] You guessed 57.0% ± 2 — the mean's 95% interval (57.0% to 57.0%) lies " \
+           "inside your guess ± tolerance (55.0% to 59.0%)" in shown
     assert "long: mean 57.0%, 95% CI 57.0% to 57.0% over 2 seeds" in shown
     assert "The notebook: 10.0% (000_10bf2904adbdbe30.txt, line 398" in shown
     assert "The long run saw three times the steps." in shown
@@ -142,7 +143,7 @@ def test_a_prediction_is_asked_before_run_stored_judged_and_only_then_explained(
     other.number_input(key="lesson_answer_toy-lesson_1").set_value(80.0).run()
     button(other, "lesson_predict").click().run()
     assert len(store.list_runs()) == 4
-    assert "You guessed 80.0% ± 2: wrong" in texts(other)
+    assert "**wrong**] You guessed 80.0% ± 2 — the mean's 95% interval" in texts(other)
 
 
 def test_a_skip_is_recorded_and_one_seed_cannot_tell(services, toy):
@@ -159,7 +160,7 @@ def test_a_skip_is_recorded_and_one_seed_cannot_tell(services, toy):
     second = open_step("toy-lesson", 3, learner="learner0003")
     second.multiselect(key="lesson_answer_toy-lesson_3").set_value(["long", "short"]).run()
     button(second, "lesson_predict").click().run()
-    assert "You said long > short: can't tell — not decided over these seeds: long above " \
+    assert "**can't tell**] You said long > short — not decided over these seeds: long above " \
            "short" in texts(second)
 
 

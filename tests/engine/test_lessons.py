@@ -307,8 +307,8 @@ def test_predictions_are_stored_with_their_runs_and_progress_survives_a_restart(
     store.add_prediction(lesson.id, 2, "learner2", "order", None, skipped=True, runs=ids)
     store.set_lesson_step("learner1", lesson.id, 3)
     result = lessons.outcome(step, groups, frame, ["long", "short"])
-    assert result.status == lessons.RIGHT and "confirmed over seeds: long above short" in \
-        result.headline
+    assert result.status == lessons.RIGHT and result.sentence == \
+        "You said long > short: right — confirmed over seeds: long above short"
     assert lessons.outcome(step, groups, frame, ["short", "long"]).status == lessons.WRONG
     assert lessons.outcome(step, groups, frame, skipped=True).status == lessons.SKIPPED
     store.close()
