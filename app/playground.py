@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import numpy as np
 import plotly.graph_objects as go
@@ -240,10 +241,13 @@ def apply_link(params: dict) -> None:
         return
     st.session_state[state.PG_LINK] = params
     tries = params.get(TRIES_PARAM)
-    params = {k: v for k, v in params.items() if k != TRIES_PARAM}
+    at = params.get(REPLAY_PARAM)
+    params = {k: v for k, v in params.items() if k not in (TRIES_PARAM, REPLAY_PARAM)}
     if first and tries:
         st.session_state[state.PG_TRAIL] = trail_from_param(
             tries, services.get_store().list_runs())
+    if first and at and str(at).isdigit():
+        st.session_state[REPLAY_STEP] = int(at)       # the replay opens there
     values = base_config() if first else st.session_state[state.PG_VALUES]
     error = None
     if params:
@@ -304,6 +308,9 @@ def knobs_ui(values: dict) -> dict:
     """Draw the shown knobs and the budget in their groups, two a row, each explained on
     hover (its "?"); returns the config they set (not yet validated). Hidden knobs keep their
     values in session state for when they show again."""
+    pending = st.session_state.pop(PENDING_LR, None)
+    if pending is not None:
+        st.session_state[state.PG_PREFIX + "lr"] = pending
     for name in LINK_FIELDS:
         # A widget's new value is in session state before it is drawn: which knobs show
         # follows it at once (SGD hides the betas in the same rerun), whatever the order.
@@ -330,6 +337,15 @@ def knobs_ui(values: dict) -> dict:
                         values[name] = _widget(name, values, _help(name, *explained[name]))
     st.session_state[state.PG_VALUES] = values
     return dict(values)
+
+
+PENDING_LR = "pg_pending_lr"    # a rate taken from the range test, for the next run's knob
+
+
+def set_lr(lr: float) -> None:
+    """Take a learning rate from the range test: on the next run the knob moves to it (set
+    before the knob is drawn) and the setting trains, as after any knob change."""
+    st.session_state[PENDING_LR] = lr
 
 
 def start_lesson_ui(cfg: dict) -> None:
@@ -377,6 +393,8 @@ def sync_link(cfg: dict) -> None:
     trail = st.session_state.get(state.PG_TRAIL) or []
     if trail:
         wanted[TRIES_PARAM] = trail_param(trail)
+    if st.session_state.get(REPLAY_LINK) is not None:
+        wanted[REPLAY_PARAM] = str(st.session_state[REPLAY_LINK])
     if st.query_params.to_dict() != wanted:
         st.query_params.from_dict(wanted)       # a new browser history entry
     st.session_state[state.PG_LINK] = wanted
@@ -417,12 +435,17 @@ def _trim(store, trail: list) -> None:
     trail[:] = kept
 
 
-def controls_ui(manager, run_id: str | None, store, cfg: dict) -> None:
+def controls_ui(manager, run_id: str | None, store, cfg: dict, kind: str = "regions"):
     """One row: Train (before the first try of this setting) or stop, pause, step one batch
-    and resume for the current try, and its progress."""
+    and resume for the current try, and its progress; once the try has ended, its replay
+    in their place (returns the (step, data) snapshot to show, or None for the newest)."""
     progress = manager.progress(run_id) if run_id else None
     active = progress is not None and progress.status in RunStatus.ACTIVE
     paused = bool(progress and progress.paused)
+    if run_id is not None and progress is not None and not active:
+        shown = replay_ui(store, run_id, kind)
+        if shown is not None:
+            return shown
     c_buttons, c_progress = st.columns([1.25, 1], vertical_alignment="center")
     with c_buttons, st.container(horizontal=True, gap="small", key="pg_controls"):
         if run_id is None:
@@ -452,6 +475,62 @@ def controls_ui(manager, run_id: str | None, store, cfg: dict) -> None:
             st.progress(fraction, text=text)
             if progress is not None and progress.reason:
                 st.caption(f"{progress.status}: {plain(progress.reason)}")
+    return None
+
+
+REPLAY = "pg_replay"            # session keys: replay on, its step, playing, last move
+REPLAY_STEP = "pg_replay_step"
+REPLAY_PLAYING = "pg_replay_playing"
+REPLAY_CACHE = "pg_replay_cache"   # run id -> [(step, data)] of an ended try's snapshots
+clock = time.monotonic            # the replay's clock (a test holds it still)
+
+
+def replay_ui(store, run_id: str, kind: str):
+    """An ended try's replay, in the controls' row: a slider over its stored snapshots (the
+    network and its regions or predictions at each evaluation) and Play, which moves it one
+    snapshot per redraw; the curves mark the step. The step is in the URL (`at`), so a link
+    opens the replay there. Returns the snapshot (step, data) to show, or None."""
+    cache = st.session_state.setdefault(REPLAY_CACHE, {})
+    if run_id not in cache:
+        cache.clear()                                   # one ended try's history at a time
+        cache[run_id] = store.read_snapshots(run_id, kind)
+    history = cache[run_id]
+    if len(history) < 2:
+        return None
+    steps = [step for step, _ in history]
+    playing = st.session_state.get(REPLAY_PLAYING, False)
+    if playing:      # one snapshot on per redraw (REFRESH_S), stopping at the last
+        now = clock()
+        if now - st.session_state.setdefault("pg_replay_moved", now) >= 0.9 * REFRESH_S:
+            st.session_state["pg_replay_moved"] = now
+            at = st.session_state.get(REPLAY_STEP, steps[0])
+            later = [s for s in steps if s > at]
+            st.session_state[REPLAY_STEP] = later[0] if later else at
+            st.session_state[REPLAY_PLAYING] = bool(later)
+    wanted = st.session_state.get(REPLAY_STEP)
+    if wanted not in steps:          # a link's step: the nearest snapshot at or before it
+        before = [s for s in steps if wanted is not None and s <= wanted]
+        st.session_state[REPLAY_STEP] = before[-1] if before else steps[-1]
+    c_play, c_slider = st.columns([1, 4], vertical_alignment="center")
+    if c_play.button("Pause" if playing else "Replay", key="pg_replay_play",
+                     icon=":material/pause:" if playing else ":material/replay:",
+                     help="Replay the try's training: the network and the data move through "
+                          "its evaluations (no retraining)."):
+        st.session_state[REPLAY_PLAYING] = not playing
+        if not playing and st.session_state[REPLAY_STEP] == steps[-1]:
+            st.session_state[REPLAY_STEP] = steps[0]
+        st.session_state["pg_replay_moved"] = clock()
+    step = c_slider.select_slider("Replay step", steps, key=REPLAY_STEP,
+                                  label_visibility="collapsed",
+                                  format_func=lambda s: f"step {s}")
+    # In the URL while it stands still (a teacher links to "step 1200 of this try"); not
+    # while it plays, which would leave a browser history entry per frame.
+    st.session_state[REPLAY_LINK] = None if st.session_state.get(REPLAY_PLAYING) else step
+    return next((h for h in history if h[0] == step), history[-1])
+
+
+REPLAY_PARAM = "at"             # URL parameter: the replay's step
+REPLAY_LINK = "pg_replay_link"  # the step sync_link writes (None: none)
 
 
 def toggle_pin(store, run_id: str) -> None:
@@ -556,12 +635,13 @@ def tries_ui(current: str | None, cfg: dict) -> None:
     every try on the trail (read incrementally from the store). Before the first try of this
     setting (`current` None), the untrained network and its regions."""
     store = services.get_store()
-    controls_ui(services.get_manager(), current, store, cfg)
     record = store.get_run(current) if current else None
     view_cfg = record.config if record is not None else cfg
     toy = view_cfg.get("dataset") in config.TOY_DATASETS
     kind = "regions" if toy else "predictions"
-    shown = newest_snapshot(store, current, kind) if current else None
+    st.session_state[REPLAY_LINK] = None       # set again by a replay that is shown
+    replayed = controls_ui(services.get_manager(), current, store, cfg, kind)
+    shown = replayed or (newest_snapshot(store, current, kind) if current else None)
     c_net, c_out = st.columns([1, 1], gap="small")
     # The untrained model and the toy points need torch, which loads in the background
     # after the first page is drawn (app/services.warm_engine): until then, a line says so
@@ -583,7 +663,7 @@ def tries_ui(current: str | None, cfg: dict) -> None:
             toy_ui(view_cfg, shown, source)
         elif not toy:
             predictions_ui(shown)
-    curves_ui(store, current)
+    curves_ui(store, current, replayed[0] if replayed else None)
     sync_link(cfg)
 
 
@@ -663,7 +743,7 @@ def predictions_ui(shown) -> None:
                             else f":red[✗ {plain(name)}]  \n:gray[true: {plain(truth)}]")
 
 
-def curves_ui(store, current: str | None) -> None:
+def curves_ui(store, current: str | None, cursor: int | None = None) -> None:
     """Loss and accuracy of every try on the trail side by side (engine.plots.trail_figure,
     sized for one screen), one key line of the tries' colours and labels, and the tries with
     Pin and Clear (a popover)."""
@@ -675,13 +755,14 @@ def curves_ui(store, current: str | None) -> None:
     pinned = {rid for rid, r in records.items() if PINNED_TAG in r.tags}
     # what the curves show: rebuilt when a try gains points or a label or pin changes
     shown = (tuple((rid, len(frame)) for rid, frame in frames.items()),
-             tuple(sorted(labels.items())), current, tuple(sorted(pinned)))
+             tuple(sorted(labels.items())), current, tuple(sorted(pinned)), cursor)
     figures = {}
     for column, metric, title in zip(st.columns(2, gap="small"), (STEP_LOSS, VAL_ACC),
                                      ("Training loss (per step)",
                                       "Validation accuracy (per evaluation)")):
         figure = memo_figure(metric, shown, lambda: curves_figure(
-            frames, labels, metric, current=current, pinned=pinned, title=title))
+            frames, labels, metric, current=current, pinned=pinned, title=title,
+            cursor=cursor))
         figures[metric] = figure
         column.plotly_chart(figure, key=f"pg_chart_{metric}", config={"displaylogo": False})
     c_key, c_tries = st.columns([5, 1], vertical_alignment="center")
@@ -692,11 +773,14 @@ def curves_ui(store, current: str | None) -> None:
         trail_list_ui(store, current)
 
 
-def curves_figure(frames, labels, metric, *, current, pinned, title) -> go.Figure:
+def curves_figure(frames, labels, metric, *, current, pinned, title,
+                  cursor: int | None = None) -> go.Figure:
     """One metric over the trail (engine.plots.trail_figure), sized for the page, its legend
-    left to the key line below both charts."""
+    left to the key line below both charts; a replay's step marked."""
     figure = plots.trail_figure(frames, labels, metric, current=current, pinned=pinned,
                                 title=title)
+    if cursor is not None:
+        figure.add_vline(x=cursor, line=dict(color="#444", width=1.5, dash="dot"))
     figure.update_layout(height=CURVES_HEIGHT, showlegend=False,
                          margin=dict(l=10, r=10, t=30, b=10), title=dict(font=dict(size=14)))
     if not frames:

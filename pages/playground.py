@@ -9,7 +9,7 @@ Thin: the knobs, the one-run-per-config rule, the trail and the figures are app/
 
 import streamlit as st
 
-from app import playground, services, state
+from app import lr_find_ui, playground, services, state
 
 playground.apply_link(st.query_params.to_dict())
 with st.container(key="pg_root"):
@@ -26,6 +26,7 @@ with st.container(key="pg_root"):
     with left:
         if cfg is not None:
             st.caption(playground.budget_text(cfg))
+            lr_find_ui.lr_find_ui(cfg, key="pg", on_pick=playground.set_lr)
             playground.start_lesson_ui(cfg)
     with right:
         if cfg is None or refused:
