@@ -161,9 +161,10 @@ def same_config(a: dict, b: dict) -> bool:
 
 
 def diff_label(old: dict, new: dict) -> str:
-    """What changed from `old` to `new`, in knob order: "lr 0.01 -> 0.1 · adam -> sgd", each
-    field by its catalogue words (config.short_label; a value that reads on its own alone).
-    Scheduling fields (pack, diagnostics, device, data folder) never make a difference."""
+    """How an earlier try (`old`) differs from the current setting (`new`), in knob order,
+    told from the try's side: "lr 0.01 (now 0.1) · adam (now sgd)", each field by its
+    catalogue words (config.short_label; a value that reads on its own alone). Scheduling
+    fields (pack, diagnostics, device, data folder) never make a difference."""
     full_old, full_new = config.defaults() | old, config.defaults() | new
     order = list(LINK_FIELDS) + [n for n in full_new if n not in LINK_FIELDS]
     parts = []
@@ -174,13 +175,13 @@ def diff_label(old: dict, new: dict) -> str:
             continue
         was, now = describe.value_text(full_old.get(name)), describe.value_text(full_new.get(name))
         words = config.short_label(name)
-        parts.append(f"{words + ' ' if words else ''}{was} -> {now}")
+        parts.append(f"{words + ' ' if words else ''}{was} (now {now})")
     return " · ".join(parts)
 
 
 def trail_labels(configs: dict, current: str | None) -> dict:
     """{run_id: legend label}: the current run "current", each earlier try labelled by what
-    differs from it to the current one, read as "it had X, now Y" ("lr 0.01 -> 0.1")."""
+    it had that differs from the current one: "lr 0.01 (now 0.1)"."""
     labels = {}
     for rid, cfg in configs.items():
         if rid == current:
@@ -469,9 +470,7 @@ def controls_ui(manager, run_id: str | None, store, cfg: dict, kind: str = "regi
             st.caption("Press Train, or flip any knob: each setting trains at once.")
         else:
             progress = manager.progress(run_id)
-            fraction, text = widgets.progress_line(progress)
-            if progress is not None and progress.paused and progress.status in RunStatus.ACTIVE:
-                text = "paused · " + text
+            fraction, text = widgets.progress_line(progress)     # says "paused" itself
             st.progress(fraction, text=text)
             if progress is not None and progress.reason:
                 st.caption(f"{progress.status}: {plain(progress.reason)}")

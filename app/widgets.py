@@ -55,8 +55,11 @@ def progress_line(p) -> tuple[float, str]:
     if p is None:
         return 0.0, "no progress known"
     if p.status == RunStatus.QUEUED:
-        where = f" (position {p.queue_position} in the queue)" if p.queue_position else ""
-        return 0.0, f"queued{where}"
+        # position 1 is next to start (for a moment after every launch, while a grid may
+        # still be arriving to pack with it); later ones say how many wait before them
+        ahead = (p.queue_position or 1) - 1
+        return 0.0, "queued: next to start" if not ahead else \
+            f"queued: {ahead} run{'s' if ahead != 1 else ''} before it"
     total = p.total_steps or 0
     frac = min(1.0, p.step / total) if total else 0.0
     if p.status == RunStatus.COMPLETED:

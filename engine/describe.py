@@ -151,7 +151,12 @@ def _net(d: dict) -> str:
 
 
 def _data(d: dict) -> str:
-    return d["dataset"] + (f"[:{d['train_subset']}]" if d["train_subset"] else "")
+    """"mnist (first 500)": the dataset, and the subset when it keeps fewer examples than the
+    dataset has (a toy set of 600 points under a subset of 2,000 is all of it)."""
+    pool = d["toy_samples"] if d["dataset"] in config.TOY_DATASETS \
+        else config.TRAIN_SIZES.get(d["dataset"], 0)
+    cut = d["train_subset"] and d["train_subset"] < pool
+    return d["dataset"] + (f" (first {d['train_subset']:,})" if cut else "")
 
 
 def config_summary(cfg: dict) -> str:

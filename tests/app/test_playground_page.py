@@ -97,14 +97,14 @@ def test_previous_tries_stay_faded_with_diff_labels_most_recent_first(services):
     wait_idle(manager)
     at.run()
     assert loss_traces(at) == [("current", 1, 3.5, 1),
-                               ("adam -> sgd", 0.35, 1.5, 2),
-                               ("adam -> sgd · lr 0.01 -> 0.1", 0.35, 1.5, 3)]
+                               ("adam (now sgd)", 0.35, 1.5, 2),
+                               ("adam (now sgd) · lr 0.01 (now 0.1)", 0.35, 1.5, 3)]
     assert any("**current**" in m.value for m in at.markdown)
     # Back to an earlier setting: its run becomes current again; nothing new is launched.
     at.selectbox(key="pg_optimizer").set_value("adam").run()
     assert len(runs(store)) == 3
-    assert [t[0] for t in loss_traces(at)] == ["current", "sgd -> adam",
-                                               "lr 0.01 -> 0.1"]
+    assert [t[0] for t in loss_traces(at)] == ["current", "sgd (now adam)",
+                                               "lr 0.01 (now 0.1)"]
 
 
 def test_pin_keeps_a_try_at_full_strength_and_names_it_clear_takes_it_off(services):
@@ -119,9 +119,9 @@ def test_pin_keeps_a_try_at_full_strength_and_names_it_clear_takes_it_off(servic
     assert not at.exception
     pinned = store.get_run(base_id)
     assert pinned.name.startswith("playground · spirals") and "pinned" in pinned.tags
-    assert ("lr 0.01 -> 0.1 · batch 32 -> 64", 1, 2, 3) in loss_traces(at)
+    assert ("lr 0.01 (now 0.1) · batch 32 (now 64)", 1, 2, 3) in loss_traces(at)
     at.button(key=f"pg_clear_{lr_id}").click().run()
-    assert [t[0] for t in loss_traces(at)] == ["current", "lr 0.01 -> 0.1 · batch 32 -> 64"]
+    assert [t[0] for t in loss_traces(at)] == ["current", "lr 0.01 (now 0.1) · batch 32 (now 64)"]
     assert store.get_run(lr_id) is not None            # cleared from the trail, kept in store
     at.button(key=f"pg_pin_{base_id}").click().run()   # unpin
     assert store.get_run(base_id).name == "" and "pinned" not in store.get_run(base_id).tags
@@ -167,7 +167,7 @@ def test_query_parameters_set_the_knobs_and_round_trip(services, fake_trainer):
     at.query_params.update(link)                          # the browser's Back button
     at.run()
     assert at.number_input(key="pg_depth").value == 3 and len(runs(store)) == 2
-    assert loss_traces(at)[1][0] == "depth 4 -> 3"
+    assert loss_traces(at)[1][0] == "depth 4 (now 3)"
     at.query_params.clear()
     at.query_params.update(forward)                       # ... and Forward
     at.run()
@@ -291,13 +291,13 @@ def test_knob_labels_and_diff_words_come_from_the_option_catalogue(services):
     assert "Toy samples" in shown                   # one wording: the launch form's
     # "norm position" reads the same in a diff as on the form and in legends
     assert playground.diff_label({"norm": "layer"}, {"norm": "layer", "norm_position": "after"}) \
-        == "norm position before -> after"
+        == "norm position before (now after)"
     assert playground.diff_label({}, {"optimizer": "adam", "batch_size": 64}) == \
-        "sgd -> adam · batch 256 -> 64"
+        "sgd (now adam) · batch 256 (now 64)"
     # how a try was scheduled is never a difference
     assert playground.diff_label({"seed": 0, "pack": True},
                                  {"seed": 1, "pack": False, "diagnostics": False,
-                                  "device": "cpu"}) == "seed 0 -> 1"
+                                  "device": "cpu"}) == "seed 0 (now 1)"
 
 
 def network_chart(at):
@@ -361,15 +361,15 @@ def test_the_tries_come_back_after_a_reload(services):
     assert link["tries"] == ",".join(rid[-6:] for rid in reversed(ids))   # newest first
     reloaded = fresh(services, train=False, **link)      # a new session on the same URL
     assert not reloaded.exception and len(runs(store)) == 3
-    assert [t[0] for t in loss_traces(reloaded)] == ["current", "adam -> sgd",
-                                                     "adam -> sgd · lr 0.01 -> 0.1"]
+    assert [t[0] for t in loss_traces(reloaded)] == ["current", "adam (now sgd)",
+                                                     "adam (now sgd) · lr 0.01 (now 0.1)"]
     assert reloaded.selectbox(key="pg_optimizer").value == "sgd"
     # a link without tries (or naming runs this store lacks) shows the current try alone
     bare = fresh(services, train=False, **{k: v for k, v in link.items() if k != "tries"})
     assert [t[0] for t in loss_traces(bare)] == ["current"]
     odd = fresh(services, train=False, **{**link, "tries": "zzzzzz,123456," + ids[0][-6:]})
     assert not odd.exception and not odd.error
-    assert [t[0] for t in loss_traces(odd)] == ["current", "adam -> sgd · lr 0.01 -> 0.1"]
+    assert [t[0] for t in loss_traces(odd)] == ["current", "adam (now sgd) · lr 0.01 (now 0.1)"]
 
 
 def test_trail_param_round_trips_through_the_store(services):

@@ -177,7 +177,7 @@ def test_config_summary_shows_only_what_applies():
     cnn = describe.config_summary({"dataset": "mnist", "model": "mnist-cnn", "residual": "post",
                                    "optimizer": "adam", "train_subset": 500})
     assert cnn == \
-        "mnist[:500] · mnist-cnn · relu · adam lr 0.001 · batch 256 · 10 ep · seed 0"
+        "mnist (first 500) · mnist-cnn · relu · adam lr 0.001 · batch 256 · 10 ep · seed 0"
     assert "2x20" not in cnn and "residual" not in cnn
     assert describe.config_summary({"model": "preact-resnet", "dataset": "cifar10",
                                     "depth": 3, "channels": [8, 16, 32]}).startswith(
@@ -188,7 +188,7 @@ def test_common_summary_names_what_all_runs_share():
     configs = [{"dataset": "fashion-mnist", "train_subset": 1000, "epochs": 5, "lr": 0.1},
                {"dataset": "fashion-mnist", "train_subset": 1000, "epochs": 5, "lr": 0.01}]
     assert describe.common_summary(configs) == \
-        "fashion-mnist[:1000] · mlp 2x20 · 5 epochs · batch 256 · 2 runs"
+        "fashion-mnist (first 1,000) · mlp 2x20 · 5 epochs · batch 256 · 2 runs"
     mixed = [{"dataset": "spirals"}, {"dataset": "mnist", "batch_size": 64}]
     assert describe.common_summary(mixed) == "mlp 2x20 · 10 epochs · 2 runs"
 
@@ -233,3 +233,10 @@ def test_format_field_reads_the_catalogues_short_phrases():
     assert describe.format_field("weight_scale", 0.01) == "init std 0.01"
     assert describe.format_field("shuffle", False) == "no shuffle"
     assert describe.format_field("old_field", 3) == "old field 3"     # an older store's field
+
+
+def test_a_subset_is_named_only_where_it_cuts_the_data():
+    assert describe.config_summary({"dataset": "spirals", "toy_samples": 600,
+                                    "train_subset": 2000}).startswith("spirals · ")
+    assert describe.config_summary({"dataset": "fashion-mnist", "train_subset": 2000}) \
+        .startswith("fashion-mnist (first 2,000) · ")
