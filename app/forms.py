@@ -55,6 +55,8 @@ def widget_value(name: str, value):
     k = kind(name)
     if k == "int_list":
         return ",".join(str(v) for v in value)
+    if k == "float" and value is None:
+        return ""                     # unset: the chosen optimizer's own constant
     if k == "float":
         return repr(float(value))     # exact: 1e-07, 0.999 (format 'g' would round)
     if k == "int":
@@ -65,7 +67,9 @@ def widget_value(name: str, value):
 def default_config() -> dict:
     """The form's starting point: RunConfig() (the Homework 8 seed run), with the data
     directory in use filled in so the user sees where image sets are looked for."""
-    return {**RunConfig().to_dict(), "data_dir": str(paths.data_dir())}
+    # given(): the optimizer hyperparameters stay unset (empty), so switching to a course
+    # rule uses its own constants; the field shows the value that will be used
+    return {**RunConfig().given(), "data_dir": str(paths.data_dir())}
 
 
 # --- filling the form ---------------------------------------------------------------------------
@@ -129,6 +133,8 @@ def examples(name: str, count: int = 3) -> list[str]:
     allowed (a fixed "e.g. 1e-3" did, for diverge_factor > 1 and every whole-number field)."""
     s = config.spec(name)
     default = s["default"]
+    if default is None and name in config.UNSET_FIELDS:
+        default = config.GENERIC_CONSTANTS[name]
     if kind(name) == "int":
         candidates = [default, default * 2, default + 1, s["low"], default * 10]
     elif kind(name) == "float":
@@ -164,6 +170,15 @@ def _field_widget(name: str):
         # and engine.config refuses it with the field, the value and the range.
         return st.number_input(text, step=1, key=key,
                                help=f"{help_text} ({config.allowed_text(name)})")
+    if k == "float" and name in config.UNSET_FIELDS:
+        # Left empty, the chosen optimizer's own constant: said in the field itself
+        optimizer = st.session_state.get(state.form_key("optimizer"),
+                                         config.spec("optimizer")["default"])
+        used = config.optimizer_default(name, optimizer) if optimizer in config.OPTIMIZERS \
+            else config.GENERIC_CONSTANTS[name]
+        return st.text_input(text, key=key, placeholder=f"{used:g} ({optimizer}'s own)",
+                             help=f"{help_text} ({config.allowed_text(name)}; empty: "
+                                  f"{config.unset_text(name)})")
     if k == "float":
         # Text, not number_input: learning rates span 1e-7..10 and need exponent notation.
         return st.text_input(text, key=key, help=f"{help_text} ({config.allowed_text(name)}; "

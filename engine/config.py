@@ -49,11 +49,38 @@ OPTIMIZERS = (
     "course-momentum", "course-rmsprop", "course-adam",
 )
 SCHEDULES = ("constant", "step", "exponential", "cosine", "lr-range")
-INPUT_NORMS = ("dataset", "none", "mean-image")
+INPUT_NORMS = ("dataset", "none", "mean-image", "raw-mean-image")
 MOMENTUM_OPTIMIZERS = ("momentum", "nesterov", "course-momentum")
 ADAM_OPTIMIZERS = ("adam", "adamw", "course-adam")
 RMSPROP_OPTIMIZERS = ("rmsprop", "course-rmsprop")
 EPS_OPTIMIZERS = RMSPROP_OPTIMIZERS + ADAM_OPTIMIZERS + ("adagrad",)
+
+# Each optimizer's own constants for the hyperparameters a user may leave unset (None): torch's
+# defaults for torch's rules, the Homework 8 seed's for the course-* rules (its RMSPropOptimizer
+# beta=0.9 and AdamOptimizer beta2=0.99, epsilon = 1e-7 inside the square root). Resolved when
+# the config is built, so the stored config holds the value used; a value the user gives, even
+# one equal to another optimizer's constant, is the value used (nothing is rewritten).
+UNSET_FIELDS = ("alpha", "beta2", "eps")
+GENERIC_CONSTANTS = {"alpha": 0.99, "beta2": 0.999, "eps": 1e-8}   # torch's RMSprop / Adam
+OPTIMIZER_CONSTANTS = {
+    "course-rmsprop": {"alpha": 0.9, "eps": 1e-7},
+    "course-adam": {"beta2": 0.99, "eps": 1e-7},
+}
+
+
+def optimizer_default(name: str, optimizer: str) -> float:
+    """The value an unset `name` (alpha, beta2, eps) takes under `optimizer`."""
+    return OPTIMIZER_CONSTANTS.get(optimizer, {}).get(name, GENERIC_CONSTANTS[name])
+
+
+def unset_text(name: str) -> str:
+    """What leaving `name` unset gives, for help lines: "the optimizer's own: 0.99; course-rmsprop
+    0.9"."""
+    special = [f"{opt} {values[name]:g}" for opt, values in OPTIMIZER_CONSTANTS.items()
+               if name in values]
+    return (f"the optimizer's own: {GENERIC_CONSTANTS[name]:g}"
+            + (f"; {', '.join(special)}" if special else ""))
+
 
 # Shape of one example and the size of the training split, per dataset. Used to check
 # budgets (parameter count, batch size) before anything is loaded. Toy sets are 2-D points.
@@ -169,7 +196,9 @@ class RunConfig:
     input_norm: str = _opt("dataset", "Input scaling: 'dataset' standardizes pixels with the "
                            "dataset's mean and std (as the Homework 8 seed); 'none' keeps [0, 1]; "
                            "'mean-image' subtracts the mean training image, pixel by pixel, from "
-                           "[0, 1] pixels (cs231n).",
+                           "[0, 1] pixels; 'raw-mean-image' subtracts it from raw 0-255 pixels, "
+                           "the mean taken over the training split before any subset (val_from's "
+                           "first images: cs231n's and ECE C147's 49,000), as those notebooks do.",
                            choices=INPUT_NORMS, group="data",
                            label="Input normalization", short="input norm", role=EXPERIMENT,
                            member=False, applies=_image_data)
@@ -294,18 +323,21 @@ class RunConfig:
                         group="optim",
                         label="Beta 1", short="beta1", role=EXPERIMENT, member=True,
                         applies=lambda c: c["optimizer"] in ADAM_OPTIMIZERS)
-    beta2: float = _opt(0.999, "Adam's second-moment decay; course-adam left at 0.999 gets the "
-                        "Homework 8 seed's 0.99.",
+    # Unset (None) until the config is built: then the chosen optimizer's own constant
+    # (OPTIMIZER_CONSTANTS), so the stored config holds the value used; a value given is kept.
+    beta2: float = _opt(None, "Adam's second-moment decay; left unset, the optimizer's own "
+                        "constant (course-adam's is the Homework 8 seed's).",
                         low=0.0, high=1.0, high_open=True, group="optim",
                         label="Beta 2", short="beta2", role=EXPERIMENT, member=True,
                         applies=lambda c: c["optimizer"] in ADAM_OPTIMIZERS)
-    alpha: float = _opt(0.99, "RMSprop's squared-gradient decay; course-rmsprop left at 0.99 "
-                        "gets the Homework 8 seed's 0.9.",
+    alpha: float = _opt(None, "RMSprop's squared-gradient decay; left unset, the optimizer's "
+                        "own constant (course-rmsprop's is the Homework 8 seed's).",
                         low=0.0, high=1.0, high_open=True, group="optim",
                         label="Alpha", short="alpha", role=EXPERIMENT, member=True,
                         applies=lambda c: c["optimizer"] in RMSPROP_OPTIMIZERS)
-    eps: float = _opt(1e-8, "Small constant in adaptive updates; course-rmsprop and course-adam "
-                      "left at 1e-8 get the Homework 8 seed's 1e-7 (inside the square root).", low=0.0, high=1.0, group="optim",
+    eps: float = _opt(None, "Small constant in adaptive updates (inside the square root for the "
+                      "course-* rules); left unset, the optimizer's own constant (the course-* "
+                      "rules': the Homework 8 seed's).", low=0.0, high=1.0, group="optim",
                       label="Epsilon", short="eps", role=EXPERIMENT, member=True,
                       applies=lambda c: c["optimizer"] in EPS_OPTIMIZERS)
     weight_decay: float = _opt(0.0, "L2 penalty coefficient (decoupled for adamw); cs231n's reg.",
@@ -435,8 +467,14 @@ class RunConfig:
     def from_json(cls, text: str) -> "RunConfig":
         return cls.from_dict(json.loads(text))
 
+    def given(self) -> dict:
+        """The options as given: to_dict() with the hyperparameters that were left unset back
+        at None, so a config built on it with another optimizer gets that optimizer's own
+        constants (to_dict() holds the values used, as stored)."""
+        return {**self.to_dict(), **{name: None for name in getattr(self, "_unset", ())}}
+
     def replace(self, **changes) -> "RunConfig":
-        return RunConfig.from_dict({**self.to_dict(), **changes})
+        return RunConfig.from_dict({**self.given(), **changes})
 
     # --- derived values -----------------------------------------------------------------------
     @property
@@ -452,6 +490,8 @@ class RunConfig:
 _META = {f.name: f.metadata for f in dataclasses.fields(RunConfig)}
 _DEFAULTS = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
              for f in dataclasses.fields(RunConfig)}
+# RunConfig().to_dict(): the unset hyperparameters resolved for the default optimizer
+_DEFAULTS.update({n: optimizer_default(n, _DEFAULTS["optimizer"]) for n in UNSET_FIELDS})
 
 FIELD_NAMES = tuple(_META)      # in declaration order
 EXPERIMENT_FIELDS = tuple(n for n, m in _META.items() if m["role"] == EXPERIMENT)
@@ -512,7 +552,14 @@ def _full(cfg) -> dict:
     if isinstance(cfg, RunConfig):
         return cfg.to_dict()
     cfg = cfg or {}
-    return cfg if _DEFAULTS.keys() <= cfg.keys() else {**_DEFAULTS, **cfg}
+    if _DEFAULTS.keys() <= cfg.keys() and all(cfg[n] is not None for n in UNSET_FIELDS):
+        return cfg
+    full = {**_DEFAULTS, **cfg}
+    # an unset hyperparameter is the config's optimizer's own constant, as RunConfig resolves it
+    for name in UNSET_FIELDS:
+        if cfg.get(name) is None:
+            full[name] = optimizer_default(name, full["optimizer"])
+    return full
 
 
 def applies(name: str, cfg) -> bool:
@@ -594,6 +641,8 @@ def coerce(name: str, value: Any) -> Any:
     if not isinstance(name, str) or name not in field_names():   # a list as a name: no TypeError
         raise ConfigError(name, value, "unknown option; known options are: "
                           + ", ".join(sorted(field_names())))
+    if name in UNSET_FIELDS and (value is None or (isinstance(value, str) and not value.strip())):
+        return None       # unset: the optimizer's own constant, resolved when the config is built
     t = spec(name)["type"]
     bad = ConfigError(name, value, allowed_text(name))
     if t is bool:
@@ -673,23 +722,15 @@ def _validate(cfg: RunConfig) -> None:
         # from_dict; frozen dataclass, so write through object.__setattr__.
         object.__setattr__(cfg, f.name, coerce(f.name, value))
         _check_range(f.name, getattr(cfg, f.name))
-    _apply_course_defaults(cfg)
+    _resolve_unset(cfg)
     _check_cross_field(cfg)
 
 
-# The course optimizers' own constants (the Homework 8 seed's code), used when the option is
-# left at its generic (torch) default: choosing course-adam gives the notebook's rule unless
-# the user changes beta2 or eps. The stored config shows the value actually used.
-COURSE_DEFAULTS = {
-    "course-rmsprop": {"alpha": (0.99, 0.9), "eps": (1e-8, 1e-7)},
-    "course-adam": {"beta2": (0.999, 0.99), "eps": (1e-8, 1e-7)},
-}
-
-
-def _apply_course_defaults(cfg: "RunConfig") -> None:
-    for name, (generic, course) in COURSE_DEFAULTS.get(cfg.optimizer, {}).items():
-        if getattr(cfg, name) == generic:
-            object.__setattr__(cfg, name, course)
+def _resolve_unset(cfg: "RunConfig") -> None:
+    unset = tuple(name for name in UNSET_FIELDS if getattr(cfg, name) is None)
+    for name in unset:
+        object.__setattr__(cfg, name, optimizer_default(name, cfg.optimizer))
+    object.__setattr__(cfg, "_unset", unset)      # for given() and replace(), not stored
 
 
 def _check_range(name: str, value: Any) -> None:
