@@ -1,7 +1,9 @@
 """The Experiments page's pieces: the catalogue's cards (question, what the notebook found,
-runs, time estimate, seeds, quick budget, Run), a user's experiment file (validated, errors
-naming file, line and field, nothing launched on error), and one experiment's results: its
-charts with the notebook's values drawn in, the reference table and the claims.
+whether the dataset is here, the settings the notebook does not give, runs and time, seeds,
+quick budget, Run), a user's experiment file (validated, errors naming file, line and field,
+nothing launched on error), and one experiment's results: its charts with the notebook's values
+drawn in, the checks against the notebook's own code re-run over seeds, the notebook's printed
+values, its claims, and (set apart) our own expectations.
 
 Everything about experiments is engine/experiments.py; runs go through the app's one job
 manager (app.services), results come from the run store.
@@ -12,17 +14,20 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from app import services
+from app import forms, services
 from app.text import plain
 from engine import datafiles, experiments, plots
 from engine.config import ConfigError
-from engine.events import RunStatus
+from engine.events import metric_info
 
 USER_EXPERIMENTS = "exp_user"       # session: {id: Experiment} uploaded in this session
 RESULTS_CHOICE = "exp_results_choice"   # session: the experiment whose results show
 STATUS_ICONS = {experiments.HOLDS: ":material/check_circle:",
                 experiments.DOES_NOT_HOLD: ":material/cancel:",
+                experiments.NOT_ENOUGH: ":material/help:",
                 experiments.NOT_RUN: ":material/hourglass_empty:"}
+OUTCOME_ICONS = {experiments.CONSISTENT: "✓", experiments.DIFFERS: "✗",
+                 experiments.TOO_FEW_SEEDS: "?"}
 
 
 @st.cache_resource(show_spinner=False)
@@ -64,11 +69,36 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-@st.cache_data(show_spinner=False, max_entries=256)
-def _estimate(exp_id: str, seeds: int, quick: bool, finished: int, _exp, _stored) -> float:
-    # keyed by the experiment, its budget and how many runs have finished (their durations
-    # replace the rough figure); the experiment and the runs themselves are not hashed
-    return experiments.estimate_seconds(_exp, seeds=seeds, quick=quick, stored=_stored)
+def _setting_text(setting) -> str:
+    where = "" if setting.scope == "all runs" else f" ({setting.scope})"
+    return f"{setting.text}{where}"
+
+
+def settings_table(exp) -> pd.DataFrame:
+    """Every option the file sets and where it comes from (the card's expander)."""
+    rows = []
+    for s in experiments.settings(exp):
+        if s.scope == "quick budget":
+            continue
+        source = s.source
+        rows.append({"runs": s.scope, "setting": s.text,
+                     "from the notebook": "" if source is None or source.is_assumed
+                     else f"line {source.line}: {source.quote}",
+                     "assumed, because": source.assumed if source else "not stated"})
+    return pd.DataFrame(rows)
+
+
+def data_ui(exp) -> bool:
+    """Whether the experiment's dataset is here, said before anything is clicked; True when
+    it can run (a toy set always can)."""
+    status = experiments.data_status(exp)
+    if status is None:
+        return True
+    if status.present:
+        st.caption(f":material/folder: {plain(status.text)}")
+    else:
+        st.warning(plain(status.text), icon=":material/folder_off:")
+    return status.present
 
 
 def card_ui(exp, stored) -> None:
@@ -77,6 +107,15 @@ def card_ui(exp, stored) -> None:
         st.markdown(f"**{plain(exp.title)}**  \n{plain(exp.question)}")
         if exp.found:
             st.caption("Notebook: " + plain(exp.found))
+        data_ui(exp)
+        assumed = experiments.assumptions(exp)
+        if assumed:
+            st.markdown("Assumed, not in the notebook:  \n" + "  \n".join(
+                f"· {plain(_setting_text(s))}: {plain(s.source.assumed)}" for s in assumed))
+        for what, why in exp.not_expressible:
+            st.markdown(f":material/block: Not expressible here: {plain(what)}: {plain(why)}")
+        with st.expander("Every setting and the notebook line it comes from"):
+            st.dataframe(settings_table(exp), hide_index=True, key=f"exp_settings_{exp.id}")
         left, middle, right = st.columns([1, 1, 1], vertical_alignment="bottom")
         # Unbounded in the browser (a bounded field keeps a typed value on screen but sends
         # the old one); checked here, by name, and Run stays disabled until it is fixed.
@@ -89,15 +128,18 @@ def card_ui(exp, stored) -> None:
                      f"{experiments.MAX_SEEDS}. Nothing is launched.", icon=":material/error:")
             seeds = exp.seeds           # the estimate below, never a launch
         quick = middle.toggle("Quick", key=f"exp_quick_{exp.id}",
-                              help="The scaled-down budget, for a first look: "
-                                   + plain(", ".join(f"{k} {v}" for k, v in exp.quick.items())))
-        finished = sum(r.status == RunStatus.COMPLETED for r in stored)
-        seconds = _estimate(exp.id, int(seeds), quick, finished, exp, stored)
+                              help="The scaled-down budget, for a first look (never judged "
+                                   "against the notebook): " + plain(", ".join(
+                                       f"{k} {v}" for k, v in exp.quick.items())))
+        measured = f" · measured: {plain(exp.run_time)}" if exp.run_time else ""
         st.caption(f"{len(exp.runs)} runs × {int(seeds)} seeds = {len(exp.runs) * int(seeds)} "
-                   f"runs · about {_duration(seconds)} of training here · "
-                   f"{plain(exp.notebook or 'no notebook')}")
+                   f"runs{measured} · {plain(exp.notebook or 'no notebook')}")
+        # the planned runs' time and memory as the Launch page says them (seeds already run
+        # are left out), and the same "start it anyway" above its thresholds
+        confirmed = forms.estimate_ui(planned_launch(exp, int(seeds), quick, stored), stored)
         if right.button("Run", key=f"exp_run_{exp.id}", icon=":material/play_arrow:",
-                        disabled=bad_seeds) and not bad_seeds:
+                        disabled=bad_seeds or not confirmed) and not bad_seeds and confirmed:
+            # fast: the offline download attempt is made once per process, after a probe
             missing = datafiles.missing_files(exp.config(exp.labels[0], quick=quick))
             if missing:
                 st.error(plain(missing), icon=":material/folder_off:")
@@ -114,6 +156,15 @@ def card_ui(exp, stored) -> None:
                        icon=":material/rocket_launch:")
 
 
+def planned_launch(exp, seeds: int, quick: bool, stored):
+    """The runs a Run click would submit, as one engine.launch.Launch."""
+    from engine import launch
+    planned = experiments.plan(exp, seeds=seeds, quick=quick, stored=stored)
+    return launch.of_configs([cfg for _, cfg in planned],
+                             [experiments.run_name(exp, label, cfg) for label, cfg in planned],
+                             experiments.run_tags(exp, quick))
+
+
 def cards_ui(exps: dict, stored) -> None:
     columns = st.columns(2)
     for i, exp in enumerate(exps.values()):
@@ -121,28 +172,65 @@ def cards_ui(exps: dict, stored) -> None:
             card_ui(exp, stored)
 
 
-def _reference_table(result) -> pd.DataFrame:
+def _value(x, metric) -> str:
+    if x is None:
+        return "—"
+    return f"{x:.1f}%" if metric_info(metric).unit == "%" else f"{x:.4g}"
+
+
+def _sample(sample: dict, metric: str) -> str:
+    if not sample.get("n"):
+        return "not run"
+    std = f" ± {_value(sample['std'], metric)}" if sample.get("std") is not None else ""
+    return f"{_value(sample['mean'], metric)}{std} (n={sample['n']})"
+
+
+def rerun_table(result) -> pd.DataFrame:
+    rows = []
+    for c in result.checks:
+        if c["kind"] != "re-run":
+            continue
+        rows.append({"outcome": f"{OUTCOME_ICONS[c['outcome']]} {c['outcome']}",
+                     "run": c["run"], "metric": c["metric"], "at": c["at"],
+                     "ours": _sample(c["ours"], c["metric"]),
+                     "notebook's code re-run": _sample(c["reference"], c["metric"]),
+                     "margin": c["margin"], "numbers": c["numbers"]})
+    return pd.DataFrame(rows)
+
+
+def printed_table(result) -> pd.DataFrame:
+    judged = {(c["run"], c["metric"], c["at"]): c for c in result.checks
+              if c["kind"] == "printed"}
     rows = []
     for r in result.references:
-        rows.append({"run": r["run"], "metric": r["metric"], "at": r["at"],
-                     "notebook": r["notebook"], "ours (mean)": r["mean"],
+        check = judged.get((r["run"], r["metric"], r["at"]))
+        rows.append({"outcome": f"{OUTCOME_ICONS[check['outcome']]} {check['outcome']}"
+                     if check else "marker", "run": r["run"], "metric": r["metric"],
+                     "at": r["at"], "notebook": r["notebook"], "ours (mean)": r["mean"],
                      "ours (std)": r["std"], "seeds": r["n"],
-                     "inside": {True: "inside", False: "outside", None: "—"}[r["inside"]],
-                     "printed in the notebook": r["source"]})
+                     "judged": check["numbers"] if check else r["judged"],
+                     "printed in the notebook": (f"line {r['line']}: " if r["line"] else "")
+                     + r["source"]})
     return pd.DataFrame(rows)
 
 
 def results_ui(exp, store) -> None:
-    """The chosen experiment's charts (notebook values drawn in), reference table, claims."""
+    """The chosen experiment's charts (notebook values drawn in), reference checks, claims
+    and expectations."""
     quick = st.toggle("Show the quick budget's runs", key=f"exp_show_quick_{exp.id}")
     stored = store.list_runs()
     groups = experiments.matching_runs(exp, stored, quick=quick)
     ids = [r.id for runs in groups.values() for r in runs]
     frame = store.read_metrics(ids)
     result = experiments.evaluate(exp, stored, frame, quick=quick)
+    status = experiments.data_status(exp)
     if not ids:
-        st.info("No runs of this experiment at this budget yet: press Run on its card.",
-                icon=":material/info:")
+        if status is not None and not status.present:
+            st.info(plain(status.text) + ". Nothing has run here yet.",
+                    icon=":material/folder_off:")
+        else:
+            st.info("No runs of this experiment at this budget yet: press Run on its card.",
+                    icon=":material/info:")
     else:
         for i, plot in enumerate(exp.plots):
             if plot.sweep:
@@ -153,15 +241,43 @@ def results_ui(exp, store) -> None:
         if len(exp.runs) > 2:
             st.plotly_chart(plots.parallel_figure(exp, frame, groups),
                             key=f"exp_parallel_{exp.id}", width="stretch")
-        # hover a line or legend entry: the other runs dim (plots.HIGHLIGHT_JS, our script)
-        st.html(f"<script>{plots.HIGHLIGHT_JS}</script>", unsafe_allow_javascript=True)
+    if quick and (result.references or experiments.rerun(exp)):
+        st.caption("The quick budget is a first look: nothing here is judged against the "
+                   "notebook.")
+    if result.rerun:
+        rerun = result.rerun
+        st.markdown("**Against the notebook's own code, re-run over seeds** "
+                    f"(`{plain(rerun['script'])}`, {max(rerun['seeds'].values(), default=0)} "
+                    f"seeds per run, {_duration(rerun['seconds'])} on "
+                    f"{plain(str(rerun['machine'].get('cpu', 'one machine')))}): *consistent* "
+                    "when the 90% interval of the difference lies inside the margin, "
+                    "*differs* when the difference is significant after Holm's correction, "
+                    "*too few seeds* otherwise")
+        if exp.margin_why:
+            st.caption("Margins: " + plain(exp.margin_why))
+        table = rerun_table(result)
+        if len(table):
+            st.dataframe(table, hide_index=True, key=f"exp_rerun_{exp.id}")
     if result.references:
-        st.markdown("**The notebook's numbers beside ours** (inside: within the 95% "
-                    "prediction interval of one run from our seeds)")
-        st.dataframe(_reference_table(result), hide_index=True, key=f"exp_refs_{exp.id}")
+        st.markdown("**The notebook's printed values** (one run each"
+                    + (": markers, the re-run above is what is judged)" if result.rerun else
+                       ", judged as one draw of the notebook's seed spread)"))
+        st.dataframe(printed_table(result), hide_index=True, key=f"exp_refs_{exp.id}")
     if result.claims:
-        st.markdown("**Claims**")
+        st.markdown("**The notebook's claims**, in its own words")
         for claim in result.claims:
             seeds = ", ".join(f"{plain(k)}: {v}" for k, v in claim["seeds"].items())
+            quote = (f"  \n“{plain(claim['quote'])}” (line {claim['line']})"
+                     if claim.get("quote") else "")
             st.markdown(f"{STATUS_ICONS[claim['status']]} **{claim['status']}** · "
-                        f"{plain(claim['text'])}  \n{plain(claim['numbers'])} (seeds: {seeds})")
+                        f"{plain(claim['text'])}{quote}  \n{plain(claim['numbers'])} "
+                        f"(seeds: {seeds})")
+    if result.expectations:
+        with st.container(border=True):
+            st.markdown(":gray[**Our expectations**: checks of ours, not the notebook's "
+                        "conclusions]")
+            for claim in result.expectations:
+                seeds = ", ".join(f"{plain(k)}: {v}" for k, v in claim["seeds"].items())
+                st.markdown(f":gray[{STATUS_ICONS[claim['status']]} {claim['status']} · "
+                            f"{plain(claim['text'])}]  \n:gray[why: {plain(claim['why'])}]  \n"
+                            f":gray[{plain(claim['numbers'])} (seeds: {seeds})]")

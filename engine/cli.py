@@ -677,8 +677,8 @@ def cmd_compare(args) -> int:
 
 def cmd_experiment(args) -> int:
     from engine import experiments
-    if args.action == "list":
-        print(experiments.list_text())
+    if args.action == "list":     # each marked by whether its dataset is here
+        print(experiments.list_text(data_dir=args.data_dir))
         return EXIT_OK
     if not args.name:
         raise CliError("experiment run: give NAME (see python -m engine experiment list)")

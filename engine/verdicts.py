@@ -828,3 +828,207 @@ def band_edges(group: pd.DataFrame, band: str = "std") -> tuple[np.ndarray, np.n
         half = stats.t.ppf(0.5 + CONFIDENCE / 2, m - 1) * std / np.sqrt(m)
         low, high = mean - half, mean + half
     return np.where(two, low, np.nan), np.where(two, high, np.nan)
+
+
+# --- experiment checks: is our run the notebook's run, and does its claim hold (issue 18) ---
+# Three honest outcomes for a comparison with a reference, four for a claim. Each says what
+# the data can tell, never more: a comparison the data cannot settle is "too few seeds" (with
+# how many would), never "consistent"; a claim the test is too weak for is "not enough
+# evidence", never "does not hold".
+
+CONSISTENT, DIFFERS, TOO_FEW_SEEDS = "consistent", "differs", "too few seeds"
+REFERENCE_OUTCOMES = (CONSISTENT, DIFFERS, TOO_FEW_SEEDS)
+HOLDS, DOES_NOT_HOLD, NOT_ENOUGH, NOT_RUN = ("holds", "does not hold", "not enough evidence",
+                                             "not run")
+CLAIM_OUTCOMES = (HOLDS, DOES_NOT_HOLD, NOT_ENOUGH, NOT_RUN)
+MAX_SEEDS_ASKED = 100   # "about N seeds would tell": beyond this, say "more than 100"
+
+
+@dataclass
+class ReferenceCheck:
+    """Our runs' values against a reference: another sample (the notebook's own code re-run
+    over seeds: a two-sample comparison) or one printed value (one run of the notebook's: its
+    seed spread taken to be ours). diff = ours - reference (display units). `low`/`high`:
+    the 90% interval of diff, the two one-sided tests (TOST) at 5% each; consistent when it
+    lies inside +-margin. p_diff: the two-sided test of no difference (Welch's, or the
+    prediction t for one value), p_holm after Holm over the experiment's comparisons."""
+    n_ours: int
+    n_ref: int                       # 1 for a printed value
+    diff: float | None
+    margin: float
+    low: float | None = None
+    high: float | None = None
+    p_equivalent: float | None = None
+    p_diff: float | None = None
+    p_holm: float | None = None
+    exact: bool = False              # no spread on either side: the difference is exact
+    se: float | None = None
+    df: float | None = None
+    sd_ours: float | None = None
+    sd_ref: float | None = None
+    rounding: float = 0.0            # half the printed value's last digit
+    outcome: str = TOO_FEW_SEEDS
+    seeds_needed: int | None = None  # our seeds that would likely settle it (None: unknown)
+    why: str = ""
+
+    def row(self) -> dict:
+        return asdict(self)
+
+
+def _sd(x: np.ndarray) -> float:
+    return 0.0 if len(x) < 2 or no_spread(x) else float(x.std(ddof=1))
+
+
+def two_sample_check(ours, ref, margin: float) -> ReferenceCheck:
+    """Our values against the reference re-run's values: Welch's t for a difference and its
+    TOST at +-margin for equivalence (outcome set by reference_outcomes, after Holm)."""
+    from scipy import stats
+    a, b = np.asarray(ours, dtype="float64"), np.asarray(ref, dtype="float64")
+    check = ReferenceCheck(len(a), len(b), float(a.mean() - b.mean()) if len(a) and len(b)
+                           else None, float(margin))
+    if check.diff is None or len(a) < 2 or len(b) < 2:
+        return check
+    sa, sb = _sd(a), _sd(b)
+    check.sd_ours, check.sd_ref = sa, sb
+    va, vb = sa * sa / len(a), sb * sb / len(b)
+    if va + vb == 0:
+        check.exact, check.low, check.high = True, check.diff, check.diff
+        return check
+    se = math.sqrt(va + vb)
+    # Welch-Satterthwaite degrees of freedom (a side without spread adds none)
+    df = (va + vb) ** 2 / ((va * va / (len(a) - 1) if va else 0.0)
+                           + (vb * vb / (len(b) - 1) if vb else 0.0))
+    _fill(check, se, df)
+    return check
+
+
+def one_value_check(ours, value: float, margin: float, rounding: float = 0.0) -> ReferenceCheck:
+    """Our values against one printed value: one draw of the notebook's run, whose seed
+    spread is taken to be ours, so the difference has standard error sd sqrt(1 + 1/n) (the
+    prediction interval's), with n - 1 degrees of freedom; `rounding` (half the printed last
+    digit) widens the interval."""
+    a = np.asarray(ours, dtype="float64")
+    check = ReferenceCheck(len(a), 1, float(a.mean() - value) if len(a) else None,
+                           float(margin), rounding=float(rounding))
+    if check.diff is None or len(a) < 2:
+        return check
+    sa = _sd(a)
+    check.sd_ours = sa
+    if sa == 0:
+        check.exact = True
+        check.low, check.high = check.diff - rounding, check.diff + rounding
+        return check
+    _fill(check, sa * math.sqrt(1 + 1 / len(a)), len(a) - 1)
+    return check
+
+
+def _fill(check: ReferenceCheck, se: float, df: float) -> None:
+    from scipy import stats
+    check.se, check.df = se, df
+    half = stats.t.ppf(1 - ALPHA, df) * se + check.rounding
+    check.low, check.high = check.diff - half, check.diff + half
+    d, m, r = check.diff, check.margin, check.rounding
+    # TOST: H0 diff <= -m or diff >= m, each one-sided at ALPHA (the 90% interval inside +-m)
+    check.p_equivalent = float(max(stats.t.sf((d - r + m) / se, df),
+                                   stats.t.cdf((d + r - m) / se, df)))
+    check.p_diff = float(2 * stats.t.sf(max(abs(d) - r, 0.0) / se, df))
+
+
+def reference_outcomes(checks: list[ReferenceCheck]) -> list[ReferenceCheck]:
+    """Decide each check's outcome, Holm-correcting the difference tests over all of them:
+    consistent (the 90% interval inside +-margin: TOST at 5%), else differs (Holm p < 5%),
+    else too few seeds, with the seeds that would likely tell and why."""
+    for check, p in zip(checks, holm([c.p_diff for c in checks])):
+        check.p_holm = p
+        if check.diff is None or check.n_ours < 2:
+            check.outcome = TOO_FEW_SEEDS
+            check.seeds_needed = 2
+            check.why = f"a spread needs at least 2 seeds; have {check.n_ours}"
+            continue
+        if check.low is None:
+            check.outcome, check.why = TOO_FEW_SEEDS, "the reference has fewer than 2 seeds"
+            continue
+        if check.exact:
+            inside = abs(check.diff) + check.rounding < check.margin
+            check.outcome = CONSISTENT if inside else DIFFERS
+            check.why = "no spread on either side: the difference is exact"
+            continue
+        if check.low > -check.margin and check.high < check.margin:
+            check.outcome = CONSISTENT
+            continue
+        if p is not None and p < ALPHA:
+            check.outcome = DIFFERS
+            continue
+        check.outcome = TOO_FEW_SEEDS
+        check.seeds_needed, check.why = _seeds_to_tell(check, len(checks))
+    return checks
+
+
+def _seeds_to_tell(check: ReferenceCheck, comparisons: int) -> tuple[int | None, str]:
+    """Our seeds that would give the test 80% power if the difference and the spreads stay
+    as seen: to show equivalence when |diff| is inside the margin, else a difference (at the
+    strictest Holm level). None, with the reason, when no number of our seeds would."""
+    from scipy import stats
+    d, m, r = abs(check.diff), check.margin, check.rounding
+    sa = check.sd_ours or 0.0
+    fixed = (check.sd_ref or 0.0) ** 2 / check.n_ref if check.n_ref > 1 else 0.0
+    z = stats.norm.ppf(POWER)
+    equivalence = d + r < m
+    if check.n_ref == 1:
+        floor = sa            # one printed run: its own seed noise stays whatever we run
+        if equivalence and d + r + (stats.norm.ppf(1 - ALPHA) + z) * floor >= m:
+            return None, (f"one printed run cannot show it: a seed alone moves the value by "
+                          f"about {floor:.2g} (sd of ours), too much for +-{m:g}")
+    elif equivalence and d + r + (stats.norm.ppf(1 - ALPHA) + z) * math.sqrt(fixed) >= m:
+        return None, (f"the reference's {check.n_ref} seeds are too few to show it within "
+                      f"+-{m:g} whatever we run")
+    for n in range(max(check.n_ours, 2), MAX_SEEDS_ASKED + 1):
+        var = sa * sa / n + (fixed if check.n_ref > 1 else sa * sa)
+        se = math.sqrt(var)
+        if se == 0:
+            return n, ""
+        df = n - 1 if check.n_ref == 1 else max(n - 1, 1) + check.n_ref - 1
+        if equivalence:
+            if (m - d - r) / se >= stats.t.ppf(1 - ALPHA, df) + z:
+                return n, ""
+        elif (d - r) / se >= stats.t.ppf(1 - ALPHA / (2 * comparisons), df) + z:
+            return n, ""
+    return None, f"more than {MAX_SEEDS_ASKED} seeds"
+
+
+def check_text(check: ReferenceCheck, unit: str = "") -> str:
+    """One line of numbers for a check: 'ours - reference = +1.2 (90% CI -0.8 to +3.1; inside
+    +-5 points); Welch p 0.31 (Holm 0.62); n 20 vs 10'."""
+    def num(x):
+        return "n/a" if x is None else f"{x:+.3g}" if unit != "points" else f"{x:+.1f}"
+    if check.diff is None:
+        return "no values yet"
+    parts = [f"ours - reference = {num(check.diff)}"]
+    if check.low is not None:
+        parts[0] += (f" (90% CI {num(check.low)} to {num(check.high)}; margin +-"
+                     f"{check.margin:g}{' ' + unit if unit else ''})")
+    if check.p_diff is not None:
+        parts.append(f"{'Welch' if check.n_ref > 1 else 'prediction t'} p {check.p_diff:.2g}"
+                     + (f" (Holm {check.p_holm:.2g})" if check.p_holm is not None else ""))
+    parts.append(f"n {check.n_ours} ours vs {check.n_ref if check.n_ref > 1 else 'one printed run'}")
+    if check.outcome == TOO_FEW_SEEDS:
+        parts.append(f"about {check.seeds_needed} seeds of ours would likely tell"
+                     if check.seeds_needed else (check.why or "cannot tell"))
+    elif check.why:
+        parts.append(check.why)
+    return "; ".join(parts)
+
+
+def one_sided_seeds(x, distance: float, alpha: float = ALPHA) -> int | None:
+    """The fewest runs for a one-sample t test at `alpha` to show the mean is `distance`
+    away from a bound with POWER, the spread as observed (None without spread)."""
+    from scipy import stats
+    x = np.asarray(x, dtype="float64")
+    s = _sd(x)
+    if s == 0 or not distance:
+        return None
+    z = stats.norm.ppf(POWER)
+    for n in range(max(len(x), 2), MAX_SEEDS_ASKED + 1):
+        if abs(distance) / (s / math.sqrt(n)) >= stats.t.ppf(1 - alpha, n - 1) + z:
+            return n
+    return None

@@ -1,7 +1,8 @@
 """Experiments page: the seed notebooks' experiments as one-click grids. A card per experiment
-(its question, what the notebook found, runs and time, seeds, quick budget, Run), a user's own
-experiment file, and the chosen experiment's charts with the notebook's numbers drawn in, the
-reference table and its claims checked over seeds.
+(its question, what the notebook found, whether its dataset is here, the settings the notebook
+does not give, runs and time, seeds, quick budget, Run), a user's own experiment file, and the
+chosen experiment's charts with the notebook's numbers drawn in, the checks against the
+notebook's own code re-run over seeds, its claims and our expectations.
 
 Thin: the pieces are app/experiments_ui.py, the logic engine/experiments.py.
 """
@@ -11,8 +12,10 @@ import streamlit as st
 from app import experiments_ui, services
 
 st.title("Experiments")
-st.caption("The course notebooks' experiments with their exact settings, repeated over seeds: "
-           "their printed numbers beside ours, their conclusions checked.")
+st.caption("The course notebooks' experiments repeated over seeds: each setting quoted from "
+           "its notebook line or marked as assumed, the notebook's own training code re-run "
+           "beside ours where its data is here, its printed numbers drawn in, its conclusions "
+           "checked, and our own expectations kept apart from them.")
 store = services.get_store()
 stored = store.list_runs()
 

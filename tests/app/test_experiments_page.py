@@ -1,8 +1,12 @@
 """Tests of pages/experiments.py through AppTest, with the fake trainer of conftest.py: the
-cards render, a card's Run launches its runs (tagged, seeds added on a second press), the
-charts carry the notebook's values in the runs' colours, a sweep draws its summary chart, and
-an uploaded file is validated (a bad one names file, line and field and launches nothing)."""
+cards render with what is assumed and whether their dataset is here (before any click), a
+card's Run launches its runs (tagged, seeds added on a second press), a click without the data
+tries the offline download once per process, the charts carry the notebook's values in the
+runs' colours, the results set the re-run checks, the notebook's claims and our expectations
+apart, a sweep draws its summary chart, and an uploaded file is validated (a bad one names
+file, line and field and launches nothing)."""
 
+import re
 import time
 
 import pytest
@@ -44,15 +48,27 @@ def card_button(at, exp_id):
     return next(b for b in at.button if b.key == f"exp_run_{exp_id}")
 
 
-def test_cards_render_with_question_finding_and_estimate(services):
+def test_cards_render_with_question_finding_assumptions_data_and_estimate(services, tmp_path,
+                                                                          monkeypatch):
+    monkeypatch.setenv("TRAINLAB_DATA_DIR", str(tmp_path / "empty"))
     at = run_page()
     text = " ".join(m.value for m in at.markdown)
     assert "Homework 8: SGD, momentum, RMSProp and Adam" in text
     assert "UofT tutorial: initializing every weight to zero" in text
     captions = " ".join(c.value for c in at.caption)
     assert "RMSProp (85.4%) and Adam (86.2%)" in captions
-    assert "4 runs × 3 seeds = 12 runs · about" in captions
-    assert len([b for b in at.button if b.key and b.key.startswith("exp_run_")]) == 17
+    assert "4 runs × 20 seeds = 80 runs" in captions and "Estimated: about" in captions
+    # nothing claims exact settings where anything is assumed
+    assert not re.search(r"\bexact\b", captions, re.IGNORECASE)
+    assert len([b for b in at.button if b.key and b.key.startswith("exp_run_")]) == 21
+    # assumptions in plain words: the notebook never prints cs231n's Adam learning rate
+    assert "Assumed, not in the notebook" in text and "lr 0.001 (adam)" in text
+    assert "Not expressible here" in text
+    # before anything is clicked, every CIFAR card says its data is missing and where it goes
+    warnings = [w.value for w in at.warning]
+    assert sum(w.startswith("CIFAR-10 not found") for w in warnings) == 14
+    assert any("cifar-10-python.tar.gz (163 MB" in w and str(tmp_path / "empty") in w
+               for w in warnings)
 
 
 def test_card_launches_its_runs_and_a_second_press_adds_seeds(services, data_dir):
@@ -77,18 +93,23 @@ def test_card_launches_its_runs_and_a_second_press_adds_seeds(services, data_dir
     assert seeds == [0, 1]
 
 
-def test_missing_data_refuses_and_launches_nothing(services, tmp_path, monkeypatch):
+def test_missing_data_refuses_and_asks_the_network_once(services, tmp_path, monkeypatch):
     store, _ = services
     monkeypatch.setenv("TRAINLAB_DATA_DIR", str(tmp_path / "nothing"))
-    monkeypatch.setattr("engine.datafiles.try_download", lambda *a: False)
+    probes = []
+    monkeypatch.setattr("engine.datafiles._failed_downloads", set())
+    monkeypatch.setattr("engine.datafiles._mirror_reachable",
+                        lambda dataset, timeout=1.0: probes.append(dataset) or False)
     at = run_page()
-    card_button(at, "uoft-zero-init").click()
-    at.run()
-    assert any("mnist data not found" in e.value for e in at.error)
+    for _ in range(2):
+        card_button(at, "cs231n-dropout").click()
+        at.run()
+        assert any("cifar10 data not found" in e.value for e in at.error)
+    assert probes == ["cifar10"]        # the second click asks no one: it answers at once
     assert store.list_runs() == []
 
 
-def test_results_draw_the_notebooks_values_and_claims(services):
+def test_results_draw_the_notebooks_values_and_set_claims_apart(services):
     store, manager = services
     exp = experiments.catalogue()["hw8-depth20"]
     ids = experiments.submit(exp, manager, seeds=2)
@@ -101,16 +122,20 @@ def test_results_draw_the_notebooks_values_and_claims(services):
     assert len(charts) == len(exp.plots) + 1          # and the parallel coordinates
     spec = charts[0].proto.spec
     assert "notebook · Plain" in spec and "notebook · Residual" in spec
-    frames = [d for d in at.dataframe]
-    table = frames[0].value
-    assert set(table["run"]) == {"Plain", "Layer norm", "Batch norm", "Residual"}
-    # the fake trainer reports val/acc every epoch but no epoch loss: 2 seeds vs none
-    assert (table[table["metric"] == "val/acc"]["seeds"] == 2).all()
-    assert (table[table["metric"] == "train/epoch_loss"]["seeds"] == 0).all()
-    claims = " ".join(m.value for m in at.markdown)
-    assert "The plain 20-layer net stays at chance" in claims
-    # the fake trainer's curves are identical for every run: nothing differs between runs
-    assert "does not hold" in claims
+    frames = [d.value for d in at.dataframe]
+    rerun = next(f for f in frames if "notebook's code re-run" in f.columns)
+    assert set(rerun["run"]) == {"Plain", "Layer norm", "Batch norm", "Residual", "Shallow"}
+    assert all(o.split(" ", 1)[1] in ("consistent", "differs", "too few seeds")
+               for o in rerun["outcome"])
+    printed = next(f for f in frames if "printed in the notebook" in f.columns)
+    assert set(printed["outcome"]) == {"marker"}        # judged by the re-run, drawn as markers
+    assert (printed[printed["metric"] == "val/acc"]["seeds"] == 2).all()
+    text = " ".join(m.value for m in at.markdown)
+    assert "The notebook's claims" in text and "The model doesn’t learn at all!" in text
+    assert "(line 389)" in text
+    assert "Our expectations" in text and "not the notebook's" in text
+    words = ("holds", "does not hold", "not enough evidence", "not run")
+    assert any(w in text for w in words)
 
 
 def test_sweep_experiment_draws_its_summary_chart(services):

@@ -1,6 +1,7 @@
 """`python -m engine experiment list|run` end to end on a user-written experiment over a toy
-set (no data files): runs train, the claims print with their status, --json is one object,
-running again adds seeds, bad names exit 2 naming the experiment."""
+set (no data files): runs train, the reference check and the claims print with their outcome
+words (and carry them in --json), running again adds seeds, `list` marks what can run here,
+bad names exit 2 naming the experiment."""
 
 import json
 import os
@@ -50,10 +51,14 @@ def cli(tmp_path_factory):
     return call
 
 
-def test_list_names_the_catalogue(cli):
+def test_list_names_the_catalogue_and_what_can_run_here(cli):
     out = cli("experiment", "list")
     assert out.returncode == 0
     assert "hw8-optimizers: Homework 8" in out.stdout and "uoft-zero-init" in out.stdout
+    # the test's data folder is empty: every card says which files are missing, and where
+    line = next(x for x in out.stdout.splitlines() if x.startswith("cs231n-dropout:"))
+    assert line.endswith("[CIFAR-10 not found]")
+    assert "  CIFAR-10 not found: put cifar-10-python.tar.gz (163 MB" in out.stdout
 
 
 def test_run_prints_runs_references_and_claims_then_adds_seeds(cli):
@@ -61,7 +66,9 @@ def test_run_prints_runs_references_and_claims_then_adds_seeds(cli):
     assert first.returncode == 0, first.stderr
     assert "toy-lr: 6 runs" in first.stderr and "6/6 runs done, step 168/168" in first.stderr
     assert "adam: seeds [0, 1, 2]" in first.stdout and "slow: seeds [0, 1, 2]" in first.stdout
-    assert "adam val/acc final: notebook 50.0%" in first.stdout
+    printed = next(x for x in first.stdout.splitlines() if "adam val/acc final: notebook 50.0%"
+                   in x)
+    assert printed.strip().startswith(("[consistent]", "[differs]", "[too few seeds]"))
     assert "[holds] Adam beats slow SGD" in first.stdout
     assert "[does not hold] Slow SGD learns above 90%" in first.stdout
     again = cli("experiment", "run", cli.yaml, "--seeds", "1", "--json")
@@ -72,6 +79,11 @@ def test_run_prints_runs_references_and_claims_then_adds_seeds(cli):
     assert statuses == {"Adam beats slow SGD": "holds",
                         "Slow SGD learns above 90%": "does not hold"}
     assert result["claims"][0]["seeds"] == {"adam": 4, "slow": 4}
+    # the JSON carries the outcome words: each check's and the counts of all of them
+    [check] = result["checks"]
+    assert check["kind"] == "printed" and check["outcome"] in ("consistent", "differs",
+                                                               "too few seeds")
+    assert result["outcomes"]["holds"] == 1 and result["outcomes"]["does not hold"] == 1
     # the quick budget is its own set of runs: nothing run yet at that budget
     report = cli("experiment", "run", cli.yaml, "--quick", "--no-train")
     assert "[not run] Adam beats slow SGD" in report.stdout

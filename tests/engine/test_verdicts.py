@@ -481,3 +481,46 @@ def test_cli_compare_json_counts_three_scheduled_seeds_as_one_group(tmp_path):
     groups = json.loads(done.stdout)["groups"]
     assert [(g["name"], g["n"]) for g in groups] == [("adam", 3), ("sgd", 2)]
     assert groups[0]["mean"] == pytest.approx(93.0)
+
+
+# --- experiment checks (issue 18): equivalence, differences and seeds that would tell --------
+
+def test_reference_outcomes_three_ways_with_holm():
+    same = V.two_sample_check([60.0, 61.0, 62.0, 61.5, 60.5] * 2,
+                                     [61.0, 60.0, 62.0, 61.0, 60.5] * 2, 2.0)
+    off = V.two_sample_check([50.0, 51.0, 52.0, 50.5, 51.5], [61.0, 60.0, 62.0, 61.5,
+                                                                      60.5], 2.0)
+    wide = V.one_value_check([40.0, 60.0], 50.0, 3.0)
+    checks = V.reference_outcomes([same, off, wide])
+    assert [c.outcome for c in checks] == ["consistent", "differs", "too few seeds"]
+    # Holm over the three: the smallest p times 3
+    p = stats.ttest_ind([50.0, 51.0, 52.0, 50.5, 51.5], [61.0, 60.0, 62.0, 61.5, 60.5],
+                        equal_var=False).pvalue
+    assert off.p_holm == pytest.approx(min(1.0, 3 * p))
+    # one printed run's own seed spread (that of ours) can never be beaten down by our seeds
+    assert wide.seeds_needed is None and "one printed run cannot show it" in wide.why
+
+
+def test_consistent_needs_the_whole_90_percent_interval_inside_the_margin():
+    ours, value = np.array([60.0, 62.0, 64.0, 61.0, 63.0]), 62.0
+    check = V.one_value_check(ours, value, 4.0)
+    se = ours.std(ddof=1) * math.sqrt(1 + 1 / 5)
+    half = stats.t.ppf(0.95, 4) * se
+    assert (check.low, check.high) == pytest.approx((ours.mean() - value - half,
+                                                     ours.mean() - value + half))
+    V.reference_outcomes([check])
+    assert check.outcome == ("consistent" if half < 4.0 else "too few seeds")
+    narrow = V.one_value_check(ours, value, half * 0.9)
+    V.reference_outcomes([narrow])
+    assert narrow.outcome == "too few seeds"       # never consistent on a wider interval
+
+
+def test_seeds_that_would_tell_grow_with_the_spread():
+    small = V.two_sample_check([60.0, 61.0, 59.0], [60.5, 59.5, 60.0, 61.0, 60.2], 1.5)
+    large = V.two_sample_check([55.0, 65.0, 60.0], [60.5, 59.5, 60.0, 61.0, 60.2], 4.0)
+    V.reference_outcomes([small])
+    V.reference_outcomes([large])
+    for check in (small, large):
+        assert check.outcome == "too few seeds" and check.seeds_needed > 3
+    assert V.one_sided_seeds([1.0, 2.0, 3.0], 1.0) > V.one_sided_seeds(
+        [1.0, 2.0, 3.0], 3.0)
