@@ -291,15 +291,19 @@ def write_url(params: dict, owned) -> None:
             del st.query_params[name]
 
 
-def narrow_selection(previous, matching: list, *, filters_changed: bool, fresh: int) -> list:
-    """The runs chosen after the filters: the previous choice narrowed to the runs that match.
+MAX_FILTER_CHOICE = 40     # a filter chooses at most this many of the runs it matches (newest)
 
-    A filter narrows, it does not empty: when it leaves none of the chosen runs (or nothing was
-    chosen yet) the `fresh` newest matching runs are chosen instead. Pure."""
+
+def narrow_selection(previous, matching: list, *, filters_changed: bool, fresh: int) -> list:
+    """The runs chosen after the filters. A filter that changes chooses what it matches (the
+    newest MAX_FILTER_CHOICE of them: "12 of 35 match" shows those 12); otherwise the previous
+    choice stays, less the runs that no longer match; nothing chosen yet: the `fresh` newest.
+    Pure."""
+    if filters_changed:
+        return list(matching[:MAX_FILTER_CHOICE])
     if previous is None:
         return list(matching[:fresh])
-    kept = [i for i in previous if i in set(matching)]
-    return kept if kept or not filters_changed else list(matching[:fresh])
+    return [i for i in previous if i in set(matching)]
 
 
 def restore_compare(wanted: dict) -> None:

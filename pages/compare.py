@@ -64,15 +64,30 @@ shown = [r for r in records
 
 by_id = {r.id: r for r in shown}
 signature = repr((statuses, tags, filters))
+# A link's or a reload's choice stands on the page's first run; later, a changed filter
+# chooses what it matches.
 st.session_state[RUNS_KEY] = state.narrow_selection(
     st.session_state.get(RUNS_KEY), list(by_id), fresh=DEFAULT_RUNS,
-    filters_changed=fresh or signature != st.session_state.get("compare_filters_seen", signature))
+    filters_changed=not fresh
+    and signature != st.session_state.get("compare_filters_seen", signature))
 st.session_state["compare_filters_seen"] = signature
 names = describe.picker_labels(shown)
-chosen_ids = st.multiselect(
+
+
+def choose(ids) -> None:
+    st.session_state[RUNS_KEY] = list(ids)
+
+
+c_pick, c_all, c_none = st.columns([10, 1.6, 1.2], vertical_alignment="bottom")
+chosen_ids = c_pick.multiselect(
     f"Runs to compare ({len(shown)} of {len(records)} match the filters)", list(by_id),
     key=RUNS_KEY, format_func=lambda i: f"{names[i]} · {by_id[i].status}"
     + (f" · {by_id[i].name}" if by_id[i].name and by_id[i].name != names[i] else ""))
+c_all.button(f"All {min(len(by_id), state.MAX_FILTER_CHOICE)}", key="compare_all",
+             on_click=choose, args=(list(by_id)[:state.MAX_FILTER_CHOICE],),
+             help=f"Choose every run that matches the filters (the newest "
+                  f"{state.MAX_FILTER_CHOICE} at most).")
+c_none.button("None", key="compare_none", on_click=choose, args=([],))
 runs = [by_id[i] for i in chosen_ids]
 url_state = {"runs": chosen_ids, "status": statuses, "tag": tags, **filters}
 state.write_compare_url(state.compare_to_url(url_state),

@@ -76,10 +76,14 @@ def test_an_old_links_group_parameter_is_read_as_average_over():
 def test_narrow_selection():
     matching = ["a", "b", "c", "d"]
     assert state.narrow_selection(None, matching, filters_changed=False, fresh=2) == ["a", "b"]
-    assert state.narrow_selection(["x", "c"], matching, filters_changed=True, fresh=2) == ["c"]
-    # A filter that leaves none of the chosen runs chooses the newest matching ones instead.
-    assert state.narrow_selection(["x"], matching, filters_changed=True, fresh=2) == ["a", "b"]
-    # The user clearing the choice (no filter change) is respected.
+    # A changed filter chooses what it matches ("4 of 35 match": those 4).
+    assert state.narrow_selection(["x", "c"], matching, filters_changed=True, fresh=2) == \
+        matching
+    many = [str(i) for i in range(100)]
+    assert len(state.narrow_selection([], many, filters_changed=True, fresh=2)) == \
+        state.MAX_FILTER_CHOICE
+    # Otherwise the choice stands, less what no longer matches; cleared stays cleared.
+    assert state.narrow_selection(["x", "c"], matching, filters_changed=False, fresh=2) == ["c"]
     assert state.narrow_selection([], matching, filters_changed=False, fresh=2) == []
 
 
@@ -155,21 +159,26 @@ def test_bad_link_values_are_named_and_the_page_still_works(filled):  # noqa: F8
     assert "minutes" not in url(at).get("x", [])                             # URL cleaned
 
 
-def test_filter_narrows_the_selection_instead_of_emptying_it(filled):  # noqa: F811
+def test_a_filter_chooses_what_it_matches_with_all_and_none(filled):  # noqa: F811
     at = page_with({})
     at.multiselect(key="compare_runs").set_value([filled[("sgd", 0)], filled[("adam", 0)]]).run()
     at.selectbox(key="compare_average_over").set_value("seed").run()
     at.multiselect(key="compare_f_fields").set_value(["dataset", "optimizer"]).run()
-    # A filter narrows the chosen runs to those that match ...
+    # A filter chooses every run it matches ("2 of 5 match": both) ...
     at.multiselect(key="compare_f_value_optimizer").set_value(["adam"]).run()
-    assert at.multiselect(key="compare_runs").value == [filled[("adam", 0)]]
+    assert sorted(at.multiselect(key="compare_runs").value) == \
+        sorted([filled[("adam", 0)], filled[("adam", 1)]])
     assert url(at)["optimizer"] == ["adam"]
-    # ... and one that keeps none of them chooses the matching runs instead of nothing.
     at.multiselect(key="compare_f_value_optimizer").set_value(["sgd"]).run()
     assert sorted(at.multiselect(key="compare_runs").value) == \
         sorted([filled[("sgd", 0)], filled[("sgd", 1)]])
     assert at.get("plotly_chart")
     assert at.selectbox(key="compare_average_over").value == "seed"    # "Average over" kept
+    # ... None clears the choice, All chooses every match again
+    at = at.button(key="compare_none").click().run()
+    assert at.multiselect(key="compare_runs").value == []
+    at = at.button(key="compare_all").click().run()
+    assert len(at.multiselect(key="compare_runs").value) == 2
 
 
 def test_save_and_reopen_a_comparison(filled, tmp_path, monkeypatch):  # noqa: F811
