@@ -127,9 +127,11 @@ KNOWN_DEFECTS = {
     # ndarray, shape, dtype) are allowed globals, so a 30-byte pickle allocates any size
     # (1 GB measured) before the batch is checked; and a counted opcode (BINBYTES 'B' and
     # the like) makes the unpickler allocate the length it declares before it finds the data
-    # missing: b"B\x00\x00\x00\x04" (5 bytes) allocates 67 MB, up to 4 GB (make fuzz found
-    # it). A pickletools.genops pass over the bytes first would catch the second
-    # (test_fuzz_datafiles.py)
+    # missing: b"B\x00\x00\x00\x04" (5 bytes) allocates 67 MB, up to 4 GB; and the C
+    # unpickler's memo is an array grown to a PUT's index and zero-filled, so LONG_BINPUT with
+    # index 778,128,896 (a 9-byte pickle) touched 6+ GB: a `make fuzz` run was OOM-killed at
+    # 20 GB resident. A pickletools.genops pass first (lengths against the data, memo indices
+    # bounded) would catch the last two (test_fuzz_datafiles.py)
     "pickle sizes unchecked": True,
     # engine/experiments.py parse_experiment: a grid is expanded and every run's config built
     # twice with no cap on the count; a 180-byte file of three logspace axes of 20 takes
