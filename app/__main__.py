@@ -3,10 +3,15 @@
 place before the server serves (see that module for why), then runs `streamlit run
 app/main.py` with the flags.
 
-On SIGTERM or Ctrl-C Streamlit stops its server, then the exit functions run (the job manager
-marks its runs interrupted, the store drains and closes) and the process ends at once with
-Streamlit's exit code, without the interpreter's teardown (engine/quick_exit.py: 1-3 s of CPU
-with torch loaded)."""
+How it ends (SIGTERM or Ctrl-C): Streamlit stops its server, then the exit functions run (the
+job manager marks its runs interrupted, the store drains and closes) and the process ends at
+once with Streamlit's exit code, without the interpreter's teardown (engine/quick_exit.py:
+1-3 s of CPU with torch loaded). Streamlit 1.67 serves through uvicorn, whose graceful
+shutdown waits without a limit for every open connection to close: with a tab open, about 1
+signal in 10 here left the server up with its runs still "running" (20 s and 60 s, until a
+second signal), all its tasks done, one connection never closing. `bound_graceful_shutdown`
+gives connections GRACEFUL_SHUTDOWN_S (uvicorn's documented `timeout_graceful_shutdown`,
+which Streamlit leaves unset); then uvicorn cancels what is left and the exit goes on."""
 
 import sys
 from pathlib import Path
@@ -17,13 +22,33 @@ if str(ROOT) not in sys.path:     # `python PATH/TO/app` puts app/, not the root
 
 from engine import quick_exit  # noqa: E402
 
-quick_exit.install()    # first: its exit function runs last, after the store has closed
+GRACEFUL_SHUTDOWN_S = 1    # seconds open connections get to finish once the server stops
 
-from app.offline import main  # noqa: E402
 
-try:
-    main()
-    quick_exit.set_code(0)
-except SystemExit as done:    # Streamlit's command line ends with sys.exit(code)
-    quick_exit.set_code(done.code)
-    raise
+def bound_graceful_shutdown() -> None:
+    """Every uvicorn server of this process waits at most GRACEFUL_SHUTDOWN_S for its
+    connections on shutdown (unless a caller sets its own limit)."""
+    import uvicorn
+    init = uvicorn.Config.__init__
+    if getattr(init, "trainlab_bounded", False):
+        return
+
+    def bounded(self, *args, **kwargs):
+        if kwargs.get("timeout_graceful_shutdown") is None:
+            kwargs["timeout_graceful_shutdown"] = GRACEFUL_SHUTDOWN_S
+        init(self, *args, **kwargs)
+    bounded.trainlab_bounded = True
+    uvicorn.Config.__init__ = bounded
+
+
+if __name__ == "__main__":
+    quick_exit.install()    # first: its exit function runs last, after the store has closed
+    from app.offline import main
+
+    bound_graceful_shutdown()
+    try:
+        main()
+        quick_exit.set_code(0)
+    except SystemExit as done:    # Streamlit's command line ends with sys.exit(code)
+        quick_exit.set_code(done.code)
+        raise

@@ -188,12 +188,14 @@ FLOAT_BYTES = 4
 PARAMETER_COPIES = 4.0
 STATE_COPIES = 1.75
 ACTIVATION_COPIES = 6
-EVAL_CHUNK = 4096             # examples per evaluation forward pass (engine/stepper.py)
+# Copies of torch-side constants (their modules load torch; tests/engine/test_launch.py checks
+# that they agree): examples per evaluation pass, pack budget and size, runs side by side.
+EVAL_CHUNK = 4096             # engine/stepper.py
 OPTIMIZER_STATES = {"sgd": 0, "momentum": 1, "nesterov": 1, "course-momentum": 1,
                     "rmsprop": 1, "course-rmsprop": 1, "adagrad": 1,
                     "adam": 2, "adamw": 2, "course-adam": 2}
-PACK_MEMORY = 1 << 30         # bytes one pack may use ($TRAINLAB_PACK_MEMORY_MB; engine/packs.py)
-MAX_PACK_SIZE = 64
+PACK_MEMORY = 1 << 30         # bytes one pack may use, $TRAINLAB_PACK_MEMORY_MB (engine/packs.py)
+MAX_PACK_SIZE = 64            # engine/packs.py
 MAX_CPU_RUNS = 4              # runs side by side on a CPU (engine/jobs.py)
 # Above either of these a launch asks first (the Launch page's checkbox, the CLI's y/N or
 # --yes): ten minutes of the machine, or a peak past 2 GB or past half of this machine's memory.
@@ -204,8 +206,11 @@ CONFIRM_BYTES = 2 * 10**9
 @dataclass(frozen=True)
 class Estimate:
     """What a launch is expected to cost here: wall-clock seconds until its last run ends and
-    the training process's peak memory. Rough (within about 2x when calibrated by stored
-    runs, worse without); `text()` says it in one line, `confirm` whether to ask first."""
+    the training process's peak memory. Rough: the model's rates are those of small MLPs on
+    one core here (pessimistic for wide layers, which BLAS runs faster) until finished runs
+    like the planned ones correct it (`calibrated`); the memory model is within 5% of the
+    MLP peaks measured above (CNNs are modelled, not measured). `text()` says it in one
+    line, `confirm` whether to ask first."""
     runs: int
     seconds: float          # wall clock, start to the last run's end
     peak_bytes: int         # the process's peak resident memory while these runs train

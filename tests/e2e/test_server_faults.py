@@ -85,23 +85,90 @@ def test_kill_9_mid_run_loses_no_committed_metric(tmp_path):
         store.close()
 
 
-def test_sigterm_mid_run_exits_within_ten_seconds_and_marks_interrupted(tmp_path):
+def statuses(db) -> list[tuple]:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return conn.execute("SELECT status, reason, ended_at FROM runs").fetchall()
+
+
+def test_sigterm_with_two_runs_training_exits_within_three_seconds_and_marks_them(tmp_path):
+    """Two runs train, a tab is open on Live; SIGTERM. Measured (bench/bench_exit.py): the
+    runs were marked in 0.2-0.3 s and Python's own shutdown (Streamlit's stop, the sessions,
+    the job manager's join, the store's close) was done 0.24 s after the signal, but the
+    process exited 1.5-2.9 s after it: the interpreter's teardown of torch and pandas, now
+    skipped (engine/quick_exit.py)."""
+    from playwright.sync_api import sync_playwright
     server = AppServer(tmp_path)
     try:
-        launch_long_toy_run(server)
-        sent = time.monotonic()
-        server.process.send_signal(signal.SIGTERM)
-        server.process.wait(15)
-        exit_s = time.monotonic() - sent
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page()
+            page.set_default_timeout(30_000)
+            page.goto(f"{server.url}/launch")
+            page.get_by_role("button", name="Launch 1 run").wait_for()
+            page.get_by_test_id("stSelectbox").filter(has_text="Preset").click()
+            page.get_by_role("option", name="toy spirals quick").click()
+            page.get_by_role("button", name="Apply preset").click()
+            page.get_by_text("Form filled from preset").wait_for()
+            epochs = page.get_by_label("Epochs", exact=True)
+            epochs.fill("5000")
+            epochs.press("Enter")
+            page.wait_for_timeout(800)
+            for _ in range(2):                 # two launches: two runs side by side
+                page.get_by_role("button", name="Launch 1 run").click()
+                page.get_by_text("Launched 1 run").wait_for()
+                page.wait_for_timeout(300)
+            deadline = time.monotonic() + 60
+            while True:                        # both train: each has stored metrics
+                with sqlite3.connect(f"file:{server.db}?mode=ro", uri=True) as conn:
+                    busy = conn.execute("SELECT COUNT(DISTINCT run) FROM metrics").fetchone()[0]
+                if busy == 2:
+                    break
+                assert time.monotonic() < deadline, "the runs logged no metrics"
+                time.sleep(0.2)
+            page.goto(f"{server.url}/live")     # a session open while the server goes
+            page.wait_for_timeout(1500)
+            sent = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            server.process.wait(30)
+            exit_s = time.monotonic() - sent
+            browser.close()
     finally:
         server.stop()
-    before_open = committed_rows(server.db)
-    with sqlite3.connect(f"file:{server.db}?mode=ro", uri=True) as conn:
-        status, reason, ended_at = conn.execute(
-            "SELECT status, reason, ended_at FROM runs").fetchone()
-    print(f"\nSIGTERM: server exited in {exit_s:.2f} s; run {status} ({reason}); "
-          f"{before_open} rows stored")
-    assert exit_s < 10.0
+    found = statuses(server.db)
+    print(f"\nSIGTERM, 2 runs training: server exited {server.process.returncode} in "
+          f"{exit_s:.2f} s; runs {[(s, r) for s, r, _ in found]}")
     # marked by the server itself on the way out, not by a later start-up
-    assert status == RunStatus.INTERRUPTED and ended_at is not None
-    assert "shut down" in reason
+    assert [(s, r) for s, r, _ in found] == [(RunStatus.INTERRUPTED, "server shut down")] * 2
+    assert all(ended_at is not None for _, _, ended_at in found)
+    assert server.process.returncode == 0
+    assert exit_s < 3.0
+
+
+def test_a_client_that_stops_reading_does_not_hold_the_server_after_sigterm(tmp_path):
+    """uvicorn's graceful shutdown waited without a limit for a response the client no longer
+    reads (a stalled tab, a slow network): the server was still up 15 s after SIGTERM, its
+    runs unmarked; with app/__main__.py's bound it gives connections 1 s."""
+    import glob
+    import socket
+    from pathlib import Path
+    import streamlit
+    bundle = Path(sorted(glob.glob(str(Path(streamlit.__file__).parent / "static" / "static"
+                                       / "js" / "*.js")), key=lambda p: Path(p).stat().st_size)[-1])
+    server = AppServer(tmp_path)
+    reader = socket.socket()
+    try:
+        reader.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)   # a tiny window
+        reader.connect(("127.0.0.1", server.port))
+        reader.sendall(f"GET /static/js/{bundle.name} HTTP/1.1\r\nHost: 127.0.0.1:"
+                       f"{server.port}\r\n\r\n".encode())
+        assert reader.recv(64).startswith(b"HTTP/1.1 200")   # then never reads again
+        sent = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        server.process.wait(30)
+        exit_s = time.monotonic() - sent
+    finally:
+        reader.close()
+        server.stop()
+    print(f"\nSIGTERM with a {bundle.stat().st_size / 1e6:.1f} MB response unread: exited "
+          f"{server.process.returncode} in {exit_s:.2f} s")
+    assert server.process.returncode == 0 and exit_s < 3.0

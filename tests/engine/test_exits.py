@@ -120,3 +120,16 @@ def test_a_run_that_outlasts_shutdown_reads_interrupted_in_progress_and_store(tm
     assert [manager.progress(r).status for r in ids] == ["interrupted"] * 2
     assert [store.get_run(r).status for r in ids] == [RunStatus.INTERRUPTED] * 2
     store.close()
+
+
+def test_the_server_bounds_uvicorns_graceful_shutdown(monkeypatch):
+    import uvicorn
+    from app import __main__ as server_command      # importing it starts nothing
+    monkeypatch.setattr(uvicorn.Config, "__init__", uvicorn.Config.__init__)  # undone after
+    server_command.bound_graceful_shutdown()
+    server_command.bound_graceful_shutdown()        # once is enough: not wrapped twice
+
+    async def app(scope, receive, send):
+        pass
+    assert uvicorn.Config(app).timeout_graceful_shutdown == server_command.GRACEFUL_SHUTDOWN_S
+    assert uvicorn.Config(app, timeout_graceful_shutdown=7).timeout_graceful_shutdown == 7

@@ -176,3 +176,14 @@ def test_estimate_loads_neither_torch_nor_pandas(tmp_path):
                                           (7800, "2 h 10 min"), (3600 * 72, "3 days")])
 def test_format_seconds(seconds, text):
     assert launch.format_seconds(seconds) == text
+
+
+def test_the_estimates_copies_of_torch_side_constants_agree_with_them():
+    from engine import config, jobs, models, packs, stepper
+    assert launch.EVAL_CHUNK == stepper.EVAL_CHUNK
+    assert (launch.PACK_MEMORY, launch.MAX_PACK_SIZE) == (packs.CPU_PACK_MEMORY,
+                                                          packs.MAX_PACK_SIZE)
+    assert launch.MAX_CPU_RUNS == jobs.MAX_CPU_RUNS
+    assert launch.CNN_DEFAULT_CHANNELS == models.DEFAULT_CHANNELS
+    assert set(launch.OPTIMIZER_STATES) == set(config.OPTIMIZERS)
+    assert set(launch.CNN_MACS) == set(config.CNN_MODELS)
