@@ -989,7 +989,9 @@ def strip_figure(result: "verdicts.Verdicts") -> go.Figure:
                 meta={"kind": "mean", "group": g.name}))
     fig.update_layout(
         template="plotly_white", height=380, margin=dict(l=10, r=10, t=40, b=10),
-        title=dict(text=f"{result.summary.describe()}: every run a dot, mean ± {ci_name}", x=0),
+        title=dict(text=f"{result.summary.describe()}: every run a dot, each group's mean ± "
+                        f"its {ci_name} (the verdicts' intervals are of the differences)", x=0,
+                   font=dict(size=13)),
         showlegend=False)
     fig.update_xaxes(tickvals=list(range(len(result.groups))),
                      ticktext=[describe.plotly_text(g.name) for g in result.groups],

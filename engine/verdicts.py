@@ -600,18 +600,24 @@ def _counts(na: int, nb: int, noun: str) -> str:
 
 def verdict_line(pair: PairComparison, summary: Summary, noun: str = "runs",
                  interval: str = "t") -> str:
-    """One plain sentence about the pair (uses p_holm to decide)."""
+    """One plain sentence about the pair, leading with its bottom line ("Probably real:",
+    "Can't tell with 3 seeds each:", "No test:", "Same:") and saying which interval it rests
+    on: Welch's (or the bootstrap's) interval of the difference of the means, judged with
+    Holm's correction (p_holm). A paired test over shared seeds is reported after it, as a
+    second opinion, never as the bottom line."""
     ci_name = "95% bootstrap CI" if interval == "bootstrap" else "95% CI"
+    test = "bootstrap" if interval == "bootstrap" else "Welch's test"
     unit = summary.unit
     a, b = pair.a, pair.b
     if pair.diff is None:
         empty = a if pair.n_a == 0 else b
-        return f"cannot compare {a} and {b}: {empty} has no run with a value"
+        return f"Can't compare {a} and {b}: {empty} has no run with a value"
     counts = _counts(pair.n_a, pair.n_b, noun)
     if min(pair.n_a, pair.n_b) < 2:
         one = a if pair.n_a < 2 else b
-        return (f"cannot tell {a} and {b} apart: {one} has one run, so there is no spread to "
-                f"judge a difference of {_amount(abs(pair.diff), unit)} against")
+        return (f"Can't tell {a} and {b} apart: {one} has one run, so there is no spread to "
+                f"judge a difference of {_amount(abs(pair.diff), unit)} against; 3 or more "
+                f"{noun} per group would tell")
     # a sentence says "lower by 3.1": its numbers are then the size of b - a, not a - b
     sign = 1.0 if pair.diff >= 0 else -1.0
 
@@ -620,30 +626,31 @@ def verdict_line(pair: PairComparison, summary: Summary, noun: str = "runs",
         return f"{_num(low, unit)} to {_num(high, unit)}"
     paired = ""
     if pair.paired_n >= 2 and pair.paired_diff is not None:
-        paired = (f"; paired over {pair.paired_n} shared seeds: "
-                  f"{_num(sign * pair.paired_diff, unit)} (95% CI "
-                  f"{span(pair.paired_ci_low, pair.paired_ci_high)})")
+        paired = (f". A paired test over the {pair.paired_n} shared seeds gives "
+                  f"{_num(sign * pair.paired_diff, unit)} ({ci_name} "
+                  f"{span(pair.paired_ci_low, pair.paired_ci_high)}), a second opinion")
     if pair.p_welch is None:   # no spread in either group
         if pair.diff == 0:
-            return f"{a} and {b} gave identical values ({counts}; no spread)"
-        return (f"{_sentence(a, b, pair.diff, summary)} by {_amount(abs(pair.diff), unit)} in "
-                f"every run ({counts}; no spread, so no test){paired}")
+            return f"Same: {a} and {b} gave identical values ({counts}; no spread)"
+        return (f"No test: {_sentence(a, b, pair.diff, summary)} by "
+                f"{_amount(abs(pair.diff), unit)} in every run ({counts}; no spread){paired}")
     if pair.p_holm is not None and pair.p_holm < ALPHA:
-        return (f"{_sentence(a, b, pair.diff, summary)} by {_amount(abs(pair.diff), unit)} "
-                f"({ci_name} {span(pair.ci_low, pair.ci_high)}; {counts})" + paired)
+        return (f"Probably real: {_sentence(a, b, pair.diff, summary)} by "
+                f"{_amount(abs(pair.diff), unit)} ({ci_name} of the difference "
+                f"{span(pair.ci_low, pair.ci_high)}, {test}, Holm p {pair.p_holm:.2g}; "
+                f"{counts}){paired}")
     need = ""
     if pair.seeds_needed is not None and pair.detect:
         size = f"{pair.detect:.3g}-point" if unit == "points" else _amount(pair.detect, unit)
-        need = (f"; about {pair.seeds_needed} {noun} per group would detect a {size} "
-                "difference")
+        need = f": about {pair.seeds_needed} {noun} per group would detect a {size} difference"
         if pair.seeds_needed_observed is not None and abs(pair.diff) > pair.detect:
             need += (f", about {pair.seeds_needed_observed} one as large as the "
                      f"{_amount(abs(pair.diff), unit)} seen")
     if paired:
-        paired = paired.replace("shared seeds: ", f"shared seeds ({a} - {b}): ")
-    return (f"cannot tell {a} and {b} apart with {counts} ({a} - {b} = "
-            f"{_num(pair.diff, unit)}, {ci_name} {_num(pair.ci_low, unit)} to "
-            f"{_num(pair.ci_high, unit)}, Holm p {pair.p_holm:.2g}){need}{paired}")
+        paired = paired.replace("shared seeds gives ", f"shared seeds gives {a} - {b} = ")
+    return (f"Can't tell with {counts}{need}. {a} - {b} = {_num(pair.diff, unit)} "
+            f"({ci_name} of the difference {_num(pair.ci_low, unit)} to "
+            f"{_num(pair.ci_high, unit)}, {test}, Holm p {pair.p_holm:.2g}){paired}")
 
 
 def _sentence(a: str, b: str, diff: float, summary: Summary) -> str:

@@ -81,9 +81,10 @@ def test_default_groups_everything_but_the_seed_with_exact_numbers(filled):
     assert rows["adam"]["std"] == pytest.approx(adam.std(ddof=1))
     assert rows["rmsprop"]["n"] == 0 and rows["rmsprop"]["diverged"] == 2
     lines = [m.value for m in at.markdown if m.value.startswith("- ")]
-    assert "- adam ends higher than sgd by 24.1 points (95% CI " in lines[0]
-    assert "3 seeds each); paired over 3 shared seeds" in lines[0]
-    assert lines[1] == "- cannot compare adam and rmsprop: rmsprop has no run with a value"
+    assert "- Probably real: adam ends higher than sgd by 24.1 points (95% CI of the " \
+           "difference " in lines[0]
+    assert "3 seeds each). A paired test over the 3 shared seeds gives 24.1" in lines[0]
+    assert lines[1] == "- Can't compare adam and rmsprop: rmsprop has no run with a value"
     captions = [c.value for c in at.caption]
     assert captions[:2] == [
         "rmsprop: rmsprop · seed 1 has no value: diverged at step 3 before any finite val/acc",
@@ -112,10 +113,12 @@ def test_summary_target_baseline_and_field_grouping(filled):
     at.selectbox(key="verdicts_kind").set_value("final").run()
     at.selectbox(key="verdicts_baseline").set_value("sgd").run()
     lines = [m.value for m in at.markdown if m.value.startswith("- ")]
-    assert len(lines) == 2 and lines[0].startswith("- adam ends higher than sgd by 24.1 points")
+    assert len(lines) == 2 and lines[0].startswith("- Probably real: adam ends higher than sgd "
+                                                   "by 24.1 points")
     at.radio(key="verdicts_interval").set_value("bootstrap").run()
     lines = [m.value for m in at.markdown if m.value.startswith("- ")]
-    assert lines[0].startswith("- adam ends higher than sgd by 24.1 points (95% bootstrap CI ")
+    assert lines[0].startswith("- Probably real: adam ends higher than sgd by 24.1 points "
+                               "(95% bootstrap CI ")
     at.multiselect(key="verdicts_group_by").set_value(["seed"]).run()
     assert set(group_rows(at)) == {"seed 1", "seed 2", "seed 3"}
     assert at.selectbox(key="verdicts_baseline").value == verdicts_ui_all_pairs()
@@ -143,9 +146,9 @@ def test_compare_page_shows_the_panel_below_its_chart(filled):
     at.run()
     at.multiselect(key="compare_runs").set_value([r.id for r in filled.list_runs()]).run()
     assert not at.exception, at.exception
-    assert at.expander[-1].label == "Is the difference real?"
-    lines = [m.value for m in at.expander[-1].markdown if m.value.startswith("- ")]
-    assert lines[0].startswith("- adam ends higher than sgd by 24.1 points")  # launch order
+    (panel,) = [e for e in at.expander if e.label == "Is the difference real?"]
+    lines = [m.value for m in panel.markdown if m.value.startswith("- ")]
+    assert lines[0].startswith("- Probably real: adam ends higher than sgd by 24.1 points")
 
 
 def test_change_one_thing_launches_twins_with_the_same_seed(services, fake_trainer):

@@ -43,7 +43,7 @@ def test_group_of_one_has_no_interval_and_says_so():
     assert g.note == "one run: no interval"
     pair = V.compare_groups([g, group("b", [70.0, 71.0, 73.0])], FINAL)[0]
     assert pair.p_welch is None and pair.p_holm is None
-    assert pair.verdict.startswith("cannot tell solo and b apart: solo has one run")
+    assert pair.verdict.startswith("Can't tell solo and b apart: solo has one run")
 
 
 def test_identical_values_have_zero_spread_and_no_test():
@@ -53,10 +53,10 @@ def test_identical_values_have_zero_spread_and_no_test():
     pair = V.compare_groups([a, b], FINAL)[0]
     assert pair.diff == 5.0 and pair.p_welch is None and (pair.ci_low, pair.ci_high) == (5, 5)
     assert pair.effect_size is None and pair.prob_superiority == 1.0
-    assert pair.verdict == "a ends higher than b by 5.0 points in every run (3 runs each; " \
-                           "no spread, so no test)"
+    assert pair.verdict == "No test: a ends higher than b by 5.0 points in every run (3 runs " \
+                           "each; no spread)"
     same = V.compare_groups([a, group("c", [80.0, 80.0])], FINAL)[0]
-    assert same.verdict == "a and c gave identical values (3 and 2 runs; no spread)"
+    assert same.verdict == "Same: a and c gave identical values (3 and 2 runs; no spread)"
 
 
 def test_bootstrap_intervals_are_scipys_percentile_bootstrap():
@@ -171,33 +171,37 @@ def test_verdict_lines_in_plain_words():
     adam = group("adam", [92.0, 93.0, 94.1])
     sgd = group("sgd", [68.0, 69.0, 69.8])
     clear = V.compare_groups([adam, sgd], FINAL, noun="seeds")[0]
-    assert clear.verdict == (f"adam ends higher than sgd by {clear.diff:.1f} points (95% CI "
-                             f"{clear.ci_low:.1f} to {clear.ci_high:.1f}; 3 seeds each)")
+    assert clear.verdict == (f"Probably real: adam ends higher than sgd by {clear.diff:.1f} "
+                             f"points (95% CI of the difference {clear.ci_low:.1f} to "
+                             f"{clear.ci_high:.1f}, Welch's test, Holm p {clear.p_holm:.2g}; "
+                             "3 seeds each)")
     assert clear.diff == pytest.approx(24.1)
     close = V.compare_groups([group("ln", [80.0, 83.0]), group("bn", [81.0, 80.5])], FINAL,
                              noun="seeds")[0]
     assert close.p_holm > 0.05
-    assert close.verdict.startswith("cannot tell ln and bn apart with 2 seeds each (")
-    assert close.verdict.endswith(f"about {close.seeds_needed} seeds per group would detect a "
-                                  "1-point difference")
+    assert close.verdict.startswith(f"Can't tell with 2 seeds each: about "
+                                    f"{close.seeds_needed} seeds per group would detect a "
+                                    "1-point difference. ln - bn = ")
     assert close.seeds_needed == V.seeds_needed([80.0, 83.0], [81.0, 80.5], 1.0)
     wide = V.compare_groups([group("a", [80.0, 86.0]), group("b", [79.0, 81.0])], FINAL)[0]
     assert wide.diff == 3.0 and wide.p_holm > 0.05
     assert wide.seeds_needed_observed == V.seeds_needed([80.0, 86.0], [79.0, 81.0], 3.0)
-    assert wide.verdict.endswith(f"about {wide.seeds_needed} runs per group would detect a "
-                                 f"1-point difference, about {wide.seeds_needed_observed} one "
-                                 "as large as the 3.0 points seen")
+    assert f"about {wide.seeds_needed} runs per group would detect a 1-point difference, " \
+           f"about {wide.seeds_needed_observed} one as large as the 3.0 points seen. " \
+        in wide.verdict
     loss = V.Summary("final", VAL_LOSS)
     lower = V.compare_groups([group("a", [0.30, 0.31, 0.29]), group("b", [0.50, 0.52, 0.51])],
                              loss)[0]
-    assert lower.verdict.startswith("a ends lower than b by 0.21 (95% CI 0.")   # sizes > 0
+    assert lower.verdict.startswith("Probably real: a ends lower than b by 0.21 (95% CI of the "
+                                    "difference 0.")   # sizes > 0
     worse_first = V.compare_groups([sgd, adam], FINAL, noun="seeds")[0]
     assert (worse_first.a, worse_first.b) == ("adam", "sgd")
     assert worse_first.verdict == clear.verdict
     base = V.compare_groups([adam, sgd], FINAL, baseline="adam")[0]
     assert (base.a, base.b, round(base.diff, 1)) == ("sgd", "adam", -24.1)
-    assert base.verdict.startswith(f"sgd ends lower than adam by 24.1 points (95% CI "
-                                   f"{-base.ci_high:.1f} to {-base.ci_low:.1f}; 3 runs each)")
+    assert base.verdict.startswith(f"Probably real: sgd ends lower than adam by 24.1 points "
+                                   f"(95% CI of the difference {-base.ci_high:.1f} to "
+                                   f"{-base.ci_low:.1f}, Welch's test")
 
 
 # --- summaries from stored metrics -------------------------------------------------------------
@@ -338,7 +342,8 @@ def test_verdicts_end_to_end_with_json():
     (pair,) = d["pairs"]
     assert (pair["a"], pair["b"], pair["paired_n"]) == ("adam", "sgd", 3)
     assert pair["diff"] == pytest.approx(24.1) and pair["prob_superiority"] == 1.0
-    assert pair["verdict"].startswith("adam ends higher than sgd by 24.1 points (95% CI ")
+    assert pair["verdict"].startswith("Probably real: adam ends higher than sgd by 24.1 points "
+                                      "(95% CI of the difference ")
     assert pair["verdict"].endswith("3 seeds each); paired over 3 shared seeds: 24.1 (95% CI "
                                     f"{pair['paired_ci_low']:.1f} to {pair['paired_ci_high']:.1f})")
 
