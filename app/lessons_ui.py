@@ -452,19 +452,21 @@ def look_step_ui(lesson, step, store) -> None:
         st.button("Go to step " + str(source.number), key="lesson_to_source",
                   on_click=go_to, args=(source.number,))
         return
+    # Buttons acted on in the script, not in callbacks: st.switch_page from a callback shows
+    # the other page but leaves the browser's address on this one.
     if step.page == "compare":
-        st.button("Open Compare on these runs", key="lesson_look", type="primary",
-                  icon=":material/compare_arrows:", on_click=open_compare,
-                  args=([r.id for r in runs], step.metric))
+        if st.button("Open Compare on these runs", key="lesson_look", type="primary",
+                     icon=":material/compare_arrows:"):
+            open_compare([r.id for r in runs], step.metric)
     else:
         chosen = next((r for r in groups[step.run] if r.status == RunStatus.COMPLETED),
                       groups[step.run][0] if groups[step.run] else None)
         if chosen is None:
             st.info(f"No {plain(step.run)} run is stored yet.", icon=":material/info:")
             return
-        st.button(f"Open Diagnostics on a {step.run} run", key="lesson_look", type="primary",
-                  icon=":material/troubleshoot:", on_click=open_diagnostics,
-                  args=(chosen.id, step.at_step, step.quantity))
+        if st.button(f"Open Diagnostics on a {step.run} run", key="lesson_look",
+                     type="primary", icon=":material/troubleshoot:"):
+            open_diagnostics(chosen.id, step.at_step, step.quantity)
 
 
 def open_compare(run_ids: list[str], metric: str) -> None:

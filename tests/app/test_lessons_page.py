@@ -56,6 +56,11 @@ steps:
     seeds: 1
     predict: {kind: order, question: Order them., items: [short, long]}
     explanation: One seed cannot tell.
+  - kind: look
+    title: Look
+    page: compare
+    runs_of: 1
+    metric: train/loss
 """
 
 
@@ -256,3 +261,21 @@ def test_start_a_lesson_here_makes_a_one_step_lesson_from_the_playground(service
     assert lesson.step(1).setup["dataset"] == "circles" and lesson.step(1).setup["depth"] == 3
     assert lesson.step(1).ask.choices == ("yes", "no")
     assert at.query_params["lesson"] == lesson.id
+
+
+def test_a_look_step_opens_compare_on_its_steps_runs(services, toy):
+    from streamlit.testing.v1 import AppTest
+    store, manager = services
+    at = open_step("toy-lesson", 4)
+    assert any("Step 1's runs are not stored yet" in i.value for i in at.info)
+    first = open_step("toy-lesson", 1)
+    button(first, "lesson_skip").click().run()
+    wait_idle(manager)
+    ids = sorted(r.id for r in store.list_runs())
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=30).run()
+    at.query_params.update({"lesson": "toy-lesson", "step": "4", "learner": "learner0001"})
+    at = at.switch_page("../pages/lessons.py").run()
+    at.button(key="lesson_look").click().run()
+    assert not at.exception, at.exception
+    assert sorted(at.session_state["compare_runs"]) == ids
+    assert at.session_state["compare_metric"] == "train/loss"
