@@ -134,9 +134,7 @@ def card_ui(exp, stored) -> None:
         measured = f" · measured: {plain(exp.run_time)}" if exp.run_time else ""
         st.caption(f"{len(exp.runs)} runs × {int(seeds)} seeds = {len(exp.runs) * int(seeds)} "
                    f"runs{measured} · {plain(exp.notebook or 'no notebook')}")
-        # the planned runs' time and memory as the Launch page says them (seeds already run
-        # are left out), and the same "start it anyway" above its thresholds
-        confirmed = forms.estimate_ui(planned_launch(exp, int(seeds), quick, stored), stored)
+        confirmed = estimate_ui(exp, planned_launch(exp, int(seeds), quick, stored), stored)
         if right.button("Run", key=f"exp_run_{exp.id}", icon=":material/play_arrow:",
                         disabled=bad_seeds or not confirmed) and not bad_seeds and confirmed:
             # fast: the offline download attempt is made once per process, after a probe
@@ -154,6 +152,22 @@ def card_ui(exp, stored) -> None:
             st.success(f"Submitted {len(ids)} runs, tagged {plain(exp.tag)}: watch them on "
                        "Live; results below fill in as they finish.",
                        icon=":material/rocket_launch:")
+
+
+def estimate_ui(exp, planned, stored) -> bool:
+    """The planned runs' time and memory as the Launch page says them (engine.launch.estimate;
+    seeds already run are left out) and, above its thresholds, the same "start it anyway"
+    tick (keyed by experiment too: two experiments may plan the same configs). True when Run
+    may go ahead."""
+    from engine import launch
+    cost = launch.estimate(planned.configs, stored=stored)
+    st.caption(plain(f"Estimated: {cost.text()}."))
+    if not cost.confirm:
+        return True
+    return st.checkbox(plain(f"Start it anyway: {'; '.join(cost.reasons())}"),
+                       key=f"exp_{forms.confirm_key(planned)}_{exp.id}",
+                       help="Launches estimated at more than 10 minutes, or a peak memory over "
+                            "2 GB or half of this machine's, ask first.")
 
 
 def planned_launch(exp, seeds: int, quick: bool, stored):

@@ -48,6 +48,16 @@ def card_button(at, exp_id):
     return next(b for b in at.button if b.key == f"exp_run_{exp_id}")
 
 
+def confirm(at, exp_id):
+    """Tick the card's "start it anyway" when its estimate asks for one (as on Launch)."""
+    boxes = [c for c in at.checkbox if c.key and c.key.startswith("exp_confirm_launch_")
+             and c.key.endswith(f"_{exp_id}")]
+    if boxes:
+        boxes[0].check()
+        at.run()
+    return at
+
+
 def test_cards_render_with_question_finding_assumptions_data_and_estimate(services, tmp_path,
                                                                           monkeypatch):
     monkeypatch.setenv("TRAINLAB_DATA_DIR", str(tmp_path / "empty"))
@@ -69,12 +79,20 @@ def test_cards_render_with_question_finding_assumptions_data_and_estimate(servic
     assert sum(w.startswith("CIFAR-10 not found") for w in warnings) == 14
     assert any("cifar-10-python.tar.gz (163 MB" in w and str(tmp_path / "empty") in w
                for w in warnings)
+    # 100 depth-20 runs: the estimate asks first, as the Launch page does
+    assert card_button(at, "hw8-depth20").disabled
+    assert any(c.key.endswith("_hw8-depth20") and c.label.startswith("Start it anyway")
+               for c in at.checkbox if c.key)
+    confirm(at, "hw8-depth20")
+    assert not card_button(at, "hw8-depth20").disabled
 
 
 def test_card_launches_its_runs_and_a_second_press_adds_seeds(services, data_dir):
     store, manager = services
     at = run_page()
     next(n for n in at.number_input if n.key == "exp_seeds_hw8-optimizers").set_value(1)
+    at.run()
+    confirm(at, "hw8-optimizers")
     card_button(at, "hw8-optimizers").click()
     at.run()
     assert not at.exception, at.exception
@@ -86,6 +104,7 @@ def test_card_launches_its_runs_and_a_second_press_adds_seeds(services, data_dir
     assert (adam.config["beta2"], adam.config["eps"], adam.config["bias_correction"]) == \
         (0.99, 1e-7, False)
     wait_done(store, [r.id for r in runs])
+    confirm(at, "hw8-optimizers")
     card_button(at, "hw8-optimizers").click()
     at.run()
     seeds = sorted(r.config["seed"] for r in store.list_runs()
@@ -102,6 +121,7 @@ def test_missing_data_refuses_and_asks_the_network_once(services, tmp_path, monk
                         lambda dataset, timeout=1.0: probes.append(dataset) or False)
     at = run_page()
     for _ in range(2):
+        confirm(at, "cs231n-dropout")
         card_button(at, "cs231n-dropout").click()
         at.run()
         assert any("cifar10 data not found" in e.value for e in at.error)
