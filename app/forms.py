@@ -196,6 +196,14 @@ def config_form_ui() -> dict:
     validates them, so the form and the CLI accept exactly the same inputs."""
     groups = dict(GROUPS)
     extra = sorted({f.metadata.get("group", "run") for f in config.fields()} - set(groups))
+    # Only the options that apply to the choices made (config.applies: no betas under SGD, no
+    # toy noise under Fashion-MNIST, no channels under an MLP), as the Playground; the others
+    # keep their values (used, and shown again when they apply) and are one toggle away.
+    show_all = st.toggle("Show every option", key=SHOW_ALL,
+                         help="Also the options that do not apply to the choices above (they "
+                              "keep their values and change nothing for these choices).")
+    current = {f.name: st.session_state.get(state.form_key(f.name)) for f in config.fields()}
+    hidden = 0
     columns = st.columns(len(groups) + len(extra), gap="medium")
     names = list(groups) + extra
     values = {}
@@ -205,6 +213,10 @@ def config_form_ui() -> dict:
             for f in config.fields():
                 if f.metadata.get("group", "run") != group:
                     continue
+                if not show_all and not _applies(f.name, current):
+                    values[f.name] = st.session_state.get(state.form_key(f.name))
+                    hidden += 1
+                    continue
                 # One container per field: its message coming or going does not shift the
                 # fields below it (the browser would rebuild them and drop a value being typed)
                 with st.container():
@@ -213,7 +225,21 @@ def config_form_ui() -> dict:
                         config.check_value(f.name, values[f.name])
                     except ConfigError as error:    # said under the field, before Launch
                         st.error(plain(error), icon=":material/error:")
+    if hidden:
+        st.caption(f"{hidden} options that do not apply to these choices are hidden "
+                   "(Show every option).")
     return values
+
+
+SHOW_ALL = "launch_show_all"
+
+
+def _applies(name: str, current: dict) -> bool:
+    """config.applies on the form's raw values (a value the form cannot read yet applies)."""
+    try:
+        return config.applies(name, {k: v for k, v in current.items() if v is not None})
+    except (KeyError, TypeError, ValueError):
+        return True
 
 
 # --- sweeps -------------------------------------------------------------------------------------

@@ -225,6 +225,7 @@ def in_range(name: str, text: str) -> bool:
 
 def test_every_numeric_help_example_is_allowed_by_its_field():
     at = page("launch").run()
+    at = at.toggle(key="launch_show_all").set_value(True).run()      # every field drawn
     checked = []
     for f in config.fields():
         if forms.kind(f.name) in ("select", "check"):

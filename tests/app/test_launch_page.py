@@ -17,7 +17,7 @@ TOY = {"dataset": "spirals", "toy_samples": 64, "width": "8", "depth": 2, "epoch
 
 
 def set_toy(at):
-    at.selectbox(key="cfg_dataset").set_value("spirals")
+    at = at.selectbox(key="cfg_dataset").set_value("spirals").run()   # toy options appear
     at.number_input(key="cfg_toy_samples").set_value(64)
     at.text_input(key="cfg_width").set_value("8")
     at.number_input(key="cfg_epochs").set_value(2)
@@ -45,6 +45,7 @@ def expected(**changes):
 
 def test_form_has_a_control_with_help_for_every_option():
     at = page("launch").run()
+    at = at.toggle(key="launch_show_all").set_value(True).run()     # every option drawn
     assert not at.exception
     keys = {w.key for kind in ("selectbox", "checkbox", "number_input", "text_input")
             for w in getattr(at, kind)}
@@ -127,6 +128,8 @@ def test_bad_value_shows_the_config_error_and_launches_nothing(services, widget,
                                                                field):
     store, _ = services
     at = set_toy(page("launch").run())
+    if key == "cfg_momentum":                     # shown where it applies
+        at = at.selectbox(key="cfg_optimizer").set_value("momentum").run()
     getattr(at, widget)(key=key).set_value(value)
     at = launch(at.run())
     assert not at.exception
@@ -300,3 +303,17 @@ def test_a_big_launch_waits_for_a_tick_and_a_tick_covers_only_that_launch(servic
     assert not at.exception and "Launched 1 run" in at.success[0].value
     wait_idle(manager)
     assert [r.config["width"] for r in store.list_runs()] == [[4800]]
+
+
+def test_the_form_shows_what_applies_and_every_option_is_one_toggle_away(services):
+    at = page("launch").run()
+    shown = {w.key for w in [*at.text_input, *at.number_input, *at.selectbox, *at.checkbox]}
+    # SGD on Fashion-MNIST with an MLP: no betas, no momentum, no toy options, no channels
+    assert {"cfg_lr", "cfg_width", "cfg_dataset"} <= shown
+    assert not {"cfg_beta1", "cfg_beta2", "cfg_momentum", "cfg_toy_noise", "cfg_toy_samples",
+                "cfg_channels", "cfg_lr_decay"} & shown
+    assert any("options that do not apply" in c.value for c in at.caption)
+    at = at.selectbox(key="cfg_optimizer").set_value("adam").run()
+    assert at.text_input(key="cfg_beta2")                           # appears when it applies
+    at = at.toggle(key="launch_show_all").set_value(True).run()
+    assert at.number_input(key="cfg_toy_samples") and at.text_input(key="cfg_channels")
