@@ -11,6 +11,8 @@ manager (app.services), results come from the run store.
 
 from __future__ import annotations
 
+import threading
+
 import pandas as pd
 import streamlit as st
 
@@ -134,7 +136,8 @@ def card_ui(exp, stored) -> None:
         measured = f" · measured: {plain(exp.run_time)}" if exp.run_time else ""
         st.caption(f"{len(exp.runs)} runs × {int(seeds)} seeds = {len(exp.runs) * int(seeds)} "
                    f"runs{measured} · {plain(exp.notebook or 'no notebook')}")
-        confirmed = estimate_ui(exp, planned_launch(exp, int(seeds), quick, stored), stored)
+        planned, cost = planned_cost(exp, int(seeds), quick, stored)
+        confirmed = estimate_ui(exp, planned, cost)
         if right.button("Run", key=f"exp_run_{exp.id}", icon=":material/play_arrow:",
                         disabled=bad_seeds or not confirmed) and not bad_seeds and confirmed:
             # fast: the offline download attempt is made once per process, after a probe
@@ -154,13 +157,11 @@ def card_ui(exp, stored) -> None:
                        icon=":material/rocket_launch:")
 
 
-def estimate_ui(exp, planned, stored) -> bool:
+def estimate_ui(exp, planned, cost) -> bool:
     """The planned runs' time and memory as the Launch page says them (engine.launch.estimate;
     seeds already run are left out) and, above its thresholds, the same "start it anyway"
     tick (keyed by experiment too: two experiments may plan the same configs). True when Run
     may go ahead."""
-    from engine import launch
-    cost = launch.estimate(planned.configs, stored=stored)
     st.caption(plain(f"Estimated: {cost.text()}."))
     if not cost.confirm:
         return True
@@ -168,6 +169,31 @@ def estimate_ui(exp, planned, stored) -> bool:
                        key=f"exp_{forms.confirm_key(planned)}_{exp.id}",
                        help="Launches estimated at more than 10 minutes, or a peak memory over "
                             "2 GB or half of this machine's, ask first.")
+
+
+_PLANNED: dict = {}          # (experiment, budget, what is stored) -> (Launch, Estimate)
+_PLANNED_LOCK = threading.Lock()
+MAX_PLANNED = 256
+
+
+def planned_cost(exp, seeds: int, quick: bool, stored):
+    """The Launch a Run click would submit and its estimate, kept per process until the
+    experiment's stored runs or the finished runs that calibrate the estimate change: every
+    card plans on every rerun, and building a grid's configs is the page's slowest part."""
+    mine = tuple(sorted((r.id, r.status) for r in stored if exp.tag in (r.tags or ())))
+    finished = sum(r.status == "completed" for r in stored)
+    key = (exp.id, exp.filename, id(exp), seeds, quick, mine, finished)
+    with _PLANNED_LOCK:
+        found = _PLANNED.get(key)
+    if found is None:
+        from engine import launch
+        planned = planned_launch(exp, seeds, quick, stored)
+        found = (planned, launch.estimate(planned.configs, stored=stored))
+        with _PLANNED_LOCK:
+            if len(_PLANNED) >= MAX_PLANNED:
+                _PLANNED.clear()
+            _PLANNED[key] = found
+    return found
 
 
 def planned_launch(exp, seeds: int, quick: bool, stored):
