@@ -684,6 +684,9 @@ def cmd_experiment(args) -> int:
         raise CliError("experiment run: give NAME (see python -m engine experiment list)")
     exp = experiments.find(args.name)
     code = EXIT_OK
+    if args.train:        # missing data is said before the store is opened or anything runs
+        for label in exp.labels:
+            _check_data(exp.config(label, quick=args.quick, data_dir=args.data_dir))
     store = _open_store(args)
     if args.train:
         from engine import launch

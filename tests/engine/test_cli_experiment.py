@@ -95,3 +95,18 @@ def test_bad_names_exit_2(cli):
     assert "no-such-experiment" in out.stderr and "hw8-optimizers" in out.stderr
     out = cli("experiment", "run")
     assert out.returncode == 2 and "give NAME" in out.stderr
+
+
+def test_missing_data_exits_3_before_a_store_exists(tmp_path):
+    # a data folder under a file: where a network is reachable, the one download attempt
+    # fails at once too (it cannot create the folder), so the test never downloads
+    (tmp_path / "afile").write_text("not a folder")
+    data = tmp_path / "afile" / "data"
+    env = {**os.environ, "TRAINLAB_HOME": str(tmp_path / "home"),
+           "TRAINLAB_DB": str(tmp_path / "runs.db"), "TRAINLAB_DATA_DIR": str(data)}
+    out = subprocess.run([sys.executable, "-m", "engine", "experiment", "run", "cs231n-dropout",
+                          "--yes"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 3
+    assert "cifar-10-python.tar.gz" in out.stderr and str(data) in out.stderr
+    assert not (tmp_path / "runs.db").exists()       # nothing written on missing data
