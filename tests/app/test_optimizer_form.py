@@ -7,6 +7,7 @@ from tests.app.conftest import page, stored_configs, wait_idle
 
 def set_toy(at):
     at.selectbox(key="cfg_dataset").set_value("spirals")
+    at = at.run()                 # the toy set's own options appear once it is chosen
     at.number_input(key="cfg_toy_samples").set_value(64)
     at.text_input(key="cfg_width").set_value("4")
     at.number_input(key="cfg_epochs").set_value(1)
