@@ -92,12 +92,11 @@ BUDGET = (("epochs", "Passes over the training examples."),
           ("toy_samples", "Points in the toy set (80% train, 20% validation)."),
           ("train_subset", "Training images used (the first N)."))
 LINK_FIELDS = tuple(name for name, *_ in KNOBS) + tuple(name for name, _ in BUDGET)
-# The knobs drawn, by group (as TensorFlow Playground's data / network / training), two a row.
-GROUPS = (("Data", ("dataset", "model", "toy_samples", "train_subset", "toy_noise")),
-          ("Network", ("depth", "width", "activation", "norm", "norm_position", "residual",
-                       "dropout", "init", "weight_scale")),
-          ("Training", ("optimizer", "lr", "momentum", "beta1", "beta2", "batch_size",
-                        "epochs", "seed")))
+# The knobs drawn by group (as TensorFlow Playground's data / network / training), two a row:
+# each option's group is the catalogue's (engine/config.py), in the order of KNOBS and BUDGET.
+GROUP_TITLES = (("Data", ("data",)), ("Network", ("model",)), ("Training", ("optim", "run")))
+GROUPS = tuple((title, tuple(n for n in LINK_FIELDS if config.spec(n)["group"] in kinds))
+               for title, kinds in GROUP_TITLES)
 
 # Values offered by the sliders; a value from a link that is not among them is added.
 STEPS = {

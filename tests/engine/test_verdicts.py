@@ -344,8 +344,9 @@ def test_verdicts_end_to_end_with_json():
     assert pair["diff"] == pytest.approx(24.1) and pair["prob_superiority"] == 1.0
     assert pair["verdict"].startswith("Probably real: adam ends higher than sgd by 24.1 points "
                                       "(95% CI of the difference ")
-    assert pair["verdict"].endswith("3 seeds each); paired over 3 shared seeds: 24.1 (95% CI "
-                                    f"{pair['paired_ci_low']:.1f} to {pair['paired_ci_high']:.1f})")
+    assert pair["verdict"].endswith("3 seeds each). A paired test over the 3 shared seeds "
+                                    f"gives 24.1 (95% CI {pair['paired_ci_low']:.1f} to "
+                                    f"{pair['paired_ci_high']:.1f}), a second opinion")
 
 
 # --- bands -----------------------------------------------------------------------------------
@@ -414,9 +415,9 @@ def test_zip_export_holds_the_verdict_rows_and_the_strip_plot():
                                            pytest.approx([69.0, 70.0])]
     means = [t for t in strip.data if t.meta["kind"] == "mean"]
     assert means[0].error_y.array[0] == pytest.approx(result.groups[0].ci_high - 91.0)
-    assert strip.layout.title.text.endswith("every run a dot, mean ± 95% CI")
+    assert "every run a dot, each group's mean ± its 95% CI" in strip.layout.title.text
     boot = plots.strip_figure(V.verdicts(frame, runs, FINAL, interval="bootstrap"))
-    assert boot.layout.title.text.endswith("mean ± 95% bootstrap CI")
+    assert "each group's mean ± its 95% bootstrap CI" in boot.layout.title.text
 
 
 def test_float_noise_is_no_spread():
