@@ -86,7 +86,8 @@ def expand(base: RunConfig | dict, sweep: dict | None = None, seeds=1) -> list[R
     seed+1, ...; the first swept field varies slowest, seeds fastest), as validated configs.
     ConfigError (nothing launched) for a bad value, too many runs or seeds, or a combination
     that is not a valid config (naming which run)."""
-    base_dict = base.to_dict() if isinstance(base, RunConfig) else dict(base)
+    # given(): hyperparameters left unset stay unset, so a swept optimizer gets its own
+    base_dict = base.given() if isinstance(base, RunConfig) else dict(base)
     sweep = {k: list(v) for k, v in (sweep or {}).items()}
     for name, values in sweep.items():
         if not values:
