@@ -279,3 +279,25 @@ def test_a_look_step_opens_compare_on_its_steps_runs(services, toy):
     assert not at.exception, at.exception
     assert sorted(at.session_state["compare_runs"]) == ids
     assert at.session_state["compare_metric"] == "train/loss"
+
+
+def test_a_playground_step_links_its_setup_after_the_question_and_reveals_on_request(services,
+                                                                                     home):
+    from streamlit.testing.v1 import AppTest
+    at = AppTest.from_file(str(ROOT / "app" / "main.py"), default_timeout=30).run()
+    at.query_params.update({"lesson": "deep-plain-nets", "step": "5", "learner": "learner0005"})
+    at = at.switch_page("../pages/lessons.py").run()
+    assert not at.exception, at.exception
+    assert not at.get("page_link") and "Batch norm rescales" not in texts(at)
+    at.radio(key="lesson_answer_deep-plain-nets_5").set_value(
+        "Fall: the net starts to learn").run()
+    at.button(key="lesson_predict").click().run()
+    [link] = at.get("page_link")
+    assert link.proto.label == "Open the Playground set up for this step"
+    assert "dataset=fashion-mnist&model=mlp&depth=20&width=20&activation=relu&optimizer=sgd&" \
+           "lr=0.1&batch_size=256&epochs=5&train_subset=10000&norm=none" in str(link.proto)
+    assert "Batch norm rescales" not in texts(at)            # not before the student asks
+    at.button(key="lesson_reveal").click().run()
+    shown = texts(at)
+    assert "Your answer: **Fall: the net starts to learn**" in shown and "**right**" in shown
+    assert "Batch norm rescales each unit's values" in shown
