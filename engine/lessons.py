@@ -1189,6 +1189,15 @@ def judged_text(judged: dict) -> str:
     return ", ".join(f"{judged[k]} {k}" for k in order if judged.get(k))
 
 
+def _setup_text(value) -> str:
+    """A setup value as a link writes it: 0.1, fashion-mnist, 20,20 (lists), true."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
 def _quote_lines(step: Step) -> list[str]:
     return [f"{q.notebook}, line {q.line}: \u201c{q.text}\u201d" for q in step.quotes]
 
@@ -1223,7 +1232,7 @@ def handout_html(lesson: Lesson, store) -> bytes:
         if step.text:
             parts.append(markdown_html(step.text))
         if step.kind == "playground":
-            setup = ", ".join(f"{k} {config_module.excerpt(v, 40)}" for k, v in step.setup.items())
+            setup = ", ".join(f"{k} {_setup_text(v)}" for k, v in step.setup.items())
             parts.append(f"<p class=meta>Playground setup: {html.escape(setup)}</p>")
         if step.kind == "experiment":
             budget = "quick budget" if step.quick else "the notebook's budget"
@@ -1326,7 +1335,8 @@ def handout_markdown(lesson: Lesson, store) -> dict[str, bytes]:
         if step.text:
             md += [step.text, ""]
         if step.kind == "playground":
-            md += ["Playground setup: " + ", ".join(f"`{k}={v}`" for k, v in step.setup.items()),
+            md += ["Playground setup: " + ", ".join(f"`{k}={_setup_text(v)}`"
+                                                    for k, v in step.setup.items()),
                    ""]
         if step.kind == "experiment":
             md += [f"Runs: {', '.join(step.runs)} × {step.seeds} seeds, "
