@@ -64,6 +64,24 @@ def load_profile() -> None:
                               **{**common, "deadline": timedelta(seconds=HANG_SECONDS)})
     settings.register_profile(LONG, max_examples=LONG_EXAMPLES, **common)
     settings.load_profile(profile())
+    if profile() == LONG:
+        limit_memory()
+
+
+LONG_DATA_LIMIT = 8 * 1024 ** 3     # bytes of data (heap and private mappings) in `make fuzz`
+
+
+def limit_memory() -> None:
+    """Cap the process's data segment in the long profile: ten thousand hostile inputs per
+    path found a 9-byte pickle that touched 20 GB and got a run OOM-killed on a shared
+    machine. Past the cap an allocation fails (MemoryError, which the properties report)
+    instead of taking the machine's memory. RLIMIT_DATA, not RLIMIT_AS: CUDA reserves large
+    address ranges it never fills."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    cap = LONG_DATA_LIMIT if hard == resource.RLIM_INFINITY else min(hard, LONG_DATA_LIMIT)
+    if soft == resource.RLIM_INFINITY or soft > cap:
+        resource.setrlimit(resource.RLIMIT_DATA, (cap, hard))
 
 
 def examples(quick: int, seconds: float = MAX_SECONDS):

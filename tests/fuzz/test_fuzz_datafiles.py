@@ -313,6 +313,8 @@ def cifar_archive(draw) -> bytes:
                 member = draw(st.sampled_from([member, member, name, f"../{name}", f"/{name}",
                                                f"x/{name}/y"]))
                 payload = draw(st.one_of(st.just(GOOD_BATCH), pickle_bytes()))
+                if KNOWN_DEFECTS["pickle sizes unchecked"]:
+                    assume(not asks_for_more_than_it_has(payload))
                 kind = draw(st.sampled_from([tarfile.REGTYPE] * 4 + [tarfile.DIRTYPE,
                                                                      tarfile.SYMTYPE]))
             info = tarfile.TarInfo(member)
