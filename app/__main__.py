@@ -7,11 +7,13 @@ How it ends (SIGTERM or Ctrl-C): Streamlit stops its server, then the exit funct
 job manager marks its runs interrupted, the store drains and closes) and the process ends at
 once with Streamlit's exit code, without the interpreter's teardown (engine/quick_exit.py:
 1-3 s of CPU with torch loaded). Streamlit 1.67 serves through uvicorn, whose graceful
-shutdown waits without a limit for every open connection to close: with a tab open, about 1
-signal in 10 here left the server up with its runs still "running" (20 s and 60 s, until a
-second signal), all its tasks done, one connection never closing. `bound_graceful_shutdown`
-gives connections GRACEFUL_SHUTDOWN_S (uvicorn's documented `timeout_graceful_shutdown`,
-which Streamlit leaves unset); then uvicorn cancels what is left and the exit goes on."""
+shutdown waits without a limit for every open connection to close: a client that stops
+reading a response (a stalled tab, a slow network) kept the server up with its runs still
+"running" until a second signal, and with a Chromium tab open 3 of about 50 signals here did
+the same (20 s, 60 s; uvicorn still in its shutdown, no request task left).
+`bound_graceful_shutdown` gives connections GRACEFUL_SHUTDOWN_S (uvicorn's documented
+`timeout_graceful_shutdown`, which Streamlit leaves unset); then uvicorn cancels what is left
+and the exit goes on."""
 
 import sys
 from pathlib import Path
