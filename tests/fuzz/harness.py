@@ -17,9 +17,8 @@ import os
 import string
 import tracemalloc
 from datetime import timedelta
-from pathlib import Path
 
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, example, settings
 from hypothesis import strategies as st
 
 from engine import config
@@ -39,7 +38,6 @@ MAX_MESSAGE_CHARS = 2000               # a refusal never copies a huge value int
 PROFILE_VARIABLE = "TRAINLAB_FUZZ"
 QUICK, LONG = "quick", "long"
 LONG_EXAMPLES = 10_000
-ROOT = Path(__file__).resolve().parents[2]
 
 
 # --- profiles ----------------------------------------------------------------------------------
@@ -54,8 +52,8 @@ def profile() -> str:
 
 def load_profile() -> None:
     # Hypothesis's deadline counts the example's whole call, tracemalloc's overhead included.
-    # Some paths are slow by design (an experiment file builds every run's config twice,
-    # ~30 ms): the health check would call those "too slow".
+    # Some paths are slow by design (an experiment file builds every run's config twice: up
+    # to 0.5 s): the health check would call those "too slow".
     common = dict(deadline=timedelta(seconds=MAX_SECONDS), database=None, print_blob=True,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                          HealthCheck.filter_too_much])
@@ -125,8 +123,6 @@ def assert_refusal(error: BaseException, *names: str) -> None:
 
 def with_examples(*cases):
     """Apply hypothesis.example(*case) for each case (a tuple of arguments)."""
-    from hypothesis import example
-
     def decorate(test):
         for case in reversed(cases):
             test = example(*case)(test)
