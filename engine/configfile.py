@@ -14,9 +14,9 @@ mapping key must be text, given once (a second `lr:` would silently replace the 
 not a list or mapping; every value YAML converts (numbers, booleans, dates, base64) must
 convert. Each refusal names the file, the line and the field.
 
-Experiment files (engine/experiments.py) and the app's two uploads (Launch and Experiments)
-read through `parse_config_bytes` / `read_file_bytes` too; a future lesson file should as
-well. It returns the plain dict; `RunConfig.from_dict` then checks every field.
+Experiment files (engine/experiments.py), lesson files (engine/lessons.py) and the app's
+uploads read through `parse_config_bytes` / `read_file_bytes` too, each naming its kind of
+file. It returns the plain dict; `RunConfig.from_dict` then checks every field.
 """
 
 from __future__ import annotations
@@ -67,8 +67,7 @@ def parse_config_bytes(raw: bytes, filename: str, field: str = FIELD) -> dict:
 
 
 def read_file_bytes(path: str | Path, field: str = FIELD) -> bytes:
-    """The bytes of a config-style file (a run config, an experiment; a lesson file when there
-    is one), after checking that it exists and is within MAX_CONFIG_BYTES: a huge file is
+    """The bytes of a config-style file (a run config, an experiment, a lesson), after checking that it exists and is within MAX_CONFIG_BYTES: a huge file is
     refused by its size, never read. Raises ConfigError naming `field` and the path."""
     path = Path(path)
     try:

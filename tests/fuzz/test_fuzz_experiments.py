@@ -3,15 +3,14 @@
 lines changed, deleted, repeated, swapped or inserted. Each either gives an Experiment whose
 every run builds a config, or a refusal naming the file (ExperimentError: file, line, field;
 ConfigError from the reader: "experiment file" and the file); nothing else, within bounds.
-
-A lesson file (not written yet) should get the same two tests through its own loader."""
+Lesson files get the same two properties (test_fuzz_lessons.py)."""
 
 from __future__ import annotations
 
 from unittest import mock
 
 import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from engine import experiments
@@ -35,6 +34,7 @@ PAST = [   # tests/app/test_input_holes.py, tests/engine/test_hostile_input.py (
 
 def parse(raw: bytes):
     result, error = outcome(lambda: experiments.parse_experiment(raw, NAME))
+    event("loaded" if error is None else type(error).__name__)
     if error is not None:
         assert isinstance(error, (experiments.ExperimentError, ConfigError)), repr(error)
         assert_refusal(error, NAME)
@@ -47,9 +47,9 @@ def parse(raw: bytes):
 
 
 @st.composite
-def mutated_catalogue_file(draw) -> str:
-    """A shipped experiment file with one to four lines changed."""
-    lines = draw(st.sampled_from(CATALOGUE)).splitlines()
+def mutated_file(draw, texts: list[str]) -> str:
+    """One of `texts` (shipped files) with one to four lines changed."""
+    lines = draw(st.sampled_from(texts)).splitlines()
     for _ in range(draw(st.integers(1, 4))):
         i = draw(st.integers(0, len(lines) - 1))
         line = lines[i]
@@ -81,7 +81,7 @@ def test_any_bytes_give_an_experiment_or_a_refusal_naming_the_file(raw):
 
 
 @examples(quick=25, seconds=EXPERIMENT_SECONDS)
-@given(mutated_catalogue_file())
+@given(mutated_file(CATALOGUE))
 def test_changed_catalogue_files_give_an_experiment_or_a_refusal_naming_the_file(text):
     parse(text.encode("utf-8", "surrogatepass"))
 

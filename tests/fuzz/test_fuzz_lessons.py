@@ -1,38 +1,42 @@
-"""Fuzzing lesson files: the place for their properties, kept ready (issue 19).
-
-No lesson file exists yet (assets/lessons/ in the house plan). When its loader lands it should
-read the bytes through `engine.configfile.parse_config_bytes(raw, filename, field="lesson
-file")` (and files on disk through `read_file_bytes`), so it inherits every refusal of config
-and experiment files, and get the two properties of test_fuzz_experiments.py here: any bytes,
-and the shipped lessons with lines changed, give a lesson or a ValueError naming the file.
-Until then this module skips: set LOADER below to the loader's module and function.
-"""
+"""Fuzzing lesson files: `lessons.parse_lesson` (the Lessons page's upload, `engine lesson`) on
+arbitrary bytes and on the shipped lessons (assets/lessons) with lines changed, deleted,
+repeated, swapped or inserted. Each either gives a Lesson or a refusal naming the file
+(LessonError: file, line, field; ConfigError from the config-file reader it reads through:
+"lesson file" and the file); nothing else, within the harness's bounds."""
 
 from __future__ import annotations
 
-import importlib
-
-import pytest
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
-from tests.fuzz.harness import assert_refusal, examples, outcome
+from engine import lessons
+from engine.config import ConfigError
+from tests.fuzz.harness import (EXPERIMENT_SECONDS, assert_refusal, examples, outcome,
+                                with_examples)
+from tests.fuzz.test_fuzz_experiments import PAST, mutated_file
 
-LOADER = ("engine.lessons", "parse_lesson")      # (module, function(raw, filename)): a guess
 NAME = "fuzz.yaml"
+SHIPPED = [p.read_text() for p in sorted(lessons.LESSONS_DIR.glob("*.yaml"))]
 
 
-def loader():
-    try:
-        return getattr(importlib.import_module(LOADER[0]), LOADER[1])
-    except (ImportError, AttributeError):
-        pytest.skip(f"no lesson loader yet ({'.'.join(LOADER)})")
-
-
-@examples(quick=40)
-@given(st.binary(max_size=400))
-def test_any_bytes_give_a_lesson_or_a_refusal_naming_the_file(raw):
-    parse = loader()
-    _, error = outcome(lambda: parse(raw, NAME))
+def parse(raw: bytes):
+    result, error = outcome(lambda: lessons.parse_lesson(raw, NAME))
+    event("loaded" if error is None else type(error).__name__)
     if error is not None:
+        assert isinstance(error, (lessons.LessonError, ConfigError)), repr(error)
         assert_refusal(error, NAME)
+    else:
+        assert isinstance(result, lessons.Lesson)
+
+
+@examples(quick=30, seconds=EXPERIMENT_SECONDS)
+@given(st.binary(max_size=400))
+@with_examples(*((raw,) for raw in PAST))
+def test_any_bytes_give_a_lesson_or_a_refusal_naming_the_file(raw):
+    parse(raw)
+
+
+@examples(quick=20, seconds=EXPERIMENT_SECONDS)
+@given(mutated_file(SHIPPED))
+def test_changed_shipped_lessons_give_a_lesson_or_a_refusal_naming_the_file(text):
+    parse(text.encode("utf-8", "surrogatepass"))
