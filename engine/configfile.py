@@ -67,8 +67,9 @@ def parse_config_bytes(raw: bytes, filename: str, field: str = FIELD) -> dict:
 
 
 def read_file_bytes(path: str | Path, field: str = FIELD) -> bytes:
-    """The bytes of a config-style file (a run config, an experiment, a lesson), after checking that it exists and is within MAX_CONFIG_BYTES: a huge file is
-    refused by its size, never read. Raises ConfigError naming `field` and the path."""
+    """The bytes of a config-style file (a run config, an experiment, a lesson), after
+    checking that it exists and is within MAX_CONFIG_BYTES: a huge file is refused by its
+    size, never read. Raises ConfigError naming `field` and the path."""
     path = Path(path)
     try:
         if not path.is_file():
