@@ -158,7 +158,7 @@ def card_ui(exp, stored) -> None:
 
 
 def estimate_ui(exp, planned, cost) -> bool:
-    """The planned runs' time and memory as the Launch page says them (engine.launch.estimate;
+    """The planned runs' time and memory as the Launch page says them (engine.estimate;
     seeds already run are left out) and, above its thresholds, the same "start it anyway"
     tick (keyed by experiment too: two experiments may plan the same configs). True when Run
     may go ahead."""
@@ -186,9 +186,9 @@ def planned_cost(exp, seeds: int, quick: bool, stored):
     with _PLANNED_LOCK:
         found = _PLANNED.get(key)
     if found is None:
-        from engine import launch
+        from engine.estimate import estimate
         planned = planned_launch(exp, seeds, quick, stored)
-        found = (planned, launch.estimate(planned.configs, stored=stored))
+        found = (planned, estimate(planned.configs, stored=stored))
         with _PLANNED_LOCK:
             if len(_PLANNED) >= MAX_PLANNED:
                 _PLANNED.clear()

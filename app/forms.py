@@ -25,6 +25,7 @@ from pathlib import Path
 import streamlit as st
 
 from engine import config, configfile, launch, paths
+from engine.estimate import estimate
 from engine.config import ConfigError, RunConfig
 from app import state
 from app.text import plain
@@ -449,10 +450,10 @@ def confirm_key(planned: launch.Launch) -> str:
 
 
 def estimate_ui(planned: launch.Launch, stored=(), max_concurrent: int | None = None) -> bool:
-    """Under "This launches ...": the estimated time and peak memory (engine.launch.estimate,
+    """Under "This launches ...": the estimated time and peak memory (engine.estimate.estimate,
     calibrated by the stored runs); above the thresholds a checkbox the user ticks to start it
     anyway. True when Launch may go ahead."""
-    cost = launch.estimate(planned.configs, stored=stored, max_concurrent=max_concurrent)
+    cost = estimate(planned.configs, stored=stored, max_concurrent=max_concurrent)
     st.caption(plain(f"Estimated: {cost.text()}."))
     if not cost.confirm:
         return True

@@ -15,10 +15,9 @@ import pandas as pd
 import streamlit as st
 
 from app import services
-from engine import config, describe, export, plots, verdicts
+from engine import config, describe, export, launch, plots, verdicts
 from engine.config import ConfigError, RunConfig
 from engine.events import ALL_METRICS, VAL_ACC, metric_info
-from engine import launch
 
 SUMMARY_LABELS = {"final": "final value", "best": "best value", "at_step": "value at step",
                   "at_epoch": "value at epoch", "at_seconds": "value at seconds",

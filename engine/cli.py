@@ -328,7 +328,7 @@ def check_devices(configs) -> None:
     """Refuse, before anything is stored, a device this machine does not have. auto and cpu
     need no check; a CUDA device where no GPU driver is loaded, or mps off a Mac, is refused
     without torch; any other is checked by torch, which takes seconds to load: said first."""
-    from engine.launch import nvidia_gpus
+    from engine.estimate import nvidia_gpus
     devices = sorted({c.device for c in configs} - {"auto", "cpu"})
     for device in devices:
         # No NVIDIA driver and no AMD one (ROCm builds of torch call their GPUs cuda too):
@@ -360,11 +360,11 @@ def _stored_runs(args) -> list:
 
 def confirm_launch(configs, stored=(), *, yes: bool = False,
                    max_concurrent: int | None = None) -> None:
-    """Say the launch's estimated time and peak memory on stderr (engine.launch.estimate);
+    """Say the launch's estimated time and peak memory on stderr (engine.estimate);
     above the thresholds ask y/N on a terminal, or refuse (CliError, nothing started) when
     stdin is not one, unless `yes` (--yes)."""
-    from engine import launch
-    found = launch.estimate(configs, stored=stored, max_concurrent=max_concurrent)
+    from engine.estimate import estimate
+    found = estimate(configs, stored=stored, max_concurrent=max_concurrent)
     count = f"{found.runs} run{'s' if found.runs != 1 else ''}"
     print(f"estimate: {count}, {found.text()}", file=sys.stderr, flush=True)
     if yes or not found.confirm:

@@ -858,6 +858,11 @@ def train_size(cfg: RunConfig) -> int:
     return split_sizes(cfg)[0]
 
 
+# What an empty `channels` means for each CNN: its own channels per stage.
+DEFAULT_CHANNELS = {"mnist-cnn": (4, 8), "three-layer-convnet": (32, 16),
+                    "preact-resnet": (16, 32, 64)}
+
+
 def input_size(cfg: RunConfig) -> int:
     if cfg.dataset in TOY_DATASETS:
         return 2

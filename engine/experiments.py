@@ -754,11 +754,11 @@ def submit(exp: Experiment, manager, *, seeds: int | None = None, quick: bool = 
 
 def estimate(exp: Experiment, *, seeds: int | None = None, quick: bool = False, stored=(),
              data_dir: str = ""):
-    """engine.launch.estimate of the runs a launch would add: time and peak memory here,
+    """engine.estimate of the runs a launch would add: time and peak memory here,
     calibrated by finished runs, and whether to ask before starting them."""
-    from engine import launch
+    from engine import estimate as cost
     planned = plan(exp, seeds=seeds, quick=quick, stored=stored, data_dir=data_dir)
-    return launch.estimate([cfg for _, cfg in planned], stored=stored)
+    return cost.estimate([cfg for _, cfg in planned], stored=stored)
 
 
 # --- the notebook's own code re-run over seeds (bench/reference_*.py) -------------------------

@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from engine import estimate
 from engine.config import RunConfig
 from engine.events import (EVAL_METRICS, EXAMPLES_PER_S, STEP_LOSS, Evaluated, RunEnded,
                            RunStarted, RunStatus, StepLoss)
@@ -80,11 +81,9 @@ class _Job:
         self.progress = Progress(run_id, RunStatus.QUEUED, epochs=planned_epochs(cfg))
 
 
-MAX_CPU_RUNS = 4   # on a CPU-only machine: concurrent runs, each with cores/runs threads
-
-
 def default_max_concurrent() -> int:
-    """$TRAINLAB_MAX_CONCURRENT, else one run per CUDA GPU, else one run per core (at most 4).
+    """$TRAINLAB_MAX_CONCURRENT, else one run per CUDA GPU, else one run per core (at most
+    engine.estimate.MAX_CPU_RUNS, each with cores/runs threads).
 
     Why one run per core on a CPU: the course models are tiny, and a tiny model on two
     intra-op threads slows down 3-4x as soon as anything else (the app's own server thread)
@@ -92,18 +91,16 @@ def default_max_concurrent() -> int:
     (measured: 2x20 MLP epoch 0.21 s on 1 thread either way, 0.70 s on 2 threads beside one
     busy process). So a grid trains several runs side by side, one thread each.
     """
-    text = os.environ.get("TRAINLAB_MAX_CONCURRENT", "").strip()
-    if text:
-        if not text.isdigit() or not 1 <= int(text) <= 64:
-            raise ValueError(f"TRAINLAB_MAX_CONCURRENT: {text!r} must be a whole number 1..64")
-        return int(text)
+    configured = estimate.configured_slots()
+    if configured:
+        return configured
     try:
         import torch
         if torch.cuda.device_count():
             return torch.cuda.device_count()
     except Exception:
         pass
-    return max(1, min(os.cpu_count() or 1, MAX_CPU_RUNS))
+    return estimate.cpu_slots()
 
 
 class JobManager:

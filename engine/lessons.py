@@ -786,10 +786,10 @@ def lesson_runs(lesson: Lesson) -> dict[tuple, int]:
 
 def estimate_seconds(lesson: Lesson, stored=(), *, remaining: bool = False) -> float:
     """Training time of the lesson's experiment steps on this machine, step after step as a
-    student launches them (engine.launch.estimate: packs, workers side by side, calibrated by
+    student launches them (engine.estimate: packs, workers side by side, calibrated by
     the stored runs when there are some). A run shared by two steps trains once, in the first;
     `remaining`: only the seeds not yet stored."""
-    from engine import launch
+    from engine.estimate import estimate
     covered: set = set()
     total = 0.0
     for step in lesson.experiment_steps():
@@ -804,7 +804,7 @@ def estimate_seconds(lesson: Lesson, stored=(), *, remaining: bool = False) -> f
                 covered.add(key)
                 configs.append(step.experiment.config(label, quick=step.quick, seed=i))
         if configs:
-            total += launch.estimate(configs, stored=stored).seconds
+            total += estimate(configs, stored=stored).seconds
     return total
 
 

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from engine.config import RunConfig
+from engine.config import DEFAULT_CHANNELS, RunConfig
 
 COURSE_EPS = 1e-7          # Homework 8's epsilon
 COURSE_BN_BETA = 0.9       # Homework 8's running-average decay (torch's momentum 0.1)
@@ -31,8 +31,6 @@ KAIMING_NONLINEARITY = {"relu": "relu", "leaky_relu": "leaky_relu", "elu": "relu
                         "gelu": "relu", "tanh": "tanh", "sigmoid": "sigmoid"}
 LEAKY_RELU_SLOPE = 0.01    # nn.LeakyReLU's default negative slope
 
-DEFAULT_CHANNELS = {"mnist-cnn": (4, 8), "three-layer-convnet": (32, 16),
-                    "preact-resnet": (16, 32, 64)}
 
 
 # --- the course normalizations -------------------------------------------------------------

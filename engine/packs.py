@@ -29,25 +29,17 @@ import torch
 import torch.nn.functional as F
 
 from engine import diagnostics
-from engine.config import (CNN_MODELS, IMAGE_SHAPES, MEMBER_FIELDS, NUM_CLASSES, SHARED_FIELDS,
-                           RunConfig, estimate_parameters, input_size)
-from engine.models import DEFAULT_CHANNELS, build_model, count_parameters
+from engine.config import (CNN_MODELS, IMAGE_SHAPES, NUM_CLASSES, SHARED_FIELDS, RunConfig,
+                           estimate_parameters)
+from engine.estimate import EVAL_CHUNK, pack_budget_bytes, pack_room
+from engine.models import build_model, count_parameters
 from engine.optim import (PER_STEP_SCHEDULES, UPDATE_RULES, StackedOptimizer, build_optimizer,
                           build_schedule)
 from engine.runsetup import seeded_model
 from engine.stacked import StackedModel, clip_per_member, stack_members, unsupported_modules
-from engine.stepper import EVAL_CHUNK, Stepper
+from engine.stepper import Stepper
 
-MAX_PACK_SIZE = 64                 # members; beyond this a pack gains nothing measurable
-CPU_PACK_MEMORY = 1 << 30          # bytes a pack may use on a CPU ($TRAINLAB_PACK_MEMORY_MB)
 CUDA_FREE_SHARE = 0.5              # share of the GPU's free memory one pack may take
-FLOAT_BYTES = 4
-# Per member, parameters are held as weights, gradient, the stacked copy's autograd graph
-# and up to two optimizer states: about five copies.
-PARAMETER_COPIES = 5
-# Per hidden unit and example, a step keeps about six activations (linear output, norm,
-# activation, dropout mask, their gradients).
-ACTIVATION_COPIES = 6
 # Multiply-adds per step (parameters x batch x members) below which one intra-op thread is
 # used. Two threads spin-wait for each other whenever anything else wants a core: measured
 # here at load average 16, a pack of 16 hw8 members (6.5e7 per step) took 69x the time of one
@@ -94,39 +86,25 @@ def _unsupported_layers(cfg: RunConfig) -> list[str]:
     return unsupported_modules(model)
 
 
-def member_bytes(cfg: RunConfig) -> int:
-    """Estimated bytes one member of a pack of cfg's shape needs while training."""
-    params = estimate_parameters(cfg)
-    if cfg.model in CNN_MODELS:
-        # Every block keeps its feature maps at (at most) full resolution: channels x H x W
-        # per example, two convolutions per block, `depth` blocks per stage (preact-resnet).
-        _, height, width = IMAGE_SHAPES[cfg.dataset]
-        channels = cfg.channels or DEFAULT_CHANNELS[cfg.model]
-        units = sum(channels) * height * width * 2 * max(cfg.depth, 1)
-    else:
-        units = sum(cfg.hidden_widths) + NUM_CLASSES[cfg.dataset] + input_size(cfg)
-    return FLOAT_BYTES * (PARAMETER_COPIES * params
-                          + ACTIVATION_COPIES * units * max(cfg.batch_size, EVAL_CHUNK))
-
-
 def max_pack_size(cfg: RunConfig, *, budget_bytes: int | None = None) -> int:
     """How many members of cfg's shape fit one pack: the memory budget (bytes; default
     $TRAINLAB_PACK_MEMORY_MB or 1 GiB, and on CUDA at most half the free memory) divided
-    by member_bytes, between 1 and MAX_PACK_SIZE."""
+    by engine.estimate.run_bytes (the launch estimate's memory model), between 1 and
+    MAX_PACK_SIZE."""
     if budget_bytes is None:
-        text = os.environ.get("TRAINLAB_PACK_MEMORY_MB", "").strip()
-        budget_bytes = int(text) << 20 if text.isdigit() else CPU_PACK_MEMORY
+        budget_bytes = pack_budget_bytes()
         device = cfg.device
         if device != "cpu" and torch.cuda.is_available() and device in ("auto", "cuda") \
                 or device.startswith("cuda:"):
             try:
                 free, _ = torch.cuda.mem_get_info(torch.device(
                     "cuda" if device == "auto" else device))
+                set_by_user = os.environ.get("TRAINLAB_PACK_MEMORY_MB", "").strip().isdigit()
                 budget_bytes = min(budget_bytes, int(free * CUDA_FREE_SHARE)) \
-                    if text.isdigit() else int(free * CUDA_FREE_SHARE)
+                    if set_by_user else int(free * CUDA_FREE_SHARE)
             except Exception:   # noqa: BLE001 - no usable CUDA: the CPU budget stands
                 pass
-    return max(1, min(MAX_PACK_SIZE, budget_bytes // max(member_bytes(cfg), 1)))
+    return pack_room(cfg, budget_bytes)
 
 
 def intra_op_threads(cfg: RunConfig, pack_size: int = 1, cores: int | None = None) -> int:

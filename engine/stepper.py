@@ -34,13 +34,11 @@ from torch import nn
 
 from engine import diagnostics
 from engine.config import RunConfig
+from engine.estimate import EVAL_CHUNK
 from engine.models import count_parameters
 from engine.optim import PER_STEP_SCHEDULES, build_optimizer, build_schedule
 from engine.runsetup import draw_dropout_from, seeded_model
 
-# Evaluation runs in chunks of this many examples so a 10,000-image validation set through a
-# CNN does not need one huge activation tensor.
-EVAL_CHUNK = 4096
 SHARPNESS_ITERATIONS = 20   # power iterations per sharpness estimate (2 passes each)
 
 

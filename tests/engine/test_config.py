@@ -236,8 +236,8 @@ def _field_keyed_tables(root):
 
 # Tables that are about something else than what an option means, each with its reason.
 PENDING_TABLES: set = {
-    "engine/launch.py",   # the estimate's cost key: options that set a run's length, not the
-                          # cost of one of its steps (epochs, max_steps, lr)
+    "engine/estimate.py",   # the estimate's cost key: options that set a run's length, not the
+                            # cost of one of its steps (epochs, max_steps, lr)
 }
 
 

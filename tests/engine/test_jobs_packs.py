@@ -10,7 +10,7 @@ import pytest
 from engine.config import RunConfig
 from engine.events import STEP_LOSS, VAL_LOSS, StepLoss, RunStatus
 from engine.jobs import JobManager
-from engine.packs import member_bytes
+from engine.estimate import run_bytes
 from engine.store import RunStore
 from engine.trainer import train
 
@@ -103,7 +103,7 @@ def test_only_runs_of_one_shape_share_a_pack(store, manager):
 
 def test_a_pack_too_big_for_the_memory_budget_splits(store, manager):
     configs = [cfg(seed=s) for s in range(5)]
-    manager.pack_budget_bytes = 2 * member_bytes(configs[0]) + 1      # room for two members
+    manager.pack_budget_bytes = 2 * run_bytes(configs[0]) + 1      # room for two members
     ids = run_grid(store, manager, configs)
     assert [packed_as(store, r)[0] for r in ids] == [2, 2, 2, 2, 1]
     for run_id, config in zip(ids, configs):

@@ -20,7 +20,8 @@ from engine import optim
 from engine.config import (ACTIVATIONS, MEMBER_FIELDS, OPTIMIZERS, SHARED_FIELDS, RunConfig)
 from engine.events import (EVAL_METRICS, LR, EPOCH_TRAIN_LOSS, Evaluated, RunEnded, RunStarted,
                            RunStatus, Snapshot, StepLoss)
-from engine.packs import (can_pack, intra_op_threads, max_pack_size, member_bytes, pack_key)
+from engine.estimate import run_bytes
+from engine.packs import can_pack, intra_op_threads, max_pack_size, pack_key
 from engine.trainer import BEST_EPOCH, train, train_runs
 from tests.datafiles import write_idx_dataset
 
@@ -358,7 +359,7 @@ def test_every_option_is_either_per_member_or_shared_by_the_pack():
 
 def test_max_pack_size_divides_the_memory_budget_by_a_members_estimate():
     config = cfg(width=[256], depth=4, batch_size=64)
-    one = member_bytes(config)
+    one = run_bytes(config)
     assert max_pack_size(config, budget_bytes=one * 5 + 1) == 5
     assert max_pack_size(config, budget_bytes=one // 2) == 1
     assert max_pack_size(config, budget_bytes=one * 10_000) == 64
