@@ -292,14 +292,14 @@ def cmd_run(args) -> int:
     for each in planned.configs:
         _check_data(each)
     check_devices(planned.configs)
-    # A single run trains alone with all cores; a grid at the job manager's default.
-    confirm_launch(planned.configs, _stored_runs(args), yes=args.yes,
-                   max_concurrent=None if grid else 1)
-    from engine.jobs import JobManager
     if args.ray:     # the job manager's executor follows the variable (engine.executors)
         os.environ["TRAINLAB_RAY_ADDRESS"] = args.ray
     if args.ray_insecure:     # the user's explicit consent, read by engine.executors
         os.environ["TRAINLAB_RAY_INSECURE"] = "1"
+    # A single run trains alone with all cores; a grid at the job manager's default.
+    confirm_launch(planned.configs, _stored_runs(args), yes=args.yes,
+                   max_concurrent=None if grid else 1)
+    from engine.jobs import JobManager
     store = _open_store(args)
     # A grid trains at the default concurrency (one run or pack per core, or per cluster CPU
     # on Ray); a single run gets all cores. Each run's thread count depends on its size only,
@@ -362,7 +362,11 @@ def confirm_launch(configs, stored=(), *, yes: bool = False,
                    max_concurrent: int | None = None) -> None:
     """Say the launch's estimated time and peak memory on stderr (engine.estimate);
     above the thresholds ask y/N on a terminal, or refuse (CliError, nothing started) when
-    stdin is not one, unless `yes` (--yes)."""
+    stdin is not one, unless `yes` (--yes). The estimate models this machine: runs sent to a
+    Ray cluster ($TRAINLAB_RAY_ADDRESS) get none rather than a wrong one."""
+    from engine.executors import RAY_ADDRESS_ENV
+    if os.environ.get(RAY_ADDRESS_ENV, "").strip():
+        return
     from engine.estimate import estimate
     found = estimate(configs, stored=stored, max_concurrent=max_concurrent)
     count = f"{found.runs} run{'s' if found.runs != 1 else ''}"

@@ -119,7 +119,7 @@ def test_launch_watch_stop_refresh_compare(app_url, tmp_path):
         launch(page, "e2e first")
         shot(page, tmp_path, "02-launched")
 
-        page.get_by_role("button", name="Watch them on the Live page").click()
+        page.get_by_role("button", name="Watch it on the Live page").click()
         page.get_by_role("heading", name="Live").wait_for()
         expect(run_row(page, "e2e first")).to_be_visible()
         page.wait_for_function("""() => {

@@ -67,14 +67,15 @@ def test_typed_out_of_range_number_is_named_and_launches_nothing(server, label, 
         apply_toy_preset(page)
         set_value(page.get_by_label(label, exact=True), typed)     # the typed value stays
         expect(page.get_by_text(message).first).to_be_visible()
-        launch = page.get_by_role("button", name="Launch 1 run")
+        # While a value is refused the button counts no runs ("Launch") and is disabled.
+        launch = page.get_by_role("button", name="Launch", exact=True)
         expect(launch).to_be_disabled()
         launch.click(force=True)            # a click on the disabled button does nothing
         settle(page)
         expect(page.get_by_text("Launched 1 run")).to_have_count(0)
         # Fixed, it launches the value on screen.
         set_value(page.get_by_label(label, exact=True), 2 if label == "Depth" else 32)
-        expect(launch).to_be_enabled()
+        expect(page.get_by_role("button", name="Launch 1 run")).to_be_enabled()
         browser.close()
     assert stored_runs(server) == []
 
@@ -89,7 +90,7 @@ def test_markup_in_a_run_name_is_shown_as_text(server):
         set_value(page.get_by_role("textbox", name="Run name (optional)"), MARKUP_NAME)
         page.get_by_role("button", name="Launch 1 run").click()
         page.get_by_text("Launched 1 run").wait_for(timeout=15_000)
-        page.get_by_role("button", name="Watch them on the Live page").click()
+        page.get_by_role("button", name="Watch it on the Live page").click()
         page.get_by_role("heading", name="Live").wait_for()
         # The name appears as the characters typed (bold only as the label's own emphasis).
         expect(page.get_by_text(MARKUP_NAME).first).to_be_visible(timeout=20_000)

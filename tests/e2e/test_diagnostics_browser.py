@@ -44,12 +44,13 @@ def test_decision_regions_form_live_while_the_cli_trains(tmp_path):
              "--epochs", "3000", "--optimizer", "adam", "--lr", "0.01", "--device", "cpu",
              "--name", "e2e spirals", "--quiet"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert trainer.stderr.readline().startswith("estimate: 1 run, about ")
         assert trainer.stderr.readline().startswith("run "), "the CLI did not start its run"
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 2400})
             page.goto(f"{server.url}/diagnostics")
-            page.get_by_text("Decision regions").wait_for(timeout=60_000)
+            page.get_by_text("Decision regions", exact=True).wait_for(timeout=60_000)
             page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot')"
                                    ".length >= 4", timeout=60_000)
             seen = []                            # the live fragment redraws every 2 s
@@ -61,9 +62,10 @@ def test_decision_regions_form_live_while_the_cli_trains(tmp_path):
                     break
                 page.wait_for_timeout(300)
             assert len(seen) >= 3 and seen == sorted(seen), seen   # later steps, in order
-            # heat map, profile, regions, units, signal: redraws replace, they do not pile up
+            # heat map and profile; the histogram, dead-unit and sharpness tabs (drawn, one
+            # shown); regions, units, signal: redraws replace, they do not pile up
             page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot')"
-                                   ".length === 5", timeout=20_000)
+                                   ".length === 9", timeout=20_000)
             page.get_by_text("gradient norm per layer over training").wait_for()
             page.screenshot(path=str(tmp_path / "diagnostics.png"), full_page=True)
             print(f"screenshot: {tmp_path / 'diagnostics.png'}")
