@@ -443,7 +443,9 @@ def controls_ui(manager, run_id: str | None, store, cfg: dict, kind: str = "regi
     active = progress is not None and progress.status in RunStatus.ACTIVE
     paused = bool(progress and progress.paused)
     if run_id is not None and progress is not None and not active:
-        shown = replay_ui(store, run_id, kind)
+        ended = f"{progress.status} after {widgets.format_duration(progress.elapsed_s)}" \
+            + (f": {progress.reason}" if progress.reason else "")
+        shown = replay_ui(store, run_id, kind, status=ended)
         if shown is not None:
             return shown
     c_buttons, c_progress = st.columns([1.25, 1], vertical_alignment="center")
@@ -483,13 +485,20 @@ REPLAY_CACHE = "pg_replay_cache"   # run id -> [(step, data)] of an ended try's 
 clock = time.monotonic            # the replay's clock (a test holds it still)
 
 
-def replay_ui(store, run_id: str, kind: str):
-    """An ended try's replay, in the controls' row: a slider over its stored snapshots (the
-    network and its regions or predictions at each evaluation) and Play, which moves it one
-    snapshot per redraw; the curves mark the step. The step is in the URL (`at`), so a link
-    opens the replay there. Returns the snapshot (step, data) to show, or None."""
+def replay_ui(store, run_id: str, kind: str, status: str = ""):
+    """An ended try's replay, in the controls' row: Play, which moves it one snapshot per
+    redraw, the try's `status` ("completed after 12 s") and a slider over its stored snapshots
+    (the network and its regions or predictions at each evaluation); the curves mark the step.
+    The step is in the URL (`at`), so a link opens the replay there. Returns the snapshot
+    (step, data) to show, or None."""
+    record = store.get_run(run_id)
+    if record is None or record.status not in RunStatus.TERMINAL:
+        return None     # its end (and so its last snapshot, written before it) not stored yet
     cache = st.session_state.setdefault(REPLAY_CACHE, {})
     if run_id not in cache:
+        if cache:    # another try ended since: it opens at its end, not at the last one's step
+            for key in (REPLAY_STEP, REPLAY_PLAYING):
+                st.session_state.pop(key, None)
         cache.clear()                                   # one ended try's history at a time
         cache[run_id] = store.read_snapshots(run_id, kind)
     history = cache[run_id]
@@ -509,7 +518,8 @@ def replay_ui(store, run_id: str, kind: str):
     if wanted not in steps:          # a link's step: the nearest snapshot at or before it
         before = [s for s in steps if wanted is not None and s <= wanted]
         st.session_state[REPLAY_STEP] = before[-1] if before else steps[-1]
-    c_play, c_slider = st.columns([1, 4], vertical_alignment="center")
+    c_play, c_status, c_slider = st.columns([1, 1.3, 3], vertical_alignment="center")
+    c_status.caption(plain(status))
     if c_play.button("Pause" if playing else "Replay", key="pg_replay_play",
                      icon=":material/pause:" if playing else ":material/replay:",
                      help="Replay the try's training: the network and the data move through "

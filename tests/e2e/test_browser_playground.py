@@ -167,9 +167,11 @@ def test_flip_three_knobs_see_three_curves_then_open_the_link(server, tmp_path):
         depth.press("Enter")
         settle(page)
         names = wait_curves(page, 4)
-        assert sorted(names) == sorted(["current", "depth 2 -> 3",
-                                        "depth 2 -> 3 · adam -> sgd",
-                                        "depth 2 -> 3 · adam -> sgd · norm none -> batch"]), names
+        # each earlier try says what it had, from its side (issue 20's words)
+        assert sorted(names) == sorted(["current", "depth 2 (now 3)",
+                                        "depth 2 (now 3) · adam (now sgd)",
+                                        "depth 2 (now 3) · adam (now sgd) · norm none (now batch)"
+                                        ]), names
         shot(page, tmp_path, "playground-three-knobs")
 
         # A reload keeps the tries: the URL names them, the store has them.
