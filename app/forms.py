@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import streamlit as st
 
 from engine import config, configfile, launch, paths
-from engine.estimate import estimate
 from engine.config import ConfigError, RunConfig
+from engine.estimate import estimate
+from engine.executors import RAY_ADDRESS_ENV
 from app import state
 from app.text import plain
 
@@ -92,6 +94,23 @@ def fill_form(values: dict, *, sweep: dict | None = None, seeds: int = 1) -> Non
                 str(widget_value(name, v)) for v in vals))
     st.session_state[state.SEEDS] = int(seeds)
     st.session_state.pop(state.FORM_SAVED, None)
+
+
+def pick_value(name: str, value) -> None:
+    """Put `value` into field `name` of the form on the next run (a button below the form,
+    such as the range test's "Use lr 0.03", cannot set a widget already drawn)."""
+    st.session_state.setdefault(state.FORM_PICKED, {})[name] = value
+
+
+def apply_picked() -> str:
+    """Put the values `pick_value` left into the form (call before it is drawn); the notice
+    that says so ("" when there were none)."""
+    picked = st.session_state.pop(state.FORM_PICKED, None) or {}
+    for name, value in picked.items():
+        st.session_state[state.form_key(name)] = widget_value(name, value)
+    return "; ".join(f"{config.spec(name)['label']} set to "
+                     f"{format(value, 'g') if isinstance(value, float) else value}"
+                     for name, value in picked.items())
 
 
 def init_form() -> None:
@@ -453,6 +472,10 @@ def estimate_ui(planned: launch.Launch, stored=(), max_concurrent: int | None = 
     """Under "This launches ...": the estimated time and peak memory (engine.estimate.estimate,
     calibrated by the stored runs); above the thresholds a checkbox the user ticks to start it
     anyway. True when Launch may go ahead."""
+    if os.environ.get(RAY_ADDRESS_ENV, "").strip():
+        st.caption("No estimate: the runs train on the Ray cluster, and Train Lab estimates "
+                   "this machine only.")
+        return True
     cost = estimate(planned.configs, stored=stored, max_concurrent=max_concurrent)
     st.caption(plain(f"Estimated: {cost.text()}."))
     if not cost.confirm:

@@ -54,6 +54,7 @@ FORM_SAVED = "launch_form_saved"     # copy of the form's widget values (survive
 FORM_NOTICE = "launch_form_notice"   # "form filled from ..." message for the next run
 LAST_LAUNCH = "last_launch"          # ids launched by the last click (for the success message)
 CLONE_CONFIG = "clone_config"        # set by the Runs page: a config dict to fill the form with
+FORM_PICKED = "launch_form_picked"   # {field: value} a button chose after the form was drawn
 
 # --- live view --------------------------------------------------------------------------------
 LIVE_CACHE = "live_cache"            # run id -> {"after": metric id, "frame": DataFrame}

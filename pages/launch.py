@@ -9,7 +9,7 @@ sweep value, a refused upload) the reason is shown and Launch is disabled.
 
 import streamlit as st
 
-from app import diagnostics_ui, forms, services, state
+from app import diagnostics_ui, forms, lr_find_ui, services, state
 from app.text import plain
 
 st.title("Launch runs")
@@ -20,6 +20,9 @@ if isinstance(clone, dict):
     forms.fill_form(clone)
     st.session_state[state.FORM_NOTICE] = "Form filled from the cloned run: change what you " \
                                           "want and launch."
+picked = forms.apply_picked()          # "Learning rate set to 0.03" (the range test's pick)
+if picked:
+    st.session_state[state.FORM_NOTICE] = f"{picked} from the range test."
 forms.init_form()
 
 left, right = st.columns(2, gap="large")
@@ -37,6 +40,7 @@ if notice:
 
 base = forms.config_form_ui()
 diagnostics_ui.signal_line_ui(base)   # "the gradient at the first layer is 10^-9 of the last's"
+lr_find_ui.lr_find_ui(base, key="launch", on_pick=lambda lr: forms.pick_value("lr", lr))
 sweep, seeds, problems = forms.sweep_ui()
 upload_problem = forms.upload_problem()
 

@@ -3,14 +3,13 @@ shows, grids expand and are capped, bad values / names / tags / files launch not
 presets, uploads and clones fill the form."""
 
 import itertools
-import json
 
 import pytest
 
 from app import forms
 from engine import paths
 from engine.config import ConfigError, RunConfig
-from tests.app.conftest import page, stored_configs, wait_idle
+from tests.app.conftest import page, stored_configs, wait_for, wait_idle
 
 TOY = {"dataset": "spirals", "toy_samples": 64, "width": "8", "depth": 2, "epochs": 2,
        "batch_size": 16}
@@ -317,3 +316,32 @@ def test_the_form_shows_what_applies_and_every_option_is_one_toggle_away(service
     assert at.text_input(key="cfg_beta2")                           # appears when it applies
     at = at.toggle(key="launch_show_all").set_value(True).run()
     assert at.number_input(key="cfg_toy_samples") and at.text_input(key="cfg_channels")
+
+
+def test_the_range_test_on_the_launch_page_fills_the_learning_rate(services, monkeypatch):
+    """Issue 21: "Find a learning rate" runs the range test on the form's setting; a
+    suggestion's button puts its rate into the form (said above it), and Launch uses it."""
+    from app import lr_find_ui
+    monkeypatch.setattr(lr_find_ui, "LR_MAX", 5.0)    # the fake trainer diverges from lr 10
+    store, manager = services
+    at = set_toy(page("launch").run())
+    at = at.button(key="launch_lrf_go").click().run()
+    assert not at.exception, at.exception
+    (test,) = [r for r in store.list_runs() if "lr-find" in r.tags]
+    assert test.config["dataset"] == "spirals" and test.config["schedule"] == "lr-range"
+    wait_for(lambda: store.get_run(test.id).status not in ("queued", "running"),
+             what="the range test to end")
+    at = at.run()
+    buttons = [b for b in at.button if b.key and b.key.startswith("launch_lrf_use_")]
+    assert buttons, [b.key for b in at.button]
+    chosen = float(buttons[0].label.split()[2])
+    assert chosen != RunConfig().lr
+    at = buttons[0].click().run()
+    assert not at.exception, at.exception
+    assert float(at.text_input(key="cfg_lr").value) == chosen
+    assert any(f"Learning rate set to {chosen:g} from the range test" in i.value for i in at.info)
+    at = launch(at)
+    wait_idle(manager)
+    launched = [r for r in store.list_runs() if "lr-find" not in r.tags]
+    assert [r.config["lr"] for r in launched] == [chosen]
+    assert launched[0].config["dataset"] == "spirals"
