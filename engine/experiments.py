@@ -52,6 +52,7 @@ import yaml
 
 from engine import config as config_module
 from engine import datafiles, paths
+from engine.launch import MAX_RUNS as MAX_LAUNCH_RUNS
 from engine.launch import MAX_SEEDS as MAX_LAUNCH_SEEDS
 from engine.config import ConfigError, RunConfig
 from engine.configfile import parse_config_bytes, read_file_bytes
@@ -76,6 +77,7 @@ TOP_KEYS = {"id", "title", "question", "found", "notebook", "base", "runs", "gri
             "quick", "plots", "references", "claims", "expectations", "sources", "margins",
             "margin_why", "not_expressible", "run_time"}
 MAX_SEEDS = MAX_LAUNCH_SEEDS     # engine.launch's one limit on seeds
+MAX_RUNS = MAX_LAUNCH_RUNS       # runs (grid points) one experiment may have: one launch's
 # What each dataset's files are and weigh, for "not found: put ... here" before anything runs.
 DATA_FILES = {
     "mnist": ("MNIST", "the 4 MNIST .gz files (11 MB)"),
@@ -313,6 +315,11 @@ def parse_experiment(raw: bytes, filename: str) -> Experiment:
             except ConfigError as error:
                 fail(path + (j,), str(error))
         axes.append((option, values))
+    # Counted before anything is built: three logspace axes of 100 are 10^6 runs in 150 bytes.
+    count = max(1, len(runs)) * math.prod(len(v) for _, v in axes)
+    if count > MAX_RUNS:
+        fail(("grid",), f"makes {count:,} runs; at most {MAX_RUNS} runs per experiment "
+                        "(fewer values or logspace counts)")
     if axes:
         named = runs or [("", {})]
         runs = []

@@ -86,9 +86,6 @@ def test_changed_catalogue_files_give_an_experiment_or_a_refusal_naming_the_file
     parse(text.encode("utf-8", "surrogatepass"))
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN_DEFECTS: engine/experiments.py parse_experiment "
-                                       "expands and builds any grid (reported to the lead, "
-                                       "issue 19)")
 def test_a_grid_of_too_many_runs_is_refused_before_its_configs_are_built():
     # 100 x 100 = 10,000 runs from 150 bytes; a third axis makes 10^6 (minutes, gigabytes).
     raw = (HEAD + "base: {dataset: spirals}\ngrid:\n  lr: {logspace: [-4, 0, 100]}\n"
