@@ -157,10 +157,23 @@ def compare_field_key(field_name: str) -> str:
     return COMPARE_FIELD_PREFIX + field_name
 
 
+EXCERPT_CHARS = 60     # a refused URL value is quoted up to this many characters
+
+
+def excerpt(value) -> str:
+    """A value as a refusal quotes it: repr, cut to EXCERPT_CHARS characters with its length
+    said (a 4,000-character URL value must not make a 4,000-character message)."""
+    text = str(value)
+    if len(text) <= EXCERPT_CHARS:
+        return repr(value)
+    return f"{text[:EXCERPT_CHARS]!r}… ({len(text):,} characters)"
+
+
 def refusal(param: str, values, allowed) -> str:
-    """The message for refused URL values: the parameter, the values and what is allowed."""
+    """The message for refused URL values: the parameter, the values (each an excerpt) and
+    what is allowed."""
     values = [values] if isinstance(values, str) else list(values)
-    shown = ", ".join(repr(v) for v in values[:5]) + (" …" if len(values) > 5 else "")
+    shown = ", ".join(excerpt(v) for v in values[:5]) + (" …" if len(values) > 5 else "")
     if not isinstance(allowed, str):
         allowed = list(allowed)
         allowed = ("allowed: " + ", ".join(str(a) for a in allowed[:12])

@@ -134,24 +134,17 @@ def with_examples(*cases):
 # 19). Each has a strict xfail test that fails once the defect is fixed: then set its entry
 # to False (the property tests stop tolerating it) and remove the xfail mark.
 KNOWN_DEFECTS = {
-    # app/state.py refusal(): a refused URL value is repeated whole (repr), so a 4,000-character
-    # value makes a 4,100-character message (test_fuzz_urls.py)
-    "url refusal copies the value": True,
-    # engine/data.py restricted_loads: bytes(n), bytearray(n) and numpy's _reconstruct(
-    # ndarray, shape, dtype) are allowed globals, so a 30-byte pickle allocates any size
-    # (1 GB measured) before the batch is checked; and a counted opcode (BINBYTES 'B' and
-    # the like) makes the unpickler allocate the length it declares before it finds the data
-    # missing: b"B\x00\x00\x00\x04" (5 bytes) allocates 67 MB, up to 4 GB; and the C
-    # unpickler's memo is an array grown to a PUT's index and zero-filled, so LONG_BINPUT with
-    # index 778,128,896 (a 9-byte pickle) touched 6+ GB: a `make fuzz` run was OOM-killed at
-    # 20 GB resident. A pickletools.genops pass first (lengths against the data, memo indices
-    # bounded) would catch the last two (test_fuzz_datafiles.py)
-    "pickle sizes unchecked": True,
-    # engine/experiments.py parse_experiment: a grid is expanded and every run's config built
-    # twice with no cap on the count; a 180-byte file of three logspace axes of 20 takes
-    # about two minutes (8,000 runs), of 100 never ends (test_fuzz_experiments.py; the
-    # generator here keeps logspace counts small)
-    "experiment grid size unchecked": True,
+    # app/state.py refusal() repeated a refused URL value whole (a 4,000-character value made
+    # a 4,100-character message); fixed: quoted as a 60-character excerpt with its length
+    "url refusal copies the value": False,
+    # engine/data.py restricted_loads let a 30-byte pickle allocate any size: bytes(n),
+    # bytearray(n), numpy's _reconstruct(ndarray, shape, dtype), a counted opcode's length
+    # (b"B\x00\x00\x00\x04": 67 MB) and a memo index (LONG_BINPUT 778,128,896 touched 6+ GB;
+    # a make fuzz run was OOM-killed at 20 GB). Fixed: sizes checked against the file first
+    "pickle sizes unchecked": False,
+    # engine/experiments.py parse_experiment expanded and built any grid (a 180-byte file of
+    # three logspace axes of 100 never ended); fixed: counted first, at most MAX_RUNS runs
+    "experiment grid size unchecked": False,
 }
 
 
@@ -202,7 +195,8 @@ YAML_VALUES = [
     "!!binary '@@'", "!!set {a, b}", "!!set {1, 2}", "!!omap [{a: 1}]", "!!pairs [{a: 1}]",
     "!!python/object:os.system", "!!python/name:os.system", "!mine x", "!!str 1",
     "!!timestamp x", "!!null x", "!!map x", "!!seq x", "! 1", "|\n  block", ">-\n  folded",
-    "{logspace: [-4, 0, 5]}", "{logspace: [-4, 0, 1.5]}", "[adam, sgd]", "0b_", "0x_",
+    "{logspace: [-4, 0, 5]}", "{logspace: [-4, 0, 1.5]}", "{logspace: [-6, 0, 100]}",
+    "[adam, sgd]", "0b_", "0x_",
     "'", '"', "[", "{", "- 1", "? [a, b]", "@x", "`x", "%x", "#comment", "a: b: c",
     "\t1", "1 # trailing", "[*a, *a]",
 ]

@@ -96,8 +96,7 @@ def test_playground_link_sets_a_valid_config_or_names_the_parameter(params):
             assert name in playground.LINK_FIELDS
 
 
-@pytest.mark.xfail(strict=True, reason="KNOWN_DEFECTS: app/state.py refusal() repeats the whole "
-                                       "value (reported to the lead, issue 19)")
 def test_a_refused_url_value_is_shown_as_a_short_excerpt():
     _, messages = state.compare_from_url({"x": "0x" + "f" * 4090}, ALLOWED, config.field_names())
     assert len(messages) == 1 and len(messages[0]) < 400, len(messages[0])
+    assert "'0xffff" in messages[0] and "(4,092 characters)" in messages[0]
