@@ -16,7 +16,7 @@ import threading
 import pandas as pd
 import streamlit as st
 
-from app import forms, services
+from app import forms, services, state
 from app.text import plain
 from engine import datafiles, experiments, plots
 from engine.config import ConfigError
@@ -24,6 +24,41 @@ from engine.events import metric_info
 
 USER_EXPERIMENTS = "exp_user"       # session: {id: Experiment} uploaded in this session
 RESULTS_CHOICE = "exp_results_choice"   # session: the experiment whose results show
+RESULTS_PARAM = "experiment"            # URL parameter: the same, so a reload keeps it
+QUICK_PARAM = "quick"                   # URL parameter: "1" when the quick budget's results show
+RESULTS_ANCHOR = "results"              # the Results heading's anchor (a card links to it)
+
+
+def quick_key(exp_id: str) -> str:
+    """Session key of the "Show the quick budget's runs" toggle of one experiment."""
+    return f"exp_show_quick_{exp_id}"
+
+
+def choose_from_url(params, ids: list[str]) -> str:
+    """Put the URL's experiment (and its quick toggle) into the Results choice on a session's
+    first run; keep the choice otherwise. The refusal message for a URL value that is not an
+    experiment here ("" when there is none)."""
+    if st.session_state.get(RESULTS_CHOICE) in ids:
+        return ""
+    wanted = params.get(RESULTS_PARAM)
+    problem = ""
+    if wanted in ids:
+        st.session_state[RESULTS_CHOICE] = wanted
+        st.session_state[quick_key(wanted)] = params.get(QUICK_PARAM) == "1"
+    else:
+        if wanted is not None:
+            problem = state.refusal(RESULTS_PARAM, wanted, ids)
+        st.session_state[RESULTS_CHOICE] = ids[0]
+    return problem
+
+
+def sync_url(choice: str) -> None:
+    """Write the shown experiment and its budget into the URL (only when they changed)."""
+    wanted = {RESULTS_PARAM: choice}
+    if st.session_state.get(quick_key(choice)):
+        wanted[QUICK_PARAM] = "1"
+    if st.query_params.to_dict() != wanted:
+        st.query_params.from_dict(wanted)
 STATUS_ICONS = {experiments.HOLDS: ":material/check_circle:",
                 experiments.DOES_NOT_HOLD: ":material/cancel:",
                 experiments.NOT_ENOUGH: ":material/help:",
@@ -151,10 +186,14 @@ def card_ui(exp, stored) -> None:
             except (ConfigError, RuntimeError) as error:
                 st.error(plain(str(error)), icon=":material/error:")
                 return
+            # Results (drawn below the cards, later in this run) turn to what was just run.
             st.session_state[RESULTS_CHOICE] = exp.id
+            st.session_state[quick_key(exp.id)] = quick
             st.success(f"Submitted {len(ids)} runs, tagged {plain(exp.tag)}: watch them on "
-                       "Live; results below fill in as they finish.",
+                       f"Live; [its results]({'#' + RESULTS_ANCHOR}) fill in as they finish.",
                        icon=":material/rocket_launch:")
+            st.toast(f"Submitted {len(ids)} runs of {plain(exp.title)}{' (quick)' if quick else ''}"
+                     ": Results below shows them.", icon=":material/rocket_launch:")
 
 
 def estimate_ui(exp, planned, cost) -> bool:
@@ -257,7 +296,7 @@ def printed_table(result) -> pd.DataFrame:
 def results_ui(exp, store) -> None:
     """The chosen experiment's charts (notebook values drawn in), reference checks, claims
     and expectations."""
-    quick = st.toggle("Show the quick budget's runs", key=f"exp_show_quick_{exp.id}")
+    quick = st.toggle("Show the quick budget's runs", key=quick_key(exp.id))
     stored = store.list_runs()
     groups = experiments.matching_runs(exp, stored, quick=quick)
     ids = [r.id for runs in groups.values() for r in runs]

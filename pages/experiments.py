@@ -25,10 +25,12 @@ exps = experiments_ui.all_experiments()
 experiments_ui.cards_ui(exps, stored)
 
 st.divider()
-st.subheader("Results")
+st.subheader("Results", anchor=experiments_ui.RESULTS_ANCHOR)
 ids = list(exps)
-if st.session_state.get(experiments_ui.RESULTS_CHOICE) not in ids:
-    st.session_state[experiments_ui.RESULTS_CHOICE] = ids[0]
+refused = experiments_ui.choose_from_url(st.query_params.to_dict(), ids)
+if refused:
+    st.warning(refused, icon=":material/link_off:")
 choice = st.selectbox("Experiment", ids, format_func=lambda i: f"{exps[i].title} ({i})",
                       key=experiments_ui.RESULTS_CHOICE)
 experiments_ui.results_ui(exps[choice], store)
+experiments_ui.sync_url(choice)

@@ -215,3 +215,47 @@ def test_typed_seeds_out_of_range_are_named_and_launch_nothing(services):
     assert any("Seeds: 0 is not allowed" in e.value for e in at.error)
     assert card_button(at, "hw8-optimizers").disabled
     assert store.list_runs() == []
+
+
+def test_a_quick_run_from_a_card_shows_its_results_and_the_url_keeps_them(services, data_dir):
+    """Issue 20, part 4: Results turns to the experiment just run, at the budget it ran (a
+    quick run's results were hidden behind the quick toggle), and the URL says which, so a
+    reload (a new session with the same URL) opens the same results."""
+    store, manager = services
+    at = run_page()
+    exp_id = "hw8-optimizers"
+    next(n for n in at.number_input if n.key == f"exp_seeds_{exp_id}").set_value(1)
+    next(t for t in at.toggle if t.key == f"exp_quick_{exp_id}").set_value(True)
+    at.run()
+    confirm(at, exp_id)
+    card_button(at, exp_id).click()
+    at.run()
+    assert not at.exception, at.exception
+    runs = [r for r in store.list_runs() if f"exp:{exp_id}" in r.tags]
+    assert len(runs) == 4
+    assert at.selectbox(key="exp_results_choice").value == exp_id
+    assert next(t for t in at.toggle if t.key == f"exp_show_quick_{exp_id}").value is True
+    assert any("its results" in s.value for s in at.success)
+    assert dict(at.query_params) == {"experiment": exp_id, "quick": "1"}
+    wait_done(store, [r.id for r in runs])
+    at.run()
+    infos = " ".join(i.value for i in at.info)
+    assert "No runs of this experiment" not in infos
+    assert len(at.get("plotly_chart")) >= 1
+    # a new session on the same URL opens the same results
+    again = AppTest.from_file(str(PAGE), default_timeout=120)
+    again.query_params["experiment"] = exp_id
+    again.query_params["quick"] = "1"
+    again.run()
+    assert again.selectbox(key="exp_results_choice").value == exp_id
+    assert next(t for t in again.toggle if t.key == f"exp_show_quick_{exp_id}").value is True
+
+
+def test_a_url_naming_no_experiment_is_refused_by_name(services):
+    at = AppTest.from_file(str(PAGE), default_timeout=120)
+    at.query_params["experiment"] = "hw9-nothing"
+    at.run()
+    assert not at.exception, at.exception
+    warnings = " ".join(w.value for w in at.warning)
+    assert "URL parameter experiment: 'hw9-nothing' is not allowed; allowed: " in warnings
+    assert at.selectbox(key="exp_results_choice").index == 0
