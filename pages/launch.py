@@ -85,10 +85,6 @@ with st.container(border=True):
                 st.error(plain(f"Could not launch: {error}."))
             else:
                 st.session_state[state.LAST_LAUNCH] = ids
-                # Seen wherever the page is scrolled (the message below may be off screen).
-                st.toast(f"Launched {len(ids)} run{'s' if len(ids) != 1 else ''}: the Live "
-                         "page shows {}.".format("them" if len(ids) != 1 else "it"),
-                         icon=":material/rocket_launch:")
     launched = st.session_state.get(state.LAST_LAUNCH)
     if launched:
         many = len(launched) != 1
