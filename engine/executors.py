@@ -227,7 +227,9 @@ def present_token(target: str) -> None:
     if mode is not None and mode.strip().lower() != "token":
         raise ExecutorError(f"Ray cluster at {target} requires a token, but RAY_AUTH_MODE="
                             f"{mode[:40]!r} here; unset RAY_AUTH_MODE or set it to token")
-    if not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
+    loader = AuthenticationTokenLoader.instance()
+    loader.reset_cache()    # Ray caches per process; a long-lived app must see today's token
+    if not loader.has_token(ignore_auth_mode=True):
         raise ExecutorError(f"Ray cluster at {target} requires a token and this machine has "
                             "none: copy the head's ~/.ray/auth_token (`ray get-auth-token` "
                             "there) to ~/.ray/auth_token here (chmod 600), or set "

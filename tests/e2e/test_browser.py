@@ -83,7 +83,7 @@ def set_value(box, value):
 def launch(page, name):
     set_value(page.get_by_role("textbox", name="Run name (optional)"), name)
     page.get_by_role("button", name="Launch 1 run").click()
-    page.get_by_text("Launched 1 run").wait_for(timeout=15_000)
+    page.get_by_text("Launched 1 run;").wait_for(timeout=15_000)
 
 
 def test_launch_watch_stop_refresh_compare(app_url, tmp_path):

@@ -46,7 +46,7 @@ def launch_long_toy_run(server: AppServer, min_rows: int = 200) -> None:
         epochs.press("Enter")
         page.wait_for_timeout(800)
         page.get_by_role("button", name="Launch 1 run").click()
-        page.get_by_text("Launched 1 run").wait_for()
+        page.get_by_text("Launched 1 run;").wait_for()
         browser.close()   # training must not depend on any open page
     deadline = time.monotonic() + 60
     while committed_rows(server.db) < min_rows:
@@ -115,7 +115,7 @@ def test_sigterm_with_two_runs_training_exits_within_three_seconds_and_marks_the
             page.wait_for_timeout(800)
             for _ in range(2):                 # two launches: two runs side by side
                 page.get_by_role("button", name="Launch 1 run").click()
-                page.get_by_text("Launched 1 run").wait_for()
+                page.get_by_text("Launched 1 run;").wait_for()
                 page.wait_for_timeout(300)
             deadline = time.monotonic() + 60
             while True:                        # both train: each has stored metrics

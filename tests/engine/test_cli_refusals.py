@@ -95,9 +95,9 @@ def test_an_absent_device_is_refused_without_torch(tmp_path, device):
 
 def test_a_device_that_needs_torch_to_check_says_so(tmp_path, monkeypatch, capsys):
     """Where a driver is loaded, torch decides, and the user is told why it takes seconds."""
-    from engine import cli, jobs, launch
+    from engine import cli, estimate, jobs
     from engine.config import RunConfig
-    monkeypatch.setattr(launch, "nvidia_gpus", lambda: 1)
+    monkeypatch.setattr(estimate, "nvidia_gpus", lambda: 1)
     asked = []
     monkeypatch.setattr(jobs, "check_device", asked.append)
     cli.check_devices([RunConfig(dataset="spirals", device="cuda:1"),

@@ -111,8 +111,15 @@ def test_the_run_flag_is_the_users_consent(monkeypatch):
     assert cli.build_parser().parse_args(["run"]).ray_insecure is False
 
 
-def test_a_token_cluster_without_a_token_here_is_one_message(no_token_env):
+def test_a_token_cluster_without_a_token_here_is_one_message(no_token_env, monkeypatch):
     pytest.importorskip("ray")
+    # Ray caches the token it found once per process: a token seen earlier (an earlier test, or
+    # in a long-lived app server a token since removed) must not answer for the one here now.
+    from ray._raylet import AuthenticationTokenLoader
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "a" * 32)
+    AuthenticationTokenLoader.instance().reset_cache()
+    assert AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True)
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
     with pytest.raises(ExecutorError) as error:
         executors.present_token("10.0.0.5:6379")
     assert str(error.value).startswith("Ray cluster at 10.0.0.5:6379 requires a token and this "

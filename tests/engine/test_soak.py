@@ -109,7 +109,9 @@ def soak(path, seconds, producers, readers, burst=50, pause_s=0.005):
         assert seen == [total] * readers       # every row once, in order, nothing skipped
         assert all(store.get_run(r).status == RunStatus.COMPLETED for r in run_ids)
         assert store.integrity_ok() and store.stats()["dropped"] == 0
-        assert max(sync_latency) < 5.0
+        # Not a speed goal (bench/ measures those): a rename must never wait for the writer's
+        # whole backlog. 5 s was crossed on a loaded 2-core CI machine (5.6 s); stuck is minutes.
+        assert max(sync_latency) < 30.0
         assert backlog[0] < 50_000, "the writer fell behind a realistic load"
     finally:
         stop.set()
