@@ -1,6 +1,7 @@
 """End to end in a real browser: a spirals run trained by the CLI (its own process) while the
 app's Diagnostics page is open; the page's decision regions move on to later steps by
-themselves (live), beside the heat map and the warnings. A screenshot is saved under tmp_path.
+themselves (live), beside the heat map and the warnings; and Play replays a finished run's
+regions from an early step on (no retraining). Screenshots are saved under tmp_path.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def test_decision_regions_form_live_while_the_cli_trains(tmp_path):
             # shown); regions, units, signal: redraws replace, they do not pile up
             page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot')"
                                    ".length === 9", timeout=20_000)
-            page.get_by_text("gradient norm per layer over training").wait_for()
+            page.get_by_text("gradient norm per layer over training").first.wait_for()
             page.screenshot(path=str(tmp_path / "diagnostics.png"), full_page=True)
             print(f"screenshot: {tmp_path / 'diagnostics.png'}")
             browser.close()
@@ -74,4 +75,50 @@ def test_decision_regions_form_live_while_the_cli_trains(tmp_path):
         if trainer is not None and trainer.poll() is None:
             trainer.terminate()
             trainer.wait(15)
+        server.stop()
+
+
+def test_play_replays_a_finished_runs_regions_without_retraining(tmp_path):
+    """A finished run: Play starts the regions at the first collection and moves them on,
+    step by step, to later ones (issue 21: replay without retraining)."""
+    from playwright.sync_api import sync_playwright
+
+    server = AppServer(tmp_path)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "engine", "--db", str(server.db), "run", "--dataset",
+             "spirals", "--toy-samples", "200", "--width", "16", "--batch-size", "20",
+             "--epochs", "8", "--optimizer", "adam", "--lr", "0.01", "--device", "cpu",
+             "--name", "e2e replay", "--quiet"],
+            cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            page = browser.new_page(viewport={"width": 1400, "height": 2400})
+            page.goto(f"{server.url}/diagnostics")
+            page.get_by_text("Decision regions", exact=True).wait_for(timeout=60_000)
+            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot')"
+                                   ".length >= 4", timeout=60_000)
+            last = 0
+            for _ in range(100):                 # a finished run opens at its last step
+                last = regions_step(page)
+                if last:
+                    break
+                page.wait_for_timeout(300)
+            assert last > 0
+            page.get_by_role("button", name="Play", exact=True).click()
+            seen = []
+            for _ in range(200):
+                step = regions_step(page)
+                if step and (not seen or step != seen[-1]):
+                    seen.append(step)
+                if len(seen) >= 4:
+                    break
+                page.wait_for_timeout(250)
+            # from an early collection, moving on in order: the stored steps, not new training
+            assert len(seen) >= 4 and seen[1:] == sorted(seen[1:]), seen
+            assert min(seen) < last, seen
+            page.screenshot(path=str(tmp_path / "replay.png"), full_page=True)
+            browser.close()
+    finally:
         server.stop()
