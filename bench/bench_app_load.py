@@ -6,10 +6,13 @@ Chromium tab (Debian's, headless), then:
   has changed for QUIET_MS; the time is that of its last change) on a server that has drawn
   nothing yet;
 - second load: the same in a second tab once the first has finished (modules imported,
-  caches warm).
-The median of --repeats fresh servers per page is printed, with the range. Asserts nothing.
+  caches warm);
+- busy first load: a first load again, on a fresh server, while --busy processes (default:
+  one per CPU core) spin on the CPU beside it, as a training run or a build would.
+The median of --repeats fresh servers per page is printed, with the range, quiet and busy side
+by side. Goals (issue 20): first draw under 2 s quiet, under 5 s busy. Asserts nothing.
 
-Usage: python bench/bench_app_load.py [--repeats 3] [--pages playground launch ...]
+Usage: python bench/bench_app_load.py [--repeats 3] [--busy N] [--pages playground launch ...]
 """
 
 from __future__ import annotations
@@ -91,34 +94,63 @@ def load_once(browser, url: str, title: str) -> float:
     return took
 
 
+SPIN = "import time\nwhile True:\n    sum(range(100_000))"   # one busy CPU core, forever
+
+
+def first_load(browser, key: str, busy: int) -> tuple[float, float]:
+    """(first load, second load) in seconds on a fresh server with `busy` spinning processes
+    started before it and stopped after."""
+    spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(busy)]
+    try:
+        with tempfile.TemporaryDirectory() as home:
+            process, url = start_server(Path(home))
+            try:
+                path = "" if key == "playground" else key
+                first = load_once(browser, f"{url}/{path}", PAGES[key])
+                return first, load_once(browser, f"{url}/{path}", PAGES[key])
+            finally:
+                process.terminate()
+                process.wait(30)
+    finally:
+        for spinner in spinners:
+            spinner.kill()
+            spinner.wait()
+
+
+def spread(values: list[float]) -> str:
+    return f"{statistics.median(values):5.2f} [{min(values):.2f}-{max(values):.2f}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--pages", nargs="*", default=list(PAGES), choices=list(PAGES))
+    parser.add_argument("--busy", type=int, default=os.cpu_count() or 1,
+                        help="spinning processes beside the busy loads (0: quiet only)")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} is missing (make setup installs Debian's chromium)")
     from playwright.sync_api import sync_playwright
 
     print(f"page load in Chromium, {args.repeats} fresh servers per page, "
-          f"{os.cpu_count()} CPU cores; median [min-max] seconds")
+          f"{os.cpu_count()} CPU cores, busy = {args.busy} spinning processes beside it; "
+          "median [min-max] seconds")
+    print(f"{'page':12s} {'first (quiet)':>19s}   {'second (quiet)':>19s}   "
+          f"{'first (busy)':>19s}   busy/quiet")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         for key in args.pages:
-            firsts, seconds = [], []
+            firsts, seconds, busy = [], [], []
             for _ in range(args.repeats):
-                with tempfile.TemporaryDirectory() as home:
-                    process, url = start_server(Path(home))
-                    try:
-                        path = "" if key == "playground" else key
-                        firsts.append(load_once(browser, f"{url}/{path}", PAGES[key]))
-                        seconds.append(load_once(browser, f"{url}/{path}", PAGES[key]))
-                    finally:
-                        process.terminate()
-                        process.wait(30)
-            print(f"{key:12s} first load {statistics.median(firsts):5.2f} "
-                  f"[{min(firsts):.2f}-{max(firsts):.2f}]   second load "
-                  f"{statistics.median(seconds):5.2f} [{min(seconds):.2f}-{max(seconds):.2f}]")
+                first, second = first_load(browser, key, 0)
+                firsts.append(first)
+                seconds.append(second)
+                if args.busy:
+                    busy.append(first_load(browser, key, args.busy)[0])
+            ratio = (f"{statistics.median(busy) / statistics.median(firsts):5.2f}x"
+                     if busy else "")
+            print(f"{key:12s} {spread(firsts):>19s}   {spread(seconds):>19s}   "
+                  f"{spread(busy) if busy else '-':>19s}   {ratio}", flush=True)
         browser.close()
 
 
