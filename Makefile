@@ -50,6 +50,12 @@ soak: setup
 ray-test: setup
 	$(PY) -m pytest -m ray_slow -p no:cacheprovider tests/e2e/test_ray.py
 
+# The real server killed (kill -9, SIGTERM) while a browser-launched run trains: a minute each,
+# run by hand, not in CI (tests/engine/test_exits.py kills the CLI the same way in CI).
+.PHONY: faults
+faults: setup
+	$(PY) -m pytest -m faults -p no:cacheprovider tests/e2e/test_server_faults.py
+
 # The standing fuzzing harness at full strength (tests/fuzz): 10,000 random examples per input
 # path (config values, config and experiment files, URL parameters, CLI argument vectors, run
 # names and tags, IDX/CIFAR archives); tens of minutes. `make test` runs a short profile.

@@ -113,7 +113,7 @@ def test_play_replays_a_finished_runs_regions_without_retraining(tmp_path):
             assert last > 0
             page.get_by_role("button", name="Play", exact=True).click()
             seen = []
-            for _ in range(200):
+            for _ in range(480):                 # up to 2 min on a loaded machine
                 step = regions_step(page)
                 if step and (not seen or step != seen[-1]):
                     seen.append(step)

@@ -4,6 +4,10 @@ A run is launched through the browser (the way a user does it), trains on a toy 
 the server process is then killed. The store is opened again as the next server would open
 it. Figures (rows committed before the kill, rows found, time to mark interrupted, time to
 exit) are printed.
+
+The two kill trials train a run for a minute each: they run by hand (`make faults`, marker
+`faults`), beside tests/engine/test_exits.py and test_store.py, which kill the CLI and the
+writer the same way inside `make test`.
 """
 
 from __future__ import annotations
@@ -54,6 +58,7 @@ def launch_long_toy_run(server: AppServer, min_rows: int = 200) -> None:
         time.sleep(0.2)
 
 
+@pytest.mark.faults
 def test_kill_9_mid_run_loses_no_committed_metric(tmp_path):
     server = AppServer(tmp_path)
     try:
@@ -90,6 +95,7 @@ def statuses(db) -> list[tuple]:
         return conn.execute("SELECT status, reason, ended_at FROM runs").fetchall()
 
 
+@pytest.mark.faults
 def test_sigterm_with_two_runs_training_exits_within_three_seconds_and_marks_them(tmp_path):
     """Two runs train, a tab is open on Live; SIGTERM. Measured (bench/bench_exit.py): the
     runs were marked in 0.2-0.3 s and Python's own shutdown (Streamlit's stop, the sessions,
