@@ -66,36 +66,33 @@ with st.container(border=True):
         manager = services.started_manager()
         confirmed = forms.estimate_ui(launch, services.get_store().list_runs(),
                                       manager.max_concurrent if manager else None)
-    # A launch's outcome is drawn here, just above the button the user pressed (below it, a
-    # grid's message and its Live button sat under the fold).
-    notice = st.container()
     clicked = st.button(f"Launch {n_runs} run{'s' if n_runs != 1 else ''}" if n_runs
                         else "Launch", type="primary", key="launch",
                         icon=":material/rocket_launch:", disabled=bool(problem) or not confirmed)
     if clicked:
         st.session_state.pop(state.LAST_LAUNCH, None)
         if problem:     # a disabled button can still arrive clicked (a stale browser tab)
-            notice.error(plain(f"Nothing was launched. {problem}"), icon=":material/error:")
+            st.error(plain(f"Nothing was launched. {problem}"), icon=":material/error:")
         elif not confirmed:
-            notice.error("Nothing was launched: tick “Start it anyway” first.",
-                         icon=":material/error:")
+            st.error("Nothing was launched: tick “Start it anyway” first.",
+                     icon=":material/error:")
         else:
             try:
                 # One grid: every run enters the queue at once, so runs that share a shape
                 # train together as a pack (engine/packs.py).
                 ids = launch.submit(services.get_manager())
             except (ValueError, RuntimeError) as error:
-                notice.error(plain(f"Could not launch: {error}."))
+                st.error(plain(f"Could not launch: {error}."))
             else:
                 st.session_state[state.LAST_LAUNCH] = ids
     launched = st.session_state.get(state.LAST_LAUNCH)
     if launched:
         many = len(launched) != 1
-        notice.success(f"Launched {len(launched)} run{'s' if many else ''}; "
-                       f"{'they train' if many else 'it trains'} in the background (queued "
-                       "runs start as others finish).")
-        if notice.button("Watch them on the Live page →" if many
-                         else "Watch it on the Live page →", key="to_live"):
+        st.success(f"Launched {len(launched)} run{'s' if many else ''}; "
+                   f"{'they train' if many else 'it trains'} in the background (queued runs "
+                   "start as others finish).")
+        if st.button("Watch them on the Live page →" if many else "Watch it on the Live page →",
+                     key="to_live"):
             st.session_state.pop(state.LAST_LAUNCH, None)
             state.switch_to("live")
 

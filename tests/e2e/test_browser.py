@@ -97,6 +97,8 @@ def test_launch_watch_stop_refresh_compare(app_url, tmp_path):
         context = browser.new_context(viewport={"width": 1500, "height": 1100},
                                       accept_downloads=True)
         page = context.new_page()
+        errors = []         # a page error leaves a blank page (once: "Bad delta path index")
+        page.on("pageerror", lambda error: errors.append(str(error)))
         page.set_default_timeout(20_000)
 
         # How fast the first page loads is measured by bench/bench_app_load.py, not here: a
@@ -122,6 +124,7 @@ def test_launch_watch_stop_refresh_compare(app_url, tmp_path):
         page.get_by_role("button", name="Watch it on the Live page").click()
         page.get_by_role("heading", name="Live").wait_for()
         expect(run_row(page, "e2e first")).to_be_visible()
+        assert errors == []
         page.wait_for_function("""() => {
             const plots = document.querySelectorAll('.js-plotly-plot');
             return plots.length >= 3 && plots[2]._fullData && plots[2]._fullData.length > 0
