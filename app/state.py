@@ -81,6 +81,17 @@ def switch_to(page: str, query_params: dict | None = None) -> None:
     st.switch_page(str(PAGES[page].path), query_params=query_params)
 
 
+def link_to(page: str, label: str) -> None:
+    """A link to another page (by short name): the browser switches pages as from the sidebar.
+    A page run on its own (AppTest runs one page, without the app's navigation) cannot resolve
+    it and shows the label as text instead."""
+    from streamlit.errors import StreamlitPageNotFoundError
+    try:
+        st.page_link(str(PAGES[page].path), label=label, icon=PAGES[page].icon)
+    except StreamlitPageNotFoundError:
+        st.markdown(f"{label} ({PAGES[page].title} page)")
+
+
 def set_default(key: str, value) -> None:
     """Give a session key its default once; widgets then take their value from it."""
     if key not in st.session_state:

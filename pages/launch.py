@@ -91,9 +91,9 @@ with st.container(border=True):
         st.success(f"Launched {len(launched)} run{'s' if many else ''}; "
                    f"{'they train' if many else 'it trains'} in the background (queued runs "
                    "start as others finish).")
-        if st.button("Watch them on the Live page →" if many else "Watch it on the Live page →",
-                     key="to_live"):
-            st.session_state.pop(state.LAST_LAUNCH, None)
-            state.switch_to("live")
+        # A link, not a button that calls st.switch_page: the switch from a rerun sometimes left
+        # Chromium a blank page ("Bad delta path index" in its console), in CI and here.
+        state.link_to("live", "Watch them on the Live page" if many
+                      else "Watch it on the Live page")
 
 forms.save_form()

@@ -22,6 +22,7 @@ CHOICES = {"launch": "Latest launch and running", "active": "Running and queued"
            "pinned": "Pinned runs"}
 
 st.title("Live")
+st.session_state.pop(state.LAST_LAUNCH, None)    # the Launch page's message has been followed
 tags = sorted({t for r in services.get_store().list_runs() for t in r.tags} - {PINNED})
 choices = list(CHOICES) + [f"tag:{t}" for t in tags]
 if st.session_state.get("live_show") not in choices:    # a tag that no run has any more

@@ -10,6 +10,7 @@ printed (pytest -s shows them).
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -121,7 +122,7 @@ def test_launch_watch_stop_refresh_compare(app_url, tmp_path):
         launch(page, "e2e first")
         shot(page, tmp_path, "02-launched")
 
-        page.get_by_role("button", name="Watch it on the Live page").click()
+        page.get_by_role("link", name="Watch it on the Live page").click()
         page.get_by_role("heading", name="Live").wait_for()
         expect(run_row(page, "e2e first")).to_be_visible()
         assert errors == []
@@ -137,9 +138,9 @@ def test_launch_watch_stop_refresh_compare(app_url, tmp_path):
         page.get_by_role("heading", name="Launch runs").wait_for()
         expect(page.get_by_label("Epochs", exact=True)).to_have_value("3000")  # form kept
         launch(page, "e2e second")
-        page.get_by_role("link", name="Live").click()
+        page.get_by_role("link", name="Live", exact=True).click()
         second = run_row(page, "e2e second")
-        expect(second.get_by_text("step")).to_be_visible(timeout=20_000)
+        expect(second.get_by_text(re.compile(r"^epoch \d+/\d+ · step"))).to_be_visible(timeout=20_000)
         second.get_by_role("button", name="Stop").click()
         expect(run_row(page, "e2e second").get_by_text("stopped").first).to_be_visible()
         shot(page, tmp_path, "04-stopped")

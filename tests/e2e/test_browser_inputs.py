@@ -90,7 +90,7 @@ def test_markup_in_a_run_name_is_shown_as_text(server):
         set_value(page.get_by_role("textbox", name="Run name (optional)"), MARKUP_NAME)
         page.get_by_role("button", name="Launch 1 run").click()
         page.get_by_text("Launched 1 run;").wait_for(timeout=15_000)
-        page.get_by_role("button", name="Watch it on the Live page").click()
+        page.get_by_role("link", name="Watch it on the Live page").click()
         page.get_by_role("heading", name="Live").wait_for()
         # The name appears as the characters typed (bold only as the label's own emphasis).
         expect(page.get_by_text(MARKUP_NAME).first).to_be_visible(timeout=20_000)
