@@ -50,8 +50,8 @@ soak: setup
 ray-test: setup
 	$(PY) -m pytest -m ray_slow -p no:cacheprovider tests/e2e/test_ray.py
 
-# The real server killed (kill -9, SIGTERM) while a browser-launched run trains: a minute each,
-# run by hand, not in CI (tests/engine/test_exits.py kills the CLI the same way in CI).
+# The real server killed (kill -9, SIGTERM) while a browser-launched run trains, alone (they
+# are part of `make test` too; about 30 s).
 .PHONY: faults
 faults: setup
 	$(PY) -m pytest -m faults -p no:cacheprovider tests/e2e/test_server_faults.py

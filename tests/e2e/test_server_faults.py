@@ -5,9 +5,7 @@ the server process is then killed. The store is opened again as the next server 
 it. Figures (rows committed before the kill, rows found, time to mark interrupted, time to
 exit) are printed.
 
-The two kill trials train a run for a minute each: they run by hand (`make faults`, marker
-`faults`), beside tests/engine/test_exits.py and test_store.py, which kill the CLI and the
-writer the same way inside `make test`.
+The two kill trials (marker `faults`) also run alone: `make faults` (about 30 s).
 """
 
 from __future__ import annotations
