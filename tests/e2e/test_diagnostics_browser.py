@@ -32,6 +32,17 @@ def regions_step(page) -> int:
     return max(steps, default=0)
 
 
+def open_diagnostics(p, server):
+    """Chromium on the Diagnostics page, its regions and first charts drawn: (browser, page)."""
+    browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    page = browser.new_page(viewport={"width": 1400, "height": 2400})
+    page.goto(f"{server.url}/diagnostics")
+    page.get_by_text("Decision regions", exact=True).wait_for(timeout=60_000)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot')"
+                           ".length >= 4", timeout=60_000)
+    return browser, page
+
+
 def test_decision_regions_form_live_while_the_cli_trains(tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -48,12 +59,7 @@ def test_decision_regions_form_live_while_the_cli_trains(tmp_path):
         assert trainer.stderr.readline().startswith("estimate: 1 run, about ")
         assert trainer.stderr.readline().startswith("run "), "the CLI did not start its run"
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 2400})
-            page.goto(f"{server.url}/diagnostics")
-            page.get_by_text("Decision regions", exact=True).wait_for(timeout=60_000)
-            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot')"
-                                   ".length >= 4", timeout=60_000)
+            browser, page = open_diagnostics(p, server)
             # The live fragment redraws every 2 s. Under heavy load (CI) one redraw was seen
             # to show an earlier collection for a moment ([1920, 1440, 1920]); what must hold
             # is that the regions move on to later steps by themselves, twice.
@@ -98,12 +104,7 @@ def test_play_replays_a_finished_runs_regions_without_retraining(tmp_path):
             cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 2400})
-            page.goto(f"{server.url}/diagnostics")
-            page.get_by_text("Decision regions", exact=True).wait_for(timeout=60_000)
-            page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot')"
-                                   ".length >= 4", timeout=60_000)
+            browser, page = open_diagnostics(p, server)
             last = 0
             for _ in range(100):                 # a finished run opens at its last step
                 last = regions_step(page)
