@@ -66,6 +66,9 @@ with st.container(border=True):
         manager = services.started_manager()
         confirmed = forms.estimate_ui(launch, services.get_store().list_runs(),
                                       manager.max_concurrent if manager else None)
+    # A launch's outcome is drawn just above the button the user pressed (below it, a grid's
+    # message and its Live link sat under the fold at 1280x720).
+    outcome = st.container()
     clicked = st.button(f"Launch {n_runs} run{'s' if n_runs != 1 else ''}" if n_runs
                         else "Launch", type="primary", key="launch",
                         icon=":material/rocket_launch:", disabled=bool(problem) or not confirmed)
@@ -88,12 +91,13 @@ with st.container(border=True):
     launched = st.session_state.get(state.LAST_LAUNCH)
     if launched:
         many = len(launched) != 1
-        st.success(f"Launched {len(launched)} run{'s' if many else ''}; "
-                   f"{'they train' if many else 'it trains'} in the background (queued runs "
-                   "start as others finish).")
-        # A link, not a button that calls st.switch_page: the switch from a rerun sometimes left
-        # Chromium a blank page ("Bad delta path index" in its console), in CI and here.
-        state.link_to("live", "Watch them on the Live page" if many
-                      else "Watch it on the Live page")
+        with outcome:
+            st.success(f"Launched {len(launched)} run{'s' if many else ''}; "
+                       f"{'they train' if many else 'it trains'} in the background (queued runs "
+                       "start as others finish).")
+            # A link, not a button that calls st.switch_page: the switch from a rerun sometimes left
+            # Chromium a blank page ("Bad delta path index" in its console), in CI and here.
+            state.link_to("live", "Watch them on the Live page" if many
+                          else "Watch it on the Live page")
 
 forms.save_form()
