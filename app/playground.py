@@ -237,7 +237,10 @@ def apply_link(params: dict) -> None:
     sidebar link back to the page) keeps the knobs as they were. On a session's first run
     the `tries` parameter brings the trail back from the store (a reload keeps the tries)."""
     first = state.PG_VALUES not in st.session_state
-    if not first and params == st.session_state.get(state.PG_LINK):
+    if not first and (params == st.session_state.get(state.PG_LINK) or knob_changed()):
+        # A knob change's rerun carries the URL the browser had when the knob moved; when
+        # the page's last write (a try's end adds its replay step) had not reached it yet,
+        # that URL is stale, not a Back press: the change wins and sync_link rewrites it.
         return
     st.session_state[state.PG_LINK] = params
     tries = params.get(TRIES_PARAM)
@@ -260,6 +263,22 @@ def apply_link(params: dict) -> None:
     st.session_state[state.PG_VALUES] = values
     st.session_state[state.PG_START] = json.dumps(values, sort_keys=True)
     st.session_state[state.PG_URL_ERROR] = error
+
+
+def knob_changed() -> bool:
+    """Whether a knob was moved since the page last ran: a widget's new value is in session
+    state before the page draws it (and a rate taken from the range test is pending)."""
+    if st.session_state.get(PENDING_LR) is not None:
+        return True
+    values = st.session_state[state.PG_VALUES]
+    for name in LINK_FIELDS:
+        key = state.PG_PREFIX + name
+        if key not in st.session_state or (name == "width" and len(values["width"]) > 1):
+            continue
+        new = st.session_state[key]
+        if ([int(new)] if name == "width" else new) != values[name]:
+            return True
+    return False
 
 
 def at_start(cfg: dict | None) -> bool:

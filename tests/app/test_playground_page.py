@@ -184,6 +184,27 @@ def test_query_parameters_set_the_knobs_and_round_trip(services, fake_trainer):
     assert len(runs(store)) == 2                          # the same config: nothing new
 
 
+def test_a_knob_flipped_while_the_browser_still_shows_an_older_link_is_kept(services):
+    """A rerun carries the URL the browser had when the knob changed: when the page's last
+    write (a try's end puts its replay step in the URL) had not reached it yet, that URL is
+    stale, not a Back press, and the knob change must win (CI lost a depth change so)."""
+    store, manager = services
+    at = fresh(services, dataset="circles", depth="3")
+    older = dict(at.query_params)
+    at.select_slider(key="pg_lr").set_value(0.1).run()
+    assert at.query_params["lr"] in ("0.1", ["0.1"])
+    at.query_params.clear()
+    at.query_params.update(older)                 # the browser has not seen the last write
+    at.number_input(key="pg_depth").set_value(4).run()
+    assert not at.exception
+    assert at.number_input(key="pg_depth").value == 4
+    assert at.select_slider(key="pg_lr").value == 0.1
+    assert {(r.config["depth"], r.config["lr"]) for r in runs(store)} == \
+        {(3, 0.01), (3, 0.1), (4, 0.1)}
+    assert at.query_params["depth"] in ("4", ["4"]) and at.query_params["lr"] in ("0.1", ["0.1"])
+    wait_idle(manager)
+
+
 def test_bad_link_values_are_refused_naming_the_field_and_nothing_runs(services):
     store, _ = services
     for query, expected in (({"lr": "abc"}, ["lr", "'abc'", "finite number"]),
