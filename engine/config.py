@@ -24,6 +24,7 @@ and what is allowed; nothing downstream ever sees an invalid config.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -588,20 +589,34 @@ def experiment_key(cfg, *, except_fields=SEED_FIELDS) -> str:
 
 # --- field specs --------------------------------------------------------------------------------
 
+@functools.cache
+def _field_table() -> dict[str, dataclasses.Field]:
+    """name -> field, built once: every value of every config is checked against it (an
+    experiment catalogue builds about a thousand configs on the page's first draw)."""
+    return {f.name: f for f in dataclasses.fields(RunConfig)}
+
+
 def fields() -> list[dataclasses.Field]:
-    return list(dataclasses.fields(RunConfig))
+    return list(_field_table().values())
 
 
 def field_names() -> set[str]:
-    return {f.name for f in dataclasses.fields(RunConfig)}
+    return set(_field_table())
+
+
+@functools.cache
+def _rule(name: str) -> dict:
+    """spec(name) without its default, built once per field; read, never changed."""
+    f = _field_table()[name]
+    return {**f.metadata, "name": name, "type": _type_of(f)}
 
 
 def spec(name: str) -> dict:
     """The rule of one field: help, choices, low/high, group, kind, default, type, and its
     catalogue facts: label, short, role, member, applies (a rule or None)."""
-    f = next(f for f in dataclasses.fields(RunConfig) if f.name == name)
+    f = _field_table()[name]
     default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-    return {**f.metadata, "name": name, "default": default, "type": _type_of(f)}
+    return {**_rule(name), "default": default}
 
 
 def _type_of(f: dataclasses.Field) -> type:
@@ -638,19 +653,22 @@ def coerce(name: str, value: Any) -> Any:
     Accepts strings for every type (the CLI and YAML/forms hand us text); never accepts a
     float with a fraction for an int, a bool for a number, or a non-finite float.
     """
-    if not isinstance(name, str) or name not in field_names():   # a list as a name: no TypeError
+    if not isinstance(name, str) or name not in _field_table():   # a list as a name: no TypeError
         raise ConfigError(name, value, "unknown option; known options are: "
                           + ", ".join(sorted(field_names())))
     if name in UNSET_FIELDS and (value is None or (isinstance(value, str) and not value.strip())):
         return None       # unset: the optimizer's own constant, resolved when the config is built
-    t = spec(name)["type"]
-    bad = ConfigError(name, value, allowed_text(name))
+    t = _rule(name)["type"]
+
+    def bad() -> ConfigError:     # built on failure only: most values pass
+        return ConfigError(name, value, allowed_text(name))
+
     if t is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
-        raise bad
+        raise bad()
     if t is list:
         items = value
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -658,26 +676,26 @@ def coerce(name: str, value: Any) -> Any:
         elif isinstance(value, str):
             items = [p for p in re.split(r"[,\s]+", value.strip()) if p]
         if not isinstance(items, (list, tuple)) or (not items and spec(name)["default"]):
-            raise bad
+            raise bad()
         return [_to_int(name, v, bad) for v in items]
     if t is int:
         return _to_int(name, value, bad)
     if t is float:
         if isinstance(value, bool):
-            raise bad
+            raise bad()
         if isinstance(value, str):
             if not _FLOAT_TEXT.match(value.strip()):
-                raise bad
+                raise bad()
             value = float(value.strip())
         try:
             finite = isinstance(value, (int, float)) and math.isfinite(value)
         except OverflowError:      # an int past float range (~1.8e308), e.g. YAML's 0xfff...f
             finite = False
         if not finite:
-            raise bad
+            raise bad()
         return float(value)
     if not isinstance(value, str):
-        raise bad
+        raise bad()
     return value.strip()
 
 
@@ -689,8 +707,9 @@ _FLOAT_TEXT = re.compile(r"^[+-]?([0-9]{1,40}(\.[0-9]{0,40})?|\.[0-9]{1,40})([eE
 
 
 def _to_int(name, value, bad):
+    """`bad()` builds the error naming the field (only when a value fails)."""
     if isinstance(value, bool):
-        raise bad
+        raise bad()
     if isinstance(value, str):
         text = value.strip()
         if _INT_TEXT.match(text):
@@ -698,15 +717,15 @@ def _to_int(name, value, bad):
         elif _FLOAT_TEXT.match(text):
             value = float(text)
         else:
-            raise bad
+            raise bad()
     if isinstance(value, int) and abs(value) > 10**40:
-        raise bad
+        raise bad()
     if isinstance(value, float):
         if not math.isfinite(value) or value != int(value):
-            raise bad
+            raise bad()
         value = int(value)
     if not isinstance(value, int):
-        raise bad
+        raise bad()
     return value
 
 
@@ -734,18 +753,21 @@ def _resolve_unset(cfg: "RunConfig") -> None:
 
 
 def _check_range(name: str, value: Any) -> None:
-    s = spec(name)
-    fail = ConfigError(name, value, allowed_text(name))
+    s = _rule(name)
+
+    def fail() -> ConfigError:
+        return ConfigError(name, value, allowed_text(name))
+
     if s["choices"] and value not in s["choices"]:
-        raise fail
+        raise fail()
     values = value if isinstance(value, list) else [value]
     for v in values:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             continue
         if s["low"] is not None and (v < s["low"] or (s["low_open"] and v == s["low"])):
-            raise fail
+            raise fail()
         if s["high"] is not None and (v > s["high"] or (s["high_open"] and v == s["high"])):
-            raise fail
+            raise fail()
 
 
 def check_value(name: str, value: Any) -> Any:

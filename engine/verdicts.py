@@ -889,7 +889,6 @@ def _sd(x: np.ndarray) -> float:
 def two_sample_check(ours, ref, margin: float) -> ReferenceCheck:
     """Our values against the reference re-run's values: Welch's t for a difference and its
     TOST at +-margin for equivalence (outcome set by reference_outcomes, after Holm)."""
-    from scipy import stats
     a, b = np.asarray(ours, dtype="float64"), np.asarray(ref, dtype="float64")
     check = ReferenceCheck(len(a), len(b), float(a.mean() - b.mean()) if len(a) and len(b)
                            else None, float(margin))

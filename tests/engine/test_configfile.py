@@ -49,3 +49,8 @@ def test_unknown_and_bad_options_in_a_file_name_the_field(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config_file(tmp_path / "nope.json")
+
+
+def test_a_control_character_is_named_with_its_offset():
+    with pytest.raises(ConfigError, match=r"character 0x0007 at offset 7: control characters"):
+        parse_config_bytes(b"lr: 0.1\x07\n", "x.yaml")
