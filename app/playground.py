@@ -457,7 +457,8 @@ def _trim(store, trail: list) -> None:
 def controls_ui(manager, run_id: str | None, store, cfg: dict, kind: str = "regions"):
     """One row: Train (before the first try of this setting) or stop, pause, step one batch
     and resume for the current try, and its progress; once the try has ended, its replay
-    in their place (returns the (step, data) snapshot to show, or None for the newest)."""
+    in their place (returns the (step, data) snapshot to show, or None for the newest).
+    `manager` may be None before the first try (`run_id` None): nothing needs it then."""
     progress = manager.progress(run_id) if run_id else None
     active = progress is not None and progress.status in RunStatus.ACTIVE
     paused = bool(progress and progress.paused)
@@ -667,7 +668,9 @@ def tries_ui(current: str | None, cfg: dict) -> None:
     toy = view_cfg.get("dataset") in config.TOY_DATASETS
     kind = "regions" if toy else "predictions"
     st.session_state[REPLAY_LINK] = None       # set again by a replay that is shown
-    replayed = controls_ui(services.get_manager(), current, store, cfg, kind)
+    # Before the first try the manager (and with it torch, ~3 s) is not needed: Train starts it.
+    manager = services.get_manager() if current else services.started_manager()
+    replayed = controls_ui(manager, current, store, cfg, kind)
     shown = replayed or (newest_snapshot(store, current, kind) if current else None)
     c_net, c_out = st.columns([1, 1], gap="small")
     # The untrained model and the toy points need torch, which loads in the background

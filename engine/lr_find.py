@@ -29,7 +29,6 @@ import numpy as np
 from engine import curves
 from engine.config import ConfigError, RunConfig
 from engine.events import STEP_LOSS
-from engine.optim import range_lr
 
 DEFAULT_STEPS = 100          # steps of the test (fastai: 100)
 DEFAULT_LR_MIN = 1e-7
@@ -37,6 +36,18 @@ DEFAULT_LR_MAX = 10.0
 SMOOTHING = 0.98             # EMA weight of the loss curve
 SUGGESTIONS = ("steepest", "min/10", "valley")
 TAG = "lr-find"              # the tag every range test is stored with
+
+
+def range_factor(cfg: RunConfig, done: int, total_steps: int) -> float:
+    """lr-range: the multiplier of cfg.lr for the step after `done` steps: lr_min at the first
+    step, rising exponentially to lr at step total_steps."""
+    span = max(1, total_steps - 1)
+    return (cfg.lr_min / cfg.lr) ** max(0.0, 1 - min(done, span) / span)
+
+
+def range_lr(cfg: RunConfig, step: int, total_steps: int) -> float:
+    """The learning rate an lr-range run used at `step` (1-based): for reading its curve."""
+    return cfg.lr * range_factor(cfg, step - 1, total_steps)
 
 
 def range_config(base: RunConfig, *, steps: int = DEFAULT_STEPS, lr_min: float = DEFAULT_LR_MIN,

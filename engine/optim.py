@@ -29,6 +29,7 @@ import torch
 from torch.optim import lr_scheduler
 
 from engine.config import OPTIMIZERS, RunConfig
+from engine.lr_find import range_factor   # the range test owns its schedule (no torch there)
 
 
 # --- the course formulas, written once -----------------------------------------------------------
@@ -311,18 +312,6 @@ def build_schedule(cfg: RunConfig, optimizer: torch.optim.Optimizer, epochs: int
     if cfg.schedule == "lr-range":
         return lr_scheduler.LambdaLR(optimizer, lambda i: range_factor(cfg, i, total_steps))
     raise ValueError(f"unknown schedule {cfg.schedule!r}")
-
-
-def range_factor(cfg: RunConfig, done: int, total_steps: int) -> float:
-    """lr-range: the multiplier of cfg.lr for the step after `done` steps: lr_min at the first
-    step, rising exponentially to lr at step total_steps."""
-    span = max(1, total_steps - 1)
-    return (cfg.lr_min / cfg.lr) ** max(0.0, 1 - min(done, span) / span)
-
-
-def range_lr(cfg: RunConfig, step: int, total_steps: int) -> float:
-    """The learning rate an lr-range run used at `step` (1-based): for reading its curve."""
-    return cfg.lr * range_factor(cfg, step - 1, total_steps)
 
 
 # --- K members at once ---------------------------------------------------------------------------

@@ -4,13 +4,12 @@ their solo runs, the suggestions on curves whose answer is known, and `engine lr
 end to end (its suggestion, launched, trains)."""
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from engine import lr_find, optim, plots
+from engine import lr_find, plots
 from engine.config import ConfigError, RunConfig
 from engine.events import RunStatus, StepLoss
 from engine.trainer import train, train_runs
@@ -21,7 +20,7 @@ TOY = dict(dataset="spirals", toy_samples=400, batch_size=16, depth=2, width=[16
 
 def test_the_rate_rises_exponentially_from_lr_min_to_lr():
     cfg = RunConfig(**TOY, schedule="lr-range", lr=1.0, lr_min=1e-4, max_steps=5)
-    rates = [optim.range_lr(cfg, step, 5) for step in range(1, 6)]
+    rates = [lr_find.range_lr(cfg, step, 5) for step in range(1, 6)]
     assert rates == pytest.approx([1e-4, 1e-3, 1e-2, 1e-1, 1.0])      # x10 a step
     # the optimizer the loop builds sees exactly these rates, one per step
     from engine.stepper import SoloStepper
