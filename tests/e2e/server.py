@@ -1,6 +1,6 @@
 """The real app as a server process for end-to-end tests: `python app` (app/__main__.py, as
 `make run` starts it) on a free localhost port, its home (store, exports) in the test's own
-folder."""
+folder; and the two helpers every browser test drives a page with (`settle`, `set_value`)."""
 
 from __future__ import annotations
 
@@ -69,3 +69,28 @@ class AppServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self._log.close()
+
+
+# --- driving a page ----------------------------------------------------------------------------
+
+def settle(page):
+    """Let the rerun a changed widget started finish, so the next action is not lost in it."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("""() => !document.querySelector(
+        '[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]')""")
+
+
+def set_value(box, value):
+    from playwright.sync_api import expect
+    # A rerun still finishing from the previous widget can hand the field back its old
+    # value (seen once in ~5 full runs on a loaded machine): type it again, then check. While
+    # a rerun redraws, the old widget may briefly show beside the new: wait for one.
+    for _ in range(3):
+        expect(box).to_have_count(1)
+        box.fill(str(value))
+        box.press("Enter")
+        settle(box.page)
+        expect(box).to_have_count(1)
+        if box.input_value() == str(value):
+            break
+    expect(box).to_have_value(str(value))

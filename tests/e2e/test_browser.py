@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import ARGS, CHROMIUM, AppServer
+from tests.e2e.server import ARGS, CHROMIUM, AppServer, set_value, settle
 
 pytestmark = [
     pytest.mark.e2e,
@@ -56,29 +56,6 @@ def eval_points(page) -> int:
         const full = plots[2]._fullData;   // decoded traces (data keeps plotly's base64)
         return full && full.length ? full[0].x.length : 0;
     }""")
-
-
-def settle(page):
-    """Let the rerun a changed widget started finish, so the next action is not lost in it."""
-    page.wait_for_timeout(300)
-    page.wait_for_function("""() => !document.querySelector(
-        '[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]')""")
-
-
-def set_value(box, value):
-    from playwright.sync_api import expect
-    # A rerun still finishing from the previous widget can hand the field back its old
-    # value (seen once in ~5 full runs on a loaded machine): type it again, then check. While
-    # a rerun redraws, the old widget may briefly show beside the new: wait for one.
-    for _ in range(3):
-        expect(box).to_have_count(1)
-        box.fill(str(value))
-        box.press("Enter")
-        settle(box.page)
-        expect(box).to_have_count(1)
-        if box.input_value() == str(value):
-            break
-    expect(box).to_have_value(str(value))
 
 
 def launch(page, name):

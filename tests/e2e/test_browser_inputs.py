@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from engine.store import RunStore
-from tests.e2e.server import ARGS, CHROMIUM, AppServer
-from tests.e2e.test_browser import set_value, settle
+from tests.e2e.server import ARGS, CHROMIUM, AppServer, set_value, settle
 
 pytestmark = [
     pytest.mark.e2e,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.server import ARGS, CHROMIUM
+from tests.e2e.server import ARGS, CHROMIUM, set_value, settle
 
 pytestmark = [
     pytest.mark.e2e,
@@ -24,12 +24,6 @@ pytestmark = [
 
 # A link with a tiny budget: 200 spirals points, 3 epochs, batch 32 (15 steps a try).
 QUICK = "?dataset=spirals&toy_samples=200&epochs=3"
-
-
-def settle(page):
-    page.wait_for_timeout(300)
-    page.wait_for_function("""() => !document.querySelector(
-        '[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]')""")
 
 
 def wait_curves(page, count: int) -> list[str]:
@@ -162,10 +156,7 @@ def test_flip_three_knobs_see_three_curves_then_open_the_link(server, tmp_path):
         choose(page, "Optimizer", "sgd")
         settle(page)
         wait_curves(page, 3)
-        depth = page.get_by_label("Depth", exact=True)
-        depth.fill("3")
-        depth.press("Enter")
-        settle(page)
+        set_value(page.get_by_label("Depth", exact=True), 3)
         names = wait_curves(page, 4)
         # each earlier try says what it had, from its side (issue 20's words)
         assert sorted(names) == sorted(["current", "depth 2 (now 3)",

@@ -18,7 +18,7 @@ import pytest
 
 from engine.events import RunStatus
 from engine.store import RunStore
-from tests.e2e.server import ARGS, CHROMIUM, AppServer
+from tests.e2e.server import ARGS, CHROMIUM, AppServer, set_value, settle
 
 pytestmark = [pytest.mark.e2e, pytest.mark.skipif(
     not __import__("pathlib").Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing")]
@@ -43,10 +43,8 @@ def launch_long_toy_run(server: AppServer, min_rows: int = 200) -> None:
         page.get_by_role("option", name="toy spirals quick").click()
         page.get_by_role("button", name="Apply preset").click()
         page.get_by_text("Form filled from preset").wait_for()
-        epochs = page.get_by_label("Epochs", exact=True)
-        epochs.fill("5000")
-        epochs.press("Enter")
-        page.wait_for_timeout(800)
+        settle(page)      # the preset's rerun still drawing the form would put its epochs back
+        set_value(page.get_by_label("Epochs", exact=True), 5000)
         page.get_by_role("button", name="Launch 1 run").click()
         page.get_by_text("Launched 1 run;").wait_for()
         browser.close()   # training must not depend on any open page

@@ -22,6 +22,8 @@ def field_name(name) -> str:
 
 
 def check_type(name, value) -> None:
+    if value is None and name in config.UNSET_FIELDS:
+        return      # unset (None or blank): the optimizer's own constant, resolved in the config
     kind = config.spec(name)["type"]
     assert isinstance(value, kind) and (kind is bool or not isinstance(value, bool)), \
         (name, value)
