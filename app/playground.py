@@ -548,9 +548,8 @@ def replay_ui(store, run_id: str, kind: str, status: str = ""):
         if not playing and st.session_state[REPLAY_STEP] == steps[-1]:
             st.session_state[REPLAY_STEP] = steps[0]
         st.session_state["pg_replay_moved"] = clock()
-    step = c_slider.select_slider("Replay step", steps, key=REPLAY_STEP,
-                                  label_visibility="collapsed",
-                                  format_func=lambda s: f"step {s}")
+    step = widgets.step_slider(c_slider, "Replay step", steps, REPLAY_STEP,
+                               label_visibility="collapsed", format_func=lambda s: f"step {s}")
     # In the URL while it stands still (a teacher links to "step 1200 of this try"); not
     # while it plays, which would leave a browser history entry per frame.
     st.session_state[REPLAY_LINK] = None if st.session_state.get(REPLAY_PLAYING) else step

@@ -30,6 +30,21 @@ STATUS_COLORS = {
 }
 
 
+def step_slider(container, label: str, steps: list, state_key: str, **kwargs):
+    """A select slider over `steps` showing the step in st.session_state[state_key] (which
+    Play, a link or the code may move), and writing the user's choice back there.
+
+    The widget's key carries the shown step and its default is that step: a slider the
+    browser mounts again sends its default, and with the value set through session state the
+    default was the first option (a second viewer of a finished Playground try saw its replay
+    jump to the first snapshot). Code that moves the step makes a new widget at that step."""
+    shown = st.session_state[state_key]
+    step = container.select_slider(label, steps, value=shown, key=f"{state_key}_at_{shown}",
+                                   **kwargs)
+    st.session_state[state_key] = step
+    return step
+
+
 def status_badge(status: str) -> str:
     """Markdown for a coloured status word."""
     return f":{STATUS_COLORS.get(status, 'gray')}-badge[{status}]"

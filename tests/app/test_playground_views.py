@@ -33,8 +33,15 @@ def test_an_ended_try_replays_its_snapshots_and_play_moves_it(store, monkeypatch
     at = at.run()
     assert at.session_state["shown_step"] == steps[1]             # one snapshot on
     assert at.session_state[playground.REPLAY_LINK] is None       # not written while playing
-    at = at.select_slider(key=playground.REPLAY_STEP).set_value(steps[-1]).run()
+    slider = next(s for s in at.select_slider if s.label == "Replay step")
+    at = slider.set_value(steps[-1]).run()
     assert at.session_state["shown_step"] == steps[-1]
+    # the slider's default is the shown step: a browser that mounts it again sends its
+    # default, which must not move the replay (it sent the first step: a second viewer of
+    # a finished try saw its replay at step 15 of 600)
+    at = at.run()                                                 # the next redraw
+    slider = next(s for s in at.select_slider if s.label == "Replay step")
+    assert [slider.options[int(i)] for i in slider.proto.default] == [f"step {steps[-1]}"]
 
 
 def test_the_range_test_runs_and_a_suggestion_sets_the_knob(services, monkeypatch):
