@@ -350,13 +350,19 @@ def _calibration(cfgs, stored) -> tuple[dict, dict, int]:
         pack = max(1, int((get("provenance") or {}).get("pack_size", 1) or 1))
         alone = (end - start) / pack          # a pack member's share of the pack's clock
         key, family = _cost_key(cfg), _family(cfg)
-        if key not in wanted and family not in families:
+        _, _, steps = config_module.plan_steps(cfg, config_module.train_size(cfg))
+        exact = key in wanted and steps
+        # A run modelled as mostly start-up (ROUGH_RUN_S) says nothing about speed: with the
+        # data already in memory it starts in a fraction of that, and its ratio scaled a
+        # long run down 10-20x (a 3,000-image run of 0.3 s made a 100-run grid "20 s").
+        timed = _arithmetic_s(cfg) + _overhead_s(cfg) - ROUGH_RUN_S >= ROUGH_RUN_S
+        if not exact and not (family in families and timed):
             continue
         used += 1
-        _, _, steps = config_module.plan_steps(cfg, config_module.train_size(cfg))
-        if key in wanted and steps:
+        if exact:
             per_step.setdefault(key, []).append(alone / steps)
-        ratios.setdefault(family, []).append(alone / (_arithmetic_s(cfg) + _overhead_s(cfg)))
+        if timed:
+            ratios.setdefault(family, []).append(alone / (_arithmetic_s(cfg) + _overhead_s(cfg)))
     return ({f: statistics.median(v) for f, v in ratios.items()},
             {k: statistics.median(v) for k, v in per_step.items()}, used)
 

@@ -65,7 +65,7 @@ def test_calibrated_by_a_finished_run_of_the_same_experiment():
 
 def test_calibrated_by_other_runs_of_the_same_data_and_model():
     cfg = RunConfig(**TOY)
-    other = cfg.replace(width=[16], epochs=5)
+    other = cfg.replace(width=[16], epochs=1000)      # long enough to time its steps
     modelled = estimate.estimate([other], max_concurrent=1).seconds
     stored = [{"config": other.to_dict(), "status": "completed", "started_at": 0.0,
                "ended_at": 3 * modelled, "provenance": {}}]    # this machine is 3x slower
@@ -120,3 +120,17 @@ def test_a_bad_concurrency_setting_is_refused_by_the_manager_and_ignored_by_an_e
     assert estimate.default_slots() == (estimate.nvidia_gpus() or estimate.cpu_slots())
     monkeypatch.setenv("TRAINLAB_MAX_CONCURRENT", "3")
     assert jobs.default_max_concurrent() == estimate.default_slots() == 3
+
+
+def test_a_run_that_is_mostly_start_up_does_not_calibrate_other_runs():
+    """Runs of 3,000 Fashion-MNIST images, measured at 0.3-0.7 s (their data already in
+    memory), against a modelled start-up of ROUGH_RUN_S: their ratio once made a 100-run
+    depth-20 grid "about 20 s" (it takes minutes)."""
+    short = RunConfig(dataset="fashion-mnist", train_subset=3000, epochs=3, device="cpu")
+    stored = [{"config": short.replace(seed=s).to_dict(), "status": "completed",
+               "started_at": 0.0, "ended_at": 0.4, "provenance": {}} for s in range(3)]
+    grid = [RunConfig(dataset="fashion-mnist", depth=20, epochs=10, seed=s, device="cpu")
+            for s in range(20)]
+    found = estimate.estimate(grid, stored=stored)
+    assert found.calibrated == 0
+    assert found.seconds == estimate.estimate(grid).seconds
