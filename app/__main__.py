@@ -43,11 +43,27 @@ def bound_graceful_shutdown() -> None:
     uvicorn.Config.__init__ = bounded
 
 
+def preload_page_modules() -> None:
+    """Import what every page draws with (the app's modules, and with them pandas and
+    plotly; scipy.stats for the verdicts) before the server listens, so the first page a
+    user opens does not wait for them (about 1.3 s here; bench/bench_app_load.py). Not
+    torch: it loads in the background once the first page is drawn (app/services)."""
+    import importlib
+    import pkgutil
+
+    import app
+    for module in pkgutil.iter_modules(app.__path__):
+        if module.name not in ("__main__", "main"):     # main is the script Streamlit runs
+            importlib.import_module(f"app.{module.name}")
+    importlib.import_module("scipy.stats")
+
+
 if __name__ == "__main__":
     quick_exit.install()    # first: its exit function runs last, after the store has closed
     from app.offline import main
 
     bound_graceful_shutdown()
+    preload_page_modules()
     try:
         main()
         quick_exit.set_code(0)

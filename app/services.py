@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 
 import streamlit as st
 
@@ -24,24 +25,35 @@ _warm_lock = threading.Lock()
 _warm_started = False
 
 
-def _import_torch() -> None:
+# Seconds the background import waits after the first page's script has ended. Started at
+# once, torch's import (which holds the GIL for long stretches) held back that page's last
+# messages to the browser: the Runs page's first draw took 2.5 s with it, 1.3 s without
+# (bench/bench_app_load.py).
+WARM_DELAY_S = 3.0
+
+
+def _import_torch(delay_s: float) -> None:
+    time.sleep(delay_s)
     import torch  # noqa: F401
     _torch_imported.set()
 
 
-def warm_engine() -> None:
+def warm_engine(*, needed_now: bool = False) -> None:
     """Import torch on a background thread, once per process (about 3 s here).
 
-    The pages do not need torch to draw, the job manager's workers do. app/main.py calls
-    this after the first page has been drawn: started at server start instead, the import
-    held the GIL against the first page's script and made it 2-3x slower. (Python's import
-    lock makes a later `import torch` in a script thread wait for this one.)"""
+    The pages do not need torch to draw, the job manager's workers do, and the Playground's
+    untrained network (`needed_now`: no delay). app/main.py calls this after the first
+    page's script has run, and the import waits WARM_DELAY_S more:
+    started at server start instead, it held the GIL against the first page's script and
+    made it 2-3x slower. (Python's import lock makes a later `import torch` in a script
+    thread wait for this one; a launch in the first seconds imports torch itself.)"""
     global _warm_started
     with _warm_lock:
         if _warm_started:
             return
         _warm_started = True
-    threading.Thread(target=_import_torch, name="trainlab-torch-import", daemon=True).start()
+    threading.Thread(target=_import_torch, args=(0.0 if needed_now else WARM_DELAY_S,),
+                     name="trainlab-torch-import", daemon=True).start()
 
 
 def engine_ready() -> bool:
