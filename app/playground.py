@@ -265,20 +265,24 @@ def apply_link(params: dict) -> None:
     st.session_state[state.PG_URL_ERROR] = error
 
 
-def knob_changed() -> bool:
-    """Whether a knob was moved since the page last ran: a widget's new value is in session
-    state before the page draws it (and a rate taken from the range test is pending)."""
-    if st.session_state.get(PENDING_LR) is not None:
-        return True
-    values = st.session_state[state.PG_VALUES]
+def widget_values(values: dict) -> dict:
+    """`values` with each knob's widget value put in: a widget's new value is in session
+    state before the page draws it (a width per layer from a link has no widget)."""
+    values = dict(values)
     for name in LINK_FIELDS:
         key = state.PG_PREFIX + name
-        if key not in st.session_state or (name == "width" and len(values["width"]) > 1):
-            continue
-        new = st.session_state[key]
-        if ([int(new)] if name == "width" else new) != values[name]:
-            return True
-    return False
+        if key in st.session_state and not (name == "width" and len(values["width"]) > 1):
+            new = st.session_state[key]
+            values[name] = [int(new)] if name == "width" else new
+    return values
+
+
+def knob_changed() -> bool:
+    """Whether a knob was moved since the page last ran (or a rate taken from the range
+    test is pending)."""
+    if st.session_state.get(PENDING_LR) is not None:
+        return True
+    return widget_values(st.session_state[state.PG_VALUES]) != st.session_state[state.PG_VALUES]
 
 
 def at_start(cfg: dict | None) -> bool:
@@ -330,13 +334,9 @@ def knobs_ui(values: dict) -> dict:
     pending = st.session_state.pop(PENDING_LR, None)
     if pending is not None:
         st.session_state[state.PG_PREFIX + "lr"] = pending
-    for name in LINK_FIELDS:
-        # A widget's new value is in session state before it is drawn: which knobs show
-        # follows it at once (SGD hides the betas in the same rerun), whatever the order.
-        key = state.PG_PREFIX + name
-        if key in st.session_state and not (name == "width" and len(values["width"]) > 1):
-            new = st.session_state[key]
-            values[name] = [int(new)] if name == "width" else new
+    # Which knobs show follows a widget's new value at once (SGD hides the betas in the same
+    # rerun), whatever the order they are drawn in.
+    values = widget_values(values)
     if values["model"] not in model_choices(values["dataset"]):
         values["model"] = model_choices(values["dataset"])[0]      # toy data: MLP only
         st.session_state.pop(state.PG_PREFIX + "model", None)
