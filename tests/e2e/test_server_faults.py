@@ -30,6 +30,28 @@ def committed_rows(db) -> int:
         return conn.execute("SELECT COUNT(*) FROM metrics").fetchone()[0]
 
 
+def fill_long_toy_form(page, server: AppServer) -> None:
+    """Open Launch and fill its form from the toy preset with 5000 epochs (minutes of work)."""
+    page.goto(f"{server.url}/launch")   # the Playground is the landing page
+    page.get_by_role("button", name="Launch 1 run").wait_for()
+    page.get_by_test_id("stSelectbox").filter(has_text="Preset").click()
+    page.get_by_role("option", name="toy spirals quick").click()
+    page.get_by_role("button", name="Apply preset").click()
+    page.get_by_text("Form filled from preset").wait_for()
+    settle(page)      # the preset's rerun still drawing the form would put its epochs back
+    set_value(page.get_by_label("Epochs", exact=True), 5000)
+
+
+def click_launch(page) -> None:
+    """Press "Launch 1 run" once the form's rerun has enabled it, and wait for the answer."""
+    from playwright.sync_api import expect
+    button = page.get_by_role("button", name="Launch 1 run")
+    expect(button).to_be_enabled()
+    button.click()
+    page.get_by_text("Launched 1 run;").wait_for()
+    settle(page)
+
+
 def launch_long_toy_run(server: AppServer, min_rows: int = 200) -> None:
     """Fill the form from the toy preset with many epochs, launch, wait for metrics."""
     from playwright.sync_api import sync_playwright
@@ -37,16 +59,8 @@ def launch_long_toy_run(server: AppServer, min_rows: int = 200) -> None:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         page = browser.new_page()
         page.set_default_timeout(30_000)
-        page.goto(f"{server.url}/launch")   # the Playground is the landing page
-        page.get_by_role("button", name="Launch 1 run").wait_for()
-        page.get_by_test_id("stSelectbox").filter(has_text="Preset").click()
-        page.get_by_role("option", name="toy spirals quick").click()
-        page.get_by_role("button", name="Apply preset").click()
-        page.get_by_text("Form filled from preset").wait_for()
-        settle(page)      # the preset's rerun still drawing the form would put its epochs back
-        set_value(page.get_by_label("Epochs", exact=True), 5000)
-        page.get_by_role("button", name="Launch 1 run").click()
-        page.get_by_text("Launched 1 run;").wait_for()
+        fill_long_toy_form(page, server)
+        click_launch(page)
         browser.close()   # training must not depend on any open page
     deadline = time.monotonic() + 60
     while committed_rows(server.db) < min_rows:
@@ -105,20 +119,9 @@ def test_sigterm_with_two_runs_training_exits_within_three_seconds_and_marks_the
             browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
             page = browser.new_page()
             page.set_default_timeout(30_000)
-            page.goto(f"{server.url}/launch")
-            page.get_by_role("button", name="Launch 1 run").wait_for()
-            page.get_by_test_id("stSelectbox").filter(has_text="Preset").click()
-            page.get_by_role("option", name="toy spirals quick").click()
-            page.get_by_role("button", name="Apply preset").click()
-            page.get_by_text("Form filled from preset").wait_for()
-            epochs = page.get_by_label("Epochs", exact=True)
-            epochs.fill("5000")
-            epochs.press("Enter")
-            page.wait_for_timeout(800)
+            fill_long_toy_form(page, server)
             for _ in range(2):                 # two launches: two runs side by side
-                page.get_by_role("button", name="Launch 1 run").click()
-                page.get_by_text("Launched 1 run;").wait_for()
-                page.wait_for_timeout(300)
+                click_launch(page)
             deadline = time.monotonic() + 60
             while True:                        # both train: each has stored metrics
                 with sqlite3.connect(f"file:{server.db}?mode=ro", uri=True) as conn:
