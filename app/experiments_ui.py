@@ -27,6 +27,9 @@ RESULTS_CHOICE = "exp_results_choice"   # session: the experiment whose results 
 RESULTS_PARAM = "experiment"            # URL parameter: the same, so a reload keeps it
 QUICK_PARAM = "quick"                   # URL parameter: "1" when the quick budget's results show
 RESULTS_ANCHOR = "results"              # the Results heading's anchor (a card links to it)
+NOTEBOOK_CHOICE = "exp_notebook"        # session: the notebook whose cards show
+ALL_NOTEBOOKS = "All"
+UPLOADED = "Your files"                 # the notebook choice of this session's uploads
 
 
 def quick_key(exp_id: str) -> str:
@@ -93,7 +96,10 @@ def upload_ui() -> None:
         st.error(plain(f"{file.name}: id: {exp.id!r} is the id of a shipped experiment; "
                        "give yours another id"), icon=":material/error:")
         return
-    st.session_state.setdefault(USER_EXPERIMENTS, {})[exp.id] = exp
+    mine = st.session_state.setdefault(USER_EXPERIMENTS, {})
+    if exp.id not in mine:     # newly loaded (the file stays in the box): show its card
+        st.session_state[NOTEBOOK_CHOICE] = UPLOADED
+    mine[exp.id] = exp
     st.success(plain(f"Loaded {exp.id}: {exp.title} ({len(exp.runs)} runs)"),
                icon=":material/task_alt:")
 
@@ -151,8 +157,6 @@ def card_ui(exp, stored) -> None:
                 f"· {plain(_setting_text(s))}: {plain(s.source.assumed)}" for s in assumed))
         for what, why in exp.not_expressible:
             st.markdown(f":material/block: Not expressible here: {plain(what)}: {plain(why)}")
-        with st.expander("Every setting and the notebook line it comes from"):
-            st.dataframe(settings_table(exp), hide_index=True, key=f"exp_settings_{exp.id}")
         left, middle, right = st.columns([1, 1, 1], vertical_alignment="bottom")
         # Unbounded in the browser (a bounded field keeps a typed value on screen but sends
         # the old one); checked here, by name, and Run stays disabled until it is fixed.
@@ -244,11 +248,32 @@ def planned_launch(exp, seeds: int, quick: bool, stored):
                              experiments.run_tags(exp, quick))
 
 
+def notebook_ui(exps: dict) -> list[str]:
+    """Choose a notebook (or all): the ids whose cards show. A session starts on the
+    notebook of the experiment Results shows (the URL's, or the first); an upload turns to
+    "Your files". One notebook's cards, not all 21: all of them took about 1 s more to draw."""
+    groups = experiments.notebook_groups(catalogue())
+    if st.session_state.get(USER_EXPERIMENTS):
+        groups[UPLOADED] = list(st.session_state[USER_EXPERIMENTS])
+    options = [*groups, ALL_NOTEBOOKS]
+    if NOTEBOOK_CHOICE not in st.session_state or \
+            st.session_state[NOTEBOOK_CHOICE] not in (*options, None):
+        shown = st.session_state.get(RESULTS_CHOICE)
+        st.session_state[NOTEBOOK_CHOICE] = next(
+            (name for name, ids in groups.items() if shown in ids), options[0])
+    chosen = st.segmented_control(
+        "Notebook", options, key=NOTEBOOK_CHOICE,
+        format_func=lambda name: f"{name} ({len(groups.get(name, exps))})",
+        help="The course notebook whose experiments show as cards; All shows every card.")
+    return groups.get(chosen, list(exps))
+
+
 def cards_ui(exps: dict, stored) -> None:
+    shown = notebook_ui(exps)
     columns = st.columns(2)
-    for i, exp in enumerate(exps.values()):
+    for i, exp_id in enumerate(shown):
         with columns[i % 2]:
-            card_ui(exp, stored)
+            card_ui(exps[exp_id], stored)
 
 
 def _value(x, metric) -> str:
@@ -296,6 +321,10 @@ def printed_table(result) -> pd.DataFrame:
 def results_ui(exp, store) -> None:
     """The chosen experiment's charts (notebook values drawn in), reference checks, claims
     and expectations."""
+    # Here, not on every card: 21 tables, drawn though folded, held the page's first draw
+    # back by about 0.7 s (bench/bench_app_load.py).
+    with st.expander("Every setting and the notebook line it comes from"):
+        st.dataframe(settings_table(exp), hide_index=True, key=f"exp_settings_{exp.id}")
     quick = st.toggle("Show the quick budget's runs", key=quick_key(exp.id))
     stored = store.list_runs()
     groups = experiments.matching_runs(exp, stored, quick=quick)

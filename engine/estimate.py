@@ -371,17 +371,18 @@ def _groups(cfgs) -> list[list[RunConfig]]:
     """The job manager's grouping, without torch: in queue order, a run takes the later runs
     with the same shape (engine/config.py SHARED_FIELDS; pack on) up to the pack budget."""
     budget = pack_budget_bytes()
+    shapes = [_shape(c) if c.pack else None for c in cfgs]     # once each: grids are 1,000s
     left = list(range(len(cfgs)))
     groups = []
     while left:
-        first = cfgs[left.pop(0)]
-        group = [first]
-        if first.pack:
-            room = pack_room(first, budget) - 1
-            key = _shape(first)
-            mates = [i for i in left if cfgs[i].pack and _shape(cfgs[i]) == key][:room]
+        first = left.pop(0)
+        group = [cfgs[first]]
+        if cfgs[first].pack:
+            room = pack_room(cfgs[first], budget) - 1
+            mates = [i for i in left if shapes[i] == shapes[first]][:room]
             group += [cfgs[i] for i in mates]
-            left = [i for i in left if i not in mates]
+            taken = set(mates)
+            left = [i for i in left if i not in taken]
         groups.append(group)
     return groups
 

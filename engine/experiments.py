@@ -612,6 +612,31 @@ def catalogue(folder: str | Path | None = None) -> dict[str, Experiment]:
     return dict(sorted(out.items(), key=lambda item: (item[1].notebook, item[1].filename)))
 
 
+def notebook_groups(exps: dict[str, Experiment]) -> dict[str, list[str]]:
+    """The experiments by notebook, to choose among: {name: [ids]}, in the order they come.
+    A notebook is named by the words its experiments' titles share before the colon
+    ("cs231n: dropout ..." and "cs231n PyTorch: ..." make "cs231n"); experiments that name no
+    notebook are "no notebook"."""
+    by_notebook: dict[str, list[str]] = {}
+    for exp_id, exp in exps.items():
+        by_notebook.setdefault(exp.notebook, []).append(exp_id)
+    out: dict[str, list[str]] = {}
+    for notebook, ids in by_notebook.items():
+        name = _shared_words([exps[i].title.split(":")[0] for i in ids]) or notebook
+        out.setdefault(name if notebook else "no notebook", []).extend(ids)
+    return out
+
+
+def _shared_words(texts: list[str]) -> str:
+    """The words all the texts start with."""
+    shared = []
+    for words in zip(*(text.split() for text in texts)):
+        if len(set(words)) > 1:
+            break
+        shared.append(words[0])
+    return " ".join(shared)
+
+
 # --- where each setting comes from -------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -734,8 +759,8 @@ def plan(exp: Experiment, *, seeds: int | None = None, quick: bool = False, stor
     for label in exp.labels:
         taken = {(_get(r, "config") or {}).get("seed", 0) for r in have[label]}
         fresh = list(itertools.islice((s for s in itertools.count() if s not in taken), count))
-        out += [(label, exp.config(label, quick=quick, seed=s, data_dir=data_dir))
-                for s in fresh]
+        first = exp.config(label, quick=quick, seed=fresh[0], data_dir=data_dir)
+        out += [(label, first.with_seed(s)) for s in fresh]
     return out
 
 

@@ -22,14 +22,14 @@ stored = store.list_runs()
 with st.expander("Run your own experiment file", icon=":material/upload_file:"):
     experiments_ui.upload_ui()
 exps = experiments_ui.all_experiments()
-experiments_ui.cards_ui(exps, stored)
-
-st.divider()
-st.subheader("Results", anchor=experiments_ui.RESULTS_ANCHOR)
 ids = list(exps)
 refused = experiments_ui.choose_from_url(st.query_params.to_dict(), ids)
 if refused:
     st.warning(refused, icon=":material/link_off:")
+experiments_ui.cards_ui(exps, stored)
+
+st.divider()
+st.subheader("Results", anchor=experiments_ui.RESULTS_ANCHOR)
 choice = st.selectbox("Experiment", ids, format_func=lambda i: f"{exps[i].title} ({i})",
                       key=experiments_ui.RESULTS_CHOICE)
 experiments_ui.results_ui(exps[choice], store)

@@ -44,6 +44,18 @@ def wait_done(store, ids, timeout=30.0):
     raise AssertionError("runs did not finish")
 
 
+def show_notebook(at, name):
+    """Choose the notebook whose cards show ("All" for every card)."""
+    at.button_group(key="exp_notebook").set_value(name).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def card_keys(at) -> list[str]:
+    return [b.key.removeprefix("exp_run_") for b in at.button
+            if b.key and b.key.startswith("exp_run_")]
+
+
 def card_button(at, exp_id):
     return next(b for b in at.button if b.key == f"exp_run_{exp_id}")
 
@@ -61,7 +73,7 @@ def confirm(at, exp_id):
 def test_cards_render_with_question_finding_assumptions_data_and_estimate(services, tmp_path,
                                                                           monkeypatch):
     monkeypatch.setenv("TRAINLAB_DATA_DIR", str(tmp_path / "empty"))
-    at = run_page()
+    at = show_notebook(run_page(), "All")
     text = " ".join(m.value for m in at.markdown)
     assert "Homework 8: SGD, momentum, RMSProp and Adam" in text
     assert "UofT tutorial: initializing every weight to zero" in text
@@ -85,6 +97,22 @@ def test_cards_render_with_question_finding_assumptions_data_and_estimate(servic
                for c in at.checkbox if c.key)
     confirm(at, "hw8-depth20")
     assert not card_button(at, "hw8-depth20").disabled
+
+
+def test_cards_show_one_notebook_and_a_link_opens_on_its_experiments_notebook(services):
+    """Issue 20, part 9: one notebook's cards draw at a time (all 21 took about 1 s more to
+    draw), Homework 8's first; a link to an experiment opens on its notebook's cards."""
+    at = run_page()
+    assert card_keys(at) == ["hw8-depth20", "hw8-optimizers"]
+    assert at.button_group(key="exp_notebook").options[:2] == ["Homework 8 (2)", "cs231n (7)"]
+    assert len(card_keys(show_notebook(at, "UofT tutorial"))) == 5
+    assert len(card_keys(show_notebook(at, "All"))) == 21
+    linked = AppTest.from_file(str(PAGE), default_timeout=120)
+    linked.query_params["experiment"] = "uva-preact-resnet"
+    linked.run()
+    assert not linked.exception, linked.exception
+    assert card_keys(linked) == ["uva-mlp-table", "uva-preact-resnet"]
+    assert linked.selectbox(key="exp_results_choice").value == "uva-preact-resnet"
 
 
 def test_card_launches_its_runs_and_a_second_press_adds_seeds(services, data_dir):
@@ -119,7 +147,7 @@ def test_missing_data_refuses_and_asks_the_network_once(services, tmp_path, monk
     monkeypatch.setattr("engine.datafiles._failed_downloads", set())
     monkeypatch.setattr("engine.datafiles._mirror_reachable",
                         lambda dataset, timeout=1.0: probes.append(dataset) or False)
-    at = run_page()
+    at = show_notebook(run_page(), "cs231n")
     for _ in range(2):
         confirm(at, "cs231n-dropout")
         card_button(at, "cs231n-dropout").click()

@@ -125,6 +125,9 @@ def test_plain_escapes_markup_and_keeps_backslashes():
     assert plain("must not contain '/' or '\\'") == "must not contain '/' or '\\\\'"
     assert plain("batch_size: 0") == "batch_size: 0"           # field names stay readable
     assert plain("a\nb") == "a b"
+    # a mark that would start a heading or a list at the start of the text
+    assert plain("# x") == "\\# x" and plain("- x") == "\\- x" and plain("1. x") == "1\\. x"
+    assert plain("-5") == "-5" and plain("a # b") == "a # b"
 
 
 def test_run_name_with_markup_is_shown_as_text_on_live(services, fake_trainer):

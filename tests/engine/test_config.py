@@ -41,6 +41,21 @@ def test_replace_validates_the_change():
         RunConfig().replace(lr=0)
 
 
+@pytest.mark.parametrize("given", [{}, {"optimizer": "adam", "beta2": None, "seed": 3},
+                                   {"dataset": "spirals", "model": "mlp", "width": [8, 4],
+                                    "depth": 2, "pack": False}])
+def test_with_seed_is_replace_of_the_seed(given):
+    cfg = RunConfig.from_dict(given)
+    for seed in (0, 7, "12"):
+        seeded = cfg.with_seed(seed)
+        assert seeded == cfg.replace(seed=seed)
+        assert seeded.given() == cfg.replace(seed=seed).given()    # unset constants kept
+    assert cfg.seed == given.get("seed", 0)                         # the original unchanged
+    for bad in (-1, 2.5, "x", True):
+        with pytest.raises(ConfigError, match="seed"):
+            cfg.with_seed(bad)
+
+
 BAD = [
     ("lr", 0, "> 0"), ("lr", -1, "> 0"), ("lr", math.nan, "finite"), ("lr", math.inf, "finite"),
     ("lr", "fast", "finite number"), ("lr", 1e9, "<= 100"), ("lr", True, "number"),

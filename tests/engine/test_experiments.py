@@ -195,6 +195,20 @@ def test_plan_adds_seeds_not_yet_run(catalogue):
     assert experiments.matching_runs(exp, other, quick=True)["All zeros"] == []
 
 
+def test_notebook_groups_name_each_notebook_by_its_titles(catalogue):
+    groups = experiments.notebook_groups(catalogue)
+    assert list(groups) == ["Homework 8", "cs231n", "ECE C147 HW4", "UofT tutorial",
+                            "UvA practical 1"]
+    assert "cs231n-pytorch" in groups["cs231n"]        # "cs231n PyTorch: ..." is cs231n's
+    assert sorted(i for ids in groups.values() for i in ids) == sorted(catalogue)
+    text = (experiments.CATALOGUE_DIR / "uoft-zero-init.yaml").read_bytes()
+    assert b"notebook: 003_d7e47664df4a5dbf.txt" in text
+    mine = experiments.parse_experiment(
+        text.replace(b"id: uoft-zero-init", b"id: mine")
+        .replace(b"notebook: 003_d7e47664df4a5dbf.txt", b"notebook: ''"), "mine.yaml")
+    assert experiments.notebook_groups({"mine": mine}) == {"no notebook": ["mine"]}
+
+
 def test_seeds_scheduled_differently_are_one_point_of_an_experiment(catalogue):
     exp = catalogue["uoft-zero-init"]
     cfg = exp.config("All zeros").to_dict()
