@@ -294,7 +294,7 @@ def experiment_step_ui(lesson, step, store, learner: str) -> None:
                                  disabled=answer is None)
             skip = right_col.button(f"Skip the prediction and {run_words}", key="lesson_skip")
         else:
-            go, skip = left_col.button(f"Run", key="lesson_predict", type="primary"), False
+            go, skip = left_col.button("Run", key="lesson_predict", type="primary"), False
         if go or skip:
             if launch_step(lesson, step, store, learner, None if skip else answer,
                            skipped=skip or step.predict is None):

@@ -159,7 +159,6 @@ def _latex(text: str) -> str:
 def bar_figure(table: Table, column: int = 0) -> go.Figure:
     """One summary's group means as bars with their 95% intervals; the best group (if the
     verdicts name one) outlined."""
-    summary = table.summaries[column]
     colors = describe.palette_colors(table.groups)
     means, errors, names, lines = [], [], [], []
     for g in table.groups:
