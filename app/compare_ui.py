@@ -33,9 +33,10 @@ def positions(frame, runs, metric: str, x_axis: str) -> np.ndarray:
     return np.unique(np.concatenate(xs)) if xs else np.array([])
 
 
-def time_cursor_ui(xs: np.ndarray, x_label: str, key: str = "compare") -> tuple:
+def time_cursor_ui(xs: np.ndarray, x_label: str, key: str = "compare", toggle_in=None) -> tuple:
     """The cursor over the x values `xs`: (at, start) or (None, None) when off. A slider (the
-    URL's `cursor` when it is inside the range), "From" for a range, Play/Pause and a speed."""
+    URL's `cursor` when it is inside the range), "From" for a range, Play/Pause and a speed.
+    `toggle_in`: where its on/off toggle goes (a column of a row above; default here)."""
     w = state.COMPARE_WIDGETS
     if len(xs) < 2:
         return None, None
@@ -43,10 +44,10 @@ def time_cursor_ui(xs: np.ndarray, x_label: str, key: str = "compare") -> tuple:
     whole = bool(np.all(np.mod(xs, 1) == 0))
     step = 1.0 if whole and high - low <= 100_000 else (high - low) / 1000
     cast = (lambda v: float(int(round(v)))) if whole else float
-    on = st.toggle("Time cursor", key=f"{key}_cursor_on",
-                   value=st.session_state.get(w["cursor"]) is not None,
-                   help="A vertical line on every chart at one point, each run's value there "
-                        "in a table; with From, the change over a range. Play moves it.")
+    on = (toggle_in or st).toggle(
+        "Time cursor", key=f"{key}_cursor_on", value=st.session_state.get(w["cursor"]) is not None,
+        help="A vertical line on every chart at one point, each run's value there in a table; "
+             "with From, the change over a range. Play moves it.")
     if not on:
         st.session_state.pop(w["cursor"], None)
         st.session_state.pop(w["cursor_from"], None)

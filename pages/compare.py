@@ -44,10 +44,14 @@ wanted, refused = state.compare_from_url(
 state.restore_compare(wanted)
 for message in refused if fresh else []:
     st.warning(plain(message), icon=":material/link_off:")
-saved_comparisons.saved_comparisons_ui(st.session_state.get(state.COMPARE_LAST, {}))
+# Side by side, the two folded boxes take one line: the chart starts higher (at 1280x720 it
+# started below the fold).
+saved_column, filter_column = st.columns([1, 2])
+with saved_column:
+    saved_comparisons.saved_comparisons_ui(st.session_state.get(state.COMPARE_LAST, {}))
 
 # --- which runs -------------------------------------------------------------------------------
-with st.expander("Filter runs", expanded=False):
+with filter_column, st.expander("Filter runs", expanded=False):
     f1, f2, f3 = st.columns([1, 1, 2])
     statuses = f1.multiselect("Status", list(RunStatus.ALL), key=W["status"])
     tags = f2.multiselect("Tag", allowed["tag"], key=W["tag"])
@@ -135,7 +139,7 @@ average_over = c5.selectbox(
 band = c6.selectbox("Band", list(plots.BANDS), key=W["band"], disabled=average_over is None,
                     format_func=lambda b: {"std": "±1 std", "minmax": "min–max",
                                            "ci": "95% CI of mean"}[b])
-p1, p2, p3 = st.columns([5, 3, 3])
+p1, p2, p3, p4 = st.columns([5, 3, 3, 2], vertical_alignment="bottom")
 panels = p1.multiselect("Beside it", [m for m in metrics if m != metric], key="compare_panels",
                         format_func=plots.metric_title, max_selections=3,
                         help="More metrics side by side with the same runs, e.g. validation "
@@ -147,7 +151,7 @@ with p3:
     baseline = compare_ui.baseline_ui(runs, labels)
 compare_ui.apply_pending_move()
 cursor, cursor_from = compare_ui.time_cursor_ui(
-    compare_ui.positions(frame, runs, metric, x_axis), plots.X_AXES[x_axis])
+    compare_ui.positions(frame, runs, metric, x_axis), plots.X_AXES[x_axis], toggle_in=p4)
 chart_state = {"metric": metric, "x": x_axis,
                "log_y": None if log_y is None else "true" if log_y else "false",
                "smoothing": smoothing,

@@ -3,7 +3,8 @@ finished runs (one diverged to 1e5), Compare with all 20 chosen and Live at 1280
 
 Checked in Chromium's layout, not in the figure's JSON: every run has a legend entry, the
 legend lies below the x-axis title (never over it), the plot area keeps its height, the
-diverged run does not stretch the y axis, and on Live the three charts start above the fold.
+diverged run does not stretch the y axis, and at 1280x720 the three charts of Live and the
+chart of Compare start above the fold.
 """
 
 from __future__ import annotations
@@ -95,4 +96,12 @@ def test_twenty_runs_stay_readable_on_compare_and_live(server):
         for i in range(3):
             top = box(page.locator(".js-plotly-plot").nth(i))["y"]
             assert top < 720 - 150, f"live chart {i} starts at {top}px: below the fold"
+
+        # Compare at 1280x720: the chart's plot area shows on the first screen (it started
+        # at about 600 px, with the folded boxes and the time cursor on lines of their own)
+        page.goto(f"{srv.url}/compare?{query}")
+        chart = page.locator(".js-plotly-plot").first
+        chart.locator(".legend .traces").nth(19).wait_for()
+        plot_top = box(chart.locator(".nsewdrag").first)["y"]
+        assert plot_top < 720 - 200, f"the Compare chart starts at {plot_top}px"
         browser.close()
