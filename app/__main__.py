@@ -43,12 +43,19 @@ def bound_graceful_shutdown() -> None:
     uvicorn.Config.__init__ = bounded
 
 
+# What the first draws and the first launch need beyond the app's own modules: scipy.stats
+# (verdicts), torch and the engine's training side (the Playground's untrained network and
+# data, Launch's signal line, the job manager's workers).
+PRELOAD = ("scipy.stats", "torch", "engine.diagnostics", "engine.trainer", "engine.jobs")
+
+
 def preload_page_modules() -> None:
-    """Import what every page draws with (the app's modules, and with them pandas and
-    plotly; scipy.stats for the verdicts) before the server listens, so the first page a
-    user opens does not wait for them (about 1.3 s here; bench/bench_app_load.py), and read
-    the experiment catalogue the Experiments page draws from (21 files, about 0.3 s). Not
-    torch: it loads in the background once the first page is drawn (app/services)."""
+    """Import everything a page draws with before the server listens: the app's modules
+    (with them pandas and plotly) and PRELOAD, and read the experiment catalogue (21 files,
+    about 0.3 s). The server starts about 1.5 s later (torch), and then no page waits for an
+    import: with torch loading in the background after the first page instead, the
+    Playground's network and data came 3-4 s after its knobs, and every page loaded in that
+    window drew slower (bench/bench_app_load.py)."""
     import importlib
     import pkgutil
 
@@ -56,7 +63,8 @@ def preload_page_modules() -> None:
     for module in pkgutil.iter_modules(app.__path__):
         if module.name not in ("__main__", "main"):     # main is the script Streamlit runs
             importlib.import_module(f"app.{module.name}")
-    importlib.import_module("scipy.stats")
+    for name in PRELOAD:
+        importlib.import_module(name)
     from app import experiments_ui
     experiments_ui.catalogue()      # Streamlit's resource cache: kept for the server's sessions
 

@@ -71,6 +71,6 @@ except StoreError as error:
 except cluster_ui.ExecutorError as error:    # Ray chosen but unreachable: one message
     cluster_ui.executor_fault_ui(error)
 finally:
-    # torch loads once the first page is drawn, not against it; at once when that page is
-    # the Playground, which draws the untrained network with it
-    services.warm_engine(needed_now=navigation.url_path in ("", "playground"))
+    # torch is imported before the server listens (python -m app); started another way, it
+    # loads in the background once the first page is drawn
+    services.warm_engine()

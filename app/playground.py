@@ -672,9 +672,9 @@ def tries_ui(current: str | None, cfg: dict) -> None:
     replayed = controls_ui(manager, current, store, cfg, kind)
     shown = replayed or (newest_snapshot(store, current, kind) if current else None)
     c_net, c_out = st.columns([1, 1], gap="small")
-    # The untrained model and the toy points need torch, which loads in the background
-    # after the first page is drawn (app/services.warm_engine): until then, a line says so
-    # and the page does not wait for it.
+    # The untrained model and the toy points need torch: imported before the server listens
+    # (python -m app); on a server started another way it loads in the background
+    # (app/services.warm_engine) and until then a line says so.
     ready = services.engine_ready()
     if shown is None and ready:
         _, data, why = initial_view(json.dumps(view_cfg, sort_keys=True))

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import time
 
 import streamlit as st
 
@@ -25,35 +24,25 @@ _warm_lock = threading.Lock()
 _warm_started = False
 
 
-# Seconds the background import waits after the first page's script has ended. Started at
-# once, torch's import (which holds the GIL for long stretches) held back that page's last
-# messages to the browser: the Runs page's first draw took 2.5 s with it, 1.3 s without
-# (bench/bench_app_load.py).
-WARM_DELAY_S = 3.0
-
-
-def _import_torch(delay_s: float) -> None:
-    time.sleep(delay_s)
+def _import_torch() -> None:
     import torch  # noqa: F401
     _torch_imported.set()
 
 
-def warm_engine(*, needed_now: bool = False) -> None:
-    """Import torch on a background thread, once per process (about 3 s here).
+def warm_engine() -> None:
+    """Import torch on a background thread, once per process, unless it is imported already.
 
-    The pages do not need torch to draw, the job manager's workers do, and the Playground's
-    untrained network (`needed_now`: no delay). app/main.py calls this after the first
-    page's script has run, and the import waits WARM_DELAY_S more:
-    started at server start instead, it held the GIL against the first page's script and
-    made it 2-3x slower. (Python's import lock makes a later `import torch` in a script
-    thread wait for this one; a launch in the first seconds imports torch itself.)"""
+    `python -m app` imports it before the server listens (app/__main__.py), so this does
+    nothing there; a server started the plain way (`streamlit run app/main.py`) gets it here,
+    after its first page. The pages draw without torch; the Playground's network and data and
+    Launch's signal line say so until it has loaded. (Python's import lock makes a later
+    `import torch` in a script thread wait for this one.)"""
     global _warm_started
     with _warm_lock:
-        if _warm_started:
+        if _warm_started or "torch" in sys.modules:
             return
         _warm_started = True
-    threading.Thread(target=_import_torch, args=(0.0 if needed_now else WARM_DELAY_S,),
-                     name="trainlab-torch-import", daemon=True).start()
+    threading.Thread(target=_import_torch, name="trainlab-torch-import", daemon=True).start()
 
 
 def engine_ready() -> bool:
