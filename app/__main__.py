@@ -67,6 +67,18 @@ def preload_page_modules() -> None:
         importlib.import_module(name)
     from app import experiments_ui
     experiments_ui.catalogue()      # Streamlit's resource cache: kept for the server's sessions
+    warm_libraries()
+
+
+def warm_libraries() -> None:
+    """Pay the libraries' first-use costs here, not in a page's first draw (about 0.2 s of
+    Compare's): plotly's first figure loads its template and trace classes, pandas' first
+    Styler (coloured table cells) imports its renderer and compiles its templates."""
+    import pandas as pd
+    import plotly.graph_objects as go
+    figure = go.Figure([go.Scatter(x=[0], y=[0]), go.Heatmap(z=[[0]]), go.Bar(x=[0], y=[0])])
+    figure.update_layout(template="plotly_white").to_plotly_json()
+    pd.DataFrame({"colour": ["#000"]}).style.map(lambda c: f"color: {c}").to_html()
 
 
 if __name__ == "__main__":

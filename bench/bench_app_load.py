@@ -1,18 +1,22 @@
 """Benchmark: how long each page of the real app takes to appear in a real browser.
 
-For every page, a fresh server (`python -m app`, its own empty home) and a fresh
-Chromium tab (Debian's, headless), then:
+For every page, a fresh server (`python -m app`, its own home) and a fresh browser context
+(Debian's Chromium, headless; nothing cached), then:
 - first load: from navigation to the page drawn (its title is on screen and nothing on it
   has changed for QUIET_MS; the time is that of its last change) on a server that has drawn
   nothing yet;
-- second load: the same in a second tab once the first has finished (modules imported,
-  caches warm);
+- second load: the same in a second tab of the same browser once the first has finished
+  (the server's modules imported and caches warm, the browser's cache holding Streamlit's
+  scripts: what a user sees on every visit after the first);
 - busy first load: a first load again, on a fresh server, while --busy processes (default:
   one per CPU core) spin on the CPU beside it, as a training run or a build would.
 The median of --repeats fresh servers per page is printed, with the range, quiet and busy side
-by side. Goals (issue 20): first draw under 2 s quiet, under 5 s busy. Asserts nothing.
+by side. Each server's store holds --runs finished runs (default 12, written as a run's events
+would be: 200 steps, 10 evaluations each), so Compare, Live, Runs and Diagnostics draw their
+charts and tables; --runs 0 measures an empty store. Goals (issue 20): first draw under 2 s
+quiet, under 5 s busy. Asserts nothing.
 
-Usage: python bench/bench_app_load.py [--repeats 3] [--busy N] [--pages playground launch ...]
+Usage: python bench/bench_app_load.py [--repeats 3] [--busy N] [--runs 12] [--pages ...]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))       # the engine's store, to fill a store before a server starts
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -64,6 +69,29 @@ def start_server(home: Path) -> tuple[subprocess.Popen, str]:
     raise SystemExit("the app did not start within 60 s")
 
 
+def fill_store(db: Path, runs: int, steps: int = 200) -> None:
+    """`runs` finished runs of a small spirals grid, as their events would store them."""
+    from engine.events import (STEP_LOSS, VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted,
+                               RunStatus, StepLoss)
+    from engine.store import RunStore
+    store = RunStore(db)
+    try:
+        for i in range(runs):
+            cfg = {"dataset": "spirals", "toy_samples": 600, "width": [16], "epochs": 10,
+                   "batch_size": 30, "optimizer": ("sgd", "adam")[i % 2],
+                   "lr": (0.3, 0.1, 0.03)[i // 2 % 3], "seed": i // 6}
+            rid = store.create_run(cfg, name=f"bench #{i + 1}")
+            store.record(RunStarted(rid, 2_000, "cpu", steps, 20, epochs=10))
+            for step in range(1, steps + 1):
+                store.record(StepLoss(rid, step, step / 20, 1.1 / step ** 0.5 + 0.01 * i))
+                if step % 20 == 0:
+                    store.record(Evaluated(rid, step, step / 20, {
+                        VAL_ACC: min(0.99, 0.35 + step / 300 + 0.01 * i), VAL_LOSS: 1 / step}))
+            store.record(RunEnded(rid, RunStatus.COMPLETED, steps, ""))
+    finally:
+        store.close()
+
+
 QUIET_MS = 1500     # the page counts as drawn once its main area has not changed for this long
 
 # Records, in the page, when its main area last changed (Streamlit draws a page element by
@@ -80,9 +108,10 @@ WATCH_JS = """() => {
 }"""
 
 
-def load_once(browser, url: str, title: str) -> float:
-    """Seconds from navigation to the last change of the page before it went quiet."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+def load_once(context, url: str, title: str) -> float:
+    """Seconds from navigation to the last change of the page before it went quiet, in a new
+    tab of the browser context (a new context: nothing cached)."""
+    page = context.new_page()
     page.add_init_script(f"({WATCH_JS})()")
     page.goto(url)
     page.get_by_role("heading", name=title).first.wait_for(timeout=120_000)
@@ -97,17 +126,22 @@ def load_once(browser, url: str, title: str) -> float:
 SPIN = "import time\nwhile True:\n    sum(range(100_000))"   # one busy CPU core, forever
 
 
-def first_load(browser, key: str, busy: int) -> tuple[float, float]:
-    """(first load, second load) in seconds on a fresh server with `busy` spinning processes
-    started before it and stopped after."""
+def first_load(browser, key: str, busy: int, runs: int) -> tuple[float, float]:
+    """(first load, second load) in seconds on a fresh server over a store of `runs` runs,
+    with `busy` spinning processes started before it and stopped after."""
     spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(busy)]
     try:
         with tempfile.TemporaryDirectory() as home:
+            fill_store(Path(home) / "runs.db", runs)
             process, url = start_server(Path(home))
             try:
                 path = "" if key == "playground" else key
-                first = load_once(browser, f"{url}/{path}", PAGES[key])
-                return first, load_once(browser, f"{url}/{path}", PAGES[key])
+                context = browser.new_context(viewport={"width": 1400, "height": 1000})
+                try:
+                    first = load_once(context, f"{url}/{path}", PAGES[key])
+                    return first, load_once(context, f"{url}/{path}", PAGES[key])
+                finally:
+                    context.close()
             finally:
                 process.terminate()
                 process.wait(30)
@@ -127,14 +161,16 @@ def main() -> None:
     parser.add_argument("--pages", nargs="*", default=list(PAGES), choices=list(PAGES))
     parser.add_argument("--busy", type=int, default=os.cpu_count() or 1,
                         help="spinning processes beside the busy loads (0: quiet only)")
+    parser.add_argument("--runs", type=int, default=12,
+                        help="finished runs in each server's store (0: an empty store)")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} is missing (make setup installs Debian's chromium)")
     from playwright.sync_api import sync_playwright
 
     print(f"page load in Chromium, {args.repeats} fresh servers per page, "
-          f"{os.cpu_count()} CPU cores, busy = {args.busy} spinning processes beside it; "
-          "median [min-max] seconds")
+          f"{os.cpu_count()} CPU cores, busy = {args.busy} spinning processes beside it, "
+          f"{args.runs} runs stored; median [min-max] seconds")
     print(f"{'page':12s} {'first (quiet)':>19s}   {'second (quiet)':>19s}   "
           f"{'first (busy)':>19s}   busy/quiet")
     with sync_playwright() as p:
@@ -142,11 +178,11 @@ def main() -> None:
         for key in args.pages:
             firsts, seconds, busy = [], [], []
             for _ in range(args.repeats):
-                first, second = first_load(browser, key, 0)
+                first, second = first_load(browser, key, 0, args.runs)
                 firsts.append(first)
                 seconds.append(second)
                 if args.busy:
-                    busy.append(first_load(browser, key, args.busy)[0])
+                    busy.append(first_load(browser, key, args.busy, args.runs)[0])
             ratio = (f"{statistics.median(busy) / statistics.median(firsts):5.2f}x"
                      if busy else "")
             print(f"{key:12s} {spread(firsts):>19s}   {spread(seconds):>19s}   "
