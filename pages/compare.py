@@ -139,7 +139,7 @@ average_over = c5.selectbox(
 band = c6.selectbox("Band", list(plots.BANDS), key=W["band"], disabled=average_over is None,
                     format_func=lambda b: {"std": "±1 std", "minmax": "min–max",
                                            "ci": "95% CI of mean"}[b])
-p1, p2, p3, p4 = st.columns([5, 3, 3, 2], vertical_alignment="bottom")
+p1, p2, p3, p4 = st.columns([4, 2.8, 2.8, 2.4], vertical_alignment="bottom")
 panels = p1.multiselect("Beside it", [m for m in metrics if m != metric], key="compare_panels",
                         format_func=plots.metric_title, max_selections=3,
                         help="More metrics side by side with the same runs, e.g. validation "
