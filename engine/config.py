@@ -485,7 +485,10 @@ class RunConfig:
         Experiments page's first draw."""
         seed = coerce("seed", seed)
         _check_range("seed", seed)
-        seeded = copy.copy(self)         # a frozen dataclass: its fields and _unset, shared
+        seeded = copy.copy(self)         # a frozen dataclass: its fields and _unset
+        for name, value in vars(seeded).items():
+            if isinstance(value, list):      # its own lists (width, channels), as from_dict's
+                object.__setattr__(seeded, name, list(value))
         object.__setattr__(seeded, "seed", seed)
         return seeded
 

@@ -51,6 +51,7 @@ def test_with_seed_is_replace_of_the_seed(given):
         assert seeded == cfg.replace(seed=seed)
         assert seeded.given() == cfg.replace(seed=seed).given()    # unset constants kept
     assert cfg.seed == given.get("seed", 0)                         # the original unchanged
+    assert cfg.with_seed(1).width is not cfg.width                  # no list shared
     for bad in (-1, 2.5, "x", True):
         with pytest.raises(ConfigError, match="seed"):
             cfg.with_seed(bad)
