@@ -1,7 +1,8 @@
-"""The Experiments page's pieces: the catalogue's cards (question, what the notebook found,
-whether the dataset is here, the settings the notebook does not give, runs and time, seeds,
-quick budget, Run), a user's experiment file (validated, errors naming file, line and field,
-nothing launched on error), and one experiment's results: its charts with the notebook's values
+"""The Experiments page's pieces: the catalogue's cards, one notebook's at a time (question,
+what the notebook found, whether the dataset is here, the settings the notebook does not give,
+runs and time, seeds, quick budget, Run), a user's experiment file (validated, errors naming file, line and field,
+nothing launched on error), and one experiment's results: every setting and its notebook
+line, its charts with the notebook's values
 drawn in, the checks against the notebook's own code re-run over seeds, the notebook's printed
 values, its claims, and (set apart) our own expectations.
 
@@ -251,7 +252,7 @@ def planned_launch(exp, seeds: int, quick: bool, stored):
 def notebook_ui(exps: dict) -> list[str]:
     """Choose a notebook (or all): the ids whose cards show. A session starts on the
     notebook of the experiment Results shows (the URL's, or the first); an upload turns to
-    "Your files". One notebook's cards, not all 21: all of them took about 1 s more to draw."""
+    "Your files". One notebook's cards, not all 21: all of them took about 0.5 s more to draw."""
     groups = experiments.notebook_groups(catalogue())
     if st.session_state.get(USER_EXPERIMENTS):
         groups[UPLOADED] = list(st.session_state[USER_EXPERIMENTS])
