@@ -1,8 +1,9 @@
-"""Experiments page: the seed notebooks' experiments as one-click grids. A card per experiment,
-one notebook's at a time (its question, what the notebook found, whether its dataset is here, the settings the notebook
-does not give, runs and time, seeds, quick budget, Run), a user's own experiment file, and the
-chosen experiment's charts with the notebook's numbers drawn in, the checks against the
-notebook's own code re-run over seeds, its claims and our expectations.
+"""Experiments page: the seed notebooks' experiments as one-click grids. A card per
+experiment, one notebook's at a time (its question, what the notebook found, whether its
+dataset is here, the settings the notebook does not give, runs and time, seeds, quick budget,
+Run), a user's own experiment file, and the chosen experiment's charts with the notebook's
+numbers drawn in, the checks against the notebook's own code re-run over seeds, its claims and
+our expectations.
 
 Thin: the pieces are app/experiments_ui.py, the logic engine/experiments.py.
 """
