@@ -52,10 +52,10 @@ PRELOAD = ("scipy.stats", "torch", "engine.diagnostics", "engine.trainer", "engi
 def preload_page_modules() -> None:
     """Import everything a page draws with before the server listens: the app's modules
     (with them pandas and plotly) and PRELOAD, and read the experiment catalogue (21 files,
-    about 0.3 s). The server starts about 1.5 s later (torch), and then no page waits for an
-    import: with torch loading in the background after the first page instead, the
-    Playground's network and data came 3-4 s after its knobs, and every page loaded in that
-    window drew slower (bench/bench_app_load.py)."""
+    about 0.3 s). The server is up about 1.2 s later (2.7 s after start here), and no page
+    waits for an import: with torch loading in the background after the first page instead,
+    the Playground's network and data came 3-4 s after its knobs, and every page loaded in
+    that window drew slower (bench/bench_app_load.py)."""
     import importlib
     import pkgutil
 
