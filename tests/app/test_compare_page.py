@@ -224,3 +224,16 @@ def test_the_key_lists_every_run_with_its_colour_and_the_hover_script_is_there(f
     assert all(key.loc[name, "colour"] == color for name, color in lines.items())
     assert key.loc["rmsprop · seed 0", "status"] == "diverged"
     assert any("trainlabHighlight" in h.proto.body for h in at.get("html"))
+
+
+def test_a_config_field_filter_draws_inside_the_filter_box_and_narrows_the_runs(filled):
+    """The filter box sits in a column beside the saved comparisons: its per-field filters
+    (columns of their own) still draw, and choosing a value chooses what it matches."""
+    from app import state
+    at = run_page()
+    at.multiselect(key=state.COMPARE_FIELDS).set_value(["optimizer"]).run()
+    assert not at.exception, at.exception
+    at.multiselect(key=state.compare_field_key("optimizer")).set_value(["adam"]).run()
+    assert not at.exception, at.exception
+    chosen = at.multiselect(key="compare_runs").value
+    assert sorted(chosen) == sorted([filled[("adam", 0)], filled[("adam", 1)]])
