@@ -43,10 +43,10 @@ def bound_graceful_shutdown() -> None:
     uvicorn.Config.__init__ = bounded
 
 
-# What the first draws and the first launch need beyond the app's own modules: scipy.stats
-# (verdicts), torch and the engine's training side (the Playground's untrained network and
-# data, Launch's signal line, the job manager's workers).
-PRELOAD = ("scipy.stats", "torch", "engine.diagnostics", "engine.trainer", "engine.jobs")
+# What the first draws and the first launch need that the app's own modules do not import:
+# scipy.stats (verdicts), torch and the engine's training side (the Playground's untrained
+# network and data, Launch's signal line, the job manager's workers).
+PRELOAD = ("scipy.stats", "torch", "engine.diagnostics", "engine.trainer")
 
 
 def preload_page_modules() -> None:
