@@ -214,14 +214,16 @@ def compare_from_url(params, allowed: dict, field_names) -> tuple[dict, list[str
                 given_as[new] = old
             params.setdefault(new, params.pop(old))
 
-    def named(param: str) -> str:
-        return f"{given_as[param]} (now {param})" if param in given_as else param
+    def refuse(param: str, values, allowed_text) -> None:
+        """A refusal naming the parameter as the URL gave it ("group (now average_over)")."""
+        name = f"{given_as[param]} (now {param})" if param in given_as else param
+        messages.append(refusal(name, values, allowed_text))
 
     for param, raw in params.items():
         values = [str(v) for v in raw] if isinstance(raw, (list, tuple)) else [str(raw)]
         if param in COMPARE_LISTS or param in fields:
             if param in fields and param not in allowed:
-                messages.append(refusal(named(param), values, "no stored run has this field"))
+                refuse(param, values, "no stored run has this field")
                 continue
             if param == "panels" and param not in allowed:    # metrics: checked by the page
                 ok = [v for v in dict.fromkeys(values) if _METRIC_NAME.match(v)]
@@ -229,22 +231,22 @@ def compare_from_url(params, allowed: dict, field_names) -> tuple[dict, list[str
                 ok = [v for v in dict.fromkeys(values) if v in allowed.get(param, ())]
             bad = [v for v in values if v not in ok]
             if bad:
-                messages.append(refusal(named(param), bad, allowed.get(param, ())))
+                refuse(param, bad, allowed.get(param, ()))
             if ok:
                 state[param] = ok
             continue
         if param not in COMPARE_WIDGETS:
-            messages.append(refusal(named(param), values, "unknown parameter; Compare's parameters "
-                                    "are " + ", ".join(COMPARE_WIDGETS) + " and config field "
-                                    "names (filters, e.g. dataset)"))
+            refuse(param, values, "unknown parameter; Compare's parameters are "
+                   + ", ".join(COMPARE_WIDGETS) + " and config field names (filters, e.g. "
+                   "dataset)")
             continue
         if len(values) != 1:
-            messages.append(refusal(named(param), values, "give it once"))
+            refuse(param, values, "give it once")
             continue
         value = values[0]
         if param == "log_y":
             if value.lower() not in _TRUE_FALSE:
-                messages.append(refusal(named(param), value, "allowed: true, false"))
+                refuse(param, value, "allowed: true, false")
             else:
                 state[param] = _TRUE_FALSE[value.lower()]
         elif param == "smoothing":
@@ -253,8 +255,7 @@ def compare_from_url(params, allowed: dict, field_names) -> tuple[dict, list[str
             except ValueError:
                 number = math.nan
             if not 0.0 <= number <= MAX_SMOOTHING:      # also refuses nan
-                messages.append(refusal(named(param), value, f"must be a number from 0 to "
-                                                      f"{MAX_SMOOTHING}"))
+                refuse(param, value, f"must be a number from 0 to {MAX_SMOOTHING}")
             else:
                 state[param] = number
         elif param in ("cursor", "cursor_from"):
@@ -263,8 +264,8 @@ def compare_from_url(params, allowed: dict, field_names) -> tuple[dict, list[str
             except ValueError:
                 number = math.nan
             if not (math.isfinite(number) and number >= 0):
-                messages.append(refusal(named(param), value, "must be a number >= 0 (a point "
-                                        "on the x axis: a step, an epoch, ...)"))
+                refuse(param, value, "must be a number >= 0 (a point on the x axis: a step, "
+                       "an epoch, ...)")
             else:
                 state[param] = number
         elif param in ("color_by", "baseline") and param not in allowed:
@@ -272,17 +273,17 @@ def compare_from_url(params, allowed: dict, field_names) -> tuple[dict, list[str
             if len(value) <= 80 and value.isprintable():
                 state[param] = value
             else:
-                messages.append(refusal(named(param), value, "must be a config field, a summary "
-                                        "such as final:val/acc, or a run id"))
+                refuse(param, value, "must be a config field, a summary such as "
+                       "final:val/acc, or a run id")
         elif param == "metric" and "metric" not in allowed:
             if _METRIC_NAME.match(value):
                 state[param] = value
             else:
-                messages.append(refusal(named(param), value, "must be a metric name"))
+                refuse(param, value, "must be a metric name")
         elif value in allowed.get(param, ()):
             state[param] = value
         else:
-            messages.append(refusal(named(param), value, allowed.get(param, ())))
+            refuse(param, value, allowed.get(param, ()))
     return state, messages
 
 
