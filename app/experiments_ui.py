@@ -249,19 +249,32 @@ def planned_launch(exp, seeds: int, quick: bool, stored):
                              experiments.run_tags(exp, quick))
 
 
-def notebook_ui(exps: dict) -> list[str]:
-    """Choose a notebook (or all): the ids whose cards show. A session starts on the
-    notebook of the experiment Results shows (the URL's, or the first); an upload turns to
-    "Your files". One notebook's cards, not all 21: all of them took about 0.5 s more to draw."""
+def card_groups() -> dict[str, list[str]]:
+    """{notebook: [ids]} of the cards: the shipped notebooks, then this session's uploads."""
     groups = experiments.notebook_groups(catalogue())
     if st.session_state.get(USER_EXPERIMENTS):
         groups[UPLOADED] = list(st.session_state[USER_EXPERIMENTS])
+    return groups
+
+
+def show_results_notebook() -> None:
+    """The cards turn to the notebook of the experiment Results shows (its Run is on a card
+    of that notebook; the Results choice's on_change, and a session's first draw)."""
+    shown = st.session_state.get(RESULTS_CHOICE)
+    groups = card_groups()
+    st.session_state[NOTEBOOK_CHOICE] = next(
+        (name for name, ids in groups.items() if shown in ids), next(iter(groups)))
+
+
+def notebook_ui(exps: dict) -> list[str]:
+    """Choose a notebook (or all): the ids whose cards show. The cards follow the experiment
+    Results shows (the URL's, or the first, or the one chosen there); an upload turns them to
+    "Your files". One notebook's cards, not all 21: all of them took about 0.5 s more to draw."""
+    groups = card_groups()
     options = [*groups, ALL_NOTEBOOKS]
     if NOTEBOOK_CHOICE not in st.session_state or \
             st.session_state[NOTEBOOK_CHOICE] not in (*options, None):
-        shown = st.session_state.get(RESULTS_CHOICE)
-        st.session_state[NOTEBOOK_CHOICE] = next(
-            (name for name, ids in groups.items() if shown in ids), options[0])
+        show_results_notebook()
     chosen = st.segmented_control(
         "Notebook", options, key=NOTEBOOK_CHOICE,
         format_func=lambda name: f"{name} ({len(groups.get(name, exps))})",

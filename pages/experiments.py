@@ -32,6 +32,7 @@ experiments_ui.cards_ui(exps, stored)
 st.divider()
 st.subheader("Results", anchor=experiments_ui.RESULTS_ANCHOR)
 choice = st.selectbox("Experiment", ids, format_func=lambda i: f"{exps[i].title} ({i})",
-                      key=experiments_ui.RESULTS_CHOICE)
+                      key=experiments_ui.RESULTS_CHOICE,
+                      on_change=experiments_ui.show_results_notebook)
 experiments_ui.results_ui(exps[choice], store)
 experiments_ui.sync_url(choice)

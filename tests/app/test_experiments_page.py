@@ -113,6 +113,10 @@ def test_cards_show_one_notebook_and_a_link_opens_on_its_experiments_notebook(se
     assert not linked.exception, linked.exception
     assert card_keys(linked) == ["uva-mlp-table", "uva-preact-resnet"]
     assert linked.selectbox(key="exp_results_choice").value == "uva-preact-resnet"
+    # choosing another experiment for Results turns the cards to its notebook (its Run)
+    linked.selectbox(key="exp_results_choice").set_value("cs231n-dropout").run()
+    assert not linked.exception, linked.exception
+    assert "cs231n-dropout" in card_keys(linked) and len(card_keys(linked)) == 7
 
 
 def test_card_launches_its_runs_and_a_second_press_adds_seeds(services, data_dir):
