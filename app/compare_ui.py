@@ -58,9 +58,11 @@ def time_cursor_ui(xs: np.ndarray, x_label: str, key: str = "compare", toggle_in
             st.session_state[name] = min(max(value, low), high)     # a link past the end
         elif value is None and default is not None:
             st.session_state[name] = cast(default)
-    c1, c2, c3, c4 = st.columns([7, 2, 1, 2])
+    # Play needs about 90 px for its label (a ratio of 1 cut it to "F" at 1280x720)
+    c1, c2, c3, c4 = st.columns([6, 1.6, 1.6, 2], vertical_alignment="bottom")
+    shown_as = "%d" if whole else None      # steps read "100", not "100.00"
     at = c1.slider(f"Cursor ({x_label})", cast(low), cast(high), step=cast(step),
-                   key=w["cursor"])
+                   key=w["cursor"], format=shown_as)
     ranged = c2.checkbox("From", key=f"{key}_cursor_range",
                          value=st.session_state.get(w["cursor_from"]) is not None,
                          help="Also a start point: each run's value there and the change.")
@@ -70,7 +72,7 @@ def time_cursor_ui(xs: np.ndarray, x_label: str, key: str = "compare", toggle_in
                 st.session_state[w["cursor_from"]] > at:
             st.session_state[w["cursor_from"]] = cast(low)
         start = st.slider("From", cast(low), cast(high), step=cast(step), key=w["cursor_from"],
-                          label_visibility="collapsed")
+                          label_visibility="collapsed", format=shown_as)
     else:
         st.session_state.pop(w["cursor_from"], None)
     playing_key = f"{key}_playing"
