@@ -178,24 +178,20 @@ def baseline_ui(runs, labels: dict) -> str | None:
 def paper_table_ui(frame, runs, metric: str, average_over: str | None):
     """A table for a report: groups x summaries, mean ± 95% interval, the best in bold only
     when the verdicts say so; LaTeX, Markdown and CSV to copy or download, and the bar chart.
-    Returns the (table, figure) for the zip, or (None, None)."""
-    by = [average_over] if average_over and average_over != "seed" else verdicts.EXCEPT_SEED
-    present = set(frame["name"])
-    chosen = st.multiselect("Columns", [s for s in (f"final:{metric}", f"best:{metric}",
-                                                    "final:val/acc", "final:val/loss",
-                                                    "best:val/acc")
-                                        if s.split(":")[1] in present],
-                            default=[f"final:{metric}"], key="compare_paper_columns")
+    Kept for the page's zip (last_table)."""
+    chosen = st.multiselect("Columns", paper_columns(frame, metric),
+                            default=[f"final:{metric}"], key=PAPER_COLUMNS,
+                            persist_state="page")      # kept while the box is folded
     if not chosen:
         st.caption("Choose at least one column.")
-        return None, None
+        return
     try:
-        table = paper_table.build(frame, runs, [verdicts.parse_summary(c) for c in
-                                                dict.fromkeys(chosen)], by)
+        table = build_paper_table(frame, runs, chosen, average_over)
     except ValueError as error:
         st.error(plain(error))
-        return None, None
-    fmt = st.radio("Format", paper_table.FORMATS, horizontal=True, key="compare_paper_fmt")
+        return
+    fmt = st.radio("Format", paper_table.FORMATS, horizontal=True, key="compare_paper_fmt",
+                   persist_state="page")
     text = paper_table.render(table, fmt)
     st.code(text, language={"latex": "latex", "markdown": "markdown", "csv": "text"}[fmt])
     notes = [n for n in table.notes if n]
@@ -204,15 +200,47 @@ def paper_table_ui(frame, runs, metric: str, average_over: str | None):
     figure = paper_table.bar_figure(table)
     st.plotly_chart(figure, key="compare_paper_bars", config={"displaylogo": False})
     st.session_state[LAST_TABLE] = table
-    return table, figure
 
 
+PAPER_COLUMNS = "compare_paper_columns"
 LAST_TABLE = "compare_paper_table"     # the table last drawn, for the page's zip
 
 
-def last_table():
-    """The paper table drawn on this page's last run (None before), for the ZIP download."""
-    return st.session_state.get(LAST_TABLE)
+def paper_columns(frame, metric: str) -> list[str]:
+    """The summaries the paper table offers for the chosen runs: final and best of the
+    chart's metric, and of validation accuracy and loss."""
+    present = set(frame["name"])
+    return [s for s in (f"final:{metric}", f"best:{metric}", "final:val/acc", "final:val/loss",
+                        "best:val/acc") if s.split(":")[1] in present]
+
+
+def build_paper_table(frame, runs, chosen: list[str], average_over: str | None):
+    """The paper table of `chosen` summaries ("final:val/acc"), one row per group: by the
+    averaged field, or every field but the seed. ValueError for a table it cannot build."""
+    by = [average_over] if average_over and average_over != "seed" else verdicts.EXCEPT_SEED
+    return paper_table.build(frame, runs, [verdicts.parse_summary(c)
+                                           for c in dict.fromkeys(chosen)], by)
+
+
+def forget_table() -> None:
+    """The paper table is folded on this run: its last drawing no longer stands for the page
+    (the zip builds its own, zip_table)."""
+    st.session_state.pop(LAST_TABLE, None)
+
+
+def zip_table(frame, runs, metric: str, average_over: str | None):
+    """The paper table for the zip: the one drawn on this run, else the one the folded box
+    would draw (its chosen columns, else the final value of the chart's metric); None when
+    there is none to build."""
+    if st.session_state.get(LAST_TABLE) is not None:
+        return st.session_state[LAST_TABLE]
+    offered = paper_columns(frame, metric)
+    chosen = [c for c in st.session_state.get(PAPER_COLUMNS) or [f"final:{metric}"]
+              if c in offered]
+    try:
+        return build_paper_table(frame, runs, chosen, average_over) if chosen else None
+    except ValueError:
+        return None
 
 
 def finite(x) -> bool:

@@ -125,33 +125,49 @@ def over_training_ui(store, frames: dict, run_ids, labels: dict, step: int | Non
     """Histograms of activations, weights and gradients over training (a heat map per run and
     the histogram at the step), dead or saturated units over time, and the sharpness against
     its stability limit: tabs, every one following the step."""
-    hist_tab, dead_tab, sharp_tab = st.tabs(["Histograms over training",
-                                             "Dead or saturated units", "Sharpness vs 2/lr"])
+    # Only the chosen tab is drawn (each is a chart or two the browser would draw hidden);
+    # choosing another reruns the page.
+    hist_tab, dead_tab, sharp_tab = st.tabs(list(OVER_TRAINING_TABS), key=OVER_TRAINING_TAB,
+                                            on_change="rerun")
     with hist_tab:
-        histories = {rid: read_histograms(store, rid) for rid in run_ids}
-        layers = dplots.histogram_layers(histories)
-        if not layers:
-            st.info("No histograms stored for these runs: they are taken at each diagnostics "
-                    "collection (runs trained with diagnostics on).", icon=":material/info:")
-        else:
-            c1, c2 = st.columns(2)
-            quantity = c1.selectbox("Of", list(dplots.HISTOGRAM_QUANTITIES), key="diag_hist_q",
-                                    format_func=dplots.HISTOGRAM_QUANTITIES.get)
-            layer = c2.selectbox("Layer", layers, key="diag_hist_layer",
-                                 format_func=lambda i: f"layer {i}")
-            st.plotly_chart(dplots.histogram_heatmap_figure(histories, labels, quantity, layer,
-                                                            step=step),
-                            key="diag_hist_heat", config={"displaylogo": False})
-            if step is not None:
-                st.plotly_chart(dplots.histogram_at_figure(histories, labels, quantity, layer,
-                                                           step),
-                                key="diag_hist_at", config={"displaylogo": False})
+        if hist_tab.open:
+            histograms_ui(store, run_ids, labels, step)
     with dead_tab:
-        st.plotly_chart(dplots.dead_units_figure(frames, labels, step=step),
-                        key="diag_dead", config={"displaylogo": False})
+        if dead_tab.open:
+            st.plotly_chart(dplots.dead_units_figure(frames, labels, step=step),
+                            key="diag_dead", config={"displaylogo": False})
     with sharp_tab:
-        st.plotly_chart(dplots.sharpness_figure(frames, labels, step=step), key="diag_sharp",
-                        config={"displaylogo": False})
+        if sharp_tab.open:
+            st.plotly_chart(dplots.sharpness_figure(frames, labels, step=step),
+                            key="diag_sharp", config={"displaylogo": False})
+
+
+OVER_TRAINING_TAB = "diag_over_tab"      # session: the chosen tab's name
+OVER_TRAINING_TABS = ("Histograms over training", "Dead or saturated units",
+                      "Sharpness vs 2/lr")
+
+
+def histograms_ui(store, run_ids, labels: dict, step: int | None) -> None:
+    """A heat map per run of one layer's histogram over training, and the histogram at the
+    step (the histograms tab of over_training_ui)."""
+    histories = {rid: read_histograms(store, rid) for rid in run_ids}
+    layers = dplots.histogram_layers(histories)
+    if not layers:
+        st.info("No histograms stored for these runs: they are taken at each diagnostics "
+                "collection (runs trained with diagnostics on).", icon=":material/info:")
+        return
+    c1, c2 = st.columns(2)
+    kept = dict(persist_state="page")       # while another tab is shown
+    quantity = c1.selectbox("Of", list(dplots.HISTOGRAM_QUANTITIES), key="diag_hist_q",
+                            format_func=dplots.HISTOGRAM_QUANTITIES.get, **kept)
+    layer = c2.selectbox("Layer", layers, key="diag_hist_layer",
+                         format_func=lambda i: f"layer {i}", **kept)
+    st.plotly_chart(dplots.histogram_heatmap_figure(histories, labels, quantity, layer,
+                                                    step=step),
+                    key="diag_hist_heat", config={"displaylogo": False})
+    if step is not None:
+        st.plotly_chart(dplots.histogram_at_figure(histories, labels, quantity, layer, step),
+                        key="diag_hist_at", config={"displaylogo": False})
 
 
 def read_regions(store, run_id: str) -> list[tuple[int, dict]]:

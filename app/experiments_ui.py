@@ -17,7 +17,7 @@ import threading
 import pandas as pd
 import streamlit as st
 
-from app import forms, services, state
+from app import forms, services, state, widgets
 from app.text import plain
 from engine import datafiles, experiments, plots
 from engine.config import ConfigError
@@ -335,10 +335,12 @@ def printed_table(result) -> pd.DataFrame:
 def results_ui(exp, store) -> None:
     """The chosen experiment's charts (notebook values drawn in), reference checks, claims
     and expectations."""
-    # Here, not on every card: 21 tables, drawn though folded, held the page's first draw
-    # back by about 0.7 s (bench/bench_app_load.py).
-    with st.expander("Every setting and the notebook line it comes from"):
-        st.dataframe(settings_table(exp), hide_index=True, key=f"exp_settings_{exp.id}")
+    # Here, not on every card (21 tables held the page's first draw back by about 0.7 s:
+    # bench/bench_app_load.py), and drawn only while open
+    with widgets.folded("Every setting and the notebook line it comes from",
+                        key="exp_settings_open") as settings_box:
+        if settings_box.open:
+            st.dataframe(settings_table(exp), hide_index=True, key=f"exp_settings_{exp.id}")
     quick = st.toggle("Show the quick budget's runs", key=quick_key(exp.id))
     stored = store.list_runs()
     groups = experiments.matching_runs(exp, stored, quick=quick)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import services
+from app import services, widgets
 from app.text import plain
 from engine import lr_find, plots
 from engine.config import ConfigError, RunConfig
@@ -26,7 +26,11 @@ REFRESH_S = 0.7
 def lr_find_ui(cfg: dict, *, key: str, on_pick) -> None:
     """A "Find a learning rate" expander for the setting `cfg` (a config dict)."""
     run_key = f"{key}_lrf_run"
-    with st.expander("Find a learning rate", icon=":material/query_stats:"):
+    # Folded, it draws nothing (a first visit does not open it)
+    with widgets.folded("Find a learning rate", key=f"{key}_lrf_open",
+                        icon=":material/query_stats:") as box:
+        if not box.open:
+            return
         st.caption(f"A short run ({STEPS} steps) whose learning rate rises from 1e-7 to 10 "
                    "until the loss explodes; the suggested rates are read off its curve.")
         if st.button("Run the range test", key=f"{key}_lrf_go",
@@ -40,12 +44,19 @@ def lr_find_ui(cfg: dict, *, key: str, on_pick) -> None:
                 st.error(plain(f"The range test was not started: {error}."))
         run_id = st.session_state.get(run_key)
         if run_id:
-            _result(run_id, key, on_pick)
+            widgets.paced_fragment(lambda: _result(run_id, key, on_pick),
+                                   lambda: test_running(run_id), every_s=REFRESH_S)
 
 
-@st.fragment(run_every=REFRESH_S)
+def test_running(run_id: str) -> bool:
+    """Whether the range test `run_id` is queued or training."""
+    record = services.get_store().get_run(run_id)
+    return record is not None and record.status in RunStatus.ACTIVE
+
+
 def _result(run_id: str, key: str, on_pick) -> None:
-    """The test's progress while it trains; then its curve, suggestions and their buttons."""
+    """The test's progress while it trains (redrawn every REFRESH_S); then its curve,
+    suggestions and their buttons."""
     store = services.get_store()
     record = store.get_run(run_id)
     if record is None:

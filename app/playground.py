@@ -371,30 +371,41 @@ def start_lesson_ui(cfg: dict) -> None:
     """"Start a lesson here": a one-step lesson from this setup (the knobs a link carries) and
     a question, so a teacher writes a lesson by doing it (engine/lessons.py). Kept on this
     server (<home>/lessons) and opened on the Lessons page; a bad field is named, nothing kept."""
+    # Folded, it draws nothing (six text fields a first visit does not see); the drafts keep
+    # their text while it is folded and across pages
+    with widgets.folded("Start a lesson here", key="pg_lesson_open",
+                        icon=":material/school:") as box:
+        if box.open:
+            lesson_form_ui(cfg)
+
+
+def lesson_form_ui(cfg: dict) -> None:
+    """The lesson's fields and "Make the lesson" (start_lesson_ui's content)."""
     from engine import lessons
-    with st.expander("Start a lesson here", icon=":material/school:"):
-        title = st.text_input("Lesson title", key="pg_lesson_title")
-        instruction = st.text_area("Instruction", key="pg_lesson_text", placeholder=
-                                   "Press Train, then switch normalization to batch: predict first")
-        question = st.text_input("Question asked before the setup opens (optional)",
-                                 key="pg_lesson_question")
-        choices = st.text_area("Choices, one per line", key="pg_lesson_choices")
-        answer = st.text_input("The right choice (optional)", key="pg_lesson_answer")
-        explanation = st.text_area("Explanation, shown after the answer",
-                                   key="pg_lesson_explanation")
-        if st.button("Make the lesson", key="pg_lesson_make", icon=":material/school:"):
-            try:
-                raw = lessons.from_playground(link_values(cfg), title=title,
-                                              instruction=instruction, question=question,
-                                              choices=choices.splitlines(), answer=answer,
-                                              explanation=explanation)
-                lesson, _ = lessons.save_user_lesson(raw, "playground-lesson.yaml",
-                                                     link_fields=LINK_FIELDS)
-            except (lessons.LessonError, ConfigError) as error:
-                st.error(plain(str(error)), icon=":material/error:")
-                return
-            st.switch_page(str(state.PAGES["lessons"].path),
-                           query_params={"lesson": lesson.id, "step": "1"})
+    kept = dict(persist_state="session")
+    title = st.text_input("Lesson title", key="pg_lesson_title", **kept)
+    instruction = st.text_area("Instruction", key="pg_lesson_text", placeholder=
+                               "Press Train, then switch normalization to batch: predict first",
+                               **kept)
+    question = st.text_input("Question asked before the setup opens (optional)",
+                             key="pg_lesson_question", **kept)
+    choices = st.text_area("Choices, one per line", key="pg_lesson_choices", **kept)
+    answer = st.text_input("The right choice (optional)", key="pg_lesson_answer", **kept)
+    explanation = st.text_area("Explanation, shown after the answer",
+                               key="pg_lesson_explanation", **kept)
+    if st.button("Make the lesson", key="pg_lesson_make", icon=":material/school:"):
+        try:
+            raw = lessons.from_playground(link_values(cfg), title=title,
+                                          instruction=instruction, question=question,
+                                          choices=choices.splitlines(), answer=answer,
+                                          explanation=explanation)
+            lesson, _ = lessons.save_user_lesson(raw, "playground-lesson.yaml",
+                                                 link_fields=LINK_FIELDS)
+        except (lessons.LessonError, ConfigError) as error:
+            st.error(plain(str(error)), icon=":material/error:")
+            return
+        st.switch_page(str(state.PAGES["lessons"].path),
+                       query_params={"lesson": lesson.id, "step": "1"})
 
 
 def validate(values: dict) -> tuple[dict | None, str]:
@@ -655,12 +666,28 @@ def class_names(cfg: dict, data: dict | None) -> list[str]:
     return []
 
 
-@st.fragment(run_every=REFRESH_S)
 def tries_ui(current: str | None, cfg: dict) -> None:
-    """Redrawn in place every REFRESH_S: the controls and progress, the network beside the
-    data and its decision regions (or the prediction strip), and the loss and accuracy of
-    every try on the trail (read incrementally from the store). Before the first try of this
-    setting (`current` None), the untrained network and its regions."""
+    """The controls and progress, the network beside the data and its decision regions (or
+    the prediction strip), and the loss and accuracy of every try on the trail (read
+    incrementally from the store); before the first try of this setting (`current` None),
+    the untrained network and its regions. Redrawn in place every REFRESH_S while a try
+    trains or a replay plays, and only then: a still page is not redrawn twice a second."""
+    store = services.get_store()
+    widgets.paced_fragment(lambda: tries_view(current, cfg), lambda: tries_moving(store),
+                           every_s=REFRESH_S)
+
+
+def tries_moving(store) -> bool:
+    """Whether the tries view changes by itself: a try on the trail is queued or training,
+    or a replay plays."""
+    trail = [rid for rid in st.session_state.get(state.PG_TRAIL, []) if rid]
+    return bool(st.session_state.get(REPLAY_PLAYING)) or any(
+        (record := store.get_run(rid)) is not None and record.status in RunStatus.ACTIVE
+        for rid in trail)
+
+
+def tries_view(current: str | None, cfg: dict) -> None:
+    """tries_ui's fragment."""
     store = services.get_store()
     record = store.get_run(current) if current else None
     view_cfg = record.config if record is not None else cfg

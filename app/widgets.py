@@ -45,6 +45,32 @@ def step_slider(container, label: str, steps: list, state_key: str, **kwargs):
     return step
 
 
+def folded(label: str, key: str, **kwargs):
+    """An expander whose content a page draws only while it is open: `with folded(...) as box:
+    if box.open: ...`. A plain expander's content is sent and drawn by the browser even when
+    closed (Compare's folded paper table, with its code block and chart, cost about 0.3 s of
+    the page's first load: bench/bench_app_load.py). Opening or closing it reruns the page;
+    `key` holds whether it is open (tests set it). A widget inside keeps its value while the
+    box is closed only with persist_state="page" (or "session"): Streamlit forgets a widget
+    that a run does not draw."""
+    return st.expander(label, key=key, on_change="rerun", **kwargs)
+
+
+def paced_fragment(view, moving, *, every_s: float, idle_s: float | None = None) -> None:
+    """Draw `view()` in a fragment redrawn every `every_s` seconds while `moving()` holds (a
+    run trains, a replay plays) and every `idle_s` (None: never) while it does not: a still
+    page is not redrawn and re-sent every second. Streamlit fixes a fragment's pace when the
+    page draws it, so when `moving()` changes during a redraw the whole page runs again."""
+    was_moving = moving()
+
+    def redraw() -> None:
+        view()
+        if moving() != was_moving:
+            st.rerun(scope="app")
+
+    st.fragment(redraw, run_every=every_s if was_moving else idle_s)()
+
+
 def status_badge(status: str) -> str:
     """Markdown for a coloured status word."""
     return f":{STATUS_COLORS.get(status, 'gray')}-badge[{status}]"

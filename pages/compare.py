@@ -13,7 +13,7 @@ import dataclasses
 
 import streamlit as st
 
-from app import compare_ui, saved_comparisons, services, state, verdicts_ui
+from app import compare_ui, saved_comparisons, services, state, verdicts_ui, widgets
 from app.text import plain
 from engine import config, describe, export, plots, run_warnings
 from engine.events import ALL_METRICS, STEP_LOSS, VAL_ACC, RunStatus
@@ -179,20 +179,27 @@ if not average_over and any(warnings.values()):
     st.caption("◆ a warning: hover it for what happened; the Diagnostics page shows the "
                "evidence layer by layer.")
 key_table = plots.legend_table(runs, options)
-with st.expander(f"Key: all {len(key_table)} {'groups' if average_over else 'runs'}, "
-                 "searchable, each with its whole label", expanded=len(key_table) > 10):
-    st.dataframe(key_table.style.map(lambda c: f"background-color: {c}; color: {c}",
-                                     subset=["colour"]),
-                 hide_index=True, key="compare_key", height=min(420, 38 + 35 * len(key_table)),
-                 column_config={"colour": st.column_config.TextColumn("", width=24),
-                                "entry": st.column_config.TextColumn("in the legend"),
-                                "name": None if average_over else st.column_config.TextColumn(),
-                                "status": None if average_over else
-                                st.column_config.TextColumn(width="small"),
-                                "runs": None if not average_over else
-                                st.column_config.NumberColumn(width="small"),
-                                "label": st.column_config.TextColumn("whole label",
-                                                                     width="large")})
+# Open by itself beside more than 10 lines (the legend then lists the first 10), with its own
+# open state for each case, so crossing 10 opens it; folded, it draws nothing.
+many_lines = len(key_table) > 10
+with widgets.folded(f"Key: all {len(key_table)} {'groups' if average_over else 'runs'}, "
+                    "searchable, each with its whole label",
+                    key=f"compare_key_open_{'many' if many_lines else 'few'}",
+                    expanded=many_lines) as key_box:
+    if key_box.open:
+        st.dataframe(
+            key_table.style.map(lambda c: f"background-color: {c}; color: {c}",
+                                subset=["colour"]),
+            hide_index=True, key="compare_key", height=min(420, 38 + 35 * len(key_table)),
+            column_config={"colour": st.column_config.TextColumn("", width=24),
+                           "entry": st.column_config.TextColumn("in the legend"),
+                           "name": None if average_over else st.column_config.TextColumn(),
+                           "status": None if average_over else
+                           st.column_config.TextColumn(width="small"),
+                           "runs": None if not average_over else
+                           st.column_config.NumberColumn(width="small"),
+                           "label": st.column_config.TextColumn("whole label",
+                                                                width="large")})
 drawn = set(frame.loc[frame["name"] == metric, "run"])
 empty = [labels[r.id] for r in runs if r.id not in drawn]
 if empty:
@@ -249,11 +256,16 @@ cols[5].download_button("ZIP (all)", key="compare_dl_zip", file_name=files["zip"
                                                                          export_options),
                                                       frame, runs, base=stem,
                                                       verdicts=verdicts_ui.last_result(),
-                                                      table=compare_ui.last_table()),
+                                                      table=compare_ui.zip_table(
+                                                          frame, runs, metric, average_over)),
                         help="HTML, CSV, JSON, the verdicts and the paper table below and, "
                              "when a browser is available, PNG and SVG.")
 
 with st.expander("Is the difference real?", expanded=True):
     verdicts_ui.verdict_panel_ui(store, runs, frame=frame)
-with st.expander("Paper table: groups x summaries, for a report", expanded=False):
-    compare_ui.paper_table_ui(frame, runs, metric, average_over)
+with widgets.folded("Paper table: groups x summaries, for a report",
+                    key="compare_paper_open") as paper_box:
+    if paper_box.open:
+        compare_ui.paper_table_ui(frame, runs, metric, average_over)
+    else:
+        compare_ui.forget_table()

@@ -1,7 +1,8 @@
 """Live page: the runs the user chose (the latest launch with whatever still trains, the
 running ones, the pinned ones or a tag), their loss and accuracy charts first (above the fold
 at 1280x720; one row of charts per dataset, so unrelated runs never share axes), then one row
-per run with its colour, progress, Stop and Pin, redrawn in place every second.
+per run with its colour, progress, Stop and Pin, redrawn in place every second while a run
+trains or waits (every IDLE_REDRAW_S while none does: a run launched elsewhere still shows).
 
 Runs come from the job manager and the store (never from session state), so a refresh or a
 second tab shows the same runs; pins are a "pinned" tag in the store. Labels and colours
@@ -17,6 +18,8 @@ from engine import describe, jobs, plots
 from engine.events import RunStatus
 
 PINNED = "pinned"          # the tag a Pin button sets
+REDRAW_S = 1.0             # seconds between redraws while a run trains or waits
+IDLE_REDRAW_S = 5.0        # while none does
 MAX_SHOWN = len(describe.PALETTE)    # more runs than distinct colours would be unreadable
 CHOICES = {"launch": "Latest launch and running", "active": "Running and queued",
            "pinned": "Pinned runs"}
@@ -51,7 +54,13 @@ def chosen(records, active: set) -> list:
     return [r for r in records if tag in r.tags]
 
 
-@st.fragment(run_every=1.0)
+def any_active() -> bool:
+    """Whether a run trains or waits (the view then redraws every REDRAW_S)."""
+    manager = services.started_manager()
+    return bool(manager and manager.active()) or any(
+        r.status in RunStatus.ACTIVE for r in services.get_store().list_runs())
+
+
 def live_view():
     # The job manager only once this server has launched something: till then no run of
     # ours is active, and a run's progress comes from its stored record.
@@ -132,6 +141,6 @@ def live_view():
             st.rerun(scope="fragment")
 
 
-live_view()
+widgets.paced_fragment(live_view, any_active, every_s=REDRAW_S, idle_s=IDLE_REDRAW_S)
 # Hovering a line or a key entry picks its run out on all three charts (plots.HIGHLIGHT_JS).
 st.html(f"<script>{plots.HIGHLIGHT_JS}</script>", unsafe_allow_javascript=True)

@@ -162,9 +162,10 @@ with c_config:
     if changed:
         st.dataframe(changed, hide_index=True, column_order=("option", "value", "default"),
                      key="run_config_changed")
-    with st.expander(f"All {len(rows)} options that apply"):
-        st.dataframe(rows, hide_index=True, key="run_config_all",
-                     column_order=("option", "field", "value", "default", "differs"))
+    with widgets.folded(f"All {len(rows)} options that apply", key="run_config_all_open") as box:
+        if box.open:
+            st.dataframe(rows, hide_index=True, key="run_config_all",
+                         column_order=("option", "field", "value", "default", "differs"))
 with c_prov:
     st.subheader("Provenance")
     if run.provenance:

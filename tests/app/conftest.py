@@ -163,3 +163,18 @@ def store_real_run(store, name, **options) -> str:
 def page(name: str):
     from streamlit.testing.v1 import AppTest
     return AppTest.from_file(str(PAGES / f"{name}.py"), default_timeout=30)
+
+
+@pytest.fixture
+def fragment_paces(monkeypatch):
+    """The run_every of every paced fragment (app.widgets.paced_fragment) the pages draw, in
+    order: a spy on st.fragment that hands on to Streamlit's."""
+    import streamlit as st
+    real, paces = st.fragment, []
+
+    def spy(func=None, *, run_every=None, **kwargs):
+        if func is not None and func.__qualname__.startswith("paced_fragment."):
+            paces.append(run_every)
+        return real(func, run_every=run_every, **kwargs)
+    monkeypatch.setattr(st, "fragment", spy)
+    return paces

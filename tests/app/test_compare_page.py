@@ -216,6 +216,10 @@ def test_y_scale_is_automatic_until_chosen_and_the_choice_is_in_the_url(filled):
 
 def test_the_key_lists_every_run_with_its_colour_and_the_hover_script_is_there(filled):
     at = run_page()
+    # beside 10 lines or fewer the key is folded, and folded it draws nothing
+    assert not [d for d in at.dataframe if "label" in d.value.columns]
+    at.session_state["compare_key_open_few"] = True        # the user opens it
+    at = at.run()
     spec = chart(at)
     key = table(at, "label").set_index("label")
     lines = {t["name"]: t["line"]["color"] for t in kinds(spec, "line")}
@@ -224,6 +228,22 @@ def test_the_key_lists_every_run_with_its_colour_and_the_hover_script_is_there(f
     assert all(key.loc[name, "colour"] == color for name, color in lines.items())
     assert key.loc["rmsprop · seed 0", "status"] == "diverged"
     assert any("trainlabHighlight" in h.proto.body for h in at.get("html"))
+
+
+def test_beside_more_than_ten_lines_the_key_opens_by_itself(store):
+    """The legend lists 10 lines at most: beside more, the key is open (and drawn) without
+    a click; folding it is the user's choice and stands."""
+    ids = [add_run(store, optimizer=("sgd", "adam", "rmsprop")[i % 3], seed=i, acc0=0.3)
+           for i in range(12)]
+    assert store.flush(10)
+    at = AppTest.from_file(str(PAGE), default_timeout=60)
+    at.query_params.update({"runs": ids})
+    at.run()
+    assert not at.exception, at.exception
+    assert len(table(at, "label")) == 12
+    at.session_state["compare_key_open_many"] = False
+    at = at.run()
+    assert not [d for d in at.dataframe if "label" in d.value.columns]
 
 
 def test_a_config_field_filter_draws_inside_the_filter_box_and_narrows_the_runs(filled):

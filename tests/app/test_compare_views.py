@@ -85,7 +85,39 @@ def test_colour_by_a_value_and_a_pinned_baseline(filled):  # noqa: F811
 def test_the_paper_table_is_on_the_page(filled):  # noqa: F811
     at = page_with({"runs": [filled[(o, s)] for o in ("sgd", "adam") for s in (0, 1)],
                     "metric": VAL_ACC})
+    # folded (as it opens), its box sends nothing to draw: no code block, no bar chart
+    assert not at.code
+    assert not [r for r in at.radio if r.key == "compare_paper_fmt"]
+    at.session_state["compare_paper_open"] = True        # the user opens the box
+    at = at.run()
     codes = [c.value for c in at.code]
     assert any(code.startswith(r"\begin{tabular}") for code in codes)
     at = at.radio(key="compare_paper_fmt").set_value("markdown").run()
     assert any("| group |" in c.value for c in at.code)
+    # folded and opened again, it keeps the chosen format
+    at.session_state["compare_paper_open"] = False
+    at = at.run()
+    assert not at.code
+    at.session_state["compare_paper_open"] = True
+    at = at.run()
+    assert at.radio(key="compare_paper_fmt").value == "markdown"
+
+
+def test_the_zip_holds_the_paper_table_while_its_box_is_folded(filled):  # noqa: F811
+    """The ZIP's help promises the paper table: folded, the box builds none on the page, so
+    the zip builds the one it would draw (the final value of the chart's metric by default)."""
+    from app import compare_ui
+    from app.services import get_store
+    ids = [filled[(o, s)] for o in ("sgd", "adam") for s in (0, 1)]
+    at = page_with({"runs": ids, "metric": VAL_ACC})
+    assert not at.code                                            # folded: nothing drawn
+    store = get_store()
+    runs = [store.get_run(i) for i in ids]
+    table = compare_ui.zip_table(store.read_metrics(ids), runs, VAL_ACC, None)
+    assert table is not None
+    assert "sgd" in paper_text(table) and "adam" in paper_text(table)
+
+
+def paper_text(table) -> str:
+    from engine import paper_table
+    return paper_table.render(table, "markdown")

@@ -60,7 +60,14 @@ def test_histograms_dead_units_and_sharpness_are_drawn(services):
     (heat,) = titled(at, "Histogram of layer 0's activations over training")
     (trace,) = [t for t in heat["data"] if t["type"] == "heatmap"]
     assert len(trace["x"]) >= 10                         # a histogram per collection step
+    # only the chosen tab is drawn; choosing another draws it
+    assert not titled(at, "Dead or saturated units over training")
+    at.session_state["diag_over_tab"] = "Dead or saturated units"
+    at = at.run()
     assert titled(at, "Dead or saturated units over training")[0]["data"]
+    assert not titled(at, "Histogram of layer 0's activations over training")
+    at.session_state["diag_over_tab"] = "Sharpness vs 2/lr"
+    at = at.run()
     (sharp,) = titled(at, "Sharpness of the loss")
     names = [t["name"] for t in sharp["data"]]
     assert any(n.endswith("sharpness") for n in names)

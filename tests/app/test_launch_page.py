@@ -325,7 +325,8 @@ def test_the_range_test_on_the_launch_page_fills_the_learning_rate(services, mon
     monkeypatch.setattr(lr_find_ui, "LR_MAX", 5.0)    # the fake trainer diverges from lr 10
     store, manager = services
     at = set_toy(page("launch").run())
-    at = at.button(key="launch_lrf_go").click().run()
+    at.session_state["launch_lrf_open"] = True                     # the user opens the box
+    at = at.run().button(key="launch_lrf_go").click().run()
     assert not at.exception, at.exception
     (test,) = [r for r in store.list_runs() if "lr-find" in r.tags]
     assert test.config["dataset"] == "spirals" and test.config["schedule"] == "lr-range"

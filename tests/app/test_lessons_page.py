@@ -211,6 +211,9 @@ def test_a_shared_step_link_opens_that_step_and_carries_no_learner(services, hom
     assert not at.exception, at.exception
     assert at.subheader[0].value == "3. Where does the gradient go?"
     assert at.query_params["step"] == "3" and len(at.query_params["learner"]) == 12
+    assert not at.code                              # "Share this step" is folded: not drawn
+    at.session_state["lesson_share_open"] = True    # the teacher opens it
+    at = at.run()
     [link] = [c.value for c in at.code]
     assert link.endswith("/lessons?lesson=deep-plain-nets&step=3")
     bad = page("lessons")
@@ -249,8 +252,19 @@ def test_start_a_lesson_here_makes_a_one_step_lesson_from_the_playground(service
     at.query_params.update({"dataset": "circles", "depth": "3"})
     at = at.switch_page("../pages/playground.py").run()
     assert not at.exception, at.exception
+    assert not [t for t in at.text_input if t.key == "pg_lesson_title"]    # folded: not drawn
+    at.session_state["pg_lesson_open"] = True                   # the user opens the box
+    at = at.run()
     at.text_input(key="pg_lesson_title").set_value("Depth on circles")
-    at.text_area(key="pg_lesson_text").set_value("Press Train, then add a layer.")
+    at.text_area(key="pg_lesson_text").set_value("Press Train, then add a layer.").run()
+    # folding the box and opening it again keeps what was typed
+    at.session_state["pg_lesson_open"] = False
+    at = at.run()
+    assert not [t for t in at.text_input if t.key == "pg_lesson_title"]
+    at.session_state["pg_lesson_open"] = True
+    at = at.run()
+    assert at.text_input(key="pg_lesson_title").value == "Depth on circles"
+    assert at.text_area(key="pg_lesson_text").value == "Press Train, then add a layer."
     at.text_input(key="pg_lesson_question").set_value("Will a deeper net fit better?")
     at.text_area(key="pg_lesson_choices").set_value("yes\nno")
     at.button(key="pg_lesson_make").click().run()

@@ -219,3 +219,21 @@ def test_the_key_lists_every_run_and_the_loss_scale_follows_the_data(services):
     assert any("trainlabHighlight" in h.proto.body for h in at.get("html"))
     at.selectbox(key="live_log_y").set_value("linear").run()
     assert chart_specs(at)[0]["layout"]["yaxis"]["type"] == "linear"   # the user's choice
+
+
+def test_the_view_redraws_every_second_only_while_a_run_trains(services, fragment_paces):
+    """A still page is not redrawn (and its charts re-sent) every second: with no run
+    training, every IDLE_REDRAW_S (a run launched elsewhere still shows up); while one trains
+    or waits, every second; when it ends, the page sets the idle pace again."""
+    store, manager = services
+    at = page("live").run()
+    assert fragment_paces == [5.0]
+    run_id = manager.submit(RunConfig(**TOY, seed=7), name="held")   # held at step 4
+    wait_for(lambda: (p := manager.progress(run_id)) and p.step == 4, what="step 4")
+    at = at.run()
+    assert fragment_paces[-1] == 1.0
+    at.button(key=f"stop_{run_id}").click().run()
+    wait_idle(manager)
+    at = at.run()
+    assert not at.exception, at.exception
+    assert fragment_paces[-1] == 5.0

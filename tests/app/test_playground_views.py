@@ -51,7 +51,9 @@ def test_the_range_test_runs_and_a_suggestion_sets_the_knob(services, monkeypatc
     store, manager = services
     at = page("playground").run()
     assert not at.exception, at.exception
-    at = at.button(key="pg_lrf_go").click().run()
+    assert not [b for b in at.button if b.key == "pg_lrf_go"]     # folded: not drawn
+    at.session_state["pg_lrf_open"] = True                         # the user opens the box
+    at = at.run().button(key="pg_lrf_go").click().run()
     (run,) = [r for r in store.list_runs() if "lr-find" in r.tags]
     assert run.config["schedule"] == "lr-range" and run.config["max_steps"] == 100
     wait_for(lambda: store.get_run(run.id).status not in ("queued", "running"),
@@ -65,3 +67,21 @@ def test_the_range_test_runs_and_a_suggestion_sets_the_knob(services, monkeypatc
     chosen = float(label.split()[2])
     assert at.session_state["pg_lr"] == chosen
     assert RunConfig(lr=chosen).lr == chosen
+
+
+def test_a_still_playground_is_not_redrawn_and_a_training_one_is(services, fragment_paces):
+    """Before the first try nothing moves: the tries view is drawn once, not twice a second
+    (it re-sent its charts every 0.5 s on an idle page). Train paces it at REFRESH_S until
+    the try has ended."""
+    from app import playground
+    store, manager = services
+    at = page("playground").run()
+    assert not at.exception, at.exception
+    assert fragment_paces == [None]
+    at = at.button(key="pg_train").click().run()
+    assert playground.REFRESH_S in fragment_paces
+    wait_for(lambda: not manager.active(), timeout=30, what="the try to end")
+    store.flush(10)
+    at = at.run()
+    assert not at.exception, at.exception
+    assert fragment_paces[-1] is None

@@ -105,3 +105,30 @@ def test_twenty_runs_stay_readable_on_compare_and_live(server):
         plot_top = box(chart.locator(".nsewdrag").first)["y"]
         assert plot_top < 720 - 200, f"the Compare chart starts at {plot_top}px"
         browser.close()
+
+
+def test_a_folded_box_draws_its_content_when_opened_and_drops_it_when_folded(server):
+    """Compare's paper table is drawn only while its box is open (widgets.folded): opening it
+    in the browser reruns the page and its code block and bar chart appear; folding it takes
+    them away. Beside 20 runs the key is open by itself, its table drawn."""
+    from playwright.sync_api import sync_playwright
+
+    srv, ids = server
+    query = urllib.parse.urlencode([("runs", i) for i in ids] + [("metric", VAL_ACC)])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(60_000)
+        page.goto(f"{srv.url}/compare?{query}")
+        key = page.locator("[data-testid='stExpander']", has_text="Key: all 20 runs")
+        key.locator("[data-testid='stDataFrame']").wait_for()          # open by itself
+        paper = page.locator("[data-testid='stExpander']", has_text="Paper table")
+        paper.wait_for()
+        assert page.locator("[data-testid='stCode']").count() == 0      # folded: not drawn
+        paper.locator("summary").click()
+        paper.locator("[data-testid='stCode']").wait_for()
+        assert "tabular" in paper.locator("[data-testid='stCode']").inner_text()
+        paper.locator(".js-plotly-plot").wait_for()                     # its bar chart
+        paper.locator("summary").click()
+        page.wait_for_function("() => !document.querySelector(\"[data-testid='stCode']\")")
+        browser.close()
