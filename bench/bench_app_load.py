@@ -11,9 +11,10 @@ For every page, a fresh server (`python -m app`, its own home) and a fresh brows
 - busy first load: a first load again, on a fresh server, while --busy processes (default:
   one per CPU core) spin on the CPU beside it, as a training run or a build would.
 The median of --repeats fresh servers per page is printed, with the range, quiet and busy side
-by side. Each server's store holds --runs finished runs (default 12, written as a run's events
-would be: 200 steps, 10 evaluations each), so Compare, Live, Runs and Diagnostics draw their
-charts and tables; --runs 0 measures an empty store. Goals (issue 20): first draw under 2 s
+by side, for the whole page and for its first screen (the last change of what shows without
+scrolling at 1400x1000). Each server's store holds --runs finished runs (default 12, written
+as a run's events would be: 200 steps, 10 evaluations each), so Compare, Live, Runs and
+Diagnostics draw their charts and tables; --runs 0 measures an empty store. Goals (issue 20): first draw under 2 s
 quiet, under 5 s busy. Asserts nothing.
 
 Usage: python bench/bench_app_load.py [--repeats 3] [--busy N] [--runs 12] [--pages ...]
@@ -94,23 +95,32 @@ def fill_store(db: Path, runs: int, steps: int = 200) -> None:
 
 QUIET_MS = 1500     # the page counts as drawn once its main area has not changed for this long
 
-# Records, in the page, when its main area last changed (Streamlit draws a page element by
-# element over a websocket, so there is no load event that means "all drawn").
+# Records, in the page, when its main area last changed, and when its first screen (what is
+# in the window without scrolling) last did (Streamlit draws a page element by element over a
+# websocket, so there is no load event that means "all drawn").
 WATCH_JS = """() => {
     window.__lastChange = performance.now();
+    window.__lastInView = performance.now();
     const inSidebar = (node) => node.parentElement !== null &&
         node.parentElement.closest('[data-testid="stSidebar"]') !== null;
+    const inView = (node) => {
+        const element = node.nodeType === 1 ? node : node.parentElement;
+        return element !== null && element.getBoundingClientRect().top < window.innerHeight;
+    };
     // the sidebar's run counts redraw every 2 s on every page: only the page itself counts
     new MutationObserver((changes) => {
-        if (changes.some((c) => !inSidebar(c.target))) window.__lastChange = performance.now();
+        const page = changes.filter((c) => !inSidebar(c.target));
+        if (page.length) window.__lastChange = performance.now();
+        if (page.some((c) => inView(c.target))) window.__lastInView = performance.now();
     })
         .observe(document, {subtree: true, childList: true, characterData: true});
 }"""
 
 
-def load_once(context, url: str, title: str) -> float:
-    """Seconds from navigation to the last change of the page before it went quiet, in a new
-    tab of the browser context (a new context: nothing cached)."""
+def load_once(context, url: str, title: str) -> tuple[float, float]:
+    """Seconds from navigation to the last change of the page before it went quiet, and to
+    the last change of its first screen, in a new tab of the browser context (a new context:
+    nothing cached)."""
     page = context.new_page()
     page.add_init_script(f"({WATCH_JS})()")
     page.goto(url)
@@ -118,17 +128,18 @@ def load_once(context, url: str, title: str) -> float:
     page.wait_for_function(f"() => performance.now() - window.__lastChange > {QUIET_MS}",
                            timeout=120_000, polling=100)
     # performance.now() counts from the navigation's start
-    took = page.evaluate("() => window.__lastChange") / 1000
+    took = page.evaluate("() => [window.__lastChange, window.__lastInView]")
     page.close()
-    return took
+    return took[0] / 1000, took[1] / 1000
 
 
 SPIN = "import time\nwhile True:\n    sum(range(100_000))"   # one busy CPU core, forever
 
 
-def first_load(browser, key: str, busy: int, runs: int) -> tuple[float, float]:
-    """(first load, second load) in seconds on a fresh server over a store of `runs` runs,
-    with `busy` spinning processes started before it and stopped after."""
+def first_load(browser, key: str, busy: int, runs: int) -> tuple[tuple, tuple]:
+    """(first load, second load), each (whole page, first screen) in seconds, on a fresh
+    server over a store of `runs` runs, with `busy` spinning processes started before it and
+    stopped after."""
     spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(busy)]
     try:
         with tempfile.TemporaryDirectory() as home:
@@ -171,8 +182,10 @@ def main() -> None:
     print(f"page load in Chromium, {args.repeats} fresh servers per page, "
           f"{os.cpu_count()} CPU cores, busy = {args.busy} spinning processes beside it, "
           f"{args.runs} runs stored; median [min-max] seconds")
+    print("whole page: to its last change; first screen: to the last change of what shows "
+          "without scrolling (1400x1000)")
     print(f"{'page':12s} {'first (quiet)':>19s}   {'second (quiet)':>19s}   "
-          f"{'first (busy)':>19s}   busy/quiet")
+          f"{'first (busy)':>19s}   busy/quiet   first screen: quiet / busy")
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         for key in args.pages:
@@ -183,10 +196,14 @@ def main() -> None:
                 seconds.append(second)
                 if args.busy:
                     busy.append(first_load(browser, key, args.busy, args.runs)[0])
-            ratio = (f"{statistics.median(busy) / statistics.median(firsts):5.2f}x"
+            whole = [f[0] for f in firsts]
+            ratio = (f"{statistics.median(b[0] for b in busy) / statistics.median(whole):5.2f}x"
                      if busy else "")
-            print(f"{key:12s} {spread(firsts):>19s}   {spread(seconds):>19s}   "
-                  f"{spread(busy) if busy else '-':>19s}   {ratio}", flush=True)
+            screen = (f"{statistics.median(f[1] for f in firsts):5.2f} / "
+                      + (f"{statistics.median(b[1] for b in busy):5.2f}" if busy else "-"))
+            print(f"{key:12s} {spread(whole):>19s}   {spread([s[0] for s in seconds]):>19s}   "
+                  f"{spread([b[0] for b in busy]) if busy else '-':>19s}   {ratio:>10s}   "
+                  f"{screen}", flush=True)
         browser.close()
 
 
