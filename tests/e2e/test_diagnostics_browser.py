@@ -74,11 +74,15 @@ def test_decision_regions_form_live_while_the_cli_trains(tmp_path):
                     break
                 page.wait_for_timeout(300)
             assert len(newest) >= 3, seen           # the first step drawn, then two later ones
-            # heat map and profile; the histogram, dead-unit and sharpness tabs (drawn, one
-            # shown); regions, units, signal: redraws replace, they do not pile up
+            # heat map and profile; the histograms tab (the only tab drawn: its heat map and
+            # the histogram at the step); regions, units, signal: redraws replace, they do
+            # not pile up
             page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot')"
-                                   ".length === 9", timeout=20_000)
+                                   ".length === 7", timeout=20_000)
             page.get_by_text("gradient norm per layer over training").first.wait_for()
+            # another tab is drawn when chosen (the page runs again)
+            page.get_by_role("tab", name="Dead or saturated units").click()
+            page.get_by_text("Dead or saturated units over training").first.wait_for()
             page.screenshot(path=str(tmp_path / "diagnostics.png"), full_page=True)
             print(f"screenshot: {tmp_path / 'diagnostics.png'}")
             browser.close()
