@@ -178,7 +178,7 @@ def baseline_ui(runs, labels: dict) -> str | None:
 def paper_table_ui(frame, runs, metric: str, average_over: str | None):
     """A table for a report: groups x summaries, mean ± 95% interval, the best in bold only
     when the verdicts say so; LaTeX, Markdown and CSV to copy or download, and the bar chart.
-    Kept for the page's zip (last_table)."""
+    Kept for the page's zip (zip_table)."""
     chosen = st.multiselect("Columns", paper_columns(frame, metric),
                             default=[f"final:{metric}"], key=PAPER_COLUMNS,
                             persist_state="page")      # kept while the box is folded

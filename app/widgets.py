@@ -1,6 +1,7 @@
 """Small display helpers shared by the pages: status badges, progress lines, the sidebar
 summary, the runs table with its filters, result and config columns, the run pickers'
-labels, and the sentence that stands in for evaluation charts with nothing to draw.
+labels, the sentence that stands in for evaluation charts with nothing to draw, and what a
+page draws only when it shows (`folded` boxes, `paced_fragment` redraws).
 
 This module owns how a run's state is shown ("epoch 3/10 · step 120/400 · 8 s left") and
 which metrics are results (`is_result`: train/, val/ and test/ series, never perf/, pack/,
