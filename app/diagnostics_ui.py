@@ -23,7 +23,7 @@ from app.text import plain
 from engine import export
 from engine import diagnostic_plots as dplots
 from engine.config import ConfigError, RunConfig
-from engine.events import RunStatus
+from engine.events import VAL_ACC, VAL_LOSS, RunStatus
 
 RUNS_KEY = "diag_runs"
 QUANTITY_KEY = "diag_quantity"
@@ -323,6 +323,11 @@ def warning_line_ui(container, run_id: str, found: list) -> None:
         open_at_warning(run_id, first)
 
 
+MISSING_WHY = ("The gradient, update, dead-layer and identical-unit checks read the per-layer "
+               "diagnostics (stored while a run trains with the diagnostics option on); the "
+               "loss checks its step losses; overfitting its training and validation loss.")
+
+
 def warnings_ui(records: dict, frames: dict, labels: dict, steps: list[int]) -> None:
     """How each run ended when it was stopped or interrupted (its stored reason; a failed or
     diverged run's end is said above the heat maps, endings_ui), and its warnings in plain
@@ -330,9 +335,13 @@ def warnings_ui(records: dict, frames: dict, labels: dict, steps: list[int]) -> 
     with a button named after the warning's own step that moves the slider to the nearest
     collection (a step-2 divergence says "Step 2", never the step of another run's
     collection)."""
-    from engine.run_warnings import outcome, warnings_for
+    from engine.run_warnings import CHECKS, checks_made, outcome, warnings_for
     any_shown, all_completed = False, True
+    made, missing = None, set()       # checks made on every run; checks some run could not have
     for rid, frame in frames.items():
+        run_made, run_missing = checks_made(frame)
+        made = run_made if made is None else [c for c in made if c in run_made]
+        missing.update(run_missing)
         record, name = records[rid], plain(labels.get(rid, rid))
         all_completed = all_completed and record.status == RunStatus.COMPLETED
         if record.status in (RunStatus.STOPPED, RunStatus.INTERRUPTED):  # failed: endings_ui
@@ -350,12 +359,15 @@ def warnings_ui(records: dict, frames: dict, labels: dict, steps: list[int]) -> 
                               help=f"Show the diagnostics at step {target}"
                                    + ("" if target == w.step else
                                       f", the collection nearest to step {w.step}"))
-    if not any_shown and all_completed:
-        st.success("No warnings: no spike, plateau, divergence, vanishing or exploding "
-                   "gradient, odd update ratio, dead layer, overfitting or identical units.",
+    # "no X" only where the stored data could have shown an X
+    if not any_shown and all_completed and made:
+        st.success(plain("No warnings: no " + " · no ".join(made) + "."),
                    icon=":material/check_circle:")
     elif not any_shown:
         st.caption("No warnings in what these runs stored so far.")
+    if not any_shown and missing:
+        st.caption(plain("Not checked, for want of the data: " + ", ".join(
+            c for c in (check for check, _ in CHECKS) if c in missing) + ". " + MISSING_WHY))
 
 
 def endings_ui(records: dict, run_ids, labels: dict) -> None:
@@ -395,9 +407,12 @@ def missing_diagnostics(records: dict, frames: dict, labels: dict) -> list[str]:
 
 # --- decision regions ---------------------------------------------------------------------------
 
-def regions_ui(store, records: dict, run_ids, labels: dict, step: int | None) -> None:
+def regions_ui(store, records: dict, run_ids, labels: dict, step: int | None,
+               frames: dict | None = None) -> None:
     """Decision regions at `step` (each run's last snapshot at or before it) for toy runs,
-    the first layer's unit thumbnails, and PNG/SVG/HTML downloads."""
+    the first layer's unit thumbnails, and PNG/SVG/HTML downloads. `frames` (each run's
+    metrics) tell a run that evaluated without drawing regions from one that never
+    evaluated."""
     from engine.run_warnings import is_toy
     toy = [rid for rid in run_ids if is_toy(records[rid].config)][:MAX_REGION_RUNS]
     if not toy:
@@ -408,7 +423,14 @@ def regions_ui(store, records: dict, run_ids, labels: dict, step: int | None) ->
         with column:
             if not history:
                 record = records[rid]
-                if record.status in RunStatus.TERMINAL:
+                frame = (frames or {}).get(rid)
+                evaluated = frame is not None and bool(frame["name"].isin(
+                    [VAL_ACC, VAL_LOSS]).any())
+                if record.status in RunStatus.TERMINAL and evaluated:
+                    st.info(plain(f"{labels.get(rid, rid)}: no decision regions stored (they "
+                                  "are drawn at each evaluation while the diagnostics option "
+                                  "is on; this run evaluated without them)."))
+                elif record.status in RunStatus.TERMINAL:
                     from engine.run_warnings import before_first_evaluation
                     st.info(plain(f"{labels.get(rid, rid)}: no decision regions (they are "
                                   f"drawn at each evaluation): it "

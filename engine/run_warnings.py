@@ -202,6 +202,31 @@ def warnings_for(frame, config: dict | None = None, *, run=None) -> list[RunWarn
     return ([stored] if stored else []) + sorted(found, key=lambda w: (w.step, w.kind))
 
 
+# Each check warnings_for makes, as a page names it, and whether a run's stored series let it
+# run: "no vanishing gradient" is said only of a run whose per-layer norms could have shown one.
+# The sharpness check is opt-in (option sharpness_every): named only where it ran.
+CHECKS = (
+    ("spike, plateau or divergence of the loss", lambda s: STEP_LOSS in s),
+    ("vanishing or exploding gradient", lambda s: len(_layer_series(s, GRAD_NORM)) >= 2),
+    ("odd update ratio", lambda s: bool(_layer_series(s, UPDATE_RATIO))),
+    ("dead layer", lambda s: bool(_layer_series(s, DEAD_FRAC))),
+    ("overfitting", lambda s: VAL_LOSS in s and TRAIN_LOSS in s),
+    ("identical units", lambda s: bool(_layer_series(s, UNIT_SPREAD))),
+)
+SHARPNESS_CHECK = "training above the stability limit"
+
+
+def checks_made(frame) -> tuple[list[str], list[str]]:
+    """(the checks warnings_for could make on this run's stored metrics, those it could not
+    for want of their series), each as a page names it (CHECKS)."""
+    names = set() if frame is None or not len(frame) else set(frame["name"])
+    series = dict.fromkeys(names, ((), ()))
+    made = [check for check, possible in CHECKS if possible(series)]
+    if SHARPNESS in names and STABILITY_LIMIT in names:
+        made.append(SHARPNESS_CHECK)
+    return made, [check for check, possible in CHECKS if not possible(series)]
+
+
 def _sharpness_warnings(series: dict) -> list[RunWarning]:
     """sharpness: the first estimate above its rule's stability limit (2/lr for SGD):
     gradient descent at that rate is unstable along the loss's sharpest direction there."""

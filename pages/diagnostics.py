@@ -66,7 +66,7 @@ def live_diagnostics():
     ui.over_training_ui(store, frames, run_ids, labels, step)
     st.subheader("Warnings")
     ui.warnings_ui(fresh, frames, labels, steps)
-    ui.regions_ui(store, fresh, run_ids, labels, step)
+    ui.regions_ui(store, fresh, run_ids, labels, step, frames=frames)
 
 
 live_diagnostics()

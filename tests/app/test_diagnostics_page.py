@@ -202,3 +202,42 @@ def test_only_runs_without_diagnostics_say_why_in_place_of_the_heat_maps(service
     assert at.subheader[0].value == "Warnings"
     assert any("Divergence: loss is inf at step 2" in e.value for e in at.error)
     assert off
+
+
+def store_evaluated_without_diagnostics(store, name) -> str:
+    """A finished toy run with step losses and evaluations but no per-layer diagnostics and
+    no decision regions (trained with the diagnostics option off, or stored before them)."""
+    from engine.events import (TRAIN_LOSS, VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted,
+                               StepLoss)
+    run_id = store.create_run(RunConfig(**{**TOY, "diagnostics": False}).to_dict(), name=name)
+    store.record(RunStarted(run_id, 10, "cpu", 8, 4))
+    for step in range(1, 9):
+        store.record(StepLoss(run_id, step, step / 4, 1.0 / step))
+        if step % 4 == 0:
+            store.record(Evaluated(run_id, step, step / 4, {VAL_ACC: 0.5 + step / 40,
+                                                            VAL_LOSS: 1.0 / step,
+                                                            TRAIN_LOSS: 0.9 / step}))
+    store.record(RunEnded(run_id, "completed", 8, ""))
+    store.flush(10)
+    return run_id
+
+
+def test_no_warning_is_claimed_for_a_check_the_stored_data_could_not_make(services):
+    """A run without per-layer diagnostics cannot show a vanishing gradient: "No warnings"
+    names only the checks its data allowed (the loss's, overfitting) and says which were
+    not made and why; its missing regions are not blamed on an evaluation it did reach."""
+    store, _ = services
+    store_evaluated_without_diagnostics(store, "plain")
+    at = page("diagnostics").run()
+    assert not at.exception, at.exception
+    (success,) = [s.value for s in at.success]
+    assert success.startswith("No warnings: no spike, plateau or divergence of the loss")
+    assert "overfitting" in success
+    assert "gradient" not in success and "dead layer" not in success, success
+    assert any(c.value.startswith("Not checked, for want of the data: vanishing or exploding "
+                                  "gradient, odd update ratio, dead layer, identical units.")
+               for c in at.caption), [c.value for c in at.caption]
+    infos = [i.value for i in at.info]
+    assert any("no decision regions stored" in i and "evaluated without them" in i
+               for i in infos), infos
+    assert not any("before its first evaluation" in i for i in infos), infos
