@@ -335,13 +335,9 @@ def warnings_ui(records: dict, frames: dict, labels: dict, steps: list[int]) -> 
     with a button named after the warning's own step that moves the slider to the nearest
     collection (a step-2 divergence says "Step 2", never the step of another run's
     collection)."""
-    from engine.run_warnings import CHECKS, checks_made, outcome, warnings_for
+    from engine.run_warnings import outcome, warnings_for
     any_shown, all_completed = False, True
-    made, missing = None, set()       # checks made on every run; checks some run could not have
     for rid, frame in frames.items():
-        run_made, run_missing = checks_made(frame)
-        made = run_made if made is None else [c for c in made if c in run_made]
-        missing.update(run_missing)
         record, name = records[rid], plain(labels.get(rid, rid))
         all_completed = all_completed and record.status == RunStatus.COMPLETED
         if record.status in (RunStatus.STOPPED, RunStatus.INTERRUPTED):  # failed: endings_ui
@@ -359,15 +355,29 @@ def warnings_ui(records: dict, frames: dict, labels: dict, steps: list[int]) -> 
                               help=f"Show the diagnostics at step {target}"
                                    + ("" if target == w.step else
                                       f", the collection nearest to step {w.step}"))
-    # "no X" only where the stored data could have shown an X
-    if not any_shown and all_completed and made:
+    if not any_shown:
+        no_warnings_ui(list(frames.values()), ended=all_completed)
+
+
+def no_warnings_ui(frames: list, *, ended: bool) -> None:
+    """What runs without a warning say (Diagnostics, a run's page): once they have ended,
+    "No warnings: no X" for the checks every run's stored series allowed (never "no vanishing
+    gradient" for a run that stored no per-layer diagnostics); the checks not made, and why;
+    while one still trains, that nothing was found so far."""
+    from engine.run_warnings import CHECKS, checks_made
+    made, missing = None, set()       # checks made on every run; checks some run could not have
+    for frame in frames:
+        run_made, run_missing = checks_made(frame)
+        made = run_made if made is None else [c for c in made if c in run_made]
+        missing.update(run_missing)
+    if ended and made:
         st.success(plain("No warnings: no " + " · no ".join(made) + "."),
                    icon=":material/check_circle:")
-    elif not any_shown:
-        st.caption("No warnings in what these runs stored so far.")
-    if not any_shown and missing:
+    else:
+        st.caption("No warnings in what was stored so far.")
+    if missing:
         st.caption(plain("Not checked, for want of the data: " + ", ".join(
-            c for c in (check for check, _ in CHECKS) if c in missing) + ". " + MISSING_WHY))
+            c for c, _ in CHECKS if c in missing) + ". " + MISSING_WHY))
 
 
 def endings_ui(records: dict, run_ids, labels: dict) -> None:

@@ -127,12 +127,7 @@ with c_warn:
                               "layer"):
             diagnostics_ui.open_at_warning(run.id, w)
     if not found:
-        if run.status == RunStatus.COMPLETED:
-            st.success("No warnings: no spike, plateau, divergence, vanishing or exploding "
-                       "gradient, odd update ratio, dead layer, overfitting or identical units.",
-                       icon=":material/check_circle:")
-        else:
-            st.caption("No warnings from what it stored so far.")
+        diagnostics_ui.no_warnings_ui([frame], ended=run.status == RunStatus.COMPLETED)
 with c_notes:
     st.subheader("Notes")
     notes = st.text_area("Notes", value=run.notes, key=f"run_notes_{run.id}", height=140,

@@ -142,3 +142,16 @@ def test_clone_fills_the_launch_form(services):
     assert not at.exception, at.exception
     assert at.text_input(key="cfg_lr").value == "0.05"
     assert any("cloned run" in i.value for i in at.info)
+
+
+def test_a_clean_run_without_diagnostics_is_not_said_to_have_no_vanishing_gradient(services):
+    """Its page says "No warnings" only for the checks its stored series allowed, as
+    Diagnostics does (diagnostics_ui.no_warnings_ui), and names the checks not made."""
+    from tests.app.test_diagnostics_page import store_evaluated_without_diagnostics
+    store, _ = services
+    at = open_run(store_evaluated_without_diagnostics(store, "plain"))
+    assert not at.exception, at.exception
+    (success,) = [s.value for s in at.success if s.value.startswith("No warnings")]
+    assert "loss" in success and "gradient" not in success, success
+    assert any(c.value.startswith("Not checked, for want of the data: vanishing")
+               for c in at.caption), [c.value for c in at.caption]
