@@ -45,7 +45,7 @@ def lr_find_ui(cfg: dict, *, key: str, on_pick) -> None:
         run_id = st.session_state.get(run_key)
         if run_id:
             widgets.paced_fragment(lambda: _result(run_id, key, on_pick),
-                                   lambda: test_running(run_id), every_s=REFRESH_S)
+                                   lambda: REFRESH_S if test_running(run_id) else None)
 
 
 def test_running(run_id: str) -> bool:

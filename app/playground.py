@@ -673,8 +673,8 @@ def tries_ui(current: str | None, cfg: dict) -> None:
     the untrained network and its regions. Redrawn in place every REFRESH_S while a try
     trains or a replay plays, and only then: a still page is not redrawn twice a second."""
     store = services.get_store()
-    widgets.paced_fragment(lambda: tries_view(current, cfg), lambda: tries_moving(store),
-                           every_s=REFRESH_S)
+    widgets.paced_fragment(lambda: tries_view(current, cfg),
+                           lambda: REFRESH_S if tries_moving(store) else None)
 
 
 def tries_moving(store) -> bool:

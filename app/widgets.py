@@ -57,19 +57,20 @@ def folded(label: str, key: str, **kwargs):
     return st.expander(label, key=key, on_change="rerun", **kwargs)
 
 
-def paced_fragment(view, moving, *, every_s: float, idle_s: float | None = None) -> None:
-    """Draw `view()` in a fragment redrawn every `every_s` seconds while `moving()` holds (a
-    run trains, a replay plays) and every `idle_s` (None: never) while it does not: a still
-    page is not redrawn and re-sent every second. Streamlit fixes a fragment's pace when the
-    page draws it, so when `moving()` changes during a redraw the whole page runs again."""
-    was_moving = moving()
+def paced_fragment(view, pace) -> None:
+    """Draw `view()` in a fragment redrawn every `pace()` seconds, None for never: a page
+    passes a short pace while something moves (a run trains, a replay plays) and a long one or
+    None while nothing does, so a still page is not redrawn and re-sent every second.
+    Streamlit fixes a fragment's pace when the page draws it, so when `pace()` changes during
+    a redraw the whole page runs again."""
+    now = pace()
 
     def redraw() -> None:
         view()
-        if moving() != was_moving:
+        if pace() != now:
             st.rerun(scope="app")
 
-    st.fragment(redraw, run_every=every_s if was_moving else idle_s)()
+    st.fragment(redraw, run_every=now)()
 
 
 def status_badge(status: str) -> str:

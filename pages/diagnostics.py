@@ -11,7 +11,7 @@ numbers engine/diagnostics.py; runs and metrics come from the store (app.service
 import streamlit as st
 
 from app import diagnostics_ui as ui
-from app import services
+from app import services, widgets
 from app.text import plain
 from engine import describe
 from engine import diagnostic_plots as dplots
@@ -39,7 +39,13 @@ if not run_ids:
 labels = describe.run_labels([records[rid] for rid in run_ids])
 
 
-@st.fragment(run_every=ui.play_interval() or ui.REFRESH_S)    # Play: a frame per rerun
+def pace() -> float | None:
+    """Play: a frame per redraw; else every REFRESH_S while a chosen run trains or waits; a
+    page of ended runs is not redrawn."""
+    active = any(r.status in RunStatus.ACTIVE for r in store.list_runs() if r.id in run_ids)
+    return ui.play_interval() or (ui.REFRESH_S if active else None)
+
+
 def live_diagnostics():
     fresh = {r.id: r for r in store.list_runs()}
     frames = ui.read_frames(store, run_ids)
@@ -69,7 +75,7 @@ def live_diagnostics():
     ui.regions_ui(store, fresh, run_ids, labels, step, frames=frames)
 
 
-live_diagnostics()
+widgets.paced_fragment(live_diagnostics, pace)
 
 st.subheader("Signal propagation at initialization")
 st.caption("One forward and backward pass on one batch with each run's settings and seed, "

@@ -141,6 +141,6 @@ def live_view():
             st.rerun(scope="fragment")
 
 
-widgets.paced_fragment(live_view, any_active, every_s=REDRAW_S, idle_s=IDLE_REDRAW_S)
+widgets.paced_fragment(live_view, lambda: REDRAW_S if any_active() else IDLE_REDRAW_S)
 # Hovering a line or a key entry picks its run out on all three charts (plots.HIGHLIGHT_JS).
 st.html(f"<script>{plots.HIGHLIGHT_JS}</script>", unsafe_allow_javascript=True)

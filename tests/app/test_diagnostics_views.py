@@ -82,3 +82,18 @@ def test_crossing_the_stability_limit_is_a_warning():
     (warning,) = [w for w in warnings_for(pd.DataFrame(rows, columns=["step", "name", "value"]),
                                           {}) if w.kind == "sharpness"]
     assert warning.step == 30 and "50" in warning.message and "40" in warning.message
+
+
+def test_a_page_of_ended_runs_is_not_redrawn_and_play_sets_the_pace(services, fragment_paces):
+    """Ended runs do not change: their page is drawn once, not every 2 s; Play redraws one
+    collection step per frame at its speed, and Pause stops the redraws again."""
+    from app import diagnostics_ui
+    store, _ = services
+    store_run(store, "one")
+    at = page("diagnostics").run()
+    assert not at.exception, at.exception
+    assert fragment_paces == [None]
+    at = at.button(key="diag_play").click().run()
+    assert fragment_paces[-1] == diagnostics_ui.PLAY_SPEEDS["normal"]
+    at = at.button(key="diag_play").click().run()                 # Pause
+    assert fragment_paces[-1] is None
