@@ -178,7 +178,7 @@ def baseline_ui(runs, labels: dict) -> str | None:
 def paper_table_ui(frame, runs, metric: str, average_over: str | None):
     """A table for a report: groups x summaries, mean ± 95% interval, the best in bold only
     when the verdicts say so; LaTeX, Markdown and CSV to copy or download, and the bar chart.
-    Kept for the page's zip (zip_table)."""
+    The zip builds the same table (zip_table)."""
     chosen = st.multiselect("Columns", paper_columns(frame, metric),
                             default=[f"final:{metric}"], key=PAPER_COLUMNS,
                             persist_state="page")      # kept while the box is folded
@@ -199,11 +199,9 @@ def paper_table_ui(frame, runs, metric: str, average_over: str | None):
         st.caption(plain("No bold: " + "; ".join(notes)))
     figure = paper_table.bar_figure(table)
     st.plotly_chart(figure, key="compare_paper_bars", config={"displaylogo": False})
-    st.session_state[LAST_TABLE] = table
 
 
-PAPER_COLUMNS = "compare_paper_columns"
-LAST_TABLE = "compare_paper_table"     # the table last drawn, for the page's zip
+PAPER_COLUMNS = "compare_paper_columns"    # the columns chosen, kept while the box is folded
 
 
 def paper_columns(frame, metric: str) -> list[str]:
@@ -222,20 +220,11 @@ def build_paper_table(frame, runs, chosen: list[str], average_over: str | None):
                                            for c in dict.fromkeys(chosen)], by)
 
 
-def forget_table() -> None:
-    """The paper table is folded on this run: its last drawing no longer stands for the page
-    (the zip builds its own, zip_table)."""
-    st.session_state.pop(LAST_TABLE, None)
-
-
 def zip_table(frame, runs, metric: str, average_over: str | None):
-    """The paper table for the zip: the one drawn on this run, else the one the folded box
-    would draw (its chosen columns, else the final value of the chart's metric); None when
-    there is none to build."""
-    if st.session_state.get(LAST_TABLE) is not None:
-        return st.session_state[LAST_TABLE]
+    """The paper table for the zip, the one the box draws (open or folded): its chosen
+    columns, else the final value of the chart's metric; None when there is none to build."""
     offered = paper_columns(frame, metric)
-    chosen = [c for c in st.session_state.get(PAPER_COLUMNS) or [f"final:{metric}"]
+    chosen = [c for c in st.session_state.get(PAPER_COLUMNS, [f"final:{metric}"])
               if c in offered]
     try:
         return build_paper_table(frame, runs, chosen, average_over) if chosen else None

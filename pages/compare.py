@@ -267,5 +267,3 @@ with widgets.folded("Paper table: groups x summaries, for a report",
                     key="compare_paper_open") as paper_box:
     if paper_box.open:
         compare_ui.paper_table_ui(frame, runs, metric, average_over)
-    else:
-        compare_ui.forget_table()
