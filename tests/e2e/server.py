@@ -4,11 +4,13 @@ folder; and the two helpers every browser test drives a page with (`settle`, `se
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -72,6 +74,26 @@ class AppServer:
 
 
 # --- driving a page ----------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def chromium_page(width: int, height: int, timeout_ms: int = 60_000):
+    """A page of a fresh headless Chromium (Debian's) at width x height, each wait up to
+    timeout_ms; the browser is closed after."""
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            page.set_default_timeout(timeout_ms)
+            yield page
+        finally:
+            browser.close()
+
+
+def compare_query(ids, metric: str) -> str:
+    """Compare's URL query choosing these runs and the chart's metric."""
+    return urllib.parse.urlencode([("runs", i) for i in ids] + [("metric", metric)])
+
 
 def settle(page):
     """Let the rerun a changed widget started finish, so the next action is not lost in it."""

@@ -9,13 +9,12 @@ and on all of Live's charts.
 
 from __future__ import annotations
 
-import urllib.parse
 from pathlib import Path
 
 import pytest
 
 from engine.events import STEP_LOSS
-from tests.e2e.server import ARGS, CHROMIUM, AppServer
+from tests.e2e.server import CHROMIUM, AppServer, chromium_page, compare_query
 from tests.e2e.test_browser_readable import fill
 
 pytestmark = [
@@ -58,14 +57,9 @@ def check_legend(geometry: dict, n: int) -> None:
 
 
 def test_compare_and_live_list_every_run_uncut_and_hover_picks_one_out(server):
-    from playwright.sync_api import sync_playwright
-
     srv, ids = server
-    query = urllib.parse.urlencode([("runs", i) for i in ids] + [("metric", STEP_LOSS)])
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1280, "height": 720})
-        page.set_default_timeout(60_000)
+    query = compare_query(ids, STEP_LOSS)
+    with chromium_page(1280, 720) as page:
         page.goto(f"{srv.url}/compare?{query}")
         chart = page.locator(".js-plotly-plot").first
         chart.locator(".legend .traces").nth(19).wait_for(state="attached")
@@ -94,4 +88,3 @@ def test_compare_and_live_list_every_run_uncut_and_hover_picks_one_out(server):
         for i in range(3):                               # on every chart, only that run stays
             kept = {g for g, f in charts.nth(i).evaluate(DIMMED) if not f}
             assert kept == {run}, (i, kept)
-        browser.close()

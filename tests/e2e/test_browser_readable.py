@@ -9,7 +9,6 @@ chart of Compare start above the fold.
 
 from __future__ import annotations
 
-import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from engine.events import (STEP_LOSS, VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted,
                            RunStatus, StepLoss)
 from engine.store import RunStore
-from tests.e2e.server import ARGS, CHROMIUM, AppServer
+from tests.e2e.server import CHROMIUM, AppServer, chromium_page, compare_query
 
 pytestmark = [
     pytest.mark.e2e,
@@ -69,14 +68,9 @@ def box(locator):
 
 
 def test_twenty_runs_stay_readable_on_compare_and_live(server):
-    from playwright.sync_api import sync_playwright
-
     srv, ids = server
-    query = urllib.parse.urlencode([("runs", i) for i in ids] + [("metric", STEP_LOSS)])
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(60_000)
+    query = compare_query(ids, STEP_LOSS)
+    with chromium_page(1400, 1000) as page:
         page.goto(f"{srv.url}/compare?{query}")
         chart = page.locator(".js-plotly-plot").first
         chart.locator(".legend .traces").nth(19).wait_for()
@@ -104,21 +98,15 @@ def test_twenty_runs_stay_readable_on_compare_and_live(server):
         chart.locator(".legend .traces").nth(19).wait_for()
         plot_top = box(chart.locator(".nsewdrag").first)["y"]
         assert plot_top < 720 - 200, f"the Compare chart starts at {plot_top}px"
-        browser.close()
 
 
 def test_a_folded_box_draws_its_content_when_opened_and_drops_it_when_folded(server):
     """Compare's paper table is drawn only while its box is open (widgets.folded): opening it
     in the browser reruns the page and its code block and bar chart appear; folding it takes
     them away. Beside 20 runs the key is open by itself, its table drawn."""
-    from playwright.sync_api import sync_playwright
-
     srv, ids = server
-    query = urllib.parse.urlencode([("runs", i) for i in ids] + [("metric", VAL_ACC)])
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.set_default_timeout(60_000)
+    query = compare_query(ids, VAL_ACC)
+    with chromium_page(1400, 900) as page:
         page.goto(f"{srv.url}/compare?{query}")
         key = page.locator("[data-testid='stExpander']", has_text="Key: all 20 runs")
         key.locator("[data-testid='stDataFrame']").wait_for()          # open by itself
@@ -131,4 +119,3 @@ def test_a_folded_box_draws_its_content_when_opened_and_drops_it_when_folded(ser
         paper.locator(".js-plotly-plot").wait_for()                     # its bar chart
         paper.locator("summary").click()
         page.wait_for_function("() => !document.querySelector(\"[data-testid='stCode']\")")
-        browser.close()
