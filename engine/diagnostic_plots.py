@@ -16,10 +16,9 @@ import math
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from engine import config as config_module
-from engine import describe
+from engine import describe, figure_style
 from engine.run_warnings import LOG_QUANTITIES, QUANTITY_LABELS, parse_metric_name
 
 HEATMAP_HEIGHT = 360         # px of the heat-map row
@@ -88,10 +87,10 @@ def heatmap_figure(frames: dict, labels: dict, quantity: str, *,
                 for rid, frame in frames.items()}
     matrices = {rid: m for rid, m in matrices.items() if not m.empty}
     per_title = TITLE_CHARS // max(1, len(matrices))
-    fig = make_subplots(rows=1, cols=max(1, len(matrices)), shared_yaxes=True,
-                        horizontal_spacing=0.03,
-                        subplot_titles=[_short(labels.get(rid, rid), per_title)
-                                        for rid in matrices] or [""])
+    fig = figure_style.subplots(rows=1, cols=max(1, len(matrices)), shared_yaxes=True,
+                                horizontal_spacing=0.03,
+                                subplot_titles=[_short(labels.get(rid, rid), per_title)
+                                                for rid in matrices] or [""])
     shown = {rid: _shown(m.to_numpy(), quantity) for rid, m in matrices.items()}
     finite = np.concatenate([v[np.isfinite(v)] for v in shown.values()]) if shown else []
     zmin, zmax = (float(np.min(finite)), float(np.max(finite))) if len(finite) else (0, 1)
@@ -150,7 +149,7 @@ def profile_at(frame: pd.DataFrame, quantity: str, step: int) -> tuple[int | Non
 def profile_figure(frames: dict, labels: dict, quantity: str, step: int) -> go.Figure:
     """`quantity` per layer at `step` (each run's last collection at or before it)."""
     labels = describe.plotly_labels(labels)
-    fig = go.Figure()
+    fig = figure_style.figure()
     colors = describe.run_colors(list(frames))
     for rid, frame in frames.items():
         used, values = profile_at(frame, quantity, step)
@@ -174,8 +173,9 @@ def profile_figure(frames: dict, labels: dict, quantity: str, step: int) -> go.F
 def signal_figure(profiles: dict) -> go.Figure:
     """Signal propagation at init: activation std and weight-gradient norm per layer (log y),
     one line per probed config. `profiles`: label -> `diagnostics.probe` result."""
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
-                        subplot_titles=["activation std per layer", "gradient norm per layer"])
+    fig = figure_style.subplots(rows=1, cols=2, horizontal_spacing=0.1,
+                                subplot_titles=["activation std per layer",
+                                                "gradient norm per layer"])
     colors = describe.run_colors(list(profiles))
     for label, profile in profiles.items():
         layers = [row["layer"] for row in profile]
@@ -237,7 +237,7 @@ def _region_traces(data: dict, points=None) -> list:
 def regions_figure(data: dict, points=None, *, title: str = "") -> go.Figure:
     """The predicted class over the input plane, with training (dots) and held-out (crosses)
     points when `points` (from `toy_points`) is given."""
-    fig = go.Figure(_region_traces(data, points))
+    fig = figure_style.figure(_region_traces(data, points))
     _square(fig, data["bounds"], title or "Decision regions")
     return fig
 
@@ -256,7 +256,7 @@ def units_figure(data: dict) -> go.Figure:
     heat map with gaps between units: one trace draws fast however many units there are."""
     units = np.asarray(data.get("units") or [], dtype=float)
     if not len(units):
-        fig = go.Figure()
+        fig = figure_style.figure()
         _empty(fig, "No hidden layer to show")
         return fig
     n_units, size = units.shape[0], units.shape[1]
@@ -272,9 +272,10 @@ def units_figure(data: dict) -> go.Figure:
         mosaic[top:top + size, c * cell:c * cell + size] = unit
         unit_of[top:top + size, c * cell:c * cell + size] = i
     limit = float(np.nanmax(np.abs(units))) or 1.0
-    fig = go.Figure(go.Heatmap(z=mosaic, customdata=unit_of, colorscale="RdBu", zmin=-limit,
-                               zmax=limit, showscale=False, xgap=0, ygap=0,
-                               hovertemplate="unit %{customdata}: %{z:.3g}<extra></extra>"))
+    fig = figure_style.figure(go.Heatmap(
+        z=mosaic, customdata=unit_of, colorscale="RdBu", zmin=-limit, zmax=limit,
+        showscale=False, xgap=0, ygap=0,
+        hovertemplate="unit %{customdata}: %{z:.3g}<extra></extra>"))
     for i in range(n_units):
         r, c = divmod(i, cols)
         fig.add_annotation(x=c * cell + size / 2 - 0.5, y=(rows - 1 - r) * row_cell + size - 0.5,
@@ -293,11 +294,11 @@ def regions_animation(history: list, points=None, *, title: str = "") -> go.Figu
     """The decision regions over a run's history: one frame per snapshot (step, data), with a
     play button and a step slider. Self-contained once exported as HTML."""
     if not history:
-        fig = go.Figure()
+        fig = figure_style.figure()
         _empty(fig, "No decision regions stored yet")
         return fig
     first_step, first = history[0]
-    fig = go.Figure(_region_traces(first, points))
+    fig = figure_style.figure(_region_traces(first, points))
     fig.frames = [go.Frame(data=[_region_traces(data, points)[0]], name=str(step), traces=[0])
                   for step, data in history]
     steps = [dict(method="animate", label=str(step),
@@ -363,9 +364,10 @@ def histogram_heatmap_figure(histories: dict, labels: dict, quantity: str, layer
     labels = describe.plotly_labels(labels)
     rows = {rid: _histogram_rows(h, quantity, layer) for rid, h in histories.items()}
     rows = {rid: r for rid, r in rows.items() if r[0]}
-    fig = make_subplots(rows=1, cols=max(1, len(rows)), horizontal_spacing=0.06,
-                        subplot_titles=[_short(labels.get(rid, rid), TITLE_CHARS //
-                                               max(1, len(rows))) for rid in rows] or [""])
+    fig = figure_style.subplots(rows=1, cols=max(1, len(rows)), horizontal_spacing=0.06,
+                                subplot_titles=[_short(labels.get(rid, rid), TITLE_CHARS //
+                                                       max(1, len(rows))) for rid in rows]
+                                or [""])
     for col, (rid, (steps, centres, counts)) in enumerate(rows.items(), start=1):
         share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
         z = np.log10(np.where(share > 0, share, np.nan)).T            # bins x steps
@@ -394,7 +396,7 @@ def histogram_at_figure(histories: dict, labels: dict, quantity: str, layer: int
     `step`, as outlines over the value axis (shares, so runs of any size compare)."""
     labels = describe.plotly_labels(labels)
     colors = describe.run_colors(list(histories))
-    fig = go.Figure()
+    fig = figure_style.figure()
     for rid, history in histories.items():
         steps, centres, counts = _histogram_rows(history, quantity, layer)
         before = [i for i, s in enumerate(steps) if s <= step] or ([0] if steps else [])
@@ -420,7 +422,7 @@ def dead_units_figure(frames: dict, labels: dict, *, step: int | None = None) ->
     training, averaged over the hidden layers: one line per run, with a line at `step`."""
     labels = describe.plotly_labels(labels)
     colors = describe.run_colors(list(frames))
-    fig = go.Figure()
+    fig = figure_style.figure()
     for rid, frame in frames.items():
         for quantity, what in (("dead_frac", "dead"), ("sat_frac", "saturated")):
             matrix = layer_matrix(frame, quantity)
@@ -451,7 +453,7 @@ def sharpness_figure(frames: dict, labels: dict, *, step: int | None = None) -> 
     from engine.events import SHARPNESS, STABILITY_LIMIT
     labels = describe.plotly_labels(labels)
     colors = describe.run_colors(list(frames))
-    fig = go.Figure()
+    fig = figure_style.figure()
     adaptive = []
     for rid, frame in frames.items():
         part = frame[frame["name"] == SHARPNESS].sort_values("step")

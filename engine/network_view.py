@@ -23,6 +23,7 @@ import zlib
 import numpy as np
 import plotly.graph_objects as go
 
+from engine import figure_style
 from engine.describe import plotly_text
 
 POSITIVE = "#0877bd"          # TensorFlow Playground's blue
@@ -122,7 +123,7 @@ def network_figure(network: dict, *, classes=(), title: str = "", height: int = 
                 name = classes[u] if u < len(classes) else f"class {u}"
                 markers.append((*centre, CLASS_COLORS[u % len(CLASS_COLORS)], name,
                                 f"output: {name}", "middle right"))
-    fig = go.Figure()
+    fig = figure_style.figure()
     _add_edges(fig, columns, top_of, pitch_x, cells)
     if hovers:
         xs, ys, texts = zip(*hovers)

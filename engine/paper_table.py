@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import plotly.graph_objects as go
 
-from engine import describe, verdicts
+from engine import describe, figure_style, verdicts
 from engine.verdicts import ALPHA, Summary
 
 FORMATS = ("latex", "markdown", "csv")
@@ -168,7 +168,7 @@ def bar_figure(table: Table, column: int = 0) -> go.Figure:
         errors.append(half if math.isfinite(half) else 0)
         names.append(describe.plotly_text(g))
         lines.append(3 if c and c.best else 0)
-    fig = go.Figure(go.Bar(x=names, y=means, marker=dict(
+    fig = figure_style.figure(go.Bar(x=names, y=means, marker=dict(
         color=[colors[g] for g in table.groups], line=dict(color="black", width=lines)),
         error_y=dict(type="data", array=errors, visible=True),
         hovertemplate="%{x}: %{y:.4g}<extra></extra>"))

@@ -27,9 +27,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
-from engine import config, curves, describe, verdicts
+from engine import config, curves, describe, figure_style, verdicts
 from engine.curves import (divergence_step, downsample_minmax, drawable, group_stats,  # noqa: F401
                            smooth_ema)
 from engine.describe import rgba, value_text
@@ -324,13 +323,13 @@ def legend_figure(labels: dict, colors: dict, *, plot_width: int = PAGE_PLOT_WID
     carry legendgroup = key, so hovering one highlights that run's lines (HIGHLIGHT_JS)."""
     grid = legend_grid(labels, plot_width, title=title)
     height = grid.height_px + LEGEND_SLACK_PX
-    fig = go.Figure()
+    fig = figure_style.figure()
     for k in labels:
         fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=grid.text(k),
                                  legendgroup=str(k), line=dict(color=colors[k], width=2),
                                  hoverinfo="skip", meta={"kind": "key", "key": str(k)}))
     legend = legend_layout(grid, height)
-    fig.update_layout(template="plotly_white", height=height, showlegend=bool(labels),
+    fig.update_layout(height=height, showlegend=bool(labels),
                       margin=dict(l=MARGIN_L, r=MARGIN_R, t=0, b=0, autoexpand=False),
                       legend={**legend, "itemclick": False, "itemdoubleclick": False},
                       xaxis=dict(visible=False), yaxis=dict(visible=False))
@@ -424,11 +423,12 @@ def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None,
         titles = [describe.plotly_text(f"{metric_info(m).label}" + (f" · {d}" if rows > 1
                                                                     else ""))
                   for d in datasets for m in metrics]
-        fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles,
-                            horizontal_spacing=0.07, vertical_spacing=0.12 / max(rows - 1, 1)
-                            if rows > 1 else 0.0)
+        fig = figure_style.subplots(rows=rows, cols=cols, subplot_titles=titles,
+                                    horizontal_spacing=0.07,
+                                    vertical_spacing=0.12 / max(rows - 1, 1) if rows > 1
+                                    else 0.0)
     else:
-        fig = go.Figure()
+        fig = figure_style.figure()
     in_legend: set[str] = set()
     for r, dataset in enumerate(datasets, start=1):
         panel_runs = [x for x in runs if len(datasets) == 1
@@ -487,7 +487,7 @@ def _layout(fig, title: str, subtitle: str, grid: LegendGrid, show_legend: bool,
         title=dict(text=title, x=0.01, xanchor="left", xref="container", y=1.0, yanchor="top",
                    yref="container", pad=dict(t=14), font=dict(size=17),
                    subtitle=dict(text=subtitle, font=dict(size=12, color="#555"))),
-        template="plotly_white", height=height,
+        height=height,
         margin=dict(l=MARGIN_L, r=MARGIN_R, t=top, b=X_TITLE_PX + legend_px, autoexpand=True),
         showlegend=show_legend,
         # Its top at the top of the margin reserved for it, right under the x-axis title.
@@ -710,7 +710,7 @@ def live_figures(frames: dict, labels: dict, ends: dict | None = None, *,
     ends = ends or {}
     colors = colors or describe.run_colors(frames, groups)
     labels = describe.plotly_labels(labels)
-    figs = {k: go.Figure() for k in LIVE_TITLES}
+    figs = {k: figure_style.figure() for k in LIVE_TITLES}
     drawn: dict = {k: {} for k in LIVE_TITLES}
     marks: list = []          # indices of the ✕ markers in the step-loss figure
     for rid, frame in frames.items():
@@ -759,7 +759,7 @@ def live_figures(frames: dict, labels: dict, ends: dict | None = None, *,
             curves_, STEP_LOSS if key == "step_loss" else VAL_LOSS, unhealthy=unhealthy))
         fig.update_layout(
             title=dict(text=title, x=0.02, xanchor="left", font=dict(size=14)),
-            template="plotly_white", height=LIVE_HEIGHT, showlegend=False,
+            height=LIVE_HEIGHT, showlegend=False,
             margin=dict(l=56, r=12, t=36, b=50), hovermode="closest",
             uirevision="live",      # keep the user's zoom while new points stream in
         )
@@ -834,7 +834,7 @@ def trail_figure(frames: dict, labels: dict, metric: str, *, current: str | None
     top, `pinned` runs at full strength, every other try faded."""
     colors = describe.run_colors(frames)
     labels = describe.plotly_labels(labels)
-    fig = go.Figure()
+    fig = figure_style.figure()
     order = [rid for rid in frames if rid != current] + ([current] if current in frames else [])
     for rid in order:          # drawn oldest first and the current last, so it lies on top
         x, y = downsample_minmax(*_live_series(frames[rid], metric), max_points)
@@ -848,7 +848,7 @@ def trail_figure(frames: dict, labels: dict, metric: str, *, current: str | None
             line=dict(color=colors[rid], width=3.5 if rid == current else 2 if strong else 1.5)))
     fig.update_layout(
         title=dict(text=title or metric_title(metric), x=0, font=dict(size=15)),
-        template="plotly_white", height=340, margin=dict(l=10, r=10, t=40, b=10),
+        height=340, margin=dict(l=10, r=10, t=40, b=10),
         legend=dict(orientation="h", yanchor="top", y=-0.25, x=0, font=dict(size=11)),
         uirevision="playground")          # keep the user's zoom while points stream in
     fig.update_xaxes(title_text="step", rangemode="tozero")
@@ -957,7 +957,7 @@ def config_diff(runs, labels: dict | None = None, *, only_differing: bool = Fals
 def strip_figure(result: "verdicts.Verdicts") -> go.Figure:
     """Every run as a dot above its group's name (spread sideways so equal values stay
     visible), and each group's mean with its 95% interval as a bar beside the dots."""
-    fig = go.Figure()
+    fig = figure_style.figure()
     ci_name = "95% bootstrap CI" if result.interval == "bootstrap" else "95% CI"
     colors = describe.palette_colors([g.name for g in result.groups])
     for i, g in enumerate(result.groups):
@@ -988,7 +988,7 @@ def strip_figure(result: "verdicts.Verdicts") -> go.Figure:
                     " (one run: no interval)") + f", n {g.n}"], hoverinfo="text",
                 meta={"kind": "mean", "group": g.name}))
     fig.update_layout(
-        template="plotly_white", height=380, margin=dict(l=10, r=10, t=40, b=10),
+        height=380, margin=dict(l=10, r=10, t=40, b=10),
         title=dict(text=f"{result.summary.describe()}: every run a dot, each group's mean ± "
                         f"its {ci_name} (the verdicts' intervals are of the differences)", x=0,
                    font=dict(size=13)),
@@ -1045,7 +1045,7 @@ def sweep_figure(exp: "experiments.Experiment", plot: "experiments.Plot", frame,
     names = list(dict.fromkeys(table["group"]))
     colors = describe.palette_colors(names)
     grid = legend_grid({g: str(g) for g in names}, PAGE_PLOT_WIDTH_PX)
-    fig = go.Figure()
+    fig = figure_style.figure()
     for group, part in table.groupby("group", sort=False):
         color = colors[group]
         text = describe.plotly_text(group)
@@ -1065,7 +1065,7 @@ def sweep_figure(exp: "experiments.Experiment", plot: "experiments.Plot", frame,
     height = PANEL_HEIGHT + TITLE_PX + legend_px
     fig.update_layout(title=describe.plotly_text(f"{what[0].upper() + what[1:]} vs "
                                                  f"{plot.sweep} · band ±1 std over seeds"),
-                      xaxis_title=plot.sweep, yaxis_title=what, template="plotly_white",
+                      xaxis_title=plot.sweep, yaxis_title=what,
                       height=height, legend=legend_layout(grid, height),
                       margin=dict(l=MARGIN_L, r=MARGIN_R, t=TITLE_PX,
                                   b=X_TITLE_PX + legend_px))
@@ -1107,8 +1107,8 @@ def parallel_figure(exp: "experiments.Experiment", frame, groups: dict, metric: 
     scores = [r[1] for r in rows]
     what = f"{summary} {metric_info(metric).label}"
     dimensions.append(dict(label=what, values=scores))
-    fig = go.Figure(go.Parcoords(line=dict(color=scores, colorscale="Viridis", showscale=True),
-                                 dimensions=dimensions))
+    fig = figure_style.figure(go.Parcoords(
+        line=dict(color=scores, colorscale="Viridis", showscale=True), dimensions=dimensions))
     fig.update_layout(title=f"Every run: the options it varies and its {what}", height=420)
     return fig
 
@@ -1123,7 +1123,7 @@ def lr_find_figure(tests: dict, suggestions: dict, labels: dict) -> go.Figure:
     raw faint and smoothed solid, with its suggested points marked and named in the hover.
     `tests`: {run id: lr_find.Curve}, `suggestions`: {run id: [Suggestion]}."""
     colors = describe.palette_colors(list(tests))
-    fig = go.Figure()
+    fig = figure_style.figure()
     for run_id, curve in tests.items():
         name = describe.plotly_text(labels.get(run_id, run_id))
         color = colors[run_id]
