@@ -16,7 +16,7 @@ import time
 import numpy as np
 import streamlit as st
 
-from app import diagnostics_ui, state
+from app import charts, diagnostics_ui, state
 from app.text import plain
 from engine import config, curves, describe, paper_table, plots, verdicts
 
@@ -198,7 +198,7 @@ def paper_table_ui(frame, runs, metric: str, average_over: str | None):
     if notes:
         st.caption(plain("No bold: " + "; ".join(notes)))
     figure = paper_table.bar_figure(table)
-    st.plotly_chart(figure, key="compare_paper_bars", config={"displaylogo": False})
+    charts.show(figure, key="compare_paper_bars")
 
 
 PAPER_COLUMNS = "compare_paper_columns"    # the columns chosen, kept while the box is folded

@@ -18,7 +18,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from app import services, state, widgets
+from app import charts, services, state, widgets
 from app.text import plain
 from engine import export
 from engine import diagnostic_plots as dplots
@@ -134,12 +134,12 @@ def over_training_ui(store, frames: dict, run_ids, labels: dict, step: int | Non
             histograms_ui(store, run_ids, labels, step)
     with dead_tab:
         if dead_tab.open:
-            st.plotly_chart(dplots.dead_units_figure(frames, labels, step=step),
-                            key="diag_dead", config={"displaylogo": False})
+            charts.show(dplots.dead_units_figure(frames, labels, step=step),
+                        key="diag_dead")
     with sharp_tab:
         if sharp_tab.open:
-            st.plotly_chart(dplots.sharpness_figure(frames, labels, step=step),
-                            key="diag_sharp", config={"displaylogo": False})
+            charts.show(dplots.sharpness_figure(frames, labels, step=step),
+                        key="diag_sharp")
 
 
 OVER_TRAINING_TAB = "diag_over_tab"      # session: the chosen tab's name
@@ -162,12 +162,12 @@ def histograms_ui(store, run_ids, labels: dict, step: int | None) -> None:
                             format_func=dplots.HISTOGRAM_QUANTITIES.get, **kept)
     layer = c2.selectbox("Layer", layers, key="diag_hist_layer",
                          format_func=lambda i: f"layer {i}", **kept)
-    st.plotly_chart(dplots.histogram_heatmap_figure(histories, labels, quantity, layer,
-                                                    step=step),
-                    key="diag_hist_heat", config={"displaylogo": False})
+    charts.show(dplots.histogram_heatmap_figure(histories, labels, quantity, layer,
+                                                step=step),
+                key="diag_hist_heat")
     if step is not None:
-        st.plotly_chart(dplots.histogram_at_figure(histories, labels, quantity, layer, step),
-                        key="diag_hist_at", config={"displaylogo": False})
+        charts.show(dplots.histogram_at_figure(histories, labels, quantity, layer, step),
+                    key="diag_hist_at")
 
 
 def read_regions(store, run_id: str) -> list[tuple[int, dict]]:
@@ -454,9 +454,8 @@ def regions_ui(store, records: dict, run_ids, labels: dict, step: int | None,
             points = dplots.toy_points(records[rid].config)
             title = f"{labels.get(rid, rid)} · step {at}"
             figure = dplots.regions_figure(data, points, title=title)
-            st.plotly_chart(figure, key=f"diag_regions_{rid}", config={"displaylogo": False})
-            st.plotly_chart(dplots.units_figure(data), key=f"diag_units_{rid}",
-                            config={"displaylogo": False})
+            charts.show(figure, key=f"diag_regions_{rid}")
+            charts.show(dplots.units_figure(data), key=f"diag_units_{rid}")
             downloads_ui(rid, history, points, figure, title)
 
 
@@ -530,8 +529,7 @@ def signal_ui(records: dict, run_ids, labels: dict) -> None:
             if records[rid].status == RunStatus.DIVERGED:
                 diverged[labels.get(rid, rid)] = records[rid].last_step
     if profiles:
-        st.plotly_chart(dplots.signal_figure(profiles), key="diag_signal",
-                        config={"displaylogo": False})
+        charts.show(dplots.signal_figure(profiles), key="diag_signal")
         from engine.run_warnings import describe_ratio, gradient_ratio
         st.caption("  \n".join(
             f"**{plain(label)}**: "

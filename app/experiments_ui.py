@@ -18,7 +18,7 @@ import threading
 import pandas as pd
 import streamlit as st
 
-from app import forms, services, state, widgets
+from app import charts, forms, services, state, widgets
 from app.text import plain
 from engine import datafiles, experiments, plots
 from engine.config import ConfigError
@@ -371,10 +371,10 @@ def results_ui(exp, store) -> None:
                 figure = plots.sweep_figure(exp, plot, frame, groups)
             else:
                 figure = plots.curve_figure(exp, plot, frame, groups, quick=quick)
-            st.plotly_chart(figure, key=f"exp_plot_{exp.id}_{i}", width="stretch")
+            charts.show(figure, key=f"exp_plot_{exp.id}_{i}")
         if len(exp.runs) > 2:
-            st.plotly_chart(plots.parallel_figure(exp, frame, groups),
-                            key=f"exp_parallel_{exp.id}", width="stretch")
+            charts.show(plots.parallel_figure(exp, frame, groups),
+                        key=f"exp_parallel_{exp.id}")
     if quick and (result.references or experiments.rerun(exp)):
         st.caption("The quick budget is a first look: nothing here is judged against the "
                    "notebook.")

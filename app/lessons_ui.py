@@ -20,7 +20,7 @@ from urllib.parse import urlencode, urlsplit
 import pandas as pd
 import streamlit as st
 
-from app import services, state, widgets
+from app import charts, services, state, widgets
 from app import diagnostics_ui
 from app.text import plain
 from engine import datafiles, lessons
@@ -375,8 +375,7 @@ def outcome_ui(lesson, step, store, mine) -> None:
         line = lessons.notebook_line(step.predict)
         st.caption(plain(line) if line else "The notebook printed no number for this.")
     for i, figure in enumerate(lessons.step_figures(step, groups, frame)):
-        st.plotly_chart(figure, key=f"lesson_fig_{lesson.id}_{step.number}_{i}",
-                        config={"displaylogo": False})
+        charts.show(figure, key=f"lesson_fig_{lesson.id}_{step.number}_{i}")
     explanation_ui(step)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import services, widgets
+from app import charts, services, widgets
 from app.text import plain
 from engine import lr_find, plots
 from engine.config import ConfigError, RunConfig
@@ -68,9 +68,9 @@ def _result(run_id: str, key: str, on_pick) -> None:
     curve = lr_find.read_curve(store.read_metrics([run_id]), record.config,
                                record.total_steps or STEPS)
     suggestions = lr_find.suggest(curve)
-    st.plotly_chart(plots.lr_find_figure({run_id: curve}, {run_id: suggestions},
-                                         {run_id: "range test"}),
-                    key=f"{key}_lrf_figure", config={"displaylogo": False})
+    charts.show(plots.lr_find_figure({run_id: curve}, {run_id: suggestions},
+                                     {run_id: "range test"}),
+                key=f"{key}_lrf_figure")
     if not suggestions:
         st.warning(lr_find.describe(suggestions))
         return

@@ -29,7 +29,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from app import live_cache, services, state, widgets
+from app import charts, live_cache, services, state, widgets
 from app.text import plain
 from engine import config, describe, diagnostic_plots, network_view, plots
 from engine.config import ConfigError, RunConfig
@@ -737,8 +737,7 @@ def network_ui(cfg: dict, shown, source: str) -> None:
     title = f"Network at step {step}" if step else "Network before training"
     figure = memo_figure("network", (source, step), lambda: network_view.network_figure(
         network, classes=class_names(cfg, data), title=title, height=NETWORK_HEIGHT))
-    st.plotly_chart(figure, key="pg_network", config={"displaylogo": False,
-                                                       "displayModeBar": False})
+    charts.show(figure, key="pg_network", config={"displayModeBar": False})
 
 
 def toy_ui(cfg: dict, shown, source: str) -> None:
@@ -749,8 +748,7 @@ def toy_ui(cfg: dict, shown, source: str) -> None:
     show_test = st.session_state.get("pg_show_test", False)
     figure = memo_figure("regions", (source, shown[0], show_test),
                          lambda: regions_figure(cfg, shown, show_test))
-    st.plotly_chart(figure, key="pg_toy", config={"displaylogo": False,
-                                                   "displayModeBar": False})
+    charts.show(figure, key="pg_toy", config={"displayModeBar": False})
     st.toggle("Show validation points", key="pg_show_test")
 
 
@@ -820,7 +818,8 @@ def curves_ui(store, current: str | None, cursor: int | None = None) -> None:
             frames, labels, metric, current=current, pinned=pinned, title=title,
             cursor=cursor))
         figures[metric] = figure
-        column.plotly_chart(figure, key=f"pg_chart_{metric}", config={"displaylogo": False})
+        with column:
+            charts.show(figure, key=f"pg_chart_{metric}")
     c_key, c_tries = st.columns([5, 1], vertical_alignment="center")
     if frames:
         c_key.html(tries_key_html(figures[STEP_LOSS], list(frames), labels))

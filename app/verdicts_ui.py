@@ -14,7 +14,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from app import services
+from app import charts, services
 from engine import config, describe, export, launch, plots, verdicts
 from engine.config import ConfigError, RunConfig
 from engine.events import ALL_METRICS, VAL_ACC, metric_info
@@ -171,8 +171,7 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
         **{c: st.column_config.NumberColumn(c.replace("_", " "), format="%.4g")
            for c in ("mean", "ci_low", "ci_high", "std", "median", "min", "max")},
         "without_value": "without a value (why)"})
-    st.plotly_chart(plots.strip_figure(result), key=f"{key}_strip",
-                    config={"displaylogo": False})
+    charts.show(plots.strip_figure(result), key=f"{key}_strip")
     for g in result.groups:
         for v in g.missing:
             st.caption(f"{g.name}: {v.name} has no value: {v.reason}")

@@ -14,10 +14,14 @@ The median of --repeats fresh servers per page is printed, with the range, quiet
 by side, for the whole page and for its first screen (the last change of what shows without
 scrolling at 1400x1000). Each server's store holds --runs finished runs (default 12, written
 as a run's events would be: 200 steps, 10 evaluations each), so Compare, Live, Runs and
-Diagnostics draw their charts and tables; --runs 0 measures an empty store. Goals (issue 20): first draw under 2 s
-quiet, under 5 s busy. Asserts nothing.
+Diagnostics draw their charts and tables; --runs 0 measures an empty store.
+--streamlit-charts also loads each page (first, quiet) on a server with static serving off,
+where app/charts.py draws with Streamlit's own st.plotly_chart (its full plotly.js) instead of
+the app's bundle, and prints the two side by side with their ratio.
+Goals (issue 20): first draw under 2 s quiet, under 5 s busy. Asserts nothing.
 
 Usage: python bench/bench_app_load.py [--repeats 3] [--busy N] [--runs 12] [--pages ...]
+                                      [--streamlit-charts]
 """
 
 from __future__ import annotations
@@ -50,13 +54,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(home: Path) -> tuple[subprocess.Popen, str]:
+# flags of a server whose charts are Streamlit's st.plotly_chart (app/charts.py's fallback)
+STREAMLIT_CHARTS = ("--server.enableStaticServing", "false")
+
+
+def start_server(home: Path, flags=()) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "TRAINLAB_HOME": str(home), "TRAINLAB_DB": str(home / "runs.db")}
     process = subprocess.Popen(
         [sys.executable, "-m", "app",
          "--server.port", str(port), "--server.address", "127.0.0.1",
-         "--server.headless", "true"], env=env, cwd=ROOT,
+         "--server.headless", "true", *flags], env=env, cwd=ROOT,
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -72,7 +80,7 @@ def start_server(home: Path) -> tuple[subprocess.Popen, str]:
 
 def fill_store(db: Path, runs: int, steps: int = 200) -> None:
     """`runs` finished runs of a small spirals grid, as their events would store them."""
-    from engine.events import (STEP_LOSS, VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted,
+    from engine.events import (VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted,
                                RunStatus, StepLoss)
     from engine.store import RunStore
     store = RunStore(db)
@@ -136,15 +144,15 @@ def load_once(context, url: str, title: str) -> tuple[float, float]:
 SPIN = "import time\nwhile True:\n    sum(range(100_000))"   # one busy CPU core, forever
 
 
-def first_load(browser, key: str, busy: int, runs: int) -> tuple[tuple, tuple]:
+def first_load(browser, key: str, busy: int, runs: int, flags=()) -> tuple[tuple, tuple]:
     """(first load, second load), each (whole page, first screen) in seconds, on a fresh
-    server over a store of `runs` runs, with `busy` spinning processes started before it and
-    stopped after."""
+    server (started with `flags`) over a store of `runs` runs, with `busy` spinning processes
+    started before it and stopped after."""
     spinners = [subprocess.Popen([sys.executable, "-c", SPIN]) for _ in range(busy)]
     try:
         with tempfile.TemporaryDirectory() as home:
             fill_store(Path(home) / "runs.db", runs)
-            process, url = start_server(Path(home))
+            process, url = start_server(Path(home), flags)
             try:
                 path = "" if key == "playground" else key
                 context = browser.new_context(viewport={"width": 1400, "height": 1000})
@@ -174,6 +182,8 @@ def main() -> None:
                         help="spinning processes beside the busy loads (0: quiet only)")
     parser.add_argument("--runs", type=int, default=12,
                         help="finished runs in each server's store (0: an empty store)")
+    parser.add_argument("--streamlit-charts", action="store_true",
+                        help="also load each page with Streamlit's st.plotly_chart (quiet)")
     args = parser.parse_args()
     if not Path(CHROMIUM).exists():
         raise SystemExit(f"{CHROMIUM} is missing (make setup installs Debian's chromium)")
@@ -185,17 +195,21 @@ def main() -> None:
     print("whole page: to its last change; first screen: to the last change of what shows "
           "without scrolling (1400x1000)")
     print(f"{'page':12s} {'first (quiet)':>19s}   {'second (quiet)':>19s}   "
-          f"{'first (busy)':>19s}   busy/quiet   first screen: quiet / busy")
+          f"{'first (busy)':>19s}   busy/quiet   first screen: quiet / busy"
+          + ("   st.plotly_chart: first (quiet), ratio" if args.streamlit_charts else ""))
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         for key in args.pages:
-            firsts, seconds, busy = [], [], []
+            firsts, seconds, busy, streamlit = [], [], [], []
             for _ in range(args.repeats):
                 first, second = first_load(browser, key, 0, args.runs)
                 firsts.append(first)
                 seconds.append(second)
                 if args.busy:
                     busy.append(first_load(browser, key, args.busy, args.runs)[0])
+                if args.streamlit_charts:
+                    streamlit.append(first_load(browser, key, 0, args.runs,
+                                                STREAMLIT_CHARTS)[0][0])
             whole = [f[0] for f in firsts]
             ratio = (f"{statistics.median(b[0] for b in busy) / statistics.median(whole):5.2f}x"
                      if busy else "")
@@ -203,7 +217,9 @@ def main() -> None:
                       + (f"{statistics.median(b[1] for b in busy):5.2f}" if busy else "-"))
             print(f"{key:12s} {spread(whole):>19s}   {spread([s[0] for s in seconds]):>19s}   "
                   f"{spread([b[0] for b in busy]) if busy else '-':>19s}   {ratio:>10s}   "
-                  f"{screen}", flush=True)
+                  f"{screen}" + (f"   {spread(streamlit)}, "
+                                 f"{statistics.median(streamlit) / statistics.median(whole):.2f}x"
+                                 if streamlit else ""), flush=True)
         browser.close()
 
 

@@ -13,7 +13,7 @@ import dataclasses
 
 import streamlit as st
 
-from app import compare_ui, saved_comparisons, services, state, verdicts_ui, widgets
+from app import charts, compare_ui, saved_comparisons, services, state, verdicts_ui, widgets
 from app.text import plain
 from engine import config, describe, export, plots, run_warnings
 from engine.events import ALL_METRICS, STEP_LOSS, VAL_ACC, RunStatus
@@ -170,7 +170,7 @@ by_run = dict(iter(frame.groupby("run")))
 warnings = {r.id: run_warnings.warnings_for(by_run[r.id], r.config, run=r)
             if r.id in by_run else [] for r in runs}
 fig = plots.build_figure(frame, runs, options, warnings=warnings)
-st.plotly_chart(fig, key="compare_chart", config={"displaylogo": False})
+charts.show(fig, key="compare_chart")
 if cursor is not None:
     compare_ui.cursor_table_ui(frame, runs, options, labels)
 # Hovering a line or a legend entry picks its run out (plots.HIGHLIGHT_JS; our own script).

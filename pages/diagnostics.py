@@ -11,7 +11,7 @@ numbers engine/diagnostics.py; runs and metrics come from the store (app.service
 import streamlit as st
 
 from app import diagnostics_ui as ui
-from app import services, widgets
+from app import charts, services, widgets
 from app.text import plain
 from engine import describe
 from engine import diagnostic_plots as dplots
@@ -61,13 +61,13 @@ def live_diagnostics():
         step = ui.step_ui(steps, any(fresh[rid].status in RunStatus.ACTIVE for rid in run_ids))
         diverged = {rid: fresh[rid].last_step for rid in run_ids
                     if fresh[rid].status == RunStatus.DIVERGED}
-        st.plotly_chart(dplots.heatmap_figure(frames, labels, quantity, step=step,
-                                              diverged=diverged),
-                        key="diag_heatmap", config={"displaylogo": False})
+        charts.show(dplots.heatmap_figure(frames, labels, quantity, step=step,
+                                          diverged=diverged),
+                    key="diag_heatmap")
         if missing:
             st.caption("Not drawn: " + plain(" ".join(missing)))
-        st.plotly_chart(dplots.profile_figure(frames, labels, quantity, step),
-                        key="diag_profile", config={"displaylogo": False})
+        charts.show(dplots.profile_figure(frames, labels, quantity, step),
+                    key="diag_profile")
     ui.write_url(run_ids, step, quantity)
     ui.over_training_ui(store, frames, run_ids, labels, step)
     st.subheader("Warnings")

@@ -12,7 +12,7 @@ metric rows (app/live_cache.py).
 
 import streamlit as st
 
-from app import diagnostics_ui, live_cache, services, state, widgets
+from app import charts, diagnostics_ui, live_cache, services, state, widgets
 from app.text import plain
 from engine import describe, jobs, plots
 from engine.events import RunStatus
@@ -106,11 +106,11 @@ def live_view():
             figures = {k: f for k, f in figures.items() if k == "step_loss"}
             columns[1].info(plain(empty), icon=":material/info:")
         for column, (key, figure) in zip(columns, figures.items()):
-            column.plotly_chart(figure, key=f"live_{key}_{dataset}",
-                                config={"displaylogo": False})
+            with column:
+                charts.show(figure, key=f"live_{key}_{dataset}")
     # One key under the charts, as Compare's legend (hover an entry to pick its run out).
-    st.plotly_chart(plots.legend_figure({r.id: labels[r.id] for r in shown}, colors),
-                    key="live_key", config={"displaylogo": False, "displayModeBar": False})
+    charts.show(plots.legend_figure({r.id: labels[r.id] for r in shown}, colors),
+                key="live_key", config={"displayModeBar": False})
     st.caption(plots.LIVE_NOTE + ("  \n" + plain("; ".join(notes)) if notes else ""))
 
     for rec in shown:

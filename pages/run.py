@@ -11,7 +11,7 @@ session state.
 
 import streamlit as st
 
-from app import diagnostics_ui, services, state, widgets
+from app import charts, diagnostics_ui, services, state, widgets
 from app.text import plain
 from engine import config, describe, export, plots, run_warnings
 from engine.events import STEP_LOSS, TRAIN_LOSS, VAL_ACC, VAL_LOSS, RunStatus, metric_info
@@ -109,7 +109,7 @@ drawn = [m for m in CHART_METRICS if m in present]
 if drawn:
     options = plots.ChartOptions(metric=drawn[0], panels=tuple(drawn[1:]), title="Curves")
     figure = plots.build_figure(frame, [run], options, warnings={run.id: found})
-    st.plotly_chart(figure, key="run_chart", config={"displaylogo": False})
+    charts.show(figure, key="run_chart")
 else:
     st.info("No curves to draw: this run " + run_warnings.before_first_evaluation(run) + ".")
 

@@ -103,8 +103,9 @@ def test_one_screen_at_1400x900_and_the_network_changes_as_it_trains(server, tmp
         context = browser.new_context(viewport={"width": 1400, "height": 900})
         page = context.new_page()
         page.set_default_timeout(60_000)
-        # 600 spirals points, 40 epochs: 600 steps, an evaluation (and a snapshot) every 15
-        page.goto(server.url + "/?dataset=spirals&epochs=40")
+        # 600 spirals points, 120 epochs: 1,800 steps (about 3 s here, so the network is
+        # redrawn several times on the way), an evaluation (and a snapshot) every 45
+        page.goto(server.url + "/?dataset=spirals&epochs=120")
         page.get_by_role("heading", name="Playground").wait_for()
         # the first visit draws the untrained network and its regions, nothing trained
         page.wait_for_function("""() => [...document.querySelectorAll('.js-plotly-plot')]

@@ -119,3 +119,31 @@ def test_a_folded_box_draws_its_content_when_opened_and_drops_it_when_folded(ser
         paper.locator(".js-plotly-plot").wait_for()                     # its bar chart
         paper.locator("summary").click()
         page.wait_for_function("() => !document.querySelector(\"[data-testid='stCode']\")")
+
+
+def test_charts_draw_with_the_apps_plotly_bundle_and_follow_the_width(server):
+    """Every chart of Compare and Live is drawn by app/charts.py's component with the app's
+    plotly.js bundle, fetched once per page; Streamlit's own plotly chart (its 4.7 MB
+    plotly.js chunk) is never loaded. A chart follows its column's width."""
+    srv, ids = server
+    with chromium_page(1400, 900) as page:
+        requests = []
+        page.on("request", lambda request: requests.append(request.url))
+        page.goto(f"{srv.url}/compare?{compare_query(ids, STEP_LOSS)}")
+        chart = page.locator(".js-plotly-plot").first
+        chart.locator(".legend .traces").nth(19).wait_for()
+        wide = page.evaluate("() => document.querySelector('.js-plotly-plot')._fullLayout.width")
+        page.set_viewport_size({"width": 1000, "height": 900})
+        page.wait_for_function(f"""() => document.querySelector('.js-plotly-plot')
+            ._fullLayout.width < {wide} - 200""")               # redrawn narrower
+        page.goto(f"{srv.url}/live")
+        page.locator(".js-plotly-plot").nth(3).locator(".main-svg").first.wait_for()  # + key
+        for url in (f"{srv.url}/compare?{compare_query(ids, STEP_LOSS)}", f"{srv.url}/live"):
+            page.goto(url)
+            page.locator(".js-plotly-plot").first.locator(".main-svg").first.wait_for()
+            assert page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')]
+                .every(p => p.closest('.trainlab-chart'))""")
+            assert page.locator("[data-testid='stPlotlyChart']").count() == 0
+    bundles = [u for u in requests if u.endswith("/app/static/plotly-trainlab.min.js")]
+    assert len(bundles) == 4                                    # one per page load
+    assert not [u for u in requests if "/PlotlyChart." in u]    # Streamlit's chunk: never
