@@ -12,7 +12,6 @@ manager (app.services), results come from the run store.
 
 from __future__ import annotations
 
-import math
 import threading
 
 import pandas as pd
@@ -317,15 +316,6 @@ def rerun_table(result) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def cell_text(value) -> str:
-    """A table cell as text: numbers to 4 significant digits, nothing as a dash."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
-
-
 def printed_table(result) -> pd.DataFrame:
     judged = {(c["run"], c["metric"], c["at"]): c for c in result.checks
               if c["kind"] == "printed"}
@@ -393,7 +383,7 @@ def results_ui(exp, store) -> None:
         if len(table):
             # a plain table, a row per run (its text wraps): no data grid for the browser to
             # load and draw, about 0.2 s of the page's first draw
-            st.table(table.style.hide().format(cell_text))
+            widgets.plain_table(table)
     if result.references and result.rerun:
         # markers on the charts above, the re-run is what is judged: folded, drawn when opened
         with widgets.folded(f"The notebook's printed values ({len(result.references)}, one "

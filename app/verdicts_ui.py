@@ -14,7 +14,7 @@ import math
 import pandas as pd
 import streamlit as st
 
-from app import charts, services
+from app import charts, services, widgets
 from engine import config, describe, export, launch, plots, verdicts
 from engine.config import ConfigError, RunConfig
 from engine.events import ALL_METRICS, VAL_ACC, metric_info
@@ -24,6 +24,9 @@ SUMMARY_LABELS = {"final": "final value", "best": "best value", "at_step": "valu
                   "steps_to": "steps to target", "epochs_to": "epochs to target",
                   "examples_to": "examples to target", "seconds_to": "seconds to target"}
 ALL_PAIRS = "all pairs"
+# the verdict tables' column names as a person reads them (engine/verdicts.py's rows)
+GROUP_COLUMNS = {"name": "group", "ci_low": "ci low", "ci_high": "ci high",
+                 "without_value": "without a value (why)"}
 RESULT_KEY = "verdicts_result"    # the verdicts last shown, for the page's zip download
 
 
@@ -164,13 +167,9 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
     st.session_state[RESULT_KEY] = result
 
     st.markdown(f"**{summary.describe()}** by {' · '.join(result.group_by)}")
-    table = result.group_table()
-    st.dataframe(table, hide_index=True, key=f"{key}_groups", column_config={
-        "name": "group", "n": st.column_config.NumberColumn("n", help="runs with a value"),
-        "runs": st.column_config.NumberColumn("runs", help="runs in the group"),
-        **{c: st.column_config.NumberColumn(c.replace("_", " "), format="%.4g")
-           for c in ("mean", "ci_low", "ci_high", "std", "median", "min", "max")},
-        "without_value": "without a value (why)"})
+    widgets.plain_table(result.group_table().rename(columns=GROUP_COLUMNS))
+    st.caption("n: runs with a value; runs: runs in the group; ci low, ci high: the mean's "
+               "95% interval.")
     charts.show(plots.strip_figure(result), key=f"{key}_strip")
     for g in result.groups:
         for v in g.missing:
@@ -178,24 +177,19 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
     # Run by run (a plain table: the panel itself sits in an expander on Compare)
     st.markdown("**Time to target, run by run**" if summary.kind in verdicts.TARGET_KINDS
                 else "**Run by run**")
-    st.dataframe(result.run_table(), hide_index=True, key=f"{key}_runs", column_config={
-        "value": st.column_config.NumberColumn(summary.describe(), format="%.4g"),
-        "without_value": "without a value (why)",
-        "steps": st.column_config.NumberColumn("steps", format="%d",
-                                               help="optimizer steps to the target"),
-        "epochs": st.column_config.NumberColumn("epochs", format="%.3g"),
-        "examples": st.column_config.NumberColumn(
-            "examples", format="%d", help="examples seen: steps x batch size"),
-        "seconds": st.column_config.NumberColumn(
-            "seconds", format="%.3g", help="wall-clock seconds since the run started")})
+    runs = result.run_table()
+    widgets.plain_table(runs.rename(columns={"value": summary.describe(), **GROUP_COLUMNS}),
+                        digits={"epochs": 3, "seconds": 3})
+    if "steps" in runs.columns:
+        st.caption("steps: optimizer steps to the target; examples: examples seen (steps x "
+                   "batch size); seconds: wall-clock seconds since the run started.")
     if not result.pairs:
         st.caption("One group only: nothing to compare. Group by another field.")
     for p in result.pairs:
         st.markdown(f"- {p.verdict}")
     if result.pairs:
         with st.popover("Numbers behind the lines"):
-            st.dataframe(result.pair_table().drop(columns=["verdict"]), hide_index=True,
-                         key=f"{key}_pairs")
+            widgets.plain_table(result.pair_table().drop(columns=["verdict"]))
             st.caption("Welch's t test and interval; p corrected by Holm over the pairs shown; "
                        "effect size Hedges' g; P(A>B) counts ties as half; seeds needed: "
                        + verdicts.SEEDS_NEEDED_FORMULA + ".")

@@ -1,7 +1,8 @@
 """Small display helpers shared by the pages: status badges, progress lines, the sidebar
 summary, the runs table with its filters, result and config columns, the run pickers'
-labels, the sentence that stands in for evaluation charts with nothing to draw, and what a
-page draws only when it shows (`folded` boxes, `paced_fragment` redraws).
+labels, the sentence that stands in for evaluation charts with nothing to draw, small tables
+drawn as plain HTML (`plain_table`, `cell_text`), and what a page draws only when it shows
+(`folded` boxes, `paced_fragment` redraws).
 
 This module owns how a run's state is shown ("epoch 3/10 · step 120/400 · 8 s left") and
 which metrics are results (`is_result`: train/, val/ and test/ series, never perf/, pack/,
@@ -71,6 +72,40 @@ def paced_fragment(view, pace) -> None:
             st.rerun(scope="app")
 
     st.fragment(redraw, run_every=now)()
+
+
+MARK_CSS = "background-color: rgba(255, 196, 0, 0.25)"   # a marked row: what differs
+
+
+def cell_text(value, digits: int = 4) -> str:
+    """A table cell as text: a whole number as it is (steps, counts), another number to
+    `digits` significant digits, nothing (None, NaN) as a dash."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, (float, np.floating)):
+        if float(value).is_integer() and abs(value) < 1e9:
+            return str(int(value))
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def plain_table(table: pd.DataFrame, *, digits: dict | None = None, index: bool = False,
+                marked: list | None = None) -> None:
+    """A small table as plain HTML (st.table): every cell cell_text (`digits`: significant
+    digits per column where it has them, 4 by default), text wrapping, nothing to scroll; the
+    index shown only when `index`; the rows where `marked` is true shaded (MARK_CSS).
+    For tables of a few dozen rows that need no sorting: st.dataframe's grid costs a page's
+    first draw about 0.5 s here (its code, loaded with the page's first grid;
+    bench/bench_app_load.py), a table of this kind about 0.02 s."""
+    style = table.style.format(cell_text)
+    for column, n in (digits or {}).items():
+        if column in table.columns:
+            style = style.format(lambda v, n=n: cell_text(v, n), subset=[column])
+    if marked is not None:
+        style = style.apply(lambda column: [MARK_CSS if m else "" for m in marked], axis=0)
+    if not index:
+        style = style.hide()
+    st.table(style)
 
 
 def status_badge(status: str) -> str:

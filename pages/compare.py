@@ -211,9 +211,7 @@ with t1:
     st.subheader("Final and best " + plots.metric_title(metric))
     summary = plots.summary_table(frame, runs, options,
                                   baseline=None if average_over else baseline)
-    st.dataframe(summary, hide_index=True, column_config={
-        c: st.column_config.NumberColumn(format="%.4g")
-        for c in summary.columns if c.startswith(("final", "best", "Δ"))})
+    widgets.plain_table(summary)
 with t2:
     st.subheader("Config differences")
     only_diff = st.checkbox("Only fields that differ", value=True, key="compare_only_diff")
@@ -221,9 +219,8 @@ with t2:
     if not len(diff):
         st.caption("The chosen runs have identical configs.")
     else:
-        st.dataframe(diff.style.apply(
-            lambda row: ["background-color: rgba(255, 196, 0, 0.25)" if row["differs"] else ""]
-            * len(row), axis=1), column_config={"differs": None})
+        widgets.plain_table(diff.drop(columns="differs").reset_index(),
+                            marked=list(diff["differs"]))
 
 # --- exports -----------------------------------------------------------------------------------
 st.subheader("Export")

@@ -69,9 +69,9 @@ def values(array) -> np.ndarray:
 
 
 def table(at, column: str):
-    """The page's one dataframe with this column: "label" (the key), "final" (the summary),
-    "differs" (the config differences)."""
-    (found,) = [d.value for d in at.dataframe if column in d.value.columns]
+    """The page's one table with this column: "label" (the key, a searchable grid), "final"
+    (the summary), "field" (the config differences, a field per row)."""
+    (found,) = [d.value for d in [*at.table, *at.dataframe] if column in d.value.columns]
     return found
 
 
@@ -108,7 +108,22 @@ def test_chart_shows_the_chosen_runs(filled):
     summary = table(at, "final")
     assert set(summary["run"]) == {"sgd", "adam"}
     assert summary.set_index("run").loc["adam", "final"] == pytest.approx(78.0)
-    assert "optimizer" in table(at, "differs").index
+    assert "optimizer" in set(table(at, "field")["field"])
+
+
+def test_beside_few_runs_the_page_draws_no_data_grid(filled):
+    """Compare's tables (final and best, config differences, the verdicts' groups, runs and
+    pairs) are plain tables: beside 10 lines or fewer the page has no data grid, whose code
+    costs a first draw about 0.5 s (bench/bench_app_load.py). Only the key is a grid (it is
+    searchable), open by itself beside more than 10 lines."""
+    at = run_page()
+    at.multiselect(key="compare_runs").set_value(list(filled.values()))
+    at.run()
+    assert not at.exception
+    shown = {tuple(t.value.columns) for t in at.table}
+    assert any("final" in c for c in shown) and any("field" in c for c in shown)
+    assert any("ci low" in c for c in shown) and any("seed" in c for c in shown)
+    assert not at.dataframe
 
 
 def test_options_change_the_figure(filled):

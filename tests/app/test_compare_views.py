@@ -74,7 +74,7 @@ def test_colour_by_a_value_and_a_pinned_baseline(filled):  # noqa: F811
     assert len(bars) == 1
     assert url(at)["color_by"] == ["final:val/acc"]
     at = at.selectbox(key="compare_baseline").set_value(filled[("sgd", 0)]).run()
-    summary = [d for d in at.dataframe if "Δ final" in d.value.columns][0].value
+    summary = [d for d in at.table if "Δ final" in d.value.columns][0].value
     rows = summary.set_index("id")
     # finals: sgd seed 0 58%, adam seed 0 78%, adam seed 1 88%: +20 and +30 points
     assert rows.loc[filled[("adam", 0)], "Δ final"] == pytest.approx(20.0)

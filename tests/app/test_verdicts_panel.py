@@ -64,8 +64,8 @@ def run_panel():
 
 
 def group_rows(at) -> dict:
-    frame = at.dataframe[0].value
-    return {row["name"]: row for row in frame.to_dict("records")}
+    frame = at.table[0].value
+    return {row["group"]: row for row in frame.to_dict("records")}
 
 
 def test_default_groups_everything_but_the_seed_with_exact_numbers(filled):
@@ -76,7 +76,7 @@ def test_default_groups_everything_but_the_seed_with_exact_numbers(filled):
     adam = 100 * np.array([FINALS[("adam", s)] for s in (1, 2, 3)])
     lo, hi = stats.t.interval(0.95, 2, loc=adam.mean(), scale=stats.sem(adam))
     assert rows["adam"]["n"] == 3 and rows["adam"]["mean"] == pytest.approx(adam.mean())
-    assert (rows["adam"]["ci_low"], rows["adam"]["ci_high"]) == (pytest.approx(lo),
+    assert (rows["adam"]["ci low"], rows["adam"]["ci high"]) == (pytest.approx(lo),
                                                                  pytest.approx(hi))
     assert rows["adam"]["std"] == pytest.approx(adam.std(ddof=1))
     assert rows["rmsprop"]["n"] == 0 and rows["rmsprop"]["diverged"] == 2
@@ -85,7 +85,7 @@ def test_default_groups_everything_but_the_seed_with_exact_numbers(filled):
            "difference " in lines[0]
     assert "3 seeds each). A paired test over the 3 shared seeds gives 24.1" in lines[0]
     assert lines[1] == "- Can't compare adam and rmsprop: rmsprop has no run with a value"
-    captions = [c.value for c in at.caption]
+    captions = [c.value for c in at.caption if "has no value" in c.value]
     assert captions[:2] == [
         "rmsprop: rmsprop · seed 1 has no value: diverged at step 3 before any finite val/acc",
         "rmsprop: rmsprop · seed 2 has no value: diverged at step 6: no final value"]
@@ -103,9 +103,9 @@ def test_summary_target_baseline_and_field_grouping(filled):
     rows = group_rows(at)
     assert rows["adam"]["n"] == 3 and rows["adam"]["mean"] == 8.0     # crosses 90% at step 8
     assert rows["sgd"]["n"] == 0
-    assert "never reached 90% (best 69.8)" in rows["sgd"]["without_value"]
+    assert "never reached 90% (best 69.8)" in rows["sgd"]["without a value (why)"]
     # the run by run table: each adam run's step, epoch, examples and seconds to 90%
-    runs = next(d.value for d in at.dataframe if "steps" in d.value.columns)
+    runs = next(d.value for d in at.table if "steps" in d.value.columns)
     adam = runs[runs["group"] == "adam"]
     assert len(adam) == 3 and adam["steps"].tolist() == [8.0, 8.0, 8.0]
     assert (adam["examples"] == adam["steps"] * BATCH).all()
