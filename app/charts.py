@@ -64,12 +64,19 @@ export default function (component) {
   loadPlotly(message.url).then(function (Plotly) {
     return Plotly.react(div, figure.data || [], layout, config).then(function () {
       if (!div.trainlabResize) {
-        // the column's width changes without a window resize (sidebar, layout): follow it
+        // the column's width changes without a window resize (sidebar, layout): follow it.
+        // The observer also reports the size it starts with: a chart already that wide is
+        // not drawn a second time.
         var pending = false;
+        var drawnWidth = div.clientWidth;
         div.trainlabResize = new ResizeObserver(function () {
-          if (pending) { return; }
+          if (pending || div.clientWidth === drawnWidth) { return; }
           pending = true;
-          requestAnimationFrame(function () { pending = false; Plotly.Plots.resize(div); });
+          requestAnimationFrame(function () {
+            pending = false;
+            drawnWidth = div.clientWidth;
+            Plotly.Plots.resize(div);
+          });
         });
         div.trainlabResize.observe(div);
       }
