@@ -188,11 +188,14 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
     for p in result.pairs:
         st.markdown(f"- {p.verdict}")
     if result.pairs:
-        with st.popover("Numbers behind the lines"):
-            widgets.plain_table(result.pair_table().drop(columns=["verdict"]))
-            st.caption("Welch's t test and interval; p corrected by Holm over the pairs shown; "
-                       "effect size Hedges' g; P(A>B) counts ties as half; seeds needed: "
-                       + verdicts.SEEDS_NEEDED_FORMULA + ".")
+        # the panel's width (a popover squeezed the table's 13 columns), drawn only when open
+        with widgets.folded("Numbers behind the lines", key=f"{key}_numbers_open") as box:
+            if box.open:
+                widgets.plain_table(result.pair_table().drop(columns=["verdict"])
+                                    .rename(columns=lambda c: c.replace("_", " ")))
+                st.caption("Welch's t test and interval; p corrected by Holm over the pairs "
+                           "shown; effect size Hedges' g; P(A>B) counts ties as half; seeds "
+                           "needed: " + verdicts.SEEDS_NEEDED_FORMULA + ".")
     twin_launch_ui(records, key=f"{key}_twin")
     c1, c2 = st.columns(2)
     c1.download_button("Verdicts CSV", data=export.verdicts_csv(result),

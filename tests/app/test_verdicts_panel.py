@@ -189,3 +189,16 @@ def test_twin_seeds_out_of_range_are_named_and_launch_nothing(services):
     assert any("Seeds: 0 is not allowed" in e.value for e in at.error)
     assert at.button(key="verdicts_twin_go").disabled
     assert len(store.list_runs()) == 2
+
+
+def test_the_numbers_behind_the_lines_are_drawn_only_when_opened(filled):
+    at = run_panel()
+    def pair_tables():
+        return [t.value for t in at.table if "p welch" in t.value.columns]
+    assert pair_tables() == []                       # folded: nothing sent
+    at.session_state["verdicts_numbers_open"] = True
+    at.run()
+    assert not at.exception
+    (pairs,) = pair_tables()
+    assert {"a", "b", "diff", "ci low", "ci high", "p holm"} <= set(pairs.columns)
+    assert len(pairs) == 3                           # adam, sgd, rmsprop: three pairs
