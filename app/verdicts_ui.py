@@ -188,7 +188,7 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
     for p in result.pairs:
         st.markdown(f"- {p.verdict}")
     if result.pairs:
-        # the panel's width (a popover squeezed the table's 13 columns), drawn only when open
+        # as wide as the panel (a popover squeezed its 18 columns), drawn only when open
         with widgets.folded("Numbers behind the lines", key=f"{key}_numbers_open") as box:
             if box.open:
                 widgets.plain_table(result.pair_table().drop(columns=["verdict"])

@@ -89,11 +89,11 @@ def cell_text(value, digits: int = 4) -> str:
     return str(value)
 
 
-def plain_table(table: pd.DataFrame, *, digits: dict | None = None, index: bool = False,
+def plain_table(table: pd.DataFrame, *, digits: dict | None = None,
                 marked: list | None = None) -> None:
     """A small table as plain HTML (st.table): every cell cell_text (`digits`: significant
-    digits per column where it has them, 4 by default), text wrapping, nothing to scroll; the
-    index shown only when `index`; the rows where `marked` is true shaded (MARK_CSS).
+    digits per column where it has them, 4 by default), text wrapping, nothing to scroll, no
+    index; the rows where `marked` is true shaded (MARK_CSS).
     For tables of a few dozen rows that need no sorting: st.dataframe's grid costs a page's
     first draw about 0.5 s here (its code, loaded with the page's first grid;
     bench/bench_app_load.py), a table of this kind about 0.02 s."""
@@ -103,9 +103,7 @@ def plain_table(table: pd.DataFrame, *, digits: dict | None = None, index: bool 
             style = style.format(lambda v, n=n: cell_text(v, n), subset=[column])
     if marked is not None:
         style = style.apply(lambda column: [MARK_CSS if m else "" for m in marked], axis=0)
-    if not index:
-        style = style.hide()
-    st.table(style)
+    st.table(style.hide())
 
 
 def status_badge(status: str) -> str:
