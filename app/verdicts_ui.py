@@ -52,6 +52,14 @@ def _default_at(frame: pd.DataFrame, metric: str, kind: str) -> float:
     return float(f"{finals.median():.3g}") if len(finals) else 0.0
 
 
+def without_empty_reasons(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` without its "without_value" column when no row has a reason in it: an empty
+    column took a narrow table's width from the group names (they wrapped a word a line)."""
+    if "without_value" in table.columns and not table["without_value"].fillna("").any():
+        return table.drop(columns="without_value")
+    return table
+
+
 def summary_ui(frame: pd.DataFrame, key: str) -> verdicts.Summary:
     """Summary kind, metric and its budget or target; returns the Summary."""
     present = set(frame["name"])
@@ -167,7 +175,8 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
     st.session_state[RESULT_KEY] = result
 
     st.markdown(f"**{summary.describe()}** by {' · '.join(result.group_by)}")
-    widgets.plain_table(result.group_table().rename(columns=GROUP_COLUMNS))
+    widgets.plain_table(without_empty_reasons(result.group_table())
+                        .rename(columns=GROUP_COLUMNS))
     st.caption("n: runs with a value; runs: runs in the group; ci low, ci high: the mean's "
                "95% interval.")
     charts.show(plots.strip_figure(result), key=f"{key}_strip")
@@ -178,7 +187,8 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
     st.markdown("**Time to target, run by run**" if summary.kind in verdicts.TARGET_KINDS
                 else "**Run by run**")
     runs = result.run_table()
-    widgets.plain_table(runs.rename(columns={"value": summary.describe(), **GROUP_COLUMNS}),
+    widgets.plain_table(without_empty_reasons(runs).rename(
+        columns={"value": summary.describe(), **GROUP_COLUMNS}),
                         digits={"epochs": 3, "seconds": 3})
     if "steps" in runs.columns:
         st.caption("steps: optimizer steps to the target; examples: examples seen (steps x "

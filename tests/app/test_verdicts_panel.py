@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 from streamlit.testing.v1 import AppTest
@@ -202,3 +203,11 @@ def test_the_numbers_behind_the_lines_are_drawn_only_when_opened(filled):
     (pairs,) = pair_tables()
     assert {"a", "b", "diff", "ci low", "ci high", "p holm"} <= set(pairs.columns)
     assert len(pairs) == 3                           # adam, sgd, rmsprop: three pairs
+
+
+def test_a_reason_column_with_no_reason_in_it_is_left_out():
+    from app.verdicts_ui import without_empty_reasons
+    none = pd.DataFrame({"name": ["a", "b"], "without_value": ["", None]})
+    some = pd.DataFrame({"name": ["a", "b"], "without_value": ["", "diverged at step 3"]})
+    assert list(without_empty_reasons(none).columns) == ["name"]
+    assert list(without_empty_reasons(some).columns) == ["name", "without_value"]
