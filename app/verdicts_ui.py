@@ -195,8 +195,8 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
                    "batch size); seconds: wall-clock seconds since the run started.")
     if not result.pairs:
         st.caption("One group only: nothing to compare. Group by another field.")
-    for p in result.pairs:
-        st.markdown(f"- {p.verdict}")
+    for line in result.lines():
+        st.markdown(f"- {line}")
     if result.pairs:
         # as wide as the panel (a popover squeezed its 18 columns), drawn only when open
         with widgets.folded("Numbers behind the lines", key=f"{key}_numbers_open") as box:

@@ -653,6 +653,33 @@ def verdict_line(pair: PairComparison, summary: Summary, noun: str = "runs",
             f"{_num(pair.ci_high, unit)}, {test}, Holm p {pair.p_holm:.2g}){paired}")
 
 
+# This many pairs or more held back only by a group with one run are said in one line: six
+# one-run groups made 15 near-identical "Can't tell" lines.
+ONE_RUN_FOLD = 3
+
+
+def held_by_one_run(pair: PairComparison) -> bool:
+    """Whether the pair can't be told apart only because a group has one run (no spread)."""
+    return pair.diff is not None and min(pair.n_a, pair.n_b) < 2
+
+
+def one_run_line(pairs: list[PairComparison], summary: Summary, noun: str = "runs",
+                 order: list[str] | None = None) -> str:
+    """One sentence for pairs that are all held_by_one_run: which groups have one run (in
+    `order`, the groups' order, when given) and the range of the differences seen."""
+    alone = list(dict.fromkeys(name for p in pairs for name, n in ((p.a, p.n_a), (p.b, p.n_b))
+                               if n < 2))
+    if order:
+        alone.sort(key=lambda name: order.index(name) if name in order else len(order))
+    named = alone[0] if len(alone) == 1 else ", ".join(alone[:-1]) + " and " + alone[-1]
+    low, high = min(abs(p.diff) for p in pairs), max(abs(p.diff) for p in pairs)
+    seen = (_amount(low, summary.unit) if f"{low:.3g}" == f"{high:.3g}" else
+            f"{_num(low, summary.unit)} to {_amount(high, summary.unit)}")
+    has = "has one run" if len(alone) == 1 else "have one run each"
+    return (f"Can't tell {len(pairs)} pairs apart: {named} {has}, so there is no spread to "
+            f"judge their differences ({seen}) against; 3 or more {noun} per group would tell")
+
+
 def _sentence(a: str, b: str, diff: float, summary: Summary) -> str:
     up = diff > 0
     if summary.kind in TARGET_KINDS:
@@ -704,6 +731,11 @@ def compare_groups(groups: list[GroupStats], summary: Summary, *, baseline: str 
 
 # --- everything at once --------------------------------------------------------------------
 
+def member_noun(group_by) -> str:
+    """What a group's members are called in the lines: seeds when grouped over them."""
+    return "seeds" if tuple(group_by) == (EXCEPT_SEED,) else "runs"
+
+
 @dataclass
 class Verdicts:
     summary: Summary
@@ -752,6 +784,21 @@ class Verdicts:
     def pair_table(self) -> pd.DataFrame:
         return pd.DataFrame([p.row() for p in self.pairs])
 
+    @property
+    def noun(self) -> str:
+        return member_noun(self.group_by)
+
+    def lines(self) -> list[str]:
+        """The pairs' verdicts as a person reads them: a line per pair, except that
+        ONE_RUN_FOLD or more pairs held back only by one-run groups are said in one line,
+        after the others (each pair keeps its own line in `verdict` and the pair table)."""
+        alone = [p for p in self.pairs if held_by_one_run(p)]
+        if len(alone) < ONE_RUN_FOLD:
+            return [p.verdict for p in self.pairs]
+        return ([p.verdict for p in self.pairs if not held_by_one_run(p)]
+                + [one_run_line(alone, self.summary, self.noun,
+                                     [g.name for g in self.groups])])
+
 
 def verdicts(frame: pd.DataFrame, runs, summary: Summary, group_by=EXCEPT_SEED, *,
              baseline: str | None = None, detect: float | None = None,
@@ -765,9 +812,8 @@ def verdicts(frame: pd.DataFrame, runs, summary: Summary, group_by=EXCEPT_SEED, 
     values = summarize_runs(frame, runs, summary, names)
     groups = [group_stats(name, [values[_get(r, "id")] for r in members], interval)
               for name, members in group_runs(runs, fields).items()]
-    noun = "seeds" if fields == (EXCEPT_SEED,) else "runs"
-    pairs = compare_groups(groups, summary, baseline=baseline, detect=detect, noun=noun,
-                           interval=interval)
+    pairs = compare_groups(groups, summary, baseline=baseline, detect=detect,
+                           noun=member_noun(fields), interval=interval)
     return Verdicts(summary, fields, groups, pairs, interval)
 
 
@@ -801,14 +847,25 @@ def format_text(result: Verdicts) -> str:
                              f"{t['seconds_to']:.3g} s")
     if result.pairs:
         lines.append(f"pairs (Welch p Holm-corrected over {len(result.pairs)} comparisons):")
+    folded = len(result.lines()) < len(result.pairs)
     for p in result.pairs:
+        if folded and held_by_one_run(p):
+            continue
         lines.append(f"  {p.verdict}")
-        lines.append(f"    diff {_fmt(p.diff)} (95% CI {_fmt(p.ci_low)} to {_fmt(p.ci_high)}), "
-                     f"Welch p {_fmt(p.p_welch)}, Holm p {_fmt(p.p_holm)}, Hedges' g "
-                     f"{_fmt(p.effect_size)}, P({p.a} > {p.b}) {_fmt(p.prob_superiority)}"
-                     + (f", paired p {_fmt(p.paired_p)} over {p.paired_n} seeds"
-                        if p.paired_n else ""))
+        lines.append(f"    {_pair_numbers(p)}")
+    if folded:
+        lines.append(f"  {result.lines()[-1]}")
+        lines += [f"    {p.a} vs {p.b}: {_pair_numbers(p)}"
+                  for p in result.pairs if held_by_one_run(p)]
     return "\n".join(lines)
+
+
+def _pair_numbers(p: PairComparison) -> str:
+    """A pair's numbers on one line, for format_text."""
+    return (f"diff {_fmt(p.diff)} (95% CI {_fmt(p.ci_low)} to {_fmt(p.ci_high)}), "
+            f"Welch p {_fmt(p.p_welch)}, Holm p {_fmt(p.p_holm)}, Hedges' g "
+            f"{_fmt(p.effect_size)}, P({p.a} > {p.b}) {_fmt(p.prob_superiority)}"
+            + (f", paired p {_fmt(p.paired_p)} over {p.paired_n} seeds" if p.paired_n else ""))
 
 
 # --- bands under grouped curves ------------------------------------------------------------

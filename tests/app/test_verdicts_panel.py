@@ -211,3 +211,16 @@ def test_a_reason_column_with_no_reason_in_it_is_left_out():
     some = pd.DataFrame({"name": ["a", "b"], "without_value": ["", "diverged at step 3"]})
     assert list(without_empty_reasons(none).columns) == ["name"]
     assert list(without_empty_reasons(some).columns) == ["name", "without_value"]
+
+
+def test_one_run_groups_get_one_line_not_one_per_pair(store):
+    # six optimizers with one run each: 15 pairs, none with a spread to judge
+    for i, optimizer in enumerate(("sgd", "adam", "adamw", "rmsprop", "adagrad", "momentum")):
+        add_run(store, optimizer, 1, 0.6 + 0.05 * i)
+    assert store.flush(10)
+    at = run_panel()
+    lines = [m.value for m in at.markdown if m.value.startswith("- ")]
+    assert lines == ["- Can't tell 15 pairs apart: sgd, adam, adamw, rmsprop, adagrad and "
+                     "momentum have one run each, so there is no spread to judge their "
+                     "differences (5.0 to 25.0 points) against; 3 or more seeds per group "
+                     "would tell"]

@@ -46,6 +46,36 @@ def test_group_of_one_has_no_interval_and_says_so():
     assert pair.verdict.startswith("Can't tell solo and b apart: solo has one run")
 
 
+def folded_result(groups):
+    return V.Verdicts(FINAL, (V.EXCEPT_SEED,), groups,
+                      V.compare_groups(groups, FINAL, noun="seeds"))
+
+
+def test_pairs_held_back_by_one_run_groups_are_said_in_one_line():
+    singles = [group(name, [70.0 + i]) for i, name in enumerate("abcdef")]
+    result = folded_result(singles)
+    assert len(result.pairs) == 15 and all(V.held_by_one_run(p) for p in result.pairs)
+    assert result.lines() == [
+        "Can't tell 15 pairs apart: a, b, c, d, e and f have one run each, so there is no "
+        "spread to judge their differences (1.0 to 5.0 points) against; 3 or more seeds per "
+        "group would tell"]
+    assert all(p.verdict.startswith("Can't tell") for p in result.pairs)   # each kept
+    text = V.format_text(result)
+    assert text.count("Can't tell") == 1 and text.count(" vs ") == 15
+
+
+def test_real_pairs_keep_their_lines_beside_the_folded_one():
+    seeded = [group("sgd", [60.0, 61.0, 62.0]), group("adam", [70.0, 71.0, 72.0])]
+    result = folded_result(seeded + [group("x", [65.0]), group("y", [66.0])])
+    lines = result.lines()
+    assert lines[0].startswith("Probably real: adam ends higher than sgd")
+    assert lines[1].startswith("Can't tell 5 pairs apart: ") and len(lines) == 2
+    # fewer than ONE_RUN_FOLD such pairs: each keeps its own line
+    two = folded_result([group("x", [65.0]), group("y", [66.0])])
+    assert two.lines() == [two.pairs[0].verdict]
+    assert two.lines()[0].startswith("Can't tell y and x apart: y has one run")
+
+
 def test_identical_values_have_zero_spread_and_no_test():
     a, b = group("a", [80.0, 80.0, 80.0]), group("b", [75.0, 75.0, 75.0])
     assert a.std == 0.0 and (a.ci_low, a.ci_high) == (80.0, 80.0)
