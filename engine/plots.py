@@ -21,6 +21,7 @@ names, units and scales from engine.events.metric_info. Pure: no Streamlit, no s
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -392,7 +393,12 @@ HIGHLIGHT_JS = """
 # --- the Compare figure ---------------------------------------------------------------------
 
 def _datasets(runs) -> list[str]:
-    return list(dict.fromkeys(describe.full_config(_get(r, "config"))["dataset"] for r in runs))
+    """The runs' datasets, the one with the most runs first (its row leads the figure: a
+    newest one-run dataset's row took Compare's first screen from 18 runs'), ties in the
+    runs' order."""
+    names = [describe.full_config(_get(r, "config"))["dataset"] for r in runs]
+    count = Counter(names)
+    return sorted(dict.fromkeys(names), key=lambda name: -count[name])
 
 
 def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None,

@@ -304,6 +304,18 @@ def test_panels_side_by_side_and_unrelated_datasets_on_separate_axes():
         ["validation accuracy · fashion-mnist", "validation loss · fashion-mnist"]
 
 
+def test_the_dataset_with_the_most_runs_leads_the_figure():
+    # the newest run (first in the list) is alone on xor: its row comes after spirals' three
+    runs = [make_run("x1", {"dataset": "xor"})] + [
+        make_run(f"s{i}", {"dataset": "spirals", "lr": 0.1 * i}) for i in (1, 2, 3)]
+    frame = make_frame({r.id: ([1, 2, 3], [0.5, 0.6, 0.7]) for r in runs})
+    fig = plots.build_figure(frame, runs, plots.ChartOptions(metric=VAL_ACC))
+    assert [a.text for a in fig.layout.annotations][:2] == \
+        ["validation accuracy · spirals", "validation accuracy · xor"]
+    assert {t.meta["key"]: t.yaxis for t in traces(fig, "line")} == \
+        {"s1": "y", "s2": "y", "s3": "y", "x1": "y2"}
+
+
 def test_log_axis_labels_its_minor_ticks_in_full(three_runs):
     frame, runs = three_runs
     fig = plots.build_figure(frame, runs, plots.ChartOptions(metric=VAL_ACC, log_y=True))
