@@ -14,7 +14,8 @@ The median of --repeats fresh servers per page is printed, with the range, quiet
 by side, for the whole page and for its first screen (the last change of what shows without
 scrolling at 1400x1000). Each server's store holds --runs finished runs (default 12, written
 as a run's events would be: 200 steps, 10 evaluations each), so Compare, Live, Runs and
-Diagnostics draw their charts and tables; --runs 0 measures an empty store.
+Diagnostics draw their charts and tables and a run's page shows the newest; --runs 0 measures
+an empty store.
 --streamlit-charts also loads each page (first, quiet) on a server with static serving off,
 where app/charts.py draws with Streamlit's own st.plotly_chart (its full plotly.js) instead of
 the app's bundle, and prints the two side by side with their ratio.
@@ -42,10 +43,27 @@ sys.path.insert(0, str(ROOT))       # the engine's store, to fill a store before
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-# page -> its title; the Playground is the landing page, served at "/" (its own path is not)
+# page -> its title; the Playground is the landing page, served at "/" (its own path is not);
+# a run's page shows the newest stored run (fill_store names it "bench #<runs>")
 PAGES = {"playground": "Playground", "launch": "Launch runs", "live": "Live",
          "compare": "Compare", "runs": "Runs", "diagnostics": "Diagnostics",
-         "experiments": "Experiments"}
+         "experiments": "Experiments", "lessons": "Lessons", "run": "bench #{runs}"}
+
+
+def page_address(key: str, db: Path) -> str:
+    """The page's path on the server: "" for the landing page, run?run=ID for the newest
+    stored run's page."""
+    if key == "playground":
+        return ""
+    if key != "run":
+        return key
+    from engine.store import RunStore
+    store = RunStore(db)
+    try:
+        records = store.list_runs()
+        return f"run?run={max(records, key=lambda r: r.created_at).id}" if records else "run"
+    finally:
+        store.close()
 
 
 def free_port() -> int:
@@ -152,13 +170,14 @@ def first_load(browser, key: str, busy: int, runs: int, flags=()) -> tuple[tuple
     try:
         with tempfile.TemporaryDirectory() as home:
             fill_store(Path(home) / "runs.db", runs)
+            path = page_address(key, Path(home) / "runs.db")
+            title = "Run" if key == "run" and not runs else PAGES[key].format(runs=runs)
             process, url = start_server(Path(home), flags)
             try:
-                path = "" if key == "playground" else key
                 context = browser.new_context(viewport={"width": 1400, "height": 1000})
                 try:
-                    first = load_once(context, f"{url}/{path}", PAGES[key])
-                    return first, load_once(context, f"{url}/{path}", PAGES[key])
+                    first = load_once(context, f"{url}/{path}", title)
+                    return first, load_once(context, f"{url}/{path}", title)
                 finally:
                     context.close()
             finally:

@@ -9,6 +9,7 @@ and its metrics from the store (app.services); only the picked comparison partne
 session state.
 """
 
+import pandas as pd
 import streamlit as st
 
 from app import charts, diagnostics_ui, services, state, widgets
@@ -154,19 +155,20 @@ with c_config:
     changed = [r for r in rows if r["differs"]]
     st.caption(f"{len(changed)} of {len(rows)} options that apply to this run differ from "
                "the defaults" + (":" if changed else "."))
+    # Plain tables, not data grids: a grid's code cost the page's first draw about 0.5 s.
     if changed:
-        st.dataframe(changed, hide_index=True, column_order=("option", "value", "default"),
-                     key="run_config_changed")
+        widgets.plain_table(pd.DataFrame(changed, columns=["option", "value", "default"]))
     with widgets.folded(f"All {len(rows)} options that apply", key="run_config_all_open") as box:
         if box.open:
-            st.dataframe(rows, hide_index=True, key="run_config_all",
-                         column_order=("option", "field", "value", "default", "differs"))
+            widgets.plain_table(pd.DataFrame(rows, columns=["option", "field", "value",
+                                                            "default"]),
+                                marked=[r["differs"] for r in rows])
+            st.caption("Shaded: differs from the default.")
 with c_prov:
     st.subheader("Provenance")
     if run.provenance:
-        st.dataframe([{"what": k, "value": str(v)} for k, v in run.provenance.items()],
-                     hide_index=True, key="run_provenance",
-                     column_config={"value": st.column_config.TextColumn(width="large")})
+        widgets.plain_table(pd.DataFrame({"what": list(run.provenance),
+                                          "value": [str(v) for v in run.provenance.values()]}))
     else:
         st.caption("None stored: the run never started, or was stored before Train Lab "
                    "recorded provenance.")

@@ -42,7 +42,8 @@ def test_a_run_opens_by_its_url_with_results_config_provenance_and_exports(servi
     chart = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert {t["name"] for t in chart["data"]} >= {"mine"}
     # the config: what differs from the defaults first (lr, optimizer, dataset ...)
-    changed = at.dataframe[0].value
+    assert not at.dataframe                   # plain tables: the page loads no data grid
+    changed = at.table[0].value
     assert {"Learning rate", "Optimizer", "Dataset"} <= set(changed["option"])
     assert changed.set_index("option").loc["Learning rate", "value"] == "0.05"
     # provenance: none from the fake trainer; said so
@@ -60,7 +61,7 @@ def test_provenance_is_listed(services):
     store.flush(10)
     at = open_run(run_id)
     assert not at.exception
-    prov = next(d.value for d in at.dataframe if "what" in d.value.columns)
+    prov = next(t.value for t in at.table if "what" in t.value.columns)
     assert dict(zip(prov["what"], prov["value"])) == {"torch": "2.5.1", "threads": "2"}
 
 
