@@ -771,8 +771,11 @@ def live_figures(frames: dict, labels: dict, ends: dict | None = None, *,
         )
         fig.update_xaxes(title_text="step", title_standoff=6, rangemode="tozero",
                          automargin=True)
+        # Losses and accuracies are never negative: a linear axis stops at 0 (plotly's range
+        # around a single evaluation ran from -0.5 to 1.5, with a zero line across it).
         fig.update_yaxes(title_text=metric_title(VAL_ACC if not is_loss else VAL_LOSS)
-                         .replace("validation ", ""), **_y_axis_style(log))
+                         .replace("validation ", ""), rangemode="nonnegative",
+                         **_y_axis_style(log))
         if is_loss:     # accuracy (0-100 %) cannot explode: every run stays on its axis
             _clip(fig, drawn[key], unhealthy, entries, log, {},
                   marks if key == "step_loss" else ())

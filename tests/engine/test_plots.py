@@ -587,3 +587,14 @@ def test_sweep_figure_lists_every_group_and_its_bands_draw_no_corner_markers():
     lines = [t for t in fig.data if t.showlegend is not False]
     assert len(lines) == len({t.legendgroup for t in fig.data})
     assert fig.layout.legend.y * fig.layout.height >= plots.LEGEND_BOX_PX + 16   # room for it
+
+
+def test_live_axes_never_go_below_zero_around_a_single_evaluation():
+    # one evaluation: plotly's own range around a lone point ran from -0.5 to 1.5
+    frame = pd.DataFrame({"step": [1, 2, 10, 10], "name": [STEP_LOSS, STEP_LOSS, VAL_LOSS,
+                                                           VAL_ACC],
+                          "value": [0.7, 0.6, 0.5, 0.7]})
+    figs = plots.live_figures({"r": frame}, {"r": "one epoch"})
+    assert {k: f.layout.yaxis.rangemode for k, f in figs.items()} == \
+        {"step_loss": "nonnegative", "eval_loss": "nonnegative", "accuracy": "nonnegative"}
+    assert figs["eval_loss"].data[0].mode == "lines+markers"        # the lone point shows
