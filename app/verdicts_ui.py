@@ -52,11 +52,15 @@ def _default_at(frame: pd.DataFrame, metric: str, kind: str) -> float:
     return float(f"{finals.median():.3g}") if len(finals) else 0.0
 
 
-def without_empty_reasons(table: pd.DataFrame) -> pd.DataFrame:
-    """`table` without its "without_value" column when no row has a reason in it: an empty
-    column took a narrow table's width from the group names (they wrapped a word a line)."""
+def without_idle_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` without the columns that say nothing: "without_value" when no row has a reason
+    in it (an empty column took a narrow table's width from the group names: they wrapped a
+    word a line), and the run table's "run" when each run is named as its group (groups of
+    one run each)."""
     if "without_value" in table.columns and not table["without_value"].fillna("").any():
-        return table.drop(columns="without_value")
+        table = table.drop(columns="without_value")
+    if {"run", "group"} <= set(table.columns) and (table["run"] == table["group"]).all():
+        table = table.drop(columns="run")
     return table
 
 
@@ -175,7 +179,7 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
     st.session_state[RESULT_KEY] = result
 
     st.markdown(f"**{summary.describe()}** by {' · '.join(result.group_by)}")
-    widgets.plain_table(without_empty_reasons(result.group_table())
+    widgets.plain_table(without_idle_columns(result.group_table())
                         .rename(columns=GROUP_COLUMNS))
     st.caption("n: runs with a value; runs: runs in the group; ci low, ci high: the mean's "
                "95% interval.")
@@ -187,7 +191,7 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
     st.markdown("**Time to target, run by run**" if summary.kind in verdicts.TARGET_KINDS
                 else "**Run by run**")
     runs = result.run_table()
-    widgets.plain_table(without_empty_reasons(runs).rename(
+    widgets.plain_table(without_idle_columns(runs).rename(
         columns={"value": summary.describe(), **GROUP_COLUMNS}),
                         digits={"epochs": 3, "seconds": 3})
     if "steps" in runs.columns:

@@ -205,12 +205,16 @@ def test_the_numbers_behind_the_lines_are_drawn_only_when_opened(filled):
     assert len(pairs) == 3                           # adam, sgd, rmsprop: three pairs
 
 
-def test_a_reason_column_with_no_reason_in_it_is_left_out():
-    from app.verdicts_ui import without_empty_reasons
+def test_columns_that_say_nothing_are_left_out():
+    from app.verdicts_ui import without_idle_columns
     none = pd.DataFrame({"name": ["a", "b"], "without_value": ["", None]})
     some = pd.DataFrame({"name": ["a", "b"], "without_value": ["", "diverged at step 3"]})
-    assert list(without_empty_reasons(none).columns) == ["name"]
-    assert list(without_empty_reasons(some).columns) == ["name", "without_value"]
+    assert list(without_idle_columns(none).columns) == ["name"]
+    assert list(without_idle_columns(some).columns) == ["name", "without_value"]
+    alone = pd.DataFrame({"group": ["a", "b"], "run": ["a", "b"], "value": [1.0, 2.0]})
+    assert list(without_idle_columns(alone).columns) == ["group", "value"]
+    seeded = pd.DataFrame({"group": ["a", "a"], "run": ["a · seed 1", "a · seed 2"]})
+    assert list(without_idle_columns(seeded).columns) == ["group", "run"]
 
 
 def test_one_run_groups_get_one_line_not_one_per_pair(store):
@@ -224,3 +228,5 @@ def test_one_run_groups_get_one_line_not_one_per_pair(store):
                      "momentum have one run each, so there is no spread to judge their "
                      "differences (5.0 to 25.0 points) against; 3 or more seeds per group "
                      "would tell"]
+    runs = at.table[1].value                  # run by run: each run is its group
+    assert "run" not in runs.columns and len(runs) == 6
