@@ -40,6 +40,7 @@ class Table:
     summaries: list[Summary]                          # columns
     cells: dict = field(default_factory=dict)         # (group, column index) -> Cell
     notes: list[str] = field(default_factory=list)    # per column: why no cell is best
+    colors: dict = field(default_factory=dict)        # group -> its runs' hue on Compare
 
     def column_title(self, j: int) -> str:
         return self.summaries[j].describe()
@@ -53,7 +54,8 @@ def build(frame, runs, summaries: list[Summary], group_by=verdicts.EXCEPT_SEED) 
     for j, summary in enumerate(summaries):
         result = verdicts.verdicts(frame, runs, summary, group_by)
         if table is None:
-            table = Table([g.name for g in result.groups], list(summaries))
+            table = Table([g.name for g in result.groups], list(summaries),
+                          colors=result.colors)
         for g in result.groups:
             table.cells[(g.name, j)] = Cell(g.mean if g.n else None, g.ci_low, g.ci_high, g.n)
         best, why = _best(result, summary)
@@ -159,7 +161,7 @@ def _latex(text: str) -> str:
 def bar_figure(table: Table, column: int = 0) -> go.Figure:
     """One summary's group means as bars with their 95% intervals; the best group (if the
     verdicts name one) outlined."""
-    colors = describe.palette_colors(table.groups)
+    colors = table.colors or describe.palette_colors(table.groups)
     means, errors, names, lines = [], [], [], []
     for g in table.groups:
         c = table.cells.get((g, column))

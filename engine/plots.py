@@ -968,7 +968,8 @@ def strip_figure(result: "verdicts.Verdicts") -> go.Figure:
     visible), and each group's mean with its 95% interval as a bar beside the dots."""
     fig = figure_style.figure()
     ci_name = "95% bootstrap CI" if result.interval == "bootstrap" else "95% CI"
-    colors = describe.palette_colors([g.name for g in result.groups])
+    # each group in its runs' hue on the chart above it
+    colors = result.colors or describe.palette_colors([g.name for g in result.groups])
     for i, g in enumerate(result.groups):
         runs = [v for v in g.values if math.isfinite(v.value)]
         # fixed sideways offsets in [-0.2, 0.2], the same on every redraw

@@ -743,6 +743,8 @@ class Verdicts:
     groups: list[GroupStats]
     pairs: list[PairComparison]
     interval: str = "t"
+    # {group name: colour}, the hue of each group's runs on Compare (describe.group_colors)
+    colors: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """Plain JSON-ready object: summary, group_by, groups (rows + runs), pairs."""
@@ -810,11 +812,12 @@ def verdicts(frame: pd.DataFrame, runs, summary: Summary, group_by=EXCEPT_SEED, 
     if names is None:
         names = describe.run_labels(runs)
     values = summarize_runs(frame, runs, summary, names)
+    grouped = group_runs(runs, fields)
     groups = [group_stats(name, [values[_get(r, "id")] for r in members], interval)
-              for name, members in group_runs(runs, fields).items()]
+              for name, members in grouped.items()]
     pairs = compare_groups(groups, summary, baseline=baseline, detect=detect,
                            noun=member_noun(fields), interval=interval)
-    return Verdicts(summary, fields, groups, pairs, interval)
+    return Verdicts(summary, fields, groups, pairs, interval, describe.group_colors(grouped))
 
 
 def _fmt(x) -> str:

@@ -598,3 +598,21 @@ def test_live_axes_never_go_below_zero_around_a_single_evaluation():
     assert {k: f.layout.yaxis.rangemode for k, f in figs.items()} == \
         {"step_loss": "nonnegative", "eval_loss": "nonnegative", "accuracy": "nonnegative"}
     assert figs["eval_loss"].data[0].mode == "lines+markers"        # the lone point shows
+
+
+def test_verdict_strip_and_paper_bars_use_each_groups_hue_on_the_chart():
+    from engine import paper_table, verdicts
+    runs = [make_run(f"{opt}{seed}", {"optimizer": opt, "lr": 0.1, "seed": seed})
+            for opt in ("adam", "sgd", "rmsprop") for seed in (1, 2)]
+    frame = make_frame({r.id: ([1, 2], [0.5, 0.6 + 0.01 * i]) for i, r in enumerate(runs)})
+    mean_lines = traces(plots.build_figure(frame, runs, plots.ChartOptions(
+        metric=VAL_ACC, average_over="seed")), "mean")
+    on_chart = {t.name.split(" (")[0]: t.line.color for t in mean_lines}
+    result = verdicts.verdicts(frame, runs, verdicts.Summary("final", VAL_ACC))
+    strip = {t.meta["group"]: t.marker.color for t in plots.strip_figure(result).data
+             if t.meta.get("kind") == "mean"}
+    table = paper_table.build(frame, runs, [verdicts.Summary("final", VAL_ACC)])
+    bars = paper_table.bar_figure(table).data[0]
+    assert set(on_chart) == set(strip) == {"adam", "sgd", "rmsprop"}
+    assert strip == on_chart
+    assert dict(zip(bars.x, bars.marker.color)) == on_chart
