@@ -64,6 +64,16 @@ def without_idle_columns(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def pair_numbers(result: verdicts.Verdicts) -> pd.DataFrame:
+    """The pairs' numbers for the panel's box: readable column names, without the columns
+    with nothing in them (the paired test's, when the groups share no seeds: at 1280 px the
+    box's 18 columns scrolled sideways)."""
+    table = result.pair_table().drop(columns=["verdict"]).dropna(axis=1, how="all")
+    if "paired_n" in table.columns and not table["paired_n"].any():
+        table = table.drop(columns="paired_n")
+    return table.rename(columns=lambda c: c.replace("_", " "))
+
+
 def summary_ui(frame: pd.DataFrame, key: str) -> verdicts.Summary:
     """Summary kind, metric and its budget or target; returns the Summary."""
     present = set(frame["name"])
@@ -205,8 +215,7 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
         # as wide as the panel (a popover squeezed its 18 columns), drawn only when open
         with widgets.folded("Numbers behind the lines", key=f"{key}_numbers_open") as box:
             if box.open:
-                widgets.plain_table(result.pair_table().drop(columns=["verdict"])
-                                    .rename(columns=lambda c: c.replace("_", " ")))
+                widgets.plain_table(pair_numbers(result))
                 st.caption("Welch's t test and interval; p corrected by Holm over the pairs "
                            "shown; effect size Hedges' g; P(A>B) counts ties as half; seeds "
                            "needed: " + verdicts.SEEDS_NEEDED_FORMULA + ".")

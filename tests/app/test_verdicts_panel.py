@@ -230,3 +230,22 @@ def test_one_run_groups_get_one_line_not_one_per_pair(store):
                      "would tell"]
     runs = at.table[1].value                  # run by run: each run is its group
     assert "run" not in runs.columns and len(runs) == 6
+
+
+def test_the_pairs_numbers_leave_out_a_paired_test_that_was_not_made():
+    from app.verdicts_ui import pair_numbers
+
+    def group(name, xs, seeds):
+        return verdicts.group_stats(name, [verdicts.RunValue(f"{name}{i}", f"{name} #{i}",
+                                                             x, "", seed)
+                                           for i, (x, seed) in enumerate(zip(xs, seeds))])
+    summary = verdicts.Summary("final", VAL_ACC)
+    apart = [group("a", [70.0, 71.0, 73.0], [1, 2, 3]), group("b", [60.0, 62.0, 61.0], [4, 5, 6])]
+    shared = [apart[0], group("b", [60.0, 62.0, 61.0], [1, 2, 3])]
+    for groups, paired in ((apart, False), (shared, True)):
+        result = verdicts.Verdicts(summary, (verdicts.EXCEPT_SEED,), groups,
+                                   verdicts.compare_groups(groups, summary))
+        columns = set(pair_numbers(result).columns)
+        assert {"a", "b", "diff", "ci low", "ci high", "p welch", "p holm"} <= columns
+        assert ({"paired n", "paired diff", "paired p"} <= columns) is paired
+        assert not ({"paired n", "paired diff", "paired p"} & columns) or paired
