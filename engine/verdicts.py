@@ -673,11 +673,15 @@ def one_run_line(pairs: list[PairComparison], summary: Summary, noun: str = "run
         alone.sort(key=lambda name: order.index(name) if name in order else len(order))
     named = alone[0] if len(alone) == 1 else ", ".join(alone[:-1]) + " and " + alone[-1]
     low, high = min(abs(p.diff) for p in pairs), max(abs(p.diff) for p in pairs)
+    has = "has one run" if len(alone) == 1 else "have one run each"
+    would = f"3 or more {noun} per group would tell"
+    if high == 0:
+        return (f"Can't tell {len(pairs)} pairs apart: {named} {has} and every group gave the "
+                f"same value, with no spread to say whether they differ; {would}")
     seen = (_amount(low, summary.unit) if f"{low:.3g}" == f"{high:.3g}" else
             f"{_num(low, summary.unit)} to {_amount(high, summary.unit)}")
-    has = "has one run" if len(alone) == 1 else "have one run each"
     return (f"Can't tell {len(pairs)} pairs apart: {named} {has}, so there is no spread to "
-            f"judge their differences ({seen}) against; 3 or more {noun} per group would tell")
+            f"judge their differences ({seen}) against; {would}")
 
 
 def _sentence(a: str, b: str, diff: float, summary: Summary) -> str:

@@ -62,6 +62,10 @@ def test_pairs_held_back_by_one_run_groups_are_said_in_one_line():
     assert all(p.verdict.startswith("Can't tell") for p in result.pairs)   # each kept
     text = V.format_text(result)
     assert text.count("Can't tell") == 1 and text.count(" vs ") == 15
+    same = folded_result([group(name, [70.0]) for name in "abc"])
+    assert same.lines() == [
+        "Can't tell 3 pairs apart: a, b and c have one run each and every group gave the same "
+        "value, with no spread to say whether they differ; 3 or more seeds per group would tell"]
 
 
 def test_real_pairs_keep_their_lines_beside_the_folded_one():
