@@ -801,9 +801,9 @@ class Verdicts:
         alone = [p for p in self.pairs if held_by_one_run(p)]
         if len(alone) < ONE_RUN_FOLD:
             return [p.verdict for p in self.pairs]
+        order = [g.name for g in self.groups]
         return ([p.verdict for p in self.pairs if not held_by_one_run(p)]
-                + [one_run_line(alone, self.summary, self.noun,
-                                     [g.name for g in self.groups])])
+                + [one_run_line(alone, self.summary, self.noun, order)])
 
 
 def verdicts(frame: pd.DataFrame, runs, summary: Summary, group_by=EXCEPT_SEED, *,
@@ -854,14 +854,15 @@ def format_text(result: Verdicts) -> str:
                              f"{t['seconds_to']:.3g} s")
     if result.pairs:
         lines.append(f"pairs (Welch p Holm-corrected over {len(result.pairs)} comparisons):")
-    folded = len(result.lines()) < len(result.pairs)
+    said = result.lines()
+    folded = len(said) < len(result.pairs)     # the one-run pairs share said[-1]
     for p in result.pairs:
         if folded and held_by_one_run(p):
             continue
         lines.append(f"  {p.verdict}")
         lines.append(f"    {_pair_numbers(p)}")
     if folded:
-        lines.append(f"  {result.lines()[-1]}")
+        lines.append(f"  {said[-1]}")
         lines += [f"    {p.a} vs {p.b}: {_pair_numbers(p)}"
                   for p in result.pairs if held_by_one_run(p)]
     return "\n".join(lines)
