@@ -382,12 +382,11 @@ def run_colors(keys, groups: dict | None = None) -> dict:
 
 def group_colors(groups: dict) -> dict:
     """{group name: colour} for groups of runs ({name: [runs]}, e.g. the verdicts' groups),
-    matching run_colors over the same runs: a group that is one experiment's seeds (one
-    config.experiment_key) takes that experiment's palette colour, the hue its runs' shades
+    matching run_colors over the same runs: a group that is one experiment's seeds (one key
+    of seed_groups) takes that experiment's palette colour, the hue its runs' shades
     share on Compare's chart; when a group gathers several experiments (grouped by a field),
     each group takes its own name's colour."""
-    keys = {name: {config.experiment_key(_get(r, "config") or {}) for r in runs}
-            for name, runs in groups.items()}
+    keys = {name: set(seed_groups(runs).values()) for name, runs in groups.items()}
     single = {name: next(iter(k)) for name, k in keys.items() if len(k) == 1}
     if len(single) < len(keys) or len(set(single.values())) < len(single):
         return palette_colors(groups)

@@ -663,14 +663,12 @@ def held_by_one_run(pair: PairComparison) -> bool:
     return pair.diff is not None and min(pair.n_a, pair.n_b) < 2
 
 
-def one_run_line(pairs: list[PairComparison], summary: Summary, noun: str = "runs",
-                 order: list[str] | None = None) -> str:
+def one_run_line(pairs: list[PairComparison], summary: Summary, noun: str,
+                 order: list[str]) -> str:
     """One sentence for pairs that are all held_by_one_run: which groups have one run (in
-    `order`, the groups' order, when given) and the range of the differences seen."""
-    alone = list(dict.fromkeys(name for p in pairs for name, n in ((p.a, p.n_a), (p.b, p.n_b))
-                               if n < 2))
-    if order:
-        alone.sort(key=lambda name: order.index(name) if name in order else len(order))
+    `order`, the groups' order) and the range of the differences seen."""
+    one_run = {name for p in pairs for name, n in ((p.a, p.n_a), (p.b, p.n_b)) if n < 2}
+    alone = [name for name in order if name in one_run]
     named = alone[0] if len(alone) == 1 else ", ".join(alone[:-1]) + " and " + alone[-1]
     low, high = min(abs(p.diff) for p in pairs), max(abs(p.diff) for p in pairs)
     has = "has one run" if len(alone) == 1 else "have one run each"
