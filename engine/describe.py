@@ -480,5 +480,22 @@ def plotly_text(text) -> str:
     return str(text).replace("&", "&amp;").replace("<", "&lt;")
 
 
+# characters of tick labels a category axis has room for across its whole width (Compare's
+# panel, about 760 px of 11-12 px text at 1280x720), and the lines one label may take
+CATEGORY_AXIS_CHARS = 110
+CATEGORY_MAX_LINES = 4
+
+
+def category_label(text: str, count: int) -> str:
+    """A label for one of `count` categories side by side on a plotly axis (a group under
+    its dots or bar): wrapped at " · " to the room each category has, escaped, lines joined
+    by <br>, so it stays level; plotly turned long ones sideways, a diagonal band of text
+    taller than the plot."""
+    # 14 at least: a kept last part ("… · epochs 10") is not cut in its middle
+    width = max(14, min(40, CATEGORY_AXIS_CHARS // max(count, 1)))
+    return "<br>".join(plotly_text(line)
+                       for line in wrap_label(str(text), width, CATEGORY_MAX_LINES))
+
+
 def plotly_labels(labels: dict) -> dict:
     return {k: plotly_text(v) for k, v in labels.items()}

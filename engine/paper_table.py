@@ -168,7 +168,7 @@ def bar_figure(table: Table, column: int = 0) -> go.Figure:
         means.append(c.mean if c and c.mean is not None else float("nan"))
         half = (c.high - c.low) / 2 if c and c.low is not None and c.high is not None else 0
         errors.append(half if math.isfinite(half) else 0)
-        names.append(describe.plotly_text(g))
+        names.append(describe.category_label(g, len(table.groups)))
         lines.append(3 if c and c.best else 0)
     fig = figure_style.figure(go.Bar(x=names, y=means, marker=dict(
         color=[colors[g] for g in table.groups], line=dict(color="black", width=lines)),
@@ -176,6 +176,7 @@ def bar_figure(table: Table, column: int = 0) -> go.Figure:
         hovertemplate="%{x}: %{y:.4g}<extra></extra>"))
     fig.update_layout(title=dict(text=f"{table.column_title(column)}: mean and 95% interval",
                                  font=dict(size=15)), height=420, showlegend=False,
-                      margin=dict(l=60, r=20, t=60, b=120))
+                      margin=dict(l=60, r=20, t=60, b=40))
     fig.update_yaxes(title_text=table.column_title(column))
+    fig.update_xaxes(tickangle=0, automargin=True)     # names wrapped, level
     return fig

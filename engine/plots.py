@@ -1003,8 +1003,9 @@ def strip_figure(result: "verdicts.Verdicts") -> go.Figure:
                         f"its {ci_name} (the verdicts' intervals are of the differences)", x=0,
                    font=dict(size=13)),
         showlegend=False)
-    fig.update_xaxes(tickvals=list(range(len(result.groups))),
-                     ticktext=[describe.plotly_text(g.name) for g in result.groups],
+    fig.update_xaxes(tickvals=list(range(len(result.groups))), tickangle=0, automargin=True,
+                     ticktext=[describe.category_label(g.name, len(result.groups))
+                               for g in result.groups],
                      range=[-0.6, len(result.groups) - 0.4])
     fig.update_yaxes(title_text=result.summary.describe())
     return fig

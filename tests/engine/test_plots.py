@@ -616,3 +616,23 @@ def test_verdict_strip_and_paper_bars_use_each_groups_hue_on_the_chart():
     assert set(on_chart) == set(strip) == {"adam", "sgd", "rmsprop"}
     assert strip == on_chart
     assert dict(zip(bars.x, bars.marker.color)) == on_chart
+
+
+def test_long_group_names_are_wrapped_level_under_the_strip_and_the_bars():
+    from engine import paper_table, verdicts
+    long = {"optimizer": "sgd", "lr": 0.001, "depth": 3, "width": [32], "dataset": "circles",
+            "batch_size": 256, "toy_samples": 1000, "epochs": 5}
+    runs = [make_run(f"a{s}", {**long, "seed": s}) for s in (1, 2)] + \
+        [make_run(f"b{s}", {"optimizer": "adam", "lr": 0.3, "seed": s}) for s in (1, 2)]
+    frame = make_frame({r.id: ([1, 2], [0.5, 0.6]) for r in runs})
+    summary = verdicts.Summary("final", VAL_ACC)
+    result = verdicts.verdicts(frame, runs, summary)
+    assert max(len(g.name) for g in result.groups) > 60          # a long label to place
+    strip = plots.strip_figure(result).layout.xaxis
+    bars = paper_table.bar_figure(paper_table.build(frame, runs, [summary]))
+    for ticks, angle in ((strip.ticktext, strip.tickangle),
+                         (bars.data[0].x, bars.layout.xaxis.tickangle)):
+        assert angle == 0
+        lines = [line for tick in ticks for line in tick.split("<br>")]
+        assert any("<br>" in tick for tick in ticks)
+        assert max(len(line) for line in lines) <= 110 // 2
