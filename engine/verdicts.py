@@ -653,8 +653,9 @@ def verdict_line(pair: PairComparison, summary: Summary, noun: str = "runs",
             f"{_num(pair.ci_high, unit)}, {test}, Holm p {pair.p_holm:.2g}){paired}")
 
 
-# This many pairs or more held back only by a group with one run are said in one line: six
-# one-run groups made 15 near-identical "Can't tell" lines.
+# This many pairs or more held back for one reason (a group with one run, a group with no
+# value) are said in one line: six one-run groups made 15 near-identical "Can't tell" lines,
+# a diverged group one "Can't compare" line per other group.
 ONE_RUN_FOLD = 3
 
 
@@ -663,13 +664,32 @@ def held_by_one_run(pair: PairComparison) -> bool:
     return pair.diff is not None and min(pair.n_a, pair.n_b) < 2
 
 
+def held_without_value(pair: PairComparison) -> bool:
+    """Whether the pair can't be compared because a group has no run with a value."""
+    return pair.diff is None
+
+
+def _named(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def no_value_line(pairs: list[PairComparison], order: list[str]) -> str:
+    """One sentence for pairs that are all held_without_value: the groups without a value
+    (in `order`, the groups' order); why each has none is said under the strip plot."""
+    empty = {name for p in pairs for name, n in ((p.a, p.n_a), (p.b, p.n_b)) if n == 0}
+    named = [name for name in order if name in empty]
+    has = "has" if len(named) == 1 else "have"
+    return (f"Can't compare {len(pairs)} pairs: {_named(named)} {has} no run with a value, so "
+            f"{'it is' if len(named) == 1 else 'they are'} compared with no other group")
+
+
 def one_run_line(pairs: list[PairComparison], summary: Summary, noun: str,
                  order: list[str]) -> str:
     """One sentence for pairs that are all held_by_one_run: which groups have one run (in
     `order`, the groups' order) and the range of the differences seen."""
     one_run = {name for p in pairs for name, n in ((p.a, p.n_a), (p.b, p.n_b)) if n < 2}
     alone = [name for name in order if name in one_run]
-    named = alone[0] if len(alone) == 1 else ", ".join(alone[:-1]) + " and " + alone[-1]
+    named = _named(alone)
     low, high = min(abs(p.diff) for p in pairs), max(abs(p.diff) for p in pairs)
     has = "has one run" if len(alone) == 1 else "have one run each"
     would = f"3 or more {noun} per group would tell"
@@ -792,16 +812,26 @@ class Verdicts:
     def noun(self) -> str:
         return member_noun(self.group_by)
 
-    def lines(self) -> list[str]:
-        """The pairs' verdicts as a person reads them: a line per pair, except that
-        ONE_RUN_FOLD or more pairs held back only by one-run groups are said in one line,
-        after the others (each pair keeps its own line in `verdict` and the pair table)."""
-        alone = [p for p in self.pairs if held_by_one_run(p)]
-        if len(alone) < ONE_RUN_FOLD:
-            return [p.verdict for p in self.pairs]
+    def folds(self) -> list[tuple[list[PairComparison], str]]:
+        """(pairs, the one line that says them all) for ONE_RUN_FOLD or more pairs held back
+        only by one-run groups, and for as many held back by groups without a value."""
         order = [g.name for g in self.groups]
-        return ([p.verdict for p in self.pairs if not held_by_one_run(p)]
-                + [one_run_line(alone, self.summary, self.noun, order)])
+        out = []
+        for held, say in ((held_by_one_run,
+                           lambda pairs: one_run_line(pairs, self.summary, self.noun, order)),
+                          (held_without_value, lambda pairs: no_value_line(pairs, order))):
+            pairs = [p for p in self.pairs if held(p)]
+            if len(pairs) >= ONE_RUN_FOLD:
+                out.append((pairs, say(pairs)))
+        return out
+
+    def lines(self) -> list[str]:
+        """The pairs' verdicts as a person reads them: a line per pair, and each fold's one
+        line after them (each pair keeps its own line in `verdict` and the pair table)."""
+        folds = self.folds()
+        folded = [id(p) for pairs, _ in folds for p in pairs]
+        return ([p.verdict for p in self.pairs if id(p) not in folded]
+                + [line for _, line in folds])
 
 
 def verdicts(frame: pd.DataFrame, runs, summary: Summary, group_by=EXCEPT_SEED, *,
@@ -852,17 +882,15 @@ def format_text(result: Verdicts) -> str:
                              f"{t['seconds_to']:.3g} s")
     if result.pairs:
         lines.append(f"pairs (Welch p Holm-corrected over {len(result.pairs)} comparisons):")
-    said = result.lines()
-    folded = len(said) < len(result.pairs)     # the one-run pairs share said[-1]
+    folds = result.folds()
+    folded = [id(p) for pairs, _ in folds for p in pairs]
     for p in result.pairs:
-        if folded and held_by_one_run(p):
-            continue
-        lines.append(f"  {p.verdict}")
-        lines.append(f"    {_pair_numbers(p)}")
-    if folded:
-        lines.append(f"  {said[-1]}")
-        lines += [f"    {p.a} vs {p.b}: {_pair_numbers(p)}"
-                  for p in result.pairs if held_by_one_run(p)]
+        if id(p) not in folded:
+            lines.append(f"  {p.verdict}")
+            lines.append(f"    {_pair_numbers(p)}")
+    for pairs, line in folds:      # the shared line, then each of its pairs' numbers
+        lines.append(f"  {line}")
+        lines += [f"    {p.a} vs {p.b}: {_pair_numbers(p)}" for p in pairs]
     return "\n".join(lines)
 
 

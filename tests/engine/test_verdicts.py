@@ -80,6 +80,18 @@ def test_real_pairs_keep_their_lines_beside_the_folded_one():
     assert two.lines()[0].startswith("Can't tell y and x apart: y has one run")
 
 
+def test_pairs_with_a_group_without_values_are_said_in_one_line():
+    seeded = [group(name, [60.0 + 5 * i, 61.0 + 5 * i, 62.0 + 5 * i])
+              for i, name in enumerate(("sgd", "adam", "adamw"))]
+    result = folded_result(seeded + [group("too hot", [float("nan")] * 2)])
+    lines = result.lines()
+    assert lines[-1] == ("Can't compare 3 pairs: too hot has no run with a value, so it is "
+                         "compared with no other group")
+    assert len(lines) == 4 and not any(line.startswith("Can't compare") for line in lines[:3])
+    text = V.format_text(result)
+    assert text.count("Can't compare") == 1 and text.count(" vs too hot: ") == 3
+
+
 def test_identical_values_have_zero_spread_and_no_test():
     a, b = group("a", [80.0, 80.0, 80.0]), group("b", [75.0, 75.0, 75.0])
     assert a.std == 0.0 and (a.ci_low, a.ci_high) == (80.0, 80.0)
