@@ -452,6 +452,16 @@ def lab_to_hex(lab) -> str:
 
 # --- groups --------------------------------------------------------------------------------
 
+def by_dataset(runs) -> dict[str, list]:
+    """{dataset: its runs}, the dataset with the most runs first, ties in the runs' order:
+    Compare's figure and Live draw a row per dataset, and a newest one-run dataset's row
+    took the first screen from 18 runs'."""
+    rows: dict[str, list] = {}
+    for r in runs:
+        rows.setdefault(full_config(_get(r, "config"))["dataset"], []).append(r)
+    return dict(sorted(rows.items(), key=lambda row: -len(row[1])))
+
+
 def seed_groups(runs) -> dict:
     """{run id: group key} gathering the seeds of one experiment (config.experiment_key:
     equal in everything but the seed and how they were scheduled): for shades."""

@@ -21,7 +21,6 @@ names, units and scales from engine.events.metric_info. Pure: no Streamlit, no s
 from __future__ import annotations
 
 import math
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -392,15 +391,6 @@ HIGHLIGHT_JS = """
 
 # --- the Compare figure ---------------------------------------------------------------------
 
-def _datasets(runs) -> list[str]:
-    """The runs' datasets, the one with the most runs first (its row leads the figure: a
-    newest one-run dataset's row took Compare's first screen from 18 runs'), ties in the
-    runs' order."""
-    names = [describe.full_config(_get(r, "config"))["dataset"] for r in runs]
-    count = Counter(names)
-    return sorted(dict.fromkeys(names), key=lambda name: -count[name])
-
-
 def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None,
                  warnings: dict | None = None) -> go.Figure:
     """One figure comparing `runs`: a panel per metric of options.metrics (side by side) and
@@ -415,7 +405,8 @@ def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None,
     o = options or ChartOptions()
     runs = list(runs)
     entries = _entries(runs, o, frame)
-    datasets = _datasets(runs) or [""]
+    by_dataset = describe.by_dataset(runs) or {"": runs}   # a row of panels per dataset
+    datasets = list(by_dataset)
     metrics = o.metrics
     rows, cols = len(datasets), len(metrics)
     # the legend first: its entries' texts depend on how many share a row
@@ -437,8 +428,7 @@ def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None,
         fig = figure_style.figure()
     in_legend: set[str] = set()
     for r, dataset in enumerate(datasets, start=1):
-        panel_runs = [x for x in runs if len(datasets) == 1
-                      or describe.full_config(_get(x, "config"))["dataset"] == dataset]
+        panel_runs = by_dataset[dataset]
         for c, metric in enumerate(metrics, start=1):
             where = dict(row=r, col=c) if rows * cols > 1 else {}
             _draw_panel(fig, frame, panel_runs, entries, metric, o, where, in_legend,

@@ -92,15 +92,15 @@ def live_view():
     ends = {r.id: (r.status, r.last_step, r.reason) for r in shown
             if r.status in RunStatus.TERMINAL}
     warnings = {r.id: diagnostics_ui.run_warnings(store, r) for r in shown}
-    datasets = list(dict.fromkeys(describe.full_config(r.config)["dataset"] for r in shown))
-    for dataset in datasets:        # one row of charts per dataset: no shared axes
-        ids = [r.id for r in shown if describe.full_config(r.config)["dataset"] == dataset]
+    datasets = describe.by_dataset(shown)      # the dataset with the most runs first
+    for dataset, members in datasets.items():  # one row of charts per dataset: no shared axes
+        ids = [r.id for r in members]
         if len(datasets) > 1:
             st.caption(f"**{dataset}**")
         figures = plots.live_figures({i: frames[i] for i in ids}, labels, ends, log_y=log_y,
                                      colors=colors, warnings=warnings)
         # No run here has an evaluation yet: one line says why instead of two empty charts.
-        empty = widgets.empty_evaluations_note([r for r in shown if r.id in ids], labels, frames)
+        empty = widgets.empty_evaluations_note(members, labels, frames)
         columns = st.columns([1, 2] if empty else 3)
         if empty:
             figures = {k: f for k, f in figures.items() if k == "step_loss"}

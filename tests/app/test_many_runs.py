@@ -141,3 +141,21 @@ def test_live_draws_unrelated_datasets_on_separate_axes(services):
     (acc,) = charts[2]["data"]
     assert "markers" in acc["mode"]
     assert {"**circles**", "**spirals**"} <= {c.value for c in at.caption}
+
+
+def test_live_puts_the_dataset_with_the_most_runs_first(services):
+    store, _ = services
+    for dataset, count in (("spirals", 3), ("xor", 1)):      # the one xor run is the newest
+        for i in range(count):
+            rid = store.create_run({"dataset": dataset, "toy_samples": 64, "width": [8],
+                                    "seed": i}, name="")
+            store.record(RunStarted(rid, params=10, device="cpu", total_steps=2,
+                                    steps_per_epoch=2))
+            for step in (1, 2):
+                store.record(StepLoss(rid, step, step / 2, 1.0 / step))
+            store.record(RunEnded(rid, RunStatus.COMPLETED, 2, ""))
+    assert store.flush(10)
+    at = AppTest.from_file(str(PAGES / "live.py"), default_timeout=60).run()
+    assert not at.exception, at.exception
+    rows = [c.value for c in at.caption if c.value in ("**spirals**", "**xor**")]
+    assert rows == ["**spirals**", "**xor**"]
