@@ -435,7 +435,8 @@ def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None,
                         warnings or {})
             fig.update_xaxes(title_text=X_AXES[o.x_axis], **where,
                              rangemode="tozero" if o.x_axis != "step" else "normal")
-            fig.update_yaxes(title_text=metric_title(metric), **where)
+            fig.update_yaxes(title_text=metric_title(metric), **where,
+                             rangemode="nonnegative" if never_negative(metric) else "normal")
 
     what = metric_info(o.metric).label if cols == 1 else " and ".join(
         metric_info(m).label for m in metrics)
@@ -453,6 +454,14 @@ def build_figure(frame: pd.DataFrame, runs, options: ChartOptions | None = None,
     if o.color_by:
         _color_bar(fig, color_scale({e.key: e.members for e in entries}, o.color_by, frame)[1])
     return fig
+
+
+def never_negative(metric: str) -> bool:
+    """Whether a metric's values are never below 0 (a loss, an accuracy, anything positive
+    that a log axis suits): its linear axis stops at 0, where plotly's range around a single
+    point ran from -0.5 to 1.5."""
+    info = metric_info(metric)
+    return info.log_friendly or info.unit == "%"
 
 
 def _draw_cursor(fig, o: ChartOptions, subplots: bool) -> None:
@@ -761,8 +770,7 @@ def live_figures(frames: dict, labels: dict, ends: dict | None = None, *,
         )
         fig.update_xaxes(title_text="step", title_standoff=6, rangemode="tozero",
                          automargin=True)
-        # Losses and accuracies are never negative: a linear axis stops at 0 (plotly's range
-        # around a single evaluation ran from -0.5 to 1.5, with a zero line across it).
+        # losses and accuracies: never_negative, their linear axes stop at 0
         fig.update_yaxes(title_text=metric_title(VAL_ACC if not is_loss else VAL_LOSS)
                          .replace("validation ", ""), rangemode="nonnegative",
                          **_y_axis_style(log))

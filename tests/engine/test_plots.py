@@ -636,3 +636,12 @@ def test_long_group_names_are_wrapped_level_under_the_strip_and_the_bars():
         lines = [line for tick in ticks for line in tick.split("<br>")]
         assert any("<br>" in tick for tick in ticks)
         assert max(len(line) for line in lines) <= 110 // 2
+
+
+def test_compare_axes_of_losses_and_accuracies_stop_at_zero():
+    runs = [make_run("r1", {"lr": 0.1})]
+    for metric, mode in ((VAL_LOSS, "nonnegative"), (VAL_ACC, "nonnegative"),
+                         ("perf/elapsed_s", "normal")):
+        frame = make_frame({"r1": ([10], [0.5])}, metric=metric)       # one evaluation
+        fig = plots.build_figure(frame, runs, plots.ChartOptions(metric=metric))
+        assert fig.layout.yaxis.rangemode == mode, metric
