@@ -654,8 +654,9 @@ def verdict_line(pair: PairComparison, summary: Summary, noun: str = "runs",
 
 
 # This many pairs or more held back for one reason (a group with one run, a group with no
-# value) are said in one line: six one-run groups made 15 near-identical "Can't tell" lines,
-# a diverged group one "Can't compare" line per other group.
+# value) or all the same are said in one line: six one-run groups made 15 near-identical
+# "Can't tell" lines, a diverged group one "Can't compare" line per other group, six groups
+# that all reached a 99% cap 15 "Same: ... identical values" lines.
 ONE_RUN_FOLD = 3
 
 
@@ -667,6 +668,12 @@ def held_by_one_run(pair: PairComparison) -> bool:
 def held_without_value(pair: PairComparison) -> bool:
     """Whether the pair can't be compared because a group has no run with a value."""
     return pair.diff is None
+
+
+def held_as_same(pair: PairComparison) -> bool:
+    """Whether both groups of the pair (two or more runs each) gave one identical value in
+    every run: nothing to test, and nothing to tell apart."""
+    return (pair.diff == 0 and pair.p_welch is None and min(pair.n_a, pair.n_b) >= 2)
 
 
 def _named(names: list[str]) -> str:
@@ -681,6 +688,23 @@ def no_value_line(pairs: list[PairComparison], order: list[str]) -> str:
     has = "has" if len(named) == 1 else "have"
     return (f"Can't compare {len(pairs)} pairs: {_named(named)} {has} no run with a value, so "
             f"{'it is' if len(named) == 1 else 'they are'} compared with no other group")
+
+
+def same_line(pairs: list[PairComparison], groups: list[GroupStats], unit: str,
+              noun: str) -> str:
+    """One sentence for pairs that are all held_as_same: the groups that gave each value (in
+    the groups' order), so groups with different values are never named as the same."""
+    in_pairs = {name for p in pairs for name in (p.a, p.b)}
+    by_value: dict[float, list[str]] = {}
+    for g in groups:
+        if g.name in in_pairs:
+            by_value.setdefault(g.mean, []).append(g.name)
+    def value_text(x: float) -> str:        # a value, not a difference: accuracy in percent
+        return f"{x:.1f}%" if unit == "points" else _amount(x, unit)
+    sets = "; ".join(f"{_named(names)} gave {value_text(value)}"
+                     for value, names in by_value.items())
+    return (f"Same: {sets}, identical in every one of their {noun} ({len(pairs)} pairs; no "
+            f"spread to test)")
 
 
 def one_run_line(pairs: list[PairComparison], summary: Summary, noun: str,
@@ -814,12 +838,15 @@ class Verdicts:
 
     def folds(self) -> list[tuple[list[PairComparison], str]]:
         """(pairs, the one line that says them all) for ONE_RUN_FOLD or more pairs held back
-        only by one-run groups, and for as many held back by groups without a value."""
+        only by one-run groups, for as many held back by groups without a value, and for as
+        many whose groups gave one identical value in every run."""
         order = [g.name for g in self.groups]
         out = []
         for held, say in ((held_by_one_run,
                            lambda pairs: one_run_line(pairs, self.summary, self.noun, order)),
-                          (held_without_value, lambda pairs: no_value_line(pairs, order))):
+                          (held_without_value, lambda pairs: no_value_line(pairs, order)),
+                          (held_as_same, lambda pairs: same_line(
+                              pairs, self.groups, self.summary.unit, self.noun))):
             pairs = [p for p in self.pairs if held(p)]
             if len(pairs) >= ONE_RUN_FOLD:
                 out.append((pairs, say(pairs)))

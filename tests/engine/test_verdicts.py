@@ -92,6 +92,23 @@ def test_pairs_with_a_group_without_values_are_said_in_one_line():
     assert text.count("Can't compare") == 1 and text.count(" vs too hot: ") == 3
 
 
+def test_groups_that_all_gave_one_value_are_said_in_one_line():
+    # six groups at a 99% cap made 15 "Same: ... identical values" lines; two values here, so
+    # the line must not name groups of different values as the same
+    capped = [group(name, [99.0, 99.0]) for name in "abc"] + [group("d", [75.0, 75.0]),
+                                                             group("e", [75.0, 75.0])]
+    result = folded_result(capped)
+    assert sum(V.held_as_same(p) for p in result.pairs) == 4          # ab, ac, bc, de
+    lines = result.lines()
+    assert lines[-1] == ("Same: a, b and c gave 99.0%; d and e gave 75.0%, identical in every "
+                         "one of their seeds (4 pairs; no spread to test)")
+    assert not any(line.startswith("Same:") for line in lines[:-1]) and len(lines) == 7
+    text = V.format_text(result)
+    assert text.count("Same:") == 1 and text.count(" vs ") == 4
+    two = folded_result([group(name, [99.0, 99.0]) for name in "ab"])     # one pair: its own
+    assert two.lines() == ["Same: a and b gave identical values (2 seeds each; no spread)"]
+
+
 def test_identical_values_have_zero_spread_and_no_test():
     a, b = group("a", [80.0, 80.0, 80.0]), group("b", [75.0, 75.0, 75.0])
     assert a.std == 0.0 and (a.ci_low, a.ci_high) == (80.0, 80.0)
