@@ -64,6 +64,14 @@ def without_idle_columns(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def run_in_group(group: str, run: str) -> str:
+    """A run named within its group, the group said once: "rmsprop: seed 1" (its label
+    "rmsprop · seed 1" repeated the group's name), "rmsprop" when the two are one."""
+    if run == group:
+        return run
+    return f"{group}: {run.removeprefix(group + ' · ')}"
+
+
 def pair_numbers(result: verdicts.Verdicts) -> pd.DataFrame:
     """The pairs' numbers for the panel's box: readable column names, without the columns
     with nothing in them (the paired test's, when the groups share no seeds: at 1280 px the
@@ -196,7 +204,7 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
     charts.show(plots.strip_figure(result), key=f"{key}_strip")
     for g in result.groups:
         for v in g.missing:
-            st.caption(f"{g.name}: {v.name} has no value: {v.reason}")
+            st.caption(f"{run_in_group(g.name, v.name)} has no value: {v.reason}")
     # Run by run (a plain table: the panel itself sits in an expander on Compare)
     st.markdown("**Time to target, run by run**" if summary.kind in verdicts.TARGET_KINDS
                 else "**Run by run**")

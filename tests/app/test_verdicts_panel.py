@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 from streamlit.testing.v1 import AppTest
 
+from app.verdicts_ui import run_in_group
 from engine import verdicts
 from engine.config import RunConfig
 from engine.events import VAL_ACC, VAL_LOSS, Evaluated, RunEnded, RunStarted, RunStatus, StepLoss
@@ -88,8 +89,8 @@ def test_default_groups_everything_but_the_seed_with_exact_numbers(filled):
     assert lines[1] == "- Can't compare adam and rmsprop: rmsprop has no run with a value"
     captions = [c.value for c in at.caption if "has no value" in c.value]
     assert captions[:2] == [
-        "rmsprop: rmsprop · seed 1 has no value: diverged at step 3 before any finite val/acc",
-        "rmsprop: rmsprop · seed 2 has no value: diverged at step 6: no final value"]
+        "rmsprop: seed 1 has no value: diverged at step 3 before any finite val/acc",
+        "rmsprop: seed 2 has no value: diverged at step 6: no final value"]
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     dots = [t for t in spec["data"] if t["meta"]["kind"] == "runs"]
     assert [len(t["y"]) for t in dots] == [3, 3, 0]
@@ -249,3 +250,9 @@ def test_the_pairs_numbers_leave_out_a_paired_test_that_was_not_made():
         assert {"a", "b", "diff", "ci low", "ci high", "p welch", "p holm"} <= columns
         assert ({"paired n", "paired diff", "paired p"} <= columns) is paired
         assert not ({"paired n", "paired diff", "paired p"} & columns) or paired
+
+
+def test_a_run_is_named_within_its_group_once():
+    assert run_in_group("rmsprop", "rmsprop · seed 1") == "rmsprop: seed 1"
+    assert run_in_group("rmsprop", "rmsprop") == "rmsprop"
+    assert run_in_group("adam", "run #3") == "adam: run #3"
