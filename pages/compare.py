@@ -127,9 +127,10 @@ log_y = c3.selectbox("Y scale", [None, False, True], key=W["log_y"],
                      format_func=lambda v: {None: "auto", False: "linear", True: "log"}[v],
                      help="Auto: logarithmic where a loss spans decades (22 down to 0.2), "
                           "else linear.")
-smoothing = c4.slider("Smoothing (EMA weight)", 0.0, state.MAX_SMOOTHING, step=0.01,
-                      key=W["smoothing"],
-                      help="TensorBoard-style debiased moving average; the raw curve stays faint.")
+# a one-word label: "Smoothing (EMA weight)" wrapped to two lines and pushed the chart down
+smoothing = c4.slider("Smoothing", 0.0, state.MAX_SMOOTHING, step=0.01, key=W["smoothing"],
+                      help="The weight of a TensorBoard-style debiased exponential moving "
+                           "average (0: none); the raw curve stays faint.")
 average_over = c5.selectbox(
     "Average over", [None] + sorted(fields, key=lambda f: f != "seed"), key=W["average_over"],
     format_func=lambda f: "nothing (one line per run)" if f is None else f,
