@@ -996,10 +996,12 @@ def strip_figure(result: "verdicts.Verdicts") -> go.Figure:
                     " (one run: no interval)") + f", n {g.n}"], hoverinfo="text",
                 meta={"kind": "mean", "group": g.name}))
     fig.update_layout(
-        height=380, margin=dict(l=10, r=10, t=40, b=10),
+        # the title sits just above the plot, below the modebar's row (the modebar, drawn on
+        # hover at the top right, covered the end of this long title at 1280 px)
+        height=400, margin=dict(l=10, r=10, t=64, b=10),
         title=dict(text=f"{result.summary.describe()}: every run a dot, each group's mean ± "
                         f"its {ci_name} (the verdicts' intervals are of the differences)", x=0,
-                   font=dict(size=13)),
+                   yref="paper", y=1, yanchor="bottom", pad=dict(b=10), font=dict(size=13)),
         showlegend=False)
     fig.update_xaxes(tickvals=list(range(len(result.groups))), tickangle=0, automargin=True,
                      ticktext=[describe.category_label(g.name, len(result.groups))

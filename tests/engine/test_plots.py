@@ -645,3 +645,18 @@ def test_compare_axes_of_losses_and_accuracies_stop_at_zero():
         frame = make_frame({"r1": ([10], [0.5])}, metric=metric)       # one evaluation
         fig = plots.build_figure(frame, runs, plots.ChartOptions(metric=metric))
         assert fig.layout.yaxis.rangemode == mode, metric
+
+
+def test_the_strip_plots_long_title_sits_below_the_modebar_row():
+    # plotly draws its modebar (about 30 px) at the top right on hover; the title used to sit
+    # in a 40 px top margin, centred, so the modebar covered its end at 1280 px
+    from engine import verdicts
+    runs = [make_run(f"{opt}{s}", {"optimizer": opt, "seed": s})
+            for opt in ("adam", "sgd") for s in (1, 2)]
+    frame = make_frame({r.id: ([1, 2], [0.5, 0.6]) for r in runs})
+    layout = plots.strip_figure(verdicts.verdicts(frame, runs, verdicts.Summary(
+        "final", VAL_ACC))).layout
+    title = layout.title
+    assert (title.yref, title.y, title.yanchor) == ("paper", 1, "bottom")   # on the plot's top
+    text_px = title.font.size * 1.3
+    assert layout.margin.t - title.pad.b - text_px >= 30                    # room for the bar
