@@ -20,7 +20,7 @@ import streamlit as st
 
 from app import charts, services, state, widgets
 from app.text import plain
-from engine import export
+from engine import describe, export
 from engine import diagnostic_plots as dplots
 from engine.config import ConfigError, RunConfig
 from engine.events import VAL_ACC, VAL_LOSS, RunStatus
@@ -392,26 +392,36 @@ def endings_ui(records: dict, run_ids, labels: dict) -> None:
 
 
 def missing_diagnostics(records: dict, frames: dict, labels: dict) -> list[str]:
-    """One sentence per run that has no per-layer statistics to draw, saying why: diagnostics
-    off, queued, not yet collected, or ended before its first collection."""
+    """One sentence per reason some runs have no per-layer statistics to draw: diagnostics
+    off, queued, not yet collected, stored none, or ended before its first collection. Runs
+    that share a reason share its sentence (three runs gave three equal sentences)."""
     from engine.run_warnings import outcome
-    out = []
+    # reason -> (its verb for one run, for several, what follows), names in the runs' order
+    said: dict[tuple, list[str]] = {}
     for rid, frame in frames.items():
         if dplots.diag_quantities(frame):
             continue
-        record, name = records[rid], labels.get(rid, rid)
+        record = records[rid]
         if not dict(record.config).get("diagnostics", True):
-            why = "has diagnostics off (the launch form's Diagnostics option)"
+            why = ("has", "have", " diagnostics off (the launch form's Diagnostics option)")
         elif record.status == RunStatus.QUEUED:
-            why = "is queued"
+            why = ("is", "are", " queued")
         elif record.status == RunStatus.RUNNING:
-            why = ("has none yet: they are collected at each of its first steps, every "
-                   "diag_every steps and at each evaluation")
+            why = ("has", "have", " none yet: they are collected at each of a run's first "
+                   "steps, every diag_every steps and at each evaluation")
         elif record.status == RunStatus.COMPLETED:
-            why = "stored none (it was trained before Train Lab collected them)"
+            why = ("stored none (it was", "stored none (they were",
+                   " trained before Train Lab collected them)")
         else:
-            why = f"{outcome(record)}, before its first collection"
-        out.append(f"{name} {why}.")
+            why = (f"{outcome(record)}, before its first collection", "", "")
+        said.setdefault(why, []).append(labels.get(rid, rid))
+    out = []
+    for (one, several, rest), names in said.items():
+        if not several:             # an ending of its own: each run says it alone
+            out += [f"{name} {one}." for name in names]
+        else:
+            out.append(f"{describe.name_list(names)} {one if len(names) == 1 else several}"
+                       f"{rest}.")
     return out
 
 

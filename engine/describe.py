@@ -135,6 +135,12 @@ def picker_labels(runs) -> dict:
     return out
 
 
+def name_list(names) -> str:
+    """Names as a sentence lists them: "a", "a and b", "a, b and c"."""
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
 def short_id(run_id) -> str:
     return str(run_id)[-6:]
 

@@ -676,17 +676,13 @@ def held_as_same(pair: PairComparison) -> bool:
     return (pair.diff == 0 and pair.p_welch is None and min(pair.n_a, pair.n_b) >= 2)
 
 
-def _named(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-
-
 def no_value_line(pairs: list[PairComparison], order: list[str]) -> str:
     """One sentence for pairs that are all held_without_value: the groups without a value
     (in `order`, the groups' order); why each has none is said under the strip plot."""
     empty = {name for p in pairs for name, n in ((p.a, p.n_a), (p.b, p.n_b)) if n == 0}
     named = [name for name in order if name in empty]
     has = "has" if len(named) == 1 else "have"
-    return (f"Can't compare {len(pairs)} pairs: {_named(named)} {has} no run with a value, so "
+    return (f"Can't compare {len(pairs)} pairs: {describe.name_list(named)} {has} no run with a value, so "
             f"{'it is' if len(named) == 1 else 'they are'} compared with no other group")
 
 
@@ -701,7 +697,7 @@ def same_line(pairs: list[PairComparison], groups: list[GroupStats], unit: str,
             by_value.setdefault(g.mean, []).append(g.name)
     def value_text(x: float) -> str:        # a value, not a difference: accuracy in percent
         return f"{x:.1f}%" if unit == "points" else _amount(x, unit)
-    sets = "; ".join(f"{_named(names)} gave {value_text(value)}"
+    sets = "; ".join(f"{describe.name_list(names)} gave {value_text(value)}"
                      for value, names in by_value.items())
     return (f"Same: {sets}, identical in every one of their {noun} ({len(pairs)} pairs; no "
             f"spread to test)")
@@ -713,7 +709,7 @@ def one_run_line(pairs: list[PairComparison], summary: Summary, noun: str,
     `order`, the groups' order) and the range of the differences seen."""
     one_run = {name for p in pairs for name, n in ((p.a, p.n_a), (p.b, p.n_b)) if n < 2}
     alone = [name for name in order if name in one_run]
-    named = _named(alone)
+    named = describe.name_list(alone)
     low, high = min(abs(p.diff) for p in pairs), max(abs(p.diff) for p in pairs)
     has = "has one run" if len(alone) == 1 else "have one run each"
     would = f"3 or more {noun} per group would tell"

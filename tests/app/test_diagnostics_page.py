@@ -241,3 +241,23 @@ def test_no_warning_is_claimed_for_a_check_the_stored_data_could_not_make(servic
     assert any("no decision regions stored" in i and "evaluated without them" in i
                for i in infos), infos
     assert not any("before its first evaluation" in i for i in infos), infos
+
+
+def test_runs_without_diagnostics_for_one_reason_share_one_sentence(services):
+    # three finished runs stored before diagnostics were collected gave three equal sentences
+    from engine.events import RunEnded, RunStarted, StepLoss
+    store, _ = services
+    for name in ("first", "second"):
+        run_id = store.create_run(RunConfig(**TOY).to_dict(), name=name)
+        store.record(RunStarted(run_id, 10, "cpu", 2, 1))
+        store.record(StepLoss(run_id, 1, 0.5, 1.1))
+        store.record(RunEnded(run_id, "completed", 1, ""))
+    store.create_run(RunConfig(**{**TOY, "diagnostics": False}).to_dict(), name="off")
+    store.flush(10)
+    at = page("diagnostics").run()
+    assert not at.exception
+    info = at.info[0].value
+    assert info.count("stored none") == 1, info
+    assert "stored none (they were trained before Train Lab collected them)." in info
+    assert " and " in info.split("stored none")[0]          # both runs named before it
+    assert "off has diagnostics off" in info                 # a reason of its own, singular
