@@ -432,32 +432,32 @@ def regions_ui(store, records: dict, run_ids, labels: dict, step: int | None,
     """Decision regions at `step` (each run's last snapshot at or before it) for toy runs,
     the first layer's unit thumbnails, and PNG/SVG/HTML downloads. `frames` (each run's
     metrics) tell a run that evaluated without drawing regions from one that never
-    evaluated."""
+    evaluated. When no run has any, runs that share a reason share its sentence."""
     from engine.run_warnings import is_toy
     toy = [rid for rid in run_ids if is_toy(records[rid].config)][:MAX_REGION_RUNS]
     if not toy:
         return
     st.subheader("Decision regions")
+    histories = {rid: read_regions(store, rid) for rid in toy}
+    frames = frames or {}
+    if not any(histories.values()):
+        by_reason: dict[str, list] = {}
+        for rid in toy:
+            reason = no_regions_reason(records[rid], frames.get(rid))
+            by_reason.setdefault(reason, []).append(rid)
+        sentences = []
+        for rids in by_reason.values():
+            names = describe.name_list([labels.get(r, r) for r in rids])
+            reason = no_regions_reason(records[rids[0]], frames.get(rids[0]), len(rids))
+            sentences.append(plain(f"{names}: {reason}."))
+        st.info(" ".join(sentences))
+        return
     for column, rid in zip(st.columns(len(toy)), toy):
-        history = read_regions(store, rid)
+        history = histories[rid]
         with column:
             if not history:
-                record = records[rid]
-                frame = (frames or {}).get(rid)
-                evaluated = frame is not None and bool(frame["name"].isin(
-                    [VAL_ACC, VAL_LOSS]).any())
-                if record.status in RunStatus.TERMINAL and evaluated:
-                    st.info(plain(f"{labels.get(rid, rid)}: no decision regions stored (they "
-                                  "are drawn at each evaluation while the diagnostics option "
-                                  "is on; this run evaluated without them)."))
-                elif record.status in RunStatus.TERMINAL:
-                    from engine.run_warnings import before_first_evaluation
-                    st.info(plain(f"{labels.get(rid, rid)}: no decision regions (they are "
-                                  f"drawn at each evaluation): it "
-                                  f"{before_first_evaluation(record)}."))
-                else:
-                    st.info(plain(f"{labels.get(rid, rid)}: no decision regions yet (they are "
-                                  "drawn at each evaluation when diagnostics are on)."))
+                st.info(plain(f"{labels.get(rid, rid)}: "
+                              f"{no_regions_reason(records[rid], frames.get(rid))}."))
                 continue
             shown = [h for h in history if step is None or h[0] <= step] or history[:1]
             at, data = shown[-1]
@@ -467,6 +467,20 @@ def regions_ui(store, records: dict, run_ids, labels: dict, step: int | None,
             charts.show(figure, key=f"diag_regions_{rid}")
             charts.show(dplots.units_figure(data), key=f"diag_units_{rid}")
             downloads_ui(rid, history, points, figure, title)
+
+
+def no_regions_reason(record, frame: pd.DataFrame | None, runs: int = 1) -> str:
+    """Why a toy run (or `runs` runs with one reason) has no decision regions to draw."""
+    from engine.run_warnings import before_first_evaluation
+    evaluated = frame is not None and bool(frame["name"].isin([VAL_ACC, VAL_LOSS]).any())
+    if record.status in RunStatus.TERMINAL and evaluated:
+        return ("no decision regions stored (they are drawn at each evaluation while the "
+                "diagnostics option is on; "
+                f"{'this run' if runs == 1 else 'these runs'} evaluated without them)")
+    if record.status in RunStatus.TERMINAL:
+        return ("no decision regions (they are drawn at each evaluation): "
+                f"{'it' if runs == 1 else 'each'} {before_first_evaluation(record)}")
+    return "no decision regions yet (they are drawn at each evaluation when diagnostics are on)"
 
 
 def downloads_ui(rid: str, history, points, figure, title: str) -> None:

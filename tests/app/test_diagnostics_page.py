@@ -261,3 +261,16 @@ def test_runs_without_diagnostics_for_one_reason_share_one_sentence(services):
     assert "stored none (they were trained before Train Lab collected them)." in info
     assert " and " in info.split("stored none")[0]          # both runs named before it
     assert "off has diagnostics off" in info                 # a reason of its own, singular
+
+
+def test_runs_without_decision_regions_for_one_reason_share_one_sentence(services):
+    store, _ = services
+    store_evaluated_without_diagnostics(store, "plain one")
+    store_evaluated_without_diagnostics(store, "plain two")
+    at = page("diagnostics").run()
+    assert not at.exception
+    regions = [i.value for i in at.info if "decision regions" in i.value]
+    assert len(regions) == 1, regions
+    assert regions[0] == ("plain two and plain one: no decision regions stored (they are "
+                          "drawn at each evaluation while the diagnostics option is on; these "
+                          "runs evaluated without them).")
