@@ -682,8 +682,9 @@ def no_value_line(pairs: list[PairComparison], order: list[str]) -> str:
     empty = {name for p in pairs for name, n in ((p.a, p.n_a), (p.b, p.n_b)) if n == 0}
     named = [name for name in order if name in empty]
     has = "has" if len(named) == 1 else "have"
-    return (f"Can't compare {len(pairs)} pairs: {describe.name_list(named)} {has} no run with a value, so "
-            f"{'it is' if len(named) == 1 else 'they are'} compared with no other group")
+    return (f"Can't compare {len(pairs)} pairs: {describe.name_list(named)} {has} no run with "
+            f"a value, so {'it is' if len(named) == 1 else 'they are'} compared with no other "
+            f"group")
 
 
 def same_line(pairs: list[PairComparison], groups: list[GroupStats], unit: str,
@@ -695,6 +696,7 @@ def same_line(pairs: list[PairComparison], groups: list[GroupStats], unit: str,
     for g in groups:
         if g.name in in_pairs:
             by_value.setdefault(g.mean, []).append(g.name)
+
     def value_text(x: float) -> str:        # a value, not a difference: accuracy in percent
         return f"{x:.1f}%" if unit == "points" else _amount(x, unit)
     sets = "; ".join(f"{describe.name_list(names)} gave {value_text(value)}"
