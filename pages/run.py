@@ -36,6 +36,9 @@ if wanted not in by_id:
     labels = widgets.run_choice_labels(records)
     choice = st.selectbox("Run", list(by_id), index=None, key="run_page_pick",
                           placeholder="Choose a run", format_func=lambda i: labels[i])
+    st.caption("A run's own page: how it ended, its results, curves and warnings, its notes, "
+               "its config beside the defaults, its provenance and downloads. On the Runs "
+               "page each run's name opens it.")
     if choice:
         st.query_params[PARAM] = choice
         st.rerun()

@@ -107,6 +107,9 @@ def test_an_unknown_run_in_the_url_is_refused_and_a_run_can_be_picked(services):
     at = open_run("nope")
     assert not at.exception
     assert "run: 'nope' is not a stored run" in at.warning[0].value
+    # an empty page says what it is for and where runs open from
+    assert any(c.value.startswith("A run's own page: ") and "Runs page" in c.value
+               for c in at.caption)
     at = at.selectbox(key="run_page_pick").set_value(run_id).run()
     assert at.query_params["run"] == run_id and at.title[0].value == "pick me"
 
