@@ -67,9 +67,7 @@ def without_idle_columns(table: pd.DataFrame) -> pd.DataFrame:
 def run_in_group(group: str, run: str) -> str:
     """A run named within its group, the group said once: "rmsprop: seed 1" (its label
     "rmsprop · seed 1" repeated the group's name), "rmsprop" when the two are one."""
-    if run == group:
-        return run
-    return f"{group}: {run.removeprefix(group + ' · ')}"
+    return run if run == group else f"{group}: {describe.within_group(group, run)}"
 
 
 def pair_numbers(result: verdicts.Verdicts) -> pd.DataFrame:
@@ -209,6 +207,8 @@ def verdict_panel_ui(store, records, *, frame: pd.DataFrame | None = None,
     st.markdown("**Time to target, run by run**" if summary.kind in verdicts.TARGET_KINDS
                 else "**Run by run**")
     runs = result.run_table()
+    if len(runs):       # each run said within its group ("seed 0"), as the caption above says it
+        runs["run"] = [describe.within_group(g, r) for g, r in zip(runs["group"], runs["run"])]
     widgets.plain_table(without_idle_columns(runs).rename(
         columns={"value": summary.describe(), **GROUP_COLUMNS}),
                         digits={"epochs": 3, "seconds": 3})

@@ -141,6 +141,15 @@ def name_list(names) -> str:
     return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
+def within_group(group: str, label: str) -> str:
+    """A run's label said within its group's: the parts (" · ") the group's name does not
+    already say ("seed 0" for "sgd · lr 0.3 · seed 0 · epochs 10" in "sgd · lr 0.3 ·
+    epochs 10"); the whole label when every part is the group's or none is."""
+    shared = set(group.split(" · "))
+    own = [part for part in label.split(" · ") if part not in shared]
+    return " · ".join(own) if own and len(own) < len(label.split(" · ")) else label
+
+
 def short_id(run_id) -> str:
     return str(run_id)[-6:]
 

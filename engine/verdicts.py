@@ -348,7 +348,8 @@ class GroupStats:
         return {"name": self.name, "n": self.n, "runs": len(self.values), "mean": self.mean,
                 "ci_low": self.ci_low, "ci_high": self.ci_high, "std": self.std,
                 "median": self.median, "min": self.min, "max": self.max,
-                "without_value": "; ".join(f"{v.name}: {v.reason}" for v in self.missing),
+                "without_value": "; ".join(f"{describe.within_group(self.name, v.name)}: "
+                                           f"{v.reason}" for v in self.missing),
                 "diverged": len(self.diverged), "note": self.note}
 
 

@@ -87,6 +87,8 @@ def test_default_groups_everything_but_the_seed_with_exact_numbers(filled):
            "difference " in lines[0]
     assert "3 seeds each). A paired test over the 3 shared seeds gives 24.1" in lines[0]
     assert lines[1] == "- Can't compare adam and rmsprop: rmsprop has no run with a value"
+    runs = next(t.value for t in at.table if "seed" in t.value.columns)      # run by run
+    assert set(runs["run"]) == {"seed 1", "seed 2", "seed 3"}, set(runs["run"])  # not the group
     captions = [c.value for c in at.caption if "has no value" in c.value]
     assert captions[:2] == [
         "rmsprop: seed 1 has no value: diverged at step 3 before any finite val/acc",

@@ -240,3 +240,14 @@ def test_a_subset_is_named_only_where_it_cuts_the_data():
                                     "train_subset": 2000}).startswith("spirals · ")
     assert describe.config_summary({"dataset": "fashion-mnist", "train_subset": 2000}) \
         .startswith("fashion-mnist (first 2,000) · ")
+
+
+def test_a_runs_label_is_said_within_its_groups_name():
+    # with several datasets shown, the seed sits in the middle of a run's label: a prefix rule
+    # left "sgd · lr 30 · spirals: sgd · lr 30 · seed 0 · spirals has no value"
+    group = "sgd · lr 30 · width 16 · spirals · epochs 10"
+    assert describe.within_group(group, "sgd · lr 30 · width 16 · spirals · seed 0 · epochs 10") \
+        == "seed 0"
+    assert describe.within_group("rmsprop", "rmsprop · seed 1") == "seed 1"
+    assert describe.within_group("rmsprop", "rmsprop") == "rmsprop"          # nothing of its own
+    assert describe.within_group("adam", "run #3") == "run #3"               # nothing shared
